@@ -1,0 +1,44 @@
+"""The `electra` command: one subcommand per workflow.
+
+Each workflow module exposes `add_arguments(parser)` and `run(args) -> int`; this file only wires them up and
+turns `ElectraError` into one clear line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from electra import __version__
+from electra.errors import ElectraError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
+    "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="electra", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"electra {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
+        p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ElectraError as err:
+        print(f"electra {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"electra {args.command}: interrupted", file=sys.stderr)
+        return 130

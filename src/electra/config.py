@@ -1,0 +1,268 @@
+"""Typed configuration: the transformer shape, the pretraining recipe, and named presets.
+
+Every preset is a plain dict of field values checked against the dataclasses below, so an unknown key fails
+loudly (with the nearest valid names) instead of being silently ignored. Values and sources are in
+`electra-spec.md` §1 (sizes, generator shape, pretraining defaults) and §5 (optimizer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from electra.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Shape of one BERT-style encoder (the discriminator; the generator is derived from it)."""
+
+    vocab_size: int = 30522
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
+            )
+
+    def generator(self, size: float, layers: float = 1.0) -> ModelConfig:
+        """The generator's shape (spec §1.3): width, FFN and heads scale by `size`, depth by `layers`."""
+        hidden = int(round(self.hidden_size * size))
+        return dataclasses.replace(
+            self,
+            hidden_size=hidden,
+            num_hidden_layers=int(round(self.num_hidden_layers * layers)),
+            num_attention_heads=max(1, hidden // 64),
+            intermediate_size=4 * hidden,
+        )
+
+
+Objective = Literal["electra", "mlm"]
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that defines a pretraining run's result (not where it runs or how often it logs)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: Objective = "electra"  # "mlm": BERT-style masked LM only (same encoder), for same-compute baselines
+    generator_size: float = 0.25  # generator hidden / discriminator hidden (spec §1.3)
+    generator_layers: float = 1.0  # generator depth / discriminator depth
+    # data and masking (spec §3.1)
+    max_length: int = 128
+    mask_prob: float = 0.15
+    masking: Literal["official", "bernoulli"] = "official"  # official: k slots drawn with replacement
+    mask_token_prob: float = 0.85  # selected slots that become [MASK]
+    random_token_prob: float = 0.0  # selected slots that become a random token (BERT: 0.1)
+    # generator sampling (spec §3.3)
+    sampling: Literal["gumbel", "multinomial"] = "gumbel"
+    temperature: float = 1.0
+    disallow_correct: bool = False
+    uniform_generator: bool = False
+    # losses (spec §3.2, §3.4)
+    gen_weight: float = 1.0
+    disc_weight: float = 50.0
+    gen_label_smoothing: float = 0.0
+    disc_label_smoothing: float = 0.0
+    # optimisation (spec §5)
+    learning_rate: float = 5e-4
+    batch_size: int = 128
+    max_steps: int = 1_000_000
+    warmup_steps: int = 10_000
+    lr_decay_power: float = 1.0
+    schedule: Literal["official", "warmup_then_decay"] = "official"
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-6
+    adam_bias_correction: bool = False
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = from_dict(ModelConfig, self.model)
+        _check_literals(self)
+        if self.max_length < 5:
+            raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
+        if self.max_length > self.model.max_position_embeddings:
+            raise ConfigError(
+                f"max_length {self.max_length} exceeds max_position_embeddings "
+                f"{self.model.max_position_embeddings}"
+            )
+        if not 0 < self.mask_prob < 1:
+            raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.mask_token_prob + self.random_token_prob > 1:
+            raise ConfigError("mask_token_prob + random_token_prob must be at most 1")
+        if self.objective == "mlm" and self.generator_size != 1.0:
+            # BERT baseline: the "generator" is the full-size model being trained
+            self.generator_size = 1.0
+        if self.warmup_steps < 0 or self.max_steps <= 0 or self.batch_size <= 0:
+            raise ConfigError("max_steps and batch_size must be positive and warmup_steps non-negative")
+
+    @property
+    def max_predictions(self) -> int:
+        """N = int((mask_prob + 0.005) * max_length): masked slots per sequence (spec §1.1)."""
+        return int((self.mask_prob + 0.005) * self.max_length)
+
+    @property
+    def generator_model(self) -> ModelConfig:
+        return self.model.generator(self.generator_size, self.generator_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4, intermediate_size=1024)
+_BASE = dict(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+_LARGE = dict(
+    embedding_size=1024, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few-minute CPU model for smoke runs, tests and the quick start; not from the paper.
+    "tiny": dict(
+        model=dict(
+            embedding_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512
+        ),
+        generator_size=0.25, learning_rate=1e-3, batch_size=32, max_steps=2000, warmup_steps=200, max_length=128,
+    ),
+    # The paper's ELECTRA-Small = ELECTRA-Small-OWT = the official default config (spec §1.1, §1.5).
+    "small": dict(
+        model=_SMALL, generator_size=0.25, learning_rate=5e-4, batch_size=128, max_steps=1_000_000,
+        warmup_steps=10_000, max_length=128,
+    ),
+    # The released ELECTRA-Small: full-size generator, length 512, ~4M steps (spec §1.5).
+    "small++": dict(
+        model=_SMALL, generator_size=1.0, learning_rate=5e-4, batch_size=128, max_steps=4_000_000,
+        warmup_steps=10_000, max_length=512,
+    ),
+    "base": dict(
+        model=_BASE, generator_size=1 / 3, learning_rate=2e-4, batch_size=256, max_steps=766_000,
+        warmup_steps=10_000, max_length=512,
+    ),
+    # The released ELECTRA-Base (Base++): generator 1/3, batch 256, 4M steps (spec §1.5; paper Table 8).
+    "base++": dict(
+        model=_BASE, generator_size=1 / 3, learning_rate=2e-4, batch_size=256, max_steps=4_000_000,
+        warmup_steps=10_000, max_length=512,
+    ),
+    "large": dict(
+        model=_LARGE, generator_size=0.25, learning_rate=2e-4, batch_size=2048, max_steps=400_000,
+        warmup_steps=10_000, max_length=512, mask_prob=0.25,
+    ),
+    # The released ELECTRA-Large = ELECTRA-1.75M (spec §1.5).
+    "large++": dict(
+        model=_LARGE, generator_size=0.25, learning_rate=2e-4, batch_size=2048, max_steps=1_750_000,
+        warmup_steps=10_000, max_length=512, mask_prob=0.25,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> PretrainConfig:
+    """The named preset with `overrides` applied; model fields may be given flat (`hidden_size=64`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = json.loads(json.dumps(PRESETS[name]))  # deep copy
+    model = values.pop("model")
+    model_keys = {f.name for f in fields(ModelConfig)}
+    for key, value in overrides.items():
+        if key in model_keys:
+            model[key] = value
+        else:
+            values[key] = value
+    if "hidden_size" in overrides and "num_attention_heads" not in overrides:
+        model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
+    if "hidden_size" in overrides and "intermediate_size" not in overrides:
+        model["intermediate_size"] = 4 * model["hidden_size"]
+    return from_dict(PretrainConfig, {**values, "model": model})
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str = ""):
+    """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(unknown_key_message(key, known, where or cls.__name__))
+    return cls(**values)
+
+
+def unknown_key_message(key: str, known: typing.Iterable[str], where: str) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown config key {key!r} in {where}{hint}"
+
+
+def _check_literals(obj) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Literal:
+            allowed = typing.get_args(hint)
+            if getattr(obj, f.name) not in allowed:
+                raise ConfigError(
+                    f"{f.name} must be one of {', '.join(map(repr, allowed))}, got {getattr(obj, f.name)!r}"
+                )
+
+
+# ---------------------------------------------------------------------------------------------- CLI support
+
+
+def _flat_fields(*classes: type) -> list[tuple[str, Any]]:
+    out = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                continue
+            out.append((f.name, hints[f.name]))
+    return out
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *classes: type, title: str = "config fields") -> None:
+    """One `--field-name VALUE` option per dataclass field (defaults come from the preset, not from here)."""
+    group = parser.add_argument_group(title, "override any field of the preset")
+    for name, hint in _flat_fields(*classes):
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict[str, Any] = dict(dest=f"cfg__{name}", default=argparse.SUPPRESS, metavar="V")
+        if typing.get_origin(hint) is Literal:
+            kwargs.update(choices=typing.get_args(hint), metavar=None)
+        elif hint is bool:
+            kwargs.update(type=_parse_bool)
+        elif hint in (int, float, str):
+            kwargs.update(type=hint)
+        group.add_argument(flag, **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {key[len("cfg__"):]: value for key, value in vars(args).items() if key.startswith("cfg__")}
