@@ -1,0 +1,327 @@
+"""The ELECTRA model: a BERT-style post-LayerNorm encoder, a small MLM generator and a discriminator.
+
+Read top to bottom: Embeddings -> SelfAttention -> Layer -> ElectraModel (the encoder) -> Generator and
+Discriminator heads -> ELECTRA, the pretraining model whose `forward` is the paper's replaced-token detection.
+Parameter names mirror `transformers`' ELECTRA classes, so converting is (nearly) the identity key map.
+Spec: `electra-spec.md` §3 (objective) and §4 (model). Single-device code: DDP, autocast and `torch.compile`
+wrap it from the outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from electra import objective as obj
+from electra.config import ModelConfig, PretrainConfig
+
+# ---------------------------------------------------------------------------------------------- encoder
+
+
+class Embeddings(nn.Module):
+    """word + position + token type, then LayerNorm and dropout. Shared by generator and discriminator."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.embedding_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.embedding_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.embedding_size)
+        self.LayerNorm = nn.LayerNorm(cfg.embedding_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+        L = input_ids.shape[1]
+        positions = torch.arange(L, device=input_ids.device)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings(positions)  # (B, L, E)
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout_p = cfg.attention_probs_dropout_prob
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        B, L, H = x.shape
+        q, k, v = (p(x).view(B, L, self.num_heads, -1).transpose(1, 2) for p in (self.query, self.key, self.value))
+        # (B, nh, L, hs); mask: (B, 1, 1, L) boolean, True = attend; None = no padding anywhere
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
+        return y.transpose(1, 2).reshape(B, L, H)
+
+
+class DenseLayerNorm(nn.Module):
+    """dense -> dropout -> LayerNorm(x + residual): the output half of both sublayers of a post-LN block."""
+
+    def __init__(self, d_in: int, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(d_in, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.self = SelfAttention(cfg)  # attribute names match transformers' state-dict keys
+        self.output = DenseLayerNorm(cfg.hidden_size, cfg)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.dense(x))  # exact (erf) GELU
+
+
+class Layer(nn.Module):
+    """Post-LN BERT block: a = LN(x + Attn(x)); y = LN(a + FFN(a))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = DenseLayerNorm(cfg.intermediate_size, cfg)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class ElectraModel(nn.Module):
+    """Embeddings (+ a projection when embedding size != hidden size) and the transformer encoder."""
+
+    def __init__(self, cfg: ModelConfig, embeddings: Embeddings | None = None):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = embeddings if embeddings is not None else Embeddings(cfg)
+        if cfg.embedding_size != cfg.hidden_size:
+            self.embeddings_project = nn.Linear(cfg.embedding_size, cfg.hidden_size)
+        self.encoder = Encoder(cfg)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        if hasattr(self, "embeddings_project"):
+            x = self.embeddings_project(x)  # (B, L, H)
+        return self.encoder(x, attention_bias(attention_mask))
+
+
+def attention_bias(attention_mask: Tensor | None) -> Tensor | None:
+    """(B, L) 0/1 padding mask -> (B, 1, 1, L) boolean key mask for SDPA; None when nothing is padded.
+
+    Padded keys get probability exactly 0 (the official code adds -10000, which is 0 after softmax in fp32).
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+# ---------------------------------------------------------------------------------------------- heads
+
+
+class GeneratorPredictions(nn.Module):
+    """dense(H_g -> E) -> GELU -> LayerNorm; the output layer is the shared word embedding matrix."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.embedding_size)
+        self.LayerNorm = nn.LayerNorm(cfg.embedding_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.LayerNorm(F.gelu(self.dense(h)))
+
+
+class Generator(nn.Module):
+    """Masked-LM generator: encoder + MLM head, with its output layer tied to the word embeddings."""
+
+    def __init__(self, cfg: ModelConfig, embeddings: Embeddings | None = None):
+        super().__init__()
+        self.config = cfg
+        self.electra = ElectraModel(cfg, embeddings)
+        self.generator_predictions = GeneratorPredictions(cfg)
+        self.generator_lm_head = nn.Linear(cfg.embedding_size, cfg.vocab_size)
+        self.generator_lm_head.weight = self.electra.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """Vocabulary logits (B, N, V) at `positions` (B, N) only, or (B, L, V) everywhere if None."""
+        h = self.electra(input_ids, attention_mask, token_type_ids)
+        if positions is not None:
+            h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, H_g)
+        return self.generator_lm_head(self.generator_predictions(h))
+
+
+class DiscriminatorPredictions(nn.Module):
+    """dense(H -> H) -> GELU -> dense(H -> 1): one replaced/original logit per token."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dense_prediction = nn.Linear(cfg.hidden_size, 1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.dense_prediction(F.gelu(self.dense(h))).squeeze(-1)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: ModelConfig, embeddings: Embeddings | None = None):
+        super().__init__()
+        self.config = cfg
+        self.electra = ElectraModel(cfg, embeddings)
+        self.discriminator_predictions = DiscriminatorPredictions(cfg)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """Replaced-token logits (B, L)."""
+        return self.discriminator_predictions(self.electra(input_ids, attention_mask, token_type_ids))
+
+
+# ---------------------------------------------------------------------------------------------- init
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Spec §4: truncated normal (cut at +-2 std, absolute bounds) for embeddings and dense kernels, zero biases,
+    LayerNorm 1/0; Glorot-uniform for `embeddings_project` and the discriminator's final dense."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            if name.endswith(("embeddings_project", "dense_prediction")):
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------------- ELECTRA
+
+
+@dataclass
+class PretrainOutput:
+    """Named results of one pretraining forward; every field but `loss` is detached."""
+
+    loss: Tensor
+    gen_loss: Tensor
+    disc_loss: Tensor
+    gen_accuracy: Tensor  # argmax of the generator at the masked slots == original
+    sampled_accuracy: Tensor  # sampled replacement == original
+    disc_accuracy: Tensor  # over all real tokens
+    disc_precision: Tensor
+    disc_recall: Tensor
+    replaced_fraction: Tensor  # share of real tokens whose label is "replaced"
+
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+
+class ELECTRA(nn.Module):
+    """Generator + discriminator trained jointly with replaced-token detection (or, with objective="mlm",
+    the masked-LM baseline alone). `forward` takes a batch of real tokens and does masking, generation,
+    sampling and both losses, so one DDP wrapper covers everything."""
+
+    def __init__(self, cfg: PretrainConfig, special_ids: obj.SpecialIds):
+        super().__init__()
+        self.cfg = cfg
+        self.special = special_ids
+        if cfg.objective == "electra":
+            self.discriminator = Discriminator(cfg.model)
+            embeddings = self.discriminator.electra.embeddings  # word/pos/type tables + embedding LayerNorm
+        else:
+            embeddings = None
+        self.generator = Generator(cfg.generator_model, embeddings)
+        init_weights(self, cfg.model.initializer_range)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor, rng: torch.Generator | None = None
+    ) -> PretrainOutput:
+        cfg = self.cfg
+        # 1. choose positions and corrupt them (dynamic masking, anew each step)
+        if cfg.masking == "official":
+            masked = obj.mask_tokens(input_ids, attention_mask, cfg.mask_prob, cfg.max_predictions, self.special,
+                                     cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+        else:
+            masked = obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special,
+                                               cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+        # 2. generator logits at the masked slots only
+        if cfg.uniform_generator:
+            B, N = masked.positions.shape
+            logits = torch.zeros(B, N, cfg.model.vocab_size, device=input_ids.device, requires_grad=True)
+        else:
+            logits = self.generator(masked.input_ids, attention_mask, token_type_ids, masked.positions)  # (B, N, V)
+        gen_loss = obj.generator_loss(logits, masked.targets, masked.weights, cfg.gen_label_smoothing)
+        if cfg.objective == "mlm":
+            zero = gen_loss.new_zeros(())
+            return PretrainOutput(
+                loss=cfg.gen_weight * gen_loss, gen_loss=gen_loss.detach(), disc_loss=zero,
+                gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
+                sampled_accuracy=zero, disc_accuracy=zero, disc_precision=zero, disc_recall=zero,
+                replaced_fraction=zero,
+            )  # fmt: skip
+        # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
+        with torch.no_grad():
+            sampled = obj.sample_replacements(logits.detach(), cfg.temperature, cfg.sampling, rng,
+                                              masked.targets if cfg.disallow_correct else None)  # fmt: skip
+            fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
+        # 4. discriminator loss over every real token
+        disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)
+        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing)
+        loss = cfg.gen_weight * gen_loss + cfg.disc_weight * disc_loss
+        with torch.no_grad():
+            d = obj.discriminator_metrics(disc_logits, labels, attention_mask)
+            return PretrainOutput(
+                loss=loss,
+                gen_loss=gen_loss.detach(),
+                disc_loss=disc_loss.detach(),
+                gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
+                sampled_accuracy=obj.weighted_accuracy(sampled, masked.targets, masked.weights),
+                disc_accuracy=d["accuracy"],
+                disc_precision=d["precision"],
+                disc_recall=d["recall"],
+                replaced_fraction=d["replaced_fraction"],
+            )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Parameters counted once even when shared."""
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+

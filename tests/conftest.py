@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
+VOCAB_FILE = SHARED_DATA / "vocab" / "bert-base-uncased-vocab.txt"
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_vocab(tmp_path) -> Path:
+    """A small WordPiece vocab written by the test (specials at BERT's relative order)."""
+    words = "the a cat dog sat on mat is was big small red blue and or not it he she they we you i".split(" ")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(".,!?'") + words + ["##s", "##ed", "##ing"]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    return path
