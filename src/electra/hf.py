@@ -7,6 +7,7 @@ directory or a hub id (e.g. `google/electra-small-discriminator`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +26,22 @@ _HF_FIELDS = (
     "max_position_embeddings", "type_vocab_size", "hidden_dropout_prob", "attention_probs_dropout_prob",
     "layer_norm_eps", "initializer_range", "pad_token_id",
 )  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' progress bars and warnings (our CLI prints its own, one-line errors)."""
+    from transformers.utils import logging
+
+    bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def hf_config(cfg: ModelConfig, **extra):
@@ -95,7 +112,8 @@ def from_hf(hf_model: nn.Module, kind: Kind) -> nn.Module:
 def save_hf(module: Discriminator | Generator | ElectraModel, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     """`save_pretrained` of the equivalent transformers model (safetensors) plus the tokenizer files."""
     out_dir = Path(out_dir)
-    to_hf(module).save_pretrained(out_dir)
+    with quiet_transformers():
+        to_hf(module).save_pretrained(out_dir)
     if tokenizer is not None:
         tokenizer.save(out_dir)
     return out_dir
@@ -121,9 +139,10 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
         raise ElectraError(f"model {source} not found: expected a model directory or a hub id such as "
                            "google/electra-small-discriminator")  # fmt: skip
     try:
-        hf_cfg = transformers.AutoConfig.from_pretrained(str(source))
-        model_config_from_hf(hf_cfg)
-        hf, info = _hf_class(kind).from_pretrained(str(source), output_loading_info=True)
+        with quiet_transformers():
+            hf_cfg = transformers.AutoConfig.from_pretrained(str(source))
+            model_config_from_hf(hf_cfg)
+            hf, info = _hf_class(kind).from_pretrained(str(source), output_loading_info=True)
     except ElectraError as err:
         raise ElectraError(f"model {source}: {err}") from None
     except Exception as err:  # unreachable hub, corrupt file, ...

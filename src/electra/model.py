@@ -51,8 +51,12 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         B, L, H = x.shape
-        q, k, v = (p(x).view(B, L, self.num_heads, -1).transpose(1, 2) for p in (self.query, self.key, self.value))
-        # (B, nh, L, hs); mask: (B, 1, 1, L) boolean, True = attend; None = no padding anywhere
+        # one matmul for q, k and v (the parameters stay separate, as transformers names them)
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(x, weight, bias).view(B, L, 3, self.num_heads, H // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, L, hs)
+        # mask: (B, 1, 1, L) boolean, True = attend; None = no padding anywhere
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
         return y.transpose(1, 2).reshape(B, L, H)
 

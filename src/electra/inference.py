@@ -1,0 +1,88 @@
+"""`electra detect` and `electra fill`: look inside a discriminator and a generator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from electra.errors import ElectraError
+from electra.loading import load_model
+from electra.tokenizer import WordPiece
+
+
+def encode(tokenizer: WordPiece, text: str, max_length: int) -> dict[str, torch.Tensor]:
+    """[CLS] text [SEP] as a batch of one, refusing texts longer than the model accepts."""
+    enc = tokenizer.backend.encode(text, add_special_tokens=True)
+    ids = enc.ids
+    if ids[:1] != [tokenizer.cls_id]:  # a tokenizer without BERT post-processing
+        ids = [tokenizer.cls_id, *ids, tokenizer.sep_id]
+    if len(ids) > max_length:
+        raise ElectraError(f"text has {len(ids)} tokens with [CLS]/[SEP]; the model accepts at most {max_length}")
+    ids_t = torch.tensor([ids])
+    return {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t), "token_type_ids": torch.zeros_like(ids_t)}
+
+
+@torch.no_grad()
+def replaced_probabilities(discriminator, tokenizer: WordPiece, text: str) -> tuple[list[str], list[float]]:
+    batch = encode(tokenizer, text, discriminator.config.max_position_embeddings)
+    probs = torch.sigmoid(discriminator(**batch))[0]
+    return tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), probs.tolist()
+
+
+@torch.no_grad()
+def fill_masks(generator, tokenizer: WordPiece, text: str, top_k: int = 5) -> list[list[dict]]:
+    batch = encode(tokenizer, text, generator.config.max_position_embeddings)
+    positions = (batch["input_ids"][0] == tokenizer.mask_id).nonzero().flatten()
+    if len(positions) == 0:
+        raise ElectraError("text contains no [MASK] token")
+    logits = generator(**batch, positions=positions[None])[0]  # (n_masks, V)
+    probs, ids = logits.float().softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+    return [
+        [{"token": tok, "prob": p} for tok, p in zip(tokenizer.convert_ids_to_tokens(i), pr.tolist(), strict=True)]
+        for i, pr in zip(ids, probs, strict=True)
+    ]
+
+
+def _add_model_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--model", required=True, metavar="M",
+                        help=f"pretraining run directory, HF-format {what} directory, or hub id")  # fmt: skip
+    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N")
+    parser.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per text")
+
+
+def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_argument(parser, "discriminator")
+    parser.add_argument("texts", nargs="+", metavar="TEXT")
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    model, tokenizer = load_model(args.model, "discriminator", args.checkpoint)
+    for text in args.texts:
+        tokens, probs = replaced_probabilities(model, tokenizer, text)
+        if args.json:
+            print(json.dumps({"tokens": tokens, "probs": probs}))
+        else:
+            width = max(len(t) for t in tokens)
+            for token, p in zip(tokens, probs, strict=True):
+                print(f"{token:<{width}}  {p:.4f}  {'#' * round(20 * p)}")
+            print()
+    return 0
+
+
+def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_argument(parser, "generator")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("text", metavar="TEXT", help="text with one or more [MASK] tokens")
+
+
+def run_fill(args: argparse.Namespace) -> int:
+    model, tokenizer = load_model(args.model, "generator", args.checkpoint)
+    masks = fill_masks(model, tokenizer, args.text, args.top_k)
+    if args.json:
+        print(json.dumps({"masks": masks}))
+    else:
+        for i, candidates in enumerate(masks):
+            print(f"[MASK] #{i + 1}: " + "  ".join(f"{c['token']} ({c['prob']:.3f})" for c in candidates))
+    return 0
