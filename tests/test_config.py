@@ -1,0 +1,66 @@
+"""Presets carry the spec's numbers; unknown keys fail with a suggestion; the CLI can override any field."""
+
+import argparse
+
+import pytest
+
+from electra.config import PRESETS, PretrainConfig, add_config_arguments, overrides_from_args, preset
+from electra.errors import ConfigError
+
+# (lr, batch, steps, max_length, mask_prob, generator_size, hidden, layers, embedding) from spec §1.4/§1.5/§10.17
+EXPECTED = {
+    "small": (5e-4, 128, 1_000_000, 128, 0.15, 0.25, 256, 12, 128),
+    "small++": (5e-4, 128, 4_000_000, 512, 0.15, 1.0, 256, 12, 128),
+    "base": (2e-4, 256, 766_000, 512, 0.15, 1 / 3, 768, 12, 768),
+    "large": (2e-4, 2048, 400_000, 512, 0.25, 0.25, 1024, 24, 1024),
+    "large++": (2e-4, 2048, 1_750_000, 512, 0.25, 0.25, 1024, 24, 1024),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_presets_match_spec(name):
+    c = preset(name)
+    lr, batch, steps, L, p, gen, H, n, E = EXPECTED[name]
+    assert (c.learning_rate, c.batch_size, c.max_steps, c.max_length, c.mask_prob) == (lr, batch, steps, L, p)
+    assert c.generator_size == pytest.approx(gen)
+    assert (c.model.hidden_size, c.model.num_hidden_layers, c.model.embedding_size) == (H, n, E)
+    assert c.model.num_attention_heads == H // 64 and c.model.intermediate_size == 4 * H
+    assert (c.warmup_steps, c.weight_decay, c.adam_epsilon, c.gen_weight, c.disc_weight) == (10_000, 0.01, 1e-6, 1, 50)
+
+
+@pytest.mark.parametrize("name,hidden,ffn,heads", [("small", 64, 256, 1), ("small++", 256, 1024, 4),
+                                                   ("base", 256, 1024, 4), ("large", 256, 1024, 4)])  # fmt: skip
+def test_generator_shape_spec_table(name, hidden, ffn, heads):
+    g = preset(name).generator_model
+    assert (g.hidden_size, g.intermediate_size, g.num_attention_heads) == (hidden, ffn, heads)
+    d = preset(name).model
+    assert g.num_hidden_layers == d.num_hidden_layers and g.embedding_size == d.embedding_size
+
+
+def test_unknown_keys_fail_with_suggestion():
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rte'.*'learning_rate'"):
+        preset("small", learning_rte=1e-3)
+    with pytest.raises(ConfigError, match="unknown preset 'smal'"):
+        preset("smal")
+    with pytest.raises(ConfigError, match="masking must be one of"):
+        preset("tiny", masking="random")
+    with pytest.raises(ConfigError, match="max_length must be at least 5"):
+        preset("tiny", max_length=4)
+
+
+def test_round_trip_through_dict():
+    c = preset("base", mask_prob=0.2, hidden_size=128)
+    assert PretrainConfig(**c.to_dict()) == c
+    assert c.model.num_attention_heads == 2 and c.model.intermediate_size == 512  # derived from the new width
+
+
+def test_every_field_is_a_cli_option():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, PretrainConfig, type(preset("tiny").model))
+    args = parser.parse_args(["--learning-rate", "3e-4", "--hidden-size", "96", "--disallow-correct", "true",
+                              "--sampling", "multinomial"])  # fmt: skip
+    over = overrides_from_args(args)
+    assert over == {"learning_rate": 3e-4, "hidden_size": 96, "disallow_correct": True, "sampling": "multinomial"}
+    c = preset("tiny", **over)
+    assert c.model.hidden_size == 96 and c.sampling == "multinomial"
+    assert set(PRESETS) >= {"tiny", "small", "small++", "base", "base++", "large", "large++"}
