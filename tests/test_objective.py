@@ -185,3 +185,21 @@ def test_init_follows_spec():
     assert proj.abs().max() <= bound and proj.abs().max() > 0.9 * bound
     assert (model.discriminator.discriminator_predictions.dense_prediction.bias == 0).all()
     assert (model.generator.generator_predictions.LayerNorm.weight == 1).all()
+
+
+def test_mlm_objective_and_uniform_generator():
+    ids = torch.randint(5, 200, (4, 32))
+    ids[:, 0], ids[:, -1] = 2, 3
+    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+    special = obj.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+
+    bert = ELECTRA(preset("tiny", vocab_size=200, max_length=32, objective="mlm"), special)
+    assert not hasattr(bert, "discriminator")
+    assert bert.generator.config.hidden_size == 128  # the full-size model is the one trained
+    out = bert(ids, mask, types, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.loss.detach(), out.gen_loss)
+
+    uniform = ELECTRA(preset("tiny", vocab_size=200, max_length=32, uniform_generator=True), special)
+    out = uniform(ids, mask, types, torch.Generator().manual_seed(0))
+    assert out.gen_loss.item() == pytest.approx(math.log(200), rel=1e-5)  # uniform over the vocabulary
+    assert out.replaced_fraction > 0
