@@ -17,6 +17,8 @@ from electra.errors import ElectraError
 COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
     "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
+    "prepare": ("electra.data.prepare", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
+    "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
 }
 
 

@@ -1,0 +1,404 @@
+"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk (spec §2), streaming and multi-process.
+
+The corpus is read as a stream of documents and cut into chunks at document boundaries (a chunk closes once it
+holds `chunk_chars` characters; a longer document is split at a line boundary, which acts as a document boundary).
+Chunk boundaries depend only on the corpus, and chunk i is built by its own `ExampleBuilder` seeded from
+(seed, i), so the output is identical for any number of worker processes. Each chunk is tokenized with one batched
+call of the Rust tokenizer. At most 2 x workers chunks are in flight, so memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from electra import __version__
+from electra.data import store
+from electra.data.builder import MIN_MAX_LENGTH, ExampleBuilder, next_target_length, serialize
+from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
+from electra.errors import ElectraError
+from electra.tokenizer import WordPiece, load_tokenizer
+
+CHUNK_CHARS = 1 << 20  # ~1 MB of text per chunk: ~250k tokens, large enough to amortise the batched tokenizer
+MAX_LENGTH_LIMIT = (1 << 16) - 1  # segment-A lengths are stored as uint16
+DEFAULT_MAX_HOLDOUT = 1000
+PARTIAL_PREFIX = ".partial-"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# building one chunk (runs in a worker process, or in the main process with workers=1)
+
+
+def chunk_seed(seed: int, chunk_index: int) -> int:
+    digest = hashlib.sha256(f"electra-data/{seed}/{chunk_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def build_chunk(
+    tokenizer: Tokenizer, docs: list[list[str]], chunk_index: int, seed: int, max_length: int, cls_id: int, sep_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokenize a chunk of documents and cut it into serialized examples: (tokens, lengths, segment_a)."""
+    lines = [line for doc in docs for line in doc]
+    ids = [e.ids for e in tokenizer.encode_batch(lines, add_special_tokens=False)]
+    rng = random.Random(chunk_seed(seed, chunk_index))
+    # chunk 0 starts at max_length like the official builder; later chunks draw the target the previous example
+    # would have drawn, so the share of random-length examples stays 5 %
+    builder = ExampleBuilder(max_length, rng, None if chunk_index == 0 else next_target_length(rng, max_length))
+    tokens: list[int] = []
+    lengths: list[int] = []
+    segment_a: list[int] = []
+
+    def emit(example) -> None:
+        serialized, a_len = serialize(example, cls_id, sep_id)
+        tokens.extend(serialized)
+        lengths.append(len(serialized))
+        segment_a.append(a_len)
+
+    k = 0
+    for doc in docs:
+        for _ in doc:
+            if example := builder.add_line(ids[k]):
+                emit(example)
+            k += 1
+        if example := builder.end_document():
+            emit(example)
+    return np.array(tokens, dtype=np.uint32), np.array(lengths, dtype=np.int64), np.array(segment_a, dtype=np.uint16)
+
+
+_worker_tokenizer: Tokenizer | None = None  # one per worker process, set by the pool initializer
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = Tokenizer.from_str(tokenizer_json)
+
+
+def _build_chunk_in_worker(docs, chunk_index, seed, max_length, cls_id, sep_id):
+    return build_chunk(_worker_tokenizer, docs, chunk_index, seed, max_length, cls_id, sep_id)
+
+
+def chunk_documents(docs: Iterable[list[str]], chunk_chars: int) -> Iterator[list[list[str]]]:
+    """Group documents into chunks of at least `chunk_chars` characters, closing only at document boundaries
+    (a document longer than `chunk_chars` is cut at a line boundary into pieces of about that size)."""
+    chunk: list[list[str]] = []
+    size = 0
+    for doc in docs:
+        piece: list[str] = []
+        piece_size = 0
+        for line in doc:
+            piece.append(line)
+            piece_size += len(line)
+            if piece_size >= chunk_chars:
+                chunk.append(piece)
+                yield chunk
+                chunk, size, piece, piece_size = [], 0, [], 0
+        if piece:
+            chunk.append(piece)
+            size += piece_size
+            if size >= chunk_chars:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the output directory: cache check, refusal of foreign contents, atomic completion
+
+
+def _cache_key(sources: list[Source], fingerprints: list[str], settings: dict[str, Any]) -> str:
+    description = {
+        "format_version": store.FORMAT_VERSION,
+        "sources": [[s.kind, s.clean, fp] for s, fp in zip(sources, fingerprints, strict=True)],
+        **settings,
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _ours(name: str) -> bool:
+    return name in (store.META, store.TOKENIZER, *store.DATA_FILES) or name.startswith((PARTIAL_PREFIX, ".meta.json"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
+    """The metadata of a complete dataset in `out_dir`, None if there is none; refuse a directory of other things.
+
+    Leftovers of interrupted builds (partial directories of dead processes) are removed."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ElectraError(f"output {out_dir} exists and is not a directory")
+    if not out_dir.is_dir():
+        return None
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p.name))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ElectraError(f"output directory {out_dir} holds other files ({listed}); choose an empty or new directory")
+    for p in out_dir.glob(PARTIAL_PREFIX + "*"):
+        pid = p.name[len(PARTIAL_PREFIX):].split("-")[0]
+        if not (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
+            shutil.rmtree(p, ignore_errors=True)
+    if (out_dir / store.META).is_file():
+        try:
+            return store.load_dataset_meta(out_dir)
+        except ElectraError:
+            return {}  # unreadable or other version: stale, rebuild only with overwrite
+    return None
+
+
+def _differences(meta: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    names = ["sources", "tokenizer_fingerprint", "max_length", "seed", "clean", "text_field", "chunk_chars",
+             "holdout_setting", "skip_bad_lines"]
+    diff = [n for n in names if meta.get(n) != new.get(n)]
+    return diff or ["format"]
+
+
+def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
+    """Move a finished build into place: remove the old meta.json first, so that a crash in between leaves a
+    directory no later run takes for complete; write the new meta.json last."""
+    (out_dir / store.META).unlink(missing_ok=True)
+    for name in store.DATA_FILES:
+        os.replace(partial / name, out_dir / name)
+    if (out_dir / store.TOKENIZER).exists():
+        shutil.rmtree(out_dir / store.TOKENIZER)
+    os.replace(partial / store.TOKENIZER, out_dir / store.TOKENIZER)
+    store.write_json_atomic(out_dir / store.META, meta)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the public entry point
+
+
+def prepare_corpus(sources: list[str], tokenizer, max_length: int, out_dir, workers: int = 1, seed: int = 0,
+                   **options) -> Path:
+    """Build (or reuse) the ELECTRA examples of `sources` in `out_dir` and return `out_dir`.
+
+    Reuses a complete dataset built from the same inputs (file contents, tokenizer, max_length, seed, options);
+    a dataset from other inputs is replaced only with `overwrite=True`. Options: `clean` (richarddwang's Wikipedia
+    line cleaning), `skip_bad_lines`, `text_field`, `holdout` (examples set aside for evaluation, default
+    min(1000, n // 20); see `PretrainLoader.holdout`), `overwrite`, `progress`.
+    """
+    return build_or_reuse(sources, tokenizer, max_length, out_dir, workers, seed, **options)[0]
+
+
+def build_or_reuse(
+    sources: list[str],
+    tokenizer: WordPiece | str | os.PathLike,
+    max_length: int,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    seed: int = 0,
+    *,
+    clean: bool = False,
+    skip_bad_lines: bool = False,
+    text_field: str = "text",
+    holdout: int | None = None,
+    overwrite: bool = False,
+    chunk_chars: int = CHUNK_CHARS,
+    progress: bool = False,
+) -> tuple[Path, bool]:
+    """`prepare_corpus`, also saying whether an existing dataset was reused."""
+    if not isinstance(max_length, int) or not MIN_MAX_LENGTH <= max_length <= MAX_LENGTH_LIMIT:
+        raise ElectraError(f"max length must be an integer in [{MIN_MAX_LENGTH}, {MAX_LENGTH_LIMIT}], got {max_length}")
+    if workers < 1:
+        raise ElectraError(f"workers must be at least 1, got {workers}")
+    if holdout is not None and holdout < 0:
+        raise ElectraError(f"holdout must be >= 0, got {holdout}")
+    if not isinstance(tokenizer, WordPiece):
+        tokenizer = load_tokenizer(tokenizer)
+    srcs = resolve_sources(list(sources), clean=clean)
+    out_dir = Path(out_dir)
+    existing = _check_out_dir(out_dir)
+
+    fingerprints = [source_fingerprint(s) for s in srcs]
+    settings = {
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "max_length": max_length,
+        "seed": seed,
+        "clean": clean,
+        "text_field": text_field,
+        "chunk_chars": chunk_chars,
+        "holdout_setting": holdout,
+        "skip_bad_lines": skip_bad_lines,
+    }
+    key = _cache_key(srcs, fingerprints, settings)
+    described = [{"spec": s.spec, "kind": s.kind, "fingerprint": fp} for s, fp in zip(srcs, fingerprints, strict=True)]
+    new_meta = {"sources": described, **settings}
+    if existing is not None:
+        if existing.get("key") == key:
+            store.ExampleStore(out_dir)  # the files must still match the metadata
+            return out_dir, True
+        if not overwrite:
+            differs = ", ".join(_differences(existing, new_meta))
+            raise ElectraError(
+                f"{out_dir} holds a dataset built from other inputs (differs in: {differs}); "
+                "pass --overwrite to replace it or choose another --out"
+            )
+
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{time.time_ns()}"
+    partial.mkdir()
+    try:
+        stats, writer, elapsed = _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines,
+                                        text_field, chunk_chars, progress)
+        if writer.num_examples == 0:
+            raise ElectraError(f"corpus {' '.join(sources)} contains no text: no examples were built")
+        tokenizer.save(partial / store.TOKENIZER)
+        n = writer.num_examples
+        num_holdout = min(DEFAULT_MAX_HOLDOUT, n // 20) if holdout is None else min(holdout, n - 1)
+        meta = {
+            "format": store.FORMAT,
+            "format_version": store.FORMAT_VERSION,
+            "key": key,
+            "electra_version": __version__,
+            "num_examples": n,
+            "num_tokens": writer.num_tokens,
+            "num_documents": stats.documents,
+            "num_holdout": num_holdout,
+            "skipped_lines": stats.skipped_lines,
+            "token_dtype": writer.dtype.name,
+            "vocab_size": tokenizer.vocab_size,
+            "lowercase": tokenizer.lowercase,
+            "padding_fraction": 1.0 - writer.num_tokens / (n * max_length),
+            "length_histogram": {str(i): int(c) for i, c in enumerate(writer.length_counts) if c},
+            "build_seconds": round(elapsed, 2),
+            "workers": workers,
+            **new_meta,
+        }
+        _install(partial, out_dir, meta)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    return out_dir, False
+
+
+def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, text_field, chunk_chars, progress):
+    stats = ReadStats()
+    writer = store.ExampleWriter(partial, store.token_dtype(tokenizer.vocab_size), max_length)
+    docs = iter_documents(srcs, stats, skip_bad_lines=skip_bad_lines, text_field=text_field)
+    chunks = chunk_documents(docs, chunk_chars)
+    args = (seed, max_length, tokenizer.cls_id, tokenizer.sep_id)
+    bar = _progress_bar(total_bytes(srcs)) if progress else None
+    start = time.perf_counter()
+
+    def write(result) -> None:
+        writer.write(*result)
+        if bar is not None:
+            bar.update(stats.bytes_read - bar.n)
+            rate = writer.num_tokens / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{stats.documents:,} docs, {writer.num_examples:,} examples, {rate:,.0f} tok/s")
+
+    try:
+        if workers == 1:
+            for i, chunk in enumerate(chunks):
+                write(build_chunk(tokenizer.backend, chunk, i, *args))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(tokenizer.backend.to_str(),)) as pool:
+                in_flight: deque = deque()
+                try:
+                    for i, chunk in enumerate(chunks):
+                        in_flight.append(pool.submit(_build_chunk_in_worker, chunk, i, *args))
+                        if len(in_flight) >= 2 * workers:
+                            write(in_flight.popleft().result())
+                    while in_flight:
+                        write(in_flight.popleft().result())
+                except BaseException:
+                    for future in in_flight:
+                        future.cancel()
+                    raise
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return stats, writer, time.perf_counter() - start
+
+
+def _progress_bar(total: int | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare", file=sys.stderr,
+                dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="SRC",
+                        help="text/.jsonl/.gz files or directories, `builtin` (small, offline, smoke runs only), "
+                             "hf:<dataset_id>[:<config>][:<split>], or openwebtext / wikipedia / bookcorpus")
+    tok = parser.add_mutually_exclusive_group(required=True)
+    tok.add_argument("--vocab", metavar="FILE", help="a WordPiece vocab.txt (or a tokenizer directory)")
+    tok.add_argument("--tokenizer", metavar="ID", help="a hub id such as google/electra-small-discriminator")
+    parser.add_argument("--cased", action="store_true", help="keep case (with --vocab; default lowercases)")
+    parser.add_argument("--max-length", type=int, default=128, help="example length L (default 128)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="dataset directory to create")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any N)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the example builder (default 0)")
+    parser.add_argument("--clean-lines", action="store_true",
+                        help="drop lines under 80 characters and delete '()' (richarddwang's Wikipedia cleaning)")
+    parser.add_argument("--skip-bad-lines", action="store_true",
+                        help="skip (and count) lines that are not valid UTF-8 instead of stopping")
+    parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets (default text)")
+    parser.add_argument("--holdout", type=int, default=None,
+                        help="examples set aside for evaluation (default min(1000, 5%%))")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset built from other inputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    if args.vocab:
+        tokenizer = load_tokenizer(args.vocab, lowercase=not args.cased if Path(args.vocab).is_file() else None)
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+    if "builtin" in args.corpus:
+        print("note: `builtin` is a small corpus of Python docstrings, for smoke runs only", file=sys.stderr)
+    out, reused = build_or_reuse(
+        args.corpus, tokenizer, args.max_length, args.out, workers=args.workers, seed=args.seed,
+        clean=args.clean_lines, skip_bad_lines=args.skip_bad_lines, text_field=args.text_field,
+        holdout=args.holdout, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    meta = store.load_dataset_meta(out)
+    print(summary(meta, out, reused))
+    return 0
+
+
+def summary(meta: dict[str, Any], out: Path, reused: bool = False) -> str:
+    lines = [
+        f"{'reused' if reused else 'wrote'} {out}",
+        f"  documents {meta['num_documents']:,}  examples {meta['num_examples']:,} "
+        f"(held out {meta['num_holdout']:,})  tokens {meta['num_tokens']:,}",
+        f"  max length {meta['max_length']}  padding {100 * meta['padding_fraction']:.1f} %  "
+        f"tokenizer {meta['tokenizer_fingerprint']}",
+    ]
+    if meta["skipped_lines"]:
+        lines.append(f"  skipped {meta['skipped_lines']:,} lines that were not valid UTF-8")
+    if not reused:
+        lines.append(f"  {meta['num_tokens'] / max(meta['build_seconds'], 1e-9):,.0f} tokens/s "
+                     f"with {meta['workers']} worker(s)")
+    return "\n".join(lines)
