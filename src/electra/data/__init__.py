@@ -5,11 +5,21 @@
     PretrainLoader(data_dir, global_batch_size, seed=0, rank=0, world_size=1)
     load_dataset_meta(data_dir) -> dict
 
-See docs/data.md.
+See docs/data.md. Names are imported on first use, so worker processes of `prepare` do not import torch.
 """
 
-from electra.data.loader import PretrainLoader
-from electra.data.prepare import prepare_corpus
-from electra.data.store import load_dataset_meta, read_examples
+import importlib
 
-__all__ = ["PretrainLoader", "load_dataset_meta", "prepare_corpus", "read_examples"]
+_EXPORTS = {
+    "PretrainLoader": "electra.data.loader",
+    "prepare_corpus": "electra.data.prepare",
+    "read_examples": "electra.data.store",
+    "load_dataset_meta": "electra.data.store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'electra.data' has no attribute {name!r}")
