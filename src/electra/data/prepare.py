@@ -399,6 +399,6 @@ def summary(meta: dict[str, Any], out: Path, reused: bool = False) -> str:
     if meta["skipped_lines"]:
         lines.append(f"  skipped {meta['skipped_lines']:,} lines that were not valid UTF-8")
     if not reused:
-        lines.append(f"  {meta['num_tokens'] / max(meta['build_seconds'], 1e-9):,.0f} tokens/s "
-                     f"with {meta['workers']} worker(s)")
+        lines.append(f"  built in {meta['build_seconds']:.1f} s with {meta['workers']} worker(s) "
+                     f"({meta['num_tokens'] / max(meta['build_seconds'], 1e-9):,.0f} stored tokens/s)")
     return "\n".join(lines)
