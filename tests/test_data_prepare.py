@@ -54,6 +54,13 @@ def test_examples_are_the_official_builders_on_the_tokenized_corpus(tmp_path, vo
     assert load_tokenizer(out / "tokenizer").fingerprint() == tok.fingerprint() == meta["tokenizer_fingerprint"]
 
 
+def test_words_up_to_200_characters_are_word_pieced(vocab):
+    tok = load_tokenizer(vocab)  # spec §2.4: only words over 200 characters become [UNK]
+    assert tok.encode("a" * 150) == [tok.encode("a")[0]] + [
+        tok.backend.token_to_id("##a")] * 149
+    assert tok.encode("a" * 201) == [tok.unk_id]
+
+
 def test_same_output_for_any_number_of_workers(tmp_path, vocab, corpus):
     tok = load_tokenizer(vocab)
     one = prepare_corpus([str(corpus)], tok, 24, tmp_path / "w1", workers=1, chunk_chars=500)
@@ -234,3 +241,12 @@ def test_cli_summary(tmp_path, vocab, corpus, capsys):
     assert f"padding {100 * meta['padding_fraction']:.1f} %" in printed and printed.startswith("wrote")
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("reused")
+
+
+@pytest.mark.slow
+def test_builtin_corpus_prepares_offline(tmp_path, vocab):
+    out = prepare_corpus(["builtin"], load_tokenizer(vocab), 64, tmp_path / "smoke")
+    meta = load_dataset_meta(out)
+    assert meta["num_examples"] > 1000 and meta["sources"][0]["kind"] == "builtin"
+    _, reused = build_or_reuse(["builtin"], load_tokenizer(vocab), 64, out)
+    assert reused

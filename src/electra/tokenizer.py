@@ -17,6 +17,7 @@ from tokenizers.implementations import BertWordPieceTokenizer
 from electra.errors import ElectraError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_INPUT_CHARS_PER_WORD = 200  # longer words become [UNK] (BERT/ELECTRA tokenization.py; `tokenizers` defaults to 100)
 
 
 class WordPiece:
@@ -26,6 +27,8 @@ class WordPiece:
         self.backend = tokenizer
         self.backend.no_truncation()
         self.backend.no_padding()
+        if hasattr(self.backend.model, "max_input_chars_per_word"):
+            self.backend.model.max_input_chars_per_word = MAX_INPUT_CHARS_PER_WORD
         self.lowercase = lowercase
         self.source = source
         vocab = tokenizer.get_vocab()
