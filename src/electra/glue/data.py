@@ -1,0 +1,219 @@
+"""Reading GLUE splits (GLUE distribution TSVs or the `datasets` hub copy) and turning them into model inputs.
+
+Per-task quirks of the original files (spec §6.3): CoLA train/dev have no header; the MRPC header starts with a
+UTF-8 byte-order mark; QQP contains malformed rows (skipped and counted, as the official code does); MNLI has
+dev_matched/dev_mismatched/test_matched/test_mismatched and AX lives in `diagnostic/`; STS-B scores are floats.
+Everywhere else a malformed row or an unknown label is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from electra.errors import ElectraError
+from electra.glue.tasks import HUB_DATASET, Split, Task
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # some GLUE sentences are long; the default limit is 128 KiB
+
+
+@dataclass
+class Example:
+    index: str  # the row's id (the `index`/`id` column of test files; the row number otherwise)
+    text_a: str
+    text_b: str | None
+    label: int | float | None  # class index into task.labels, a float score (STS-B) or None (test)
+
+
+@dataclass
+class SplitData:
+    task: Task
+    split: Split
+    source: str  # file path or hub id, for messages
+    examples: list[Example]
+    skipped: int = 0  # malformed rows skipped (only where the original data is known to contain them)
+
+
+# ---------------------------------------------------------------------------------------------- GLUE directory
+
+
+def find_split_file(task: Task, split: Split, glue_dir: str | Path) -> Path | None:
+    for rel in split.files:
+        path = Path(glue_dir) / rel
+        if path.is_file():
+            return path
+    return None
+
+
+def read_tsv_split(task: Task, split: Split, path: str | Path) -> SplitData:
+    """Read one split from a GLUE-format TSV file."""
+    path = Path(path)
+    with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops MRPC's byte-order mark
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if task.no_header and split.labelled:
+            header = list(task.no_header)
+        else:
+            header = next(reader, None)
+            if header is None:
+                raise ElectraError(f"{path} is empty; expected a header line and {task.display} rows")
+        want = [task.text_a] + ([task.text_b] if task.text_b else [])
+        want += [task.label_column] if split.labelled else [split.index_column]
+        missing = [c for c in want if c not in header]
+        if missing:
+            raise ElectraError(
+                f"{path}: unexpected column layout for {task.display} {split.name}: no column "
+                f"{', '.join(repr(c) for c in missing)} in header {header}"
+            )
+        col = {name: header.index(name) for name in want}
+        examples: list[Example] = []
+        skipped = 0
+        for row in reader:
+            line = reader.line_num
+            if len(row) != len(header):
+                if not row or row == [""]:
+                    continue  # trailing blank line
+                if task.skip_malformed:
+                    skipped += 1
+                    continue
+                raise ElectraError(
+                    f"{path}:{line}: malformed row with {len(row)} tab-separated fields, expected {len(header)}"
+                )
+            label = _parse_label(task, row[col[task.label_column]], f"{path}:{line}") if split.labelled else None
+            index = row[col[split.index_column]] if not split.labelled else str(len(examples))
+            examples.append(
+                Example(index, row[col[task.text_a]], row[col[task.text_b]] if task.text_b else None, label)
+            )
+    if skipped:
+        print(f"{path}: skipped {skipped} malformed row(s), as in the original {task.display} data", file=sys.stderr)
+    return SplitData(task, split, str(path), examples, skipped)
+
+
+def _parse_label(task: Task, value: str, where: str) -> int | float:
+    if task.labels is None:
+        try:
+            return float(value)
+        except ValueError:
+            raise ElectraError(f"{where}: {task.display} score {value!r} is not a number") from None
+    if value not in task.labels:
+        raise ElectraError(f"{where}: label {value!r} is not one of {task.display}'s labels {', '.join(task.labels)}")
+    return task.labels.index(value)
+
+
+# ---------------------------------------------------------------------------------------------- hub
+
+
+def read_hub_split(task: Task, split: Split, dataset: str = HUB_DATASET) -> SplitData | None:
+    """One split from the `datasets` copy of GLUE (`nyu-mll/glue`); None when the hub has no such split."""
+    import datasets
+
+    config, hub_split = split.hub
+    try:
+        ds = datasets.load_dataset(dataset, config, split=hub_split)
+    except Exception as err:  # unreachable hub, missing split, ...
+        print(f"{task.display} {split.name}: not loaded from {dataset}/{config} ({type(err).__name__}: {err})",
+              file=sys.stderr)
+        return None
+    label_feature = ds.features.get("label")
+    names = getattr(label_feature, "names", None)
+    examples = []
+    text_b = task.hub_text_b
+    for i, row in enumerate(ds):
+        label = None
+        if split.labelled:
+            value = row["label"]
+            if task.labels is None:
+                label = float(value)
+            else:
+                # the hub stores class ids whose names may differ from the file strings (CoLA: "acceptable" = "1")
+                name = names[value] if names and 0 <= value < len(names) and names[value] in task.labels else str(value)
+                label = _parse_label(task, name, f"{dataset}/{config}/{hub_split} row {i}")
+        index = str(row.get("idx", i))
+        examples.append(Example(index, row[task.hub_text_a], row[text_b] if text_b else None, label))
+    return SplitData(task, split, f"{dataset}/{config}/{hub_split}", examples)
+
+
+def load_split(task: Task, split_name: str, glue_dir: str | Path | None) -> SplitData | None:
+    """A split from `glue_dir` (GLUE layout) or, when glue_dir is None, from the hub; None when it is absent."""
+    split = task.split(split_name)
+    if glue_dir is None:
+        return read_hub_split(task, split)
+    path = find_split_file(task, split, glue_dir)
+    if path is None:
+        return None
+    return read_tsv_split(task, split, path)
+
+
+def double_unordered(examples: Sequence[Example]) -> list[Example]:
+    """The examples followed by their (b, a) swapped copies (official MRPC / STS-B train augmentation)."""
+    swapped = [Example(f"{e.index}-swap", e.text_b or "", e.text_a, e.label) for e in examples]
+    return list(examples) + swapped
+
+
+# ---------------------------------------------------------------------------------------------- featurization
+
+
+@dataclass
+class Features:
+    input_ids: list[list[int]]  # [CLS] a [SEP] (b [SEP]); unpadded, padded per batch by `collate`
+    token_type_ids: list[list[int]]
+    labels: np.ndarray  # int64 class ids, float32 targets (already / regression_max), or -1 / nan for test
+    index: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def truncate_pair(a: list[int], b: list[int], max_tokens: int) -> tuple[list[int], list[int]]:
+    """BERT truncation: pop from the end of the currently longer sequence (b on a tie) until both fit."""
+    a, b = list(a), list(b)
+    while len(a) + len(b) > max_tokens:
+        if len(a) > len(b):
+            a.pop()
+        else:
+            b.pop()
+    return a, b
+
+
+def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: int = 128) -> Features:
+    """Token ids for `[CLS] a [SEP] b [SEP]` with segment ids 0…0 1…1, truncated to `max_length`."""
+    if max_length < 4:
+        raise ElectraError(f"max_length must be at least 4, got {max_length}")
+    enc_a = tokenizer.encode_batch([e.text_a for e in examples])
+    enc_b = tokenizer.encode_batch([e.text_b for e in examples]) if task.text_b else [None] * len(examples)
+    ids, types = [], []
+    cls, sep = tokenizer.cls_id, tokenizer.sep_id
+    for a, b in zip(enc_a, enc_b, strict=True):
+        if b is None:
+            a = a[: max_length - 2]
+            ids.append([cls, *a, sep])
+            types.append([0] * (len(a) + 2))
+        else:
+            a, b = truncate_pair(a, b, max_length - 3)
+            ids.append([cls, *a, sep, *b, sep])
+            types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    if task.is_regression:
+        labels = np.array([np.nan if e.label is None else e.label / task.regression_max for e in examples], np.float32)
+    else:
+        labels = np.array([-1 if e.label is None else e.label for e in examples], np.int64)
+    return Features(ids, types, labels, [e.index for e in examples])
+
+
+def collate(features: Features, rows: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """A batch padded to its longest row (equivalent to padding to max_length: pads are masked out)."""
+    width = max(len(features.input_ids[i]) for i in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        n = len(features.input_ids[i])
+        input_ids[r, :n] = torch.tensor(features.input_ids[i])
+        token_type_ids[r, :n] = torch.tensor(features.token_type_ids[i])
+        attention_mask[r, :n] = 1
+    labels = torch.from_numpy(features.labels[list(rows)])
+    return dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, labels=labels)

@@ -1,0 +1,44 @@
+"""Dev-set metrics (spec §6.3), all x100.
+
+CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from electra.glue.tasks import Task
+
+
+def predictions_from_outputs(task: Task, outputs: np.ndarray) -> np.ndarray:
+    """Class ids (argmax of the logits) or STS-B scores on the 0-5 scale, clipped to [0, 5]."""
+    outputs = np.asarray(outputs)
+    if task.is_regression:
+        return np.clip(outputs.reshape(-1) * task.regression_max, 0.0, task.regression_max)
+    return outputs.argmax(-1)
+
+
+def compute_metrics(task: Task, outputs: np.ndarray, labels: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """The task's metrics for model outputs (logits, or regression values in label units) against gold labels."""
+    outputs = np.asarray(outputs)
+    labels = np.asarray(labels)
+    if task.is_regression:
+        pred = outputs.reshape(-1).astype(np.float64)
+        gold = labels.reshape(-1).astype(np.float64)
+        if pred.std() == 0 or gold.std() == 0:  # constant predictions: correlation undefined, reported as 0
+            values = {"pearson": 0.0, "spearman": 0.0}
+        else:
+            values = {"pearson": float(pearsonr(pred, gold)[0]), "spearman": float(spearmanr(pred, gold)[0])}
+    else:
+        pred = outputs.argmax(-1)
+        values = {"acc": float(accuracy_score(labels, pred))}
+        if "mcc" in task.metrics:
+            values = {"mcc": float(matthews_corrcoef(labels, pred))}
+        if "f1" in task.metrics:
+            values["f1"] = float(f1_score(labels, pred, pos_label=1, zero_division=0.0))
+    out = {}
+    for name, value in values.items():
+        out[name + suffix] = 100.0 * (0.0 if np.isnan(value) else value)
+    return out

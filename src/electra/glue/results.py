@@ -1,0 +1,202 @@
+"""Run records on disk, and their aggregation into a GLUE table (JSON + markdown).
+
+Layout of a sweep directory::
+
+    OUT/<task>/run_<seed>/config.json          what the run was (model, hparams, data, subsampling)
+    OUT/<task>/run_<seed>/predictions_<split>.npz   index + model outputs (+ gold labels on dev splits)
+    OUT/<task>/run_<seed>/metrics.json         written last: its presence marks the run complete
+    OUT/results.json, OUT/results.md           the aggregate over all complete runs
+
+The GLUE average is over the 8 tasks of the official README (WNLI excluded, spec §6.5), each task contributing its
+`score` metric. With tasks missing it is labelled "GLUE-k (no X, Y)", never presented as the 8-task average.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electra.errors import ElectraError
+from electra.glue.tasks import AVERAGE_TASKS, TASKS, Task
+
+STATS = ("median", "mean", "std", "max", "min")
+
+
+# ---------------------------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename over `path`: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_predictions(path: str | Path, index: Iterable[str], outputs: np.ndarray, labels: np.ndarray | None) -> None:
+    import io
+
+    arrays = {"index": np.array(list(index), dtype=np.str_), "outputs": np.asarray(outputs, np.float32)}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise ElectraError(f"cannot read predictions {path}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def run_dir(out: str | Path, task: Task, seed: int) -> Path:
+    return Path(out) / task.name / f"run_{seed}"
+
+
+def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
+    """Every complete run of `task` under `out` (those with a metrics.json), sorted by seed."""
+    runs = []
+    for metrics_file in sorted((Path(out) / task.name).glob("run_*/metrics.json")):
+        try:
+            record = json.loads(metrics_file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ElectraError(f"cannot read {metrics_file}: {err}") from None
+        record["dir"] = str(metrics_file.parent)
+        runs.append(record)
+    return sorted(runs, key=lambda r: r.get("seed", 0))
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Median, mean, sample std (ddof=1; 0 for one run), max, min and the number of runs."""
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "n": len(a),
+        "median": float(np.median(a)),
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+        "max": float(a.max()),
+        "min": float(a.min()),
+    }
+
+
+def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str, Any]:
+    """Per-task statistics over runs and the GLUE average for each statistic."""
+    tasks = list(TASKS.values()) if tasks is None else list(tasks)
+    per_task: dict[str, Any] = {}
+    for task in tasks:
+        runs = load_runs(out, task)
+        if not runs:
+            continue
+        metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
+        per_task[task.name] = {
+            "display": task.display,
+            "score": task.score,
+            "n_runs": len(runs),
+            "seeds": [r.get("seed") for r in runs],
+            "metrics": metrics,
+            "max_train_examples": sorted({r.get("max_train_examples") for r in runs}, key=str),
+            "n_train": sorted({r.get("n_train") for r in runs}, key=str),
+        }
+    covered = [name for name in AVERAGE_TASKS if name in per_task]
+    average = {}
+    if covered:
+        for stat in ("median", "mean", "max"):
+            average[stat] = float(np.mean([per_task[n]["metrics"][TASKS[n].score][stat] for n in covered]))
+    return {
+        "tasks": per_task,
+        "average": {"label": glue_label(covered), "tasks": covered, **average},
+    }
+
+
+def glue_label(covered: Iterable[str]) -> str:
+    """`GLUE-8` when all 8 average tasks are present, else e.g. `GLUE-6 (no QQP, MNLI)`."""
+    covered = set(covered)
+    missing = [TASKS[n].display for n in AVERAGE_TASKS if n not in covered]
+    label = f"GLUE-{len(AVERAGE_TASKS) - len(missing)}"
+    return f"{label} (no {', '.join(missing)})" if missing else label
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+_CELLS = {  # columns of richarddwang/electra_pytorch's README table, with both metrics where there are two
+    "cola": ("mcc",), "sst2": ("acc",), "mrpc": ("f1", "acc"), "stsb": ("pearson", "spearman"),
+    "qqp": ("f1", "acc"), "mnli": ("acc", "acc_mm"), "qnli": ("acc",), "rte": ("acc",), "wnli": ("acc",),
+}
+_HEADINGS = {
+    "cola": "CoLA (MCC)", "sst2": "SST-2 (acc)", "mrpc": "MRPC (F1/acc)", "stsb": "STS-B (P/S)",
+    "qqp": "QQP (F1/acc)", "mnli": "MNLI (m/mm)", "qnli": "QNLI (acc)", "rte": "RTE (acc)", "wnli": "WNLI (acc)",
+}
+
+
+def markdown_table(results: dict[str, Any], model: str = "") -> str:
+    """The GLUE table: one row per statistic over runs; average over the covered tasks' score metrics."""
+    per_task, average = results["tasks"], results["average"]
+    columns = [n for n in _CELLS if n in per_task or TASKS[n].in_average]
+    head = ["", *(_HEADINGS[n] for n in columns), f"Avg. {average['label']}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stat in ("median", "mean", "max"):
+        cells = [f"{model} {stat}".strip()]
+        for n in columns:
+            if n not in per_task:
+                cells.append("—")
+                continue
+            m = per_task[n]["metrics"]
+            cells.append("/".join(f"{m[k][stat]:.2f}" for k in _CELLS[n] if k in m))
+        cells.append(f"{average[stat]:.2f}" if stat in average else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| task | metric | runs | median | mean | std | max | min | train examples |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for n in columns:
+        if n not in per_task:
+            continue
+        t = per_task[n]
+        n_train = "/".join(str(x) for x in t["n_train"])
+        for k in _CELLS[n]:
+            if k not in t["metrics"]:
+                continue
+            s = t["metrics"][k]
+            lines.append(
+                f"| {t['display']} | {k} | {s['n']} | {s['median']:.2f} | {s['mean']:.2f} | {s['std']:.2f} "
+                f"| {s['max']:.2f} | {s['min']:.2f} | {n_train} |"
+            )
+    notes = []
+    if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
+        notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
+    subsampled = {per_task[n]["display"]: per_task[n]["max_train_examples"] for n in per_task
+                  if any(v is not None for v in per_task[n]["max_train_examples"])}
+    if subsampled:
+        notes.append("Train sets subsampled: " + ", ".join(f"{k} to {v[0]}" for k, v in subsampled.items()) + ".")
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def write_results(out: str | Path, model: str = "") -> dict[str, Any]:
+    """Aggregate every complete run under `out` into results.json and results.md."""
+    results = aggregate(out)
+    atomic_write_json(Path(out) / "results.json", results)
+    atomic_write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
+    return results

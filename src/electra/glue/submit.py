@@ -1,0 +1,161 @@
+"""`electra submit`: the GLUE-server zip from a finetuning sweep's stored test predictions (no model needed).
+
+For each task a run is chosen by its dev score (`--pick best|median|RUN|ensemble:K`); its test outputs become the
+server's `<Task>.tsv` files (`index`, `prediction`) with the label strings the server expects. AX comes from the
+chosen MNLI run(s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electra.errors import ElectraError
+from electra.glue.results import atomic_write_bytes, load_predictions, load_runs
+from electra.glue.tasks import TASKS, Task
+
+SERVER_FILES = (
+    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv",
+    "WNLI.tsv", "AX.tsv",
+)
+
+
+@dataclass(frozen=True)
+class Pick:
+    mode: str  # best | median | run | ensemble
+    k: int = 1
+    run: str = ""
+
+
+def parse_pick(text: str) -> Pick:
+    if text in ("best", "median"):
+        return Pick(text)
+    if text.startswith("ensemble:"):
+        try:
+            k = int(text.split(":", 1)[1])
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ElectraError(f"--pick {text}: expected ensemble:K with K a positive integer")
+        return Pick("ensemble", k=k)
+    name = text if text.startswith("run_") else f"run_{text}"
+    if not name[4:].lstrip("-").isdigit():
+        raise ElectraError(f"--pick {text!r}: expected best, median, ensemble:K, or a run (seed or run_<seed>)")
+    return Pick("run", run=name)
+
+
+def choose_runs(runs: list[dict[str, Any]], task: Task, pick: Pick) -> list[dict[str, Any]]:
+    """The run(s) whose test predictions are used, chosen by the dev `task.score`."""
+    if not runs:
+        return []
+    by_score = sorted(runs, key=lambda r: (r["metrics"][task.score], -r.get("seed", 0)), reverse=True)
+    if pick.mode == "best":
+        return by_score[:1]
+    if pick.mode == "median":
+        ascending = by_score[::-1]
+        return [ascending[(len(ascending) - 1) // 2]]  # the lower median: a real run, never an interpolation
+    if pick.mode == "ensemble":
+        return by_score[: pick.k]
+    chosen = [r for r in runs if Path(r["dir"]).name == pick.run]
+    if not chosen:
+        raise ElectraError(f"{task.display} has no complete run {pick.run}; runs: "
+                           f"{', '.join(Path(r['dir']).name for r in runs)}")
+    return chosen
+
+
+def combine_outputs(task: Task, outputs: list[np.ndarray]) -> np.ndarray:
+    """Average the runs: softmax probabilities for classification, raw values for regression."""
+    if task.is_regression:
+        return np.mean([o.reshape(-1) for o in outputs], axis=0)
+    probs = []
+    for o in outputs:
+        z = o - o.max(-1, keepdims=True)
+        e = np.exp(z)
+        probs.append(e / e.sum(-1, keepdims=True))
+    return np.mean(probs, axis=0)
+
+
+def format_predictions(task: Task, index: np.ndarray, outputs: np.ndarray) -> str:
+    """The server's TSV: header `index\tprediction`; label strings, or STS-B scores clipped to [0, 5]."""
+    lines = ["index\tprediction"]
+    if task.is_regression:
+        values = np.clip(outputs.reshape(-1) * task.regression_max, 0.0, task.regression_max)
+        lines += [f"{i}\t{v:.3f}" for i, v in zip(index, values, strict=True)]
+    else:
+        lines += [f"{i}\t{task.labels[c]}" for i, c in zip(index, outputs.argmax(-1), strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """{server file name: TSV text} for every test split with predictions, and a manifest of what was used."""
+    files: dict[str, str] = {}
+    manifest: list[dict[str, Any]] = []
+    for task in TASKS.values():
+        runs = load_runs(sweep, task)
+        chosen = choose_runs(runs, task, pick)
+        if not chosen:
+            continue
+        for split in task.test_splits:
+            paths = [Path(r["dir"]) / f"predictions_{split.name}.npz" for r in chosen]
+            if not all(p.is_file() for p in paths):
+                continue
+            preds = [load_predictions(p) for p in paths]
+            index = preds[0]["index"]
+            for p, path in zip(preds[1:], paths[1:], strict=True):
+                if not np.array_equal(p["index"], index):
+                    raise ElectraError(f"{path}: test rows differ from {paths[0]}; runs were made on different data")
+            outputs = combine_outputs(task, [p["outputs"] for p in preds])
+            files[split.submission] = format_predictions(task, index, outputs)
+            manifest.append({
+                "file": split.submission, "task": task.display, "rows": int(len(index)),
+                "runs": [Path(r["dir"]).name for r in chosen],
+                "dev_" + task.score: [round(r["metrics"][task.score], 4) for r in chosen],
+            })
+    return files, manifest
+
+
+def write_zip(path: str | Path, files: dict[str, str]) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in SERVER_FILES:
+            if name in files:
+                zf.writestr(name, files[name])
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", metavar="DIR", help="output directory of `electra finetune`")
+    parser.add_argument("--out", default="glue_submission.zip", help="zip file to write (default %(default)s)")
+    parser.add_argument("--pick", default="best",
+                        help="which run per task: best | median | RUN (seed or run_<seed>) | ensemble:K "
+                             "(average the K best dev runs' probabilities); default %(default)s")
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    sweep = Path(args.sweep)
+    if not sweep.is_dir():
+        raise ElectraError(f"sweep directory {sweep} does not exist")
+    pick = parse_pick(args.pick)
+    files, manifest = build_submission(sweep, pick)
+    if not files:
+        raise ElectraError(f"{sweep} has no complete run with test predictions; run `electra finetune` first")
+    write_zip(args.out, files)
+    for entry in manifest:
+        scores = ", ".join(f"{s:.2f}" for s in next(v for k, v in entry.items() if k.startswith("dev_")))
+        print(f"{entry['file']:<12} {entry['rows']:>6} rows  from {', '.join(entry['runs'])} (dev {scores})")
+    missing = [name for name in SERVER_FILES if name not in files]
+    if missing:
+        print(f"not in the zip (no test predictions): {', '.join(missing)}; the GLUE server needs all "
+              f"{len(SERVER_FILES)} files", file=sys.stderr)
+    print(f"wrote {args.out} ({len(files)} files)")
+    return 0

@@ -1,0 +1,140 @@
+"""The GLUE tasks as a table of small records (spec §6.3): where each split lives, its columns, labels and metrics.
+
+Columns are looked up by header name, so a file whose layout differs from the GLUE distribution fails with a clear
+message instead of silently reading the wrong column. CoLA train/dev have no header: they get the names in
+`no_header`. The same records describe the Hugging Face `datasets` copy of GLUE (`hub_*` fields).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from electra.errors import ElectraError
+
+HUB_DATASET = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a task: its file(s) in the GLUE distribution layout and its name on the hub."""
+
+    name: str  # train | dev | dev_mm | test | test_mm | ax
+    files: tuple[str, ...]  # candidate paths relative to the GLUE directory; the first that exists is read
+    hub: tuple[str, str]  # (dataset config, split)
+    labelled: bool
+    submission: str | None = None  # the GLUE-server file this test split's predictions go to
+    index_column: str = "index"  # test files only: the column the server's `index` comes from
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the key used on the command line and in output directories
+    display: str  # as GLUE spells it
+    text_a: str  # header names in the TSV files
+    text_b: str | None
+    label_column: str
+    labels: tuple[str, ...] | None  # label strings as written in the files and expected by the server; None: regression
+    metrics: tuple[str, ...]  # reported on the dev split, x100
+    score: str  # the one metric that picks the best run and enters the GLUE average (official README)
+    epochs: int
+    splits: tuple[Split, ...]
+    hub_text_a: str
+    hub_text_b: str | None
+    no_header: tuple[str, ...] | None = None  # names for the columns of header-less train/dev files (CoLA)
+    skip_malformed: bool = False  # the original data is known to contain malformed rows: skip and count them
+    double_unordered: bool = False  # train also on (b, a) copies (MRPC and STS-B, spec §6.3)
+    in_average: bool = True  # WNLI is not part of the GLUE-8 average
+    regression_max: float = 5.0  # STS-B targets are y / regression_max
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    def split(self, name: str) -> Split:
+        for s in self.splits:
+            if s.name == name:
+                return s
+        raise KeyError(f"{self.display} has no split {name!r}")
+
+    @property
+    def dev_splits(self) -> tuple[Split, ...]:
+        return tuple(s for s in self.splits if s.name.startswith("dev"))
+
+    @property
+    def test_splits(self) -> tuple[Split, ...]:
+        return tuple(s for s in self.splits if s.submission)
+
+
+def _splits(directory: str, config: str, test_index: str = "index") -> tuple[Split, ...]:
+    return (
+        Split("train", (f"{directory}/train.tsv",), (config, "train"), True),
+        Split("dev", (f"{directory}/dev.tsv",), (config, "validation"), True),
+        Split("test", (f"{directory}/test.tsv",), (config, "test"), False, f"{directory}.tsv", test_index),
+    )
+
+
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("cola", "CoLA", "sentence", None, "label", _BINARY, ("mcc",), "mcc", 3, _splits("CoLA", "cola"),
+             "sentence", None, no_header=("source", "label", "original_label", "sentence")),
+        Task("sst2", "SST-2", "sentence", None, "label", _BINARY, ("acc",), "acc", 3, _splits("SST-2", "sst2"),
+             "sentence", None),
+        Task("mrpc", "MRPC", "#1 String", "#2 String", "Quality", _BINARY, ("f1", "acc"), "acc", 3,
+             _splits("MRPC", "mrpc"), "sentence1", "sentence2", double_unordered=True),
+        Task("stsb", "STS-B", "sentence1", "sentence2", "score", None, ("pearson", "spearman"), "spearman", 10,
+             _splits("STS-B", "stsb"), "sentence1", "sentence2", double_unordered=True),
+        Task("qqp", "QQP", "question1", "question2", "is_duplicate", _BINARY, ("f1", "acc"), "acc", 3,
+             _splits("QQP", "qqp", test_index="id"), "question1", "question2", skip_malformed=True),
+        Task("mnli", "MNLI", "sentence1", "sentence2", "gold_label", ("contradiction", "entailment", "neutral"),
+             ("acc", "acc_mm"), "acc", 3,
+             (
+                 Split("train", ("MNLI/train.tsv",), ("mnli", "train"), True),
+                 Split("dev", ("MNLI/dev_matched.tsv",), ("mnli", "validation_matched"), True),
+                 Split("dev_mm", ("MNLI/dev_mismatched.tsv",), ("mnli", "validation_mismatched"), True),
+                 Split("test", ("MNLI/test_matched.tsv",), ("mnli", "test_matched"), False, "MNLI-m.tsv"),
+                 Split("test_mm", ("MNLI/test_mismatched.tsv",), ("mnli", "test_mismatched"), False, "MNLI-mm.tsv"),
+                 # AX, the diagnostic set, is predicted by every MNLI run (spec §6.3)
+                 Split("ax", ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"),
+                       ("ax", "test"), False, "AX.tsv"),
+             ),
+             "premise", "hypothesis"),
+        Task("qnli", "QNLI", "question", "sentence", "label", _NLI2, ("acc",), "acc", 3, _splits("QNLI", "qnli"),
+             "question", "sentence"),
+        Task("rte", "RTE", "sentence1", "sentence2", "label", _NLI2, ("acc",), "acc", 10, _splits("RTE", "rte"),
+             "sentence1", "sentence2"),
+        Task("wnli", "WNLI", "sentence1", "sentence2", "label", _BINARY, ("acc",), "acc", 3, _splits("WNLI", "wnli"),
+             "sentence1", "sentence2", in_average=False),
+    )
+}
+
+# The 8 tasks of the official README's GLUE average (spec §6.5), in its column order.
+AVERAGE_TASKS: tuple[str, ...] = tuple(name for name, t in TASKS.items() if t.in_average)
+
+_ALIASES = {"sst": "sst2", "sst-2": "sst2", "sts": "stsb", "sts-b": "stsb", "ax": "mnli", "mnli-m": "mnli"}
+
+
+def parse_tasks(spec: str) -> list[Task]:
+    """`all` or a comma-separated list (`cola,sst2,...`; GLUE spellings such as `SST-2` work too)."""
+    if spec.strip().lower() == "all":
+        return list(TASKS.values())
+    out: list[Task] = []
+    for raw in spec.split(","):
+        key = raw.strip().lower()
+        if not key:
+            continue
+        key = _ALIASES.get(key, key)
+        if key not in TASKS:
+            raise ElectraError(f"unknown GLUE task {raw.strip()!r}; choose from all, {', '.join(TASKS)}")
+        if TASKS[key] not in out:
+            out.append(TASKS[key])
+    if not out:
+        raise ElectraError("--tasks is empty; give `all` or a comma-separated list such as cola,sst2")
+    return out
