@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
     "prepare": ("electra.data.prepare", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
+    "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
+    "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
 }
 
 

@@ -1,0 +1,341 @@
+"""`electra finetune`: finetune on GLUE tasks over many seeds, evaluate on dev, store test predictions.
+
+One run = (task, seed) in `OUT/<task>/run_<seed>/` (layout in `electra.glue.results`). Its metrics.json is
+written last, so an interrupted sweep continues with the first incomplete run. Runs are independent: start one
+process per GPU with `--device cuda:K --shard K/N` to spread a sweep.
+
+Recipe (spec §6, paper Table 7): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 % of the steps
+with the official schedule shape (step 0 has lr 0), clip 1.0, batch 32, layer-wise LR decay 0.8 (0.9 for 24
+layers), lr 3e-4 / 1e-4 / 5e-5 by size, 3 epochs (10 for RTE and STS-B), batch loss = sum over examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import random
+import sys
+import time
+import types
+import typing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from electra import __version__
+from electra.config import ModelConfig, _check_literals, _parse_bool, from_dict
+from electra.errors import ConfigError, ElectraError
+from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
+from electra.glue.layer_decay import layer_lr_multipliers
+from electra.glue.metrics import compute_metrics
+from electra.glue.model import build_model, load_encoder, per_example_loss
+from electra.glue.results import atomic_write_json, run_dir, save_predictions, write_results
+from electra.glue.tasks import Task, parse_tasks
+from electra.optim import AdamW, lr_factor, param_groups
+
+
+@dataclass
+class FinetuneConfig:
+    """The finetuning recipe; None means "by model size / by task" as resolved in `resolve`."""
+
+    learning_rate: float | None = None  # 3e-4 Small (H <= 256), 1e-4 Base (H <= 768), 5e-5 Large
+    layerwise_lr_decay: float | None = None  # 0.8 Small/Base, 0.9 Large (24 layers); 1.0 switches it off
+    layer_decay_mode: Literal["official", "paper"] = "official"  # official keeps the off-by-one (spec §5.3)
+    weight_decay: float = 0.0  # paper Table 7 (the official code's default is 0.01)
+    warmup_proportion: float = 0.1
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int | None = None  # 3; 10 for RTE and STS-B
+    max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
+    loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
+    max_grad_norm: float = 1.0
+    head_dropout: float = 0.1
+    double_unordered: bool = True  # MRPC and STS-B train only
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-6
+    adam_bias_correction: bool = False
+    schedule: Literal["official", "warmup_then_decay"] = "official"
+    max_train_examples: int | None = None  # subsample train (fixed subset, the same for every seed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
+
+    def __post_init__(self):
+        if self.batch_size <= 0 or self.eval_batch_size <= 0:
+            raise ConfigError("batch_size and eval_batch_size must be positive")
+        if not 0 <= self.warmup_proportion <= 1:
+            raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
+        if self.max_train_examples is not None and self.max_train_examples <= 0:
+            raise ConfigError("max_train_examples must be positive")
+        _check_literals(self)
+
+    def resolve(self, model: ModelConfig, task: Task) -> FinetuneConfig:
+        """A copy with every size- and task-dependent default filled in."""
+        lr = self.learning_rate
+        if lr is None:
+            lr = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
+        decay = self.layerwise_lr_decay
+        if decay is None:
+            decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
+        return dataclasses.replace(self, learning_rate=lr, layerwise_lr_decay=decay,
+                                   epochs=self.epochs if self.epochs is not None else task.epochs)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- data per task
+
+
+@dataclass
+class TaskData:
+    task: Task
+    train: Features
+    evals: dict[str, Features]  # dev splits, with labels
+    tests: dict[str, Features]  # test splits (MNLI: test, test_mm, ax)
+    n_train_available: int
+    skipped_rows: int
+
+
+def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer, cfg: FinetuneConfig) -> TaskData | None:
+    """Read and featurize a task's splits; None (with a notice) when its train or dev set is absent."""
+    splits: dict[str, SplitData | None] = {s.name: load_split(task, s.name, glue_dir) for s in task.splits}
+    where = glue_dir if glue_dir is not None else "the hub"
+    for needed in ("train", "dev"):
+        if splits[needed] is None:
+            print(f"{task.display}: no {needed} set in {where}; task skipped", file=sys.stderr)
+            return None
+    train = splits["train"].examples
+    n_available = len(train)
+    if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
+        rng = random.Random(0)  # the same subset for every seed, so runs differ only in their seed
+        train = [train[i] for i in sorted(rng.sample(range(len(train)), cfg.max_train_examples))]
+    if cfg.double_unordered and task.double_unordered:
+        train = double_unordered(train)
+    feats = lambda s: featurize(task, s.examples, tokenizer, cfg.max_length)  # noqa: E731
+    return TaskData(
+        task=task,
+        train=featurize(task, train, tokenizer, cfg.max_length),
+        evals={s.name: feats(splits[s.name]) for s in task.dev_splits if splits[s.name] is not None},
+        tests={s.name: feats(splits[s.name]) for s in task.test_splits if splits[s.name] is not None},
+        n_train_available=n_available,
+        skipped_rows=sum(s.skipped for s in splits.values() if s is not None),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def _autocast(device: torch.device, precision: str):
+    enabled = precision == "bf16" and device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def predict(model, features: Features, device: torch.device, cfg: FinetuneConfig, pad_id: int) -> np.ndarray:
+    """Model outputs (logits, or the regression value in units of y/5) for every row, in order."""
+    model.eval()
+    out = []
+    for start in range(0, len(features), cfg.eval_batch_size):
+        rows = range(start, min(start + cfg.eval_batch_size, len(features)))
+        b = collate(features, rows, pad_id)
+        with _autocast(device, cfg.precision):
+            y = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
+        out.append(y.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
+
+
+def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
+    """T = ceil(n / batch) * epochs (spec §6.2: the train set padded to a whole number of batches)."""
+    return math.ceil(n_train / cfg.batch_size) * cfg.epochs
+
+
+def finetune_run(
+    data: TaskData, encoder, model_cfg: ModelConfig, cfg: FinetuneConfig, seed: int, device: torch.device,
+    pad_id: int, progress=None,
+) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
+    """Train one (task, seed) run; returns the model and its outputs on every dev and test split."""
+    task = data.task
+    model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed).to(device)
+    names = [n for n, _ in model.named_parameters()]
+    scale = layer_lr_multipliers(names, model_cfg.num_hidden_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode)
+    groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
+    opt = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+                weight_decay=cfg.weight_decay, bias_correction=cfg.adam_bias_correction)  # fmt: skip
+    n = len(data.train)
+    total = train_steps(n, cfg)
+    warmup = cfg.warmup_proportion * total
+    shuffle = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
+    step = 0
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=shuffle).tolist()  # a new order every epoch
+        for start in range(0, n, cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]  # the last batch is short: as padding with zero-loss rows
+            factor = lr_factor(step, total, warmup, 1.0, cfg.schedule)
+            for g in opt.param_groups:
+                g["lr"] = cfg.learning_rate * g.get("lr_scale", 1.0) * factor
+            b = {k: v.to(device) for k, v in collate(data.train, rows, pad_id).items()}
+            with _autocast(device, cfg.precision):
+                outputs = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            losses = per_example_loss(outputs, b["labels"], task.is_regression)
+            loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            step += 1
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}", refresh=False)
+    outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
+    return model, outputs
+
+
+def evaluate(task: Task, evals: dict[str, Features], outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for split, feats in evals.items():
+        labels = feats.labels
+        outs = outputs[split]
+        suffix = "" if split == "dev" else "_" + split.split("_", 1)[1]
+        metrics.update(compute_metrics(task, outs, labels, suffix))
+    return metrics
+
+
+def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray], metrics: dict[str, float],
+             config: dict[str, Any], model=None) -> None:  # fmt: skip
+    """Predictions and config first, metrics.json last (it marks the run complete)."""
+    d = run_dir(out, data.task, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(d / "config.json", config)
+    for split, feats in {**data.evals, **data.tests}.items():
+        labels = feats.labels if split in data.evals else None
+        save_predictions(d / f"predictions_{split}.npz", feats.index, outputs[split], labels)
+    if model is not None:
+        from safetensors.torch import save_file
+
+        tmp = d / ".model.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        tmp.replace(d / "model.safetensors")
+    atomic_write_json(d / "metrics.json", {
+        "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
+        "n_train": len(data.train), "max_train_examples": config["finetune"]["max_train_examples"],
+    })  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path | None, runs: int, seed: int,
+          cfg: FinetuneConfig, device: str = "auto", tokenizer: str | None = None, shard: tuple[int, int] = (0, 1),
+          save_model: bool = False, quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Every pending (task, seed) run of this shard, then the aggregate results of all complete runs."""
+    out = Path(out)
+    seeds = list(range(seed, seed + runs))
+    plan = [(t, s) for t in tasks for s in seeds]
+    plan = [p for i, p in enumerate(plan) if i % shard[1] == shard[0]]
+    pending = [(t, s) for t, s in plan if not (run_dir(out, t, s) / "metrics.json").is_file()]
+    if len(pending) < len(plan) and not quiet:
+        print(f"{len(plan) - len(pending)} of {len(plan)} runs already complete in {out}; continuing", file=sys.stderr)
+    if pending:
+        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        encoder, model_cfg, tok = load_encoder(model, tokenizer)
+        if cfg.max_length > model_cfg.max_position_embeddings:
+            raise ElectraError(f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} "
+                               "positions")  # fmt: skip
+        by_task: dict[str, list[int]] = {}
+        for t, s in pending:
+            by_task.setdefault(t.name, []).append(s)
+        prepared = {}
+        for t in tasks:
+            if t.name in by_task:
+                task_cfg = cfg.resolve(model_cfg, t)
+                data = prepare_task(t, glue_dir, tok, task_cfg)
+                if data is not None:
+                    prepared[t.name] = (data, task_cfg)
+        total = sum(train_steps(len(prepared[t][0].train), prepared[t][1]) * len(s)
+                    for t, s in by_task.items() if t in prepared)  # fmt: skip
+        with tqdm(total=total, desc="finetune", unit="step", disable=quiet, file=sys.stderr) as bar:
+            for t, s in pending:
+                if t.name not in prepared:
+                    continue
+                data, task_cfg = prepared[t.name]
+                started = time.time()
+                trained, outputs = finetune_run(data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar)
+                metrics = evaluate(t, data.evals, outputs)
+                config = {
+                    "task": t.name, "seed": s, "model": model, "model_config": asdict(model_cfg),
+                    "finetune": asdict(task_cfg), "glue_dir": str(glue_dir) if glue_dir else "hub",
+                    "tokenizer": tok.source, "tokenizer_fingerprint": tok.fingerprint(),
+                    "n_train_available": data.n_train_available, "n_train": len(data.train),
+                    "skipped_rows": data.skipped_rows, "device": str(dev), "electra_version": __version__,
+                    "seconds": round(time.time() - started, 1),
+                }  # fmt: skip
+                save_run(out, data, s, outputs, metrics, config, trained if save_model else None)
+                if not quiet:
+                    shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+                    bar.write(f"{t.display} seed {s}: {shown}")
+    return write_results(out, model)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="pretraining run directory, HF-format directory, hub id "
+                             "(google/electra-small-discriminator), or random:<preset> (no pretraining)")
+    parser.add_argument("--tasks", default="all", help="all, or a comma-separated list: cola,sst2,mrpc,stsb,qqp,"
+                                                       "mnli,qnli,rte,wnli (AX is predicted by the MNLI runs)")
+    parser.add_argument("--glue-dir", help="GLUE data in the original distribution layout (default: the hub's "
+                                           "nyu-mll/glue through `datasets`)")
+    parser.add_argument("--runs", type=int, default=10, help="runs (seeds) per task (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ...")
+    parser.add_argument("--out", required=True, help="output directory (an existing sweep is continued)")
+    parser.add_argument("--tokenizer", help="vocab file or directory, if not the model's own")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:K")
+    parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="K/N",
+                        help="run only every N-th run starting at K (one process per GPU)")
+    parser.add_argument("--save-model", action="store_true", help="keep each run's weights (model.safetensors)")
+    parser.add_argument("--quiet", action="store_true")
+    group = parser.add_argument_group("finetuning recipe", "every value of the recipe can be overridden")
+    hints = typing.get_type_hints(FinetuneConfig)
+    for f in dataclasses.fields(FinetuneConfig):
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = dict(dest=f"ft__{f.name}", default=argparse.SUPPRESS, metavar="V")
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: "by size / by task" when absent
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) is Literal:
+            kwargs.update(choices=typing.get_args(hint), metavar=None)
+        else:
+            kwargs.update(type=_parse_bool if hint is bool else hint)
+        default = "by model size / task" if f.default is None else f.default
+        group.add_argument("--" + f.name.replace("_", "-"), help=f"default: {default}", **kwargs)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    if args.runs < 1:
+        raise ElectraError(f"--runs must be at least 1, got {args.runs}")
+    if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
+        raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
+    cfg = from_dict(FinetuneConfig, overrides, "the finetuning options")
+    results = sweep(args.model, parse_tasks(args.tasks), args.out, args.glue_dir, args.runs, args.seed, cfg,
+                    args.device, args.tokenizer, args.shard, args.save_model, args.quiet)  # fmt: skip
+    print((Path(args.out) / "results.md").read_text(), end="")
+    if not results["tasks"]:
+        raise ElectraError("no task could be finetuned (no train and dev sets found)")
+    return 0

@@ -1,0 +1,151 @@
+import argparse
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from glue_fixtures import VOCAB, write_glue, write_vocab
+
+from electra.config import ModelConfig
+from electra.errors import ElectraError
+from electra.glue import finetune, submit
+from electra.glue.data import load_split
+from electra.glue.finetune import FinetuneConfig, sweep
+from electra.glue.metrics import compute_metrics
+from electra.glue.model import load_encoder
+from electra.glue.results import load_predictions
+from electra.glue.tasks import TASKS, parse_tasks
+from electra.hf import save_hf
+from electra.model import Discriminator, init_weights
+from electra.tokenizer import load_tokenizer
+
+MICRO = dict(vocab_size=len(VOCAB), embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+             intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ft")
+    write_glue(root / "glue", n_train=24, n_dev=10, n_test=6)
+    tok = load_tokenizer(write_vocab(root / "vocab.txt"))
+    torch.manual_seed(0)
+    disc = Discriminator(ModelConfig(**MICRO))
+    init_weights(disc)
+    save_hf(disc, root / "micro", tokenizer=tok)
+    return root
+
+
+@pytest.fixture(scope="module")
+def swept(workdir) -> Path:
+    out = workdir / "sweep"
+    cfg = FinetuneConfig(epochs=1, max_length=32)
+    sweep(str(workdir / "micro"), parse_tasks("sst2,stsb,mnli"), out, workdir / "glue", runs=2, seed=0, cfg=cfg,
+          device="cpu", quiet=True)  # fmt: skip
+    return out
+
+
+def test_sweep_writes_every_run_and_consistent_metrics(swept, workdir):
+    for task, splits in (("sst2", ["dev", "test"]), ("stsb", ["dev", "test"]),
+                         ("mnli", ["dev", "dev_mm", "test", "test_mm", "ax"])):  # fmt: skip
+        for seed in (0, 1):
+            d = swept / task / f"run_{seed}"
+            record = json.loads((d / "metrics.json").read_text())
+            config = json.loads((d / "config.json").read_text())
+            assert record["seed"] == seed and config["finetune"]["epochs"] == 1
+            assert config["finetune"]["learning_rate"] == 3e-4 and config["finetune"]["layerwise_lr_decay"] == 0.8
+            assert sorted(p.name for p in d.glob("predictions_*.npz")) == sorted(f"predictions_{s}.npz" for s in splits)
+            # metrics.json agrees with the stored dev outputs and the gold labels read back from the files
+            t = TASKS[task]
+            dev = load_predictions(d / "predictions_dev.npz")
+            gold = load_split(t, "dev", workdir / "glue").examples
+            labels = np.array([e.label / 5 if t.is_regression else e.label for e in gold])
+            recomputed = compute_metrics(t, dev["outputs"], labels)
+            assert {k: record["metrics"][k] for k in recomputed} == pytest.approx(recomputed)
+    stsb_cfg = json.loads((swept / "stsb/run_0/config.json").read_text())
+    assert stsb_cfg["n_train"] == 48  # double_unordered: 24 examples and their swapped copies
+    results = json.loads((swept / "results.json").read_text())
+    assert results["average"]["label"] == "GLUE-3 (no CoLA, MRPC, QQP, QNLI, RTE)"
+    assert results["tasks"]["mnli"]["metrics"]["acc_mm"]["n"] == 2
+
+
+def test_resume_equals_uninterrupted(swept, workdir):
+    before = json.loads((swept / "sst2/run_1/metrics.json").read_text())
+    kept = (swept / "sst2/run_0/metrics.json").stat().st_mtime_ns
+    (swept / "sst2/run_1/metrics.json").unlink()  # as if interrupted before run_1 finished
+    sweep(str(workdir / "micro"), parse_tasks("sst2,stsb,mnli"), swept, workdir / "glue", runs=2, seed=0,
+          cfg=FinetuneConfig(epochs=1, max_length=32), device="cpu", quiet=True)  # fmt: skip
+    after = json.loads((swept / "sst2/run_1/metrics.json").read_text())
+    assert after == before
+    assert (swept / "sst2/run_0/metrics.json").stat().st_mtime_ns == kept  # complete runs are not redone
+
+
+def test_submission_zip(swept, workdir, tmp_path):
+    parser = argparse.ArgumentParser()
+    submit.add_submit_arguments(parser)
+    zip_path = tmp_path / "glue_submission.zip"
+    assert submit.run_submit(parser.parse_args([str(swept), "--out", str(zip_path), "--pick", "ensemble:2"])) == 0
+    with zipfile.ZipFile(zip_path) as zf:
+        assert sorted(zf.namelist()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "SST-2.tsv", "STS-B.tsv"]
+        tables = {n: [line.split("\t") for line in zf.read(n).decode().splitlines()] for n in zf.namelist()}
+    rows = {"SST-2.tsv": 6, "STS-B.tsv": 6, "MNLI-m.tsv": 6, "MNLI-mm.tsv": 7, "AX.tsv": 8}
+    for name, table in tables.items():
+        assert table[0] == ["index", "prediction"]
+        assert len(table) - 1 == rows[name]
+        assert [r[0] for r in table[1:]] == [str(i) for i in range(rows[name])]
+    assert {r[1] for r in tables["SST-2.tsv"][1:]} <= {"0", "1"}
+    assert {r[1] for r in tables["MNLI-m.tsv"][1:] + tables["AX.tsv"][1:]} <= {"entailment", "neutral", "contradiction"}
+    assert all(0.0 <= float(r[1]) <= 5.0 for r in tables["STS-B.tsv"][1:])
+
+
+def test_first_step_has_zero_learning_rate(workdir):
+    """With T = 1 step the only update runs at lr 0 (official schedule), so the model does not move."""
+    task = TASKS["sst2"]
+    tok = load_tokenizer(workdir / "micro")
+    encoder, cfg, _ = load_encoder(str(workdir / "micro"))
+    ft = FinetuneConfig(epochs=1, batch_size=64, max_length=32, head_dropout=0.0).resolve(cfg, task)
+    data = finetune.prepare_task(task, workdir / "glue", tok, ft)
+    assert finetune.train_steps(len(data.train), ft) == 1
+    model, outputs = finetune.finetune_run(data, encoder, cfg, ft, 3, torch.device("cpu"), tok.pad_id)
+    fresh = finetune.build_model(encoder, cfg, 2, 0.0, init_seed=3)
+    for (name, p), q in zip(model.named_parameters(), fresh.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_finetuning_learns_a_separable_task(tmp_path):
+    """Random-init micro model on SST-2-format data whose label is the word good/bad: dev accuracy near 100."""
+    write_glue(tmp_path / "glue", n_train=320, n_dev=64, n_test=4, seed=1)
+    tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
+    cfg = ModelConfig(**{**MICRO, "num_hidden_layers": 1})
+    ft = FinetuneConfig(epochs=4, learning_rate=2e-3, layerwise_lr_decay=1.0, max_length=16).resolve(cfg, TASKS["sst2"])
+    data = finetune.prepare_task(TASKS["sst2"], tmp_path / "glue", tok, ft)
+    _, outputs = finetune.finetune_run(data, None, cfg, ft, 0, torch.device("cpu"), tok.pad_id)
+    assert finetune.evaluate(TASKS["sst2"], data.evals, outputs)["acc"] >= 90.0
+
+
+def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
+    sweep(str(workdir / "micro"), parse_tasks("rte"), tmp_path / "o", workdir / "glue", runs=1, seed=0,
+          cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=10), device="cpu", quiet=True)  # fmt: skip
+    record = json.loads((tmp_path / "o/rte/run_0/metrics.json").read_text())
+    assert record["n_train"] == 10 and record["max_train_examples"] == 10
+    assert "Train sets subsampled: RTE to 10." in (tmp_path / "o/results.md").read_text()
+
+
+def test_missing_task_files_are_skipped_with_a_notice(workdir, tmp_path, capsys):
+    results = sweep(str(workdir / "micro"), parse_tasks("qqp,rte"), tmp_path / "o", workdir / "glue" / "RTE", runs=1,
+                    seed=0, cfg=FinetuneConfig(epochs=1, max_length=32), device="cpu", quiet=True)  # fmt: skip
+    assert results["tasks"] == {}
+    err = capsys.readouterr().err
+    assert "QQP: no train set" in err and "RTE: no train set" in err
+
+
+def test_model_without_tokenizer_is_one_clear_error(workdir, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (bare / f).write_bytes((workdir / "micro" / f).read_bytes())
+    with pytest.raises(ElectraError, match="has no tokenizer"):
+        sweep(str(bare), parse_tasks("rte"), tmp_path / "o", workdir / "glue", runs=1, seed=0,
+              cfg=FinetuneConfig(), device="cpu", quiet=True)  # fmt: skip
+    assert not (tmp_path / "o").exists()  # nothing half-written

@@ -1,0 +1,85 @@
+import zipfile
+
+import numpy as np
+import pytest
+
+from electra.errors import ElectraError
+from electra.glue.results import aggregate, atomic_write_json, glue_label, markdown_table, save_predictions
+from electra.glue.submit import Pick, build_submission, choose_runs, parse_pick, write_zip
+from electra.glue.tasks import TASKS
+
+
+def _run(out, task, seed, metrics, test_outputs=None):
+    d = out / task / f"run_{seed}"
+    if test_outputs is not None:
+        for split, outputs in test_outputs.items():
+            save_predictions(d / f"predictions_{split}.npz", [str(i) for i in range(len(outputs))], outputs, None)
+    atomic_write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": metrics,
+                                           "score": metrics[TASKS[task].score], "n_train": 100,
+                                           "max_train_examples": None})  # fmt: skip
+
+
+def test_statistics_over_runs(tmp_path):
+    for seed, mcc in enumerate([50.0, 60.0, 40.0, 70.0]):
+        _run(tmp_path, "cola", seed, {"mcc": mcc})
+    s = aggregate(tmp_path)["tasks"]["cola"]["metrics"]["mcc"]
+    assert s == pytest.approx({"n": 4, "median": 55.0, "mean": 55.0, "std": np.std([50, 60, 40, 70], ddof=1),
+                               "max": 70.0, "min": 40.0})  # fmt: skip
+
+
+def test_glue_label_never_passes_a_partial_average_off_as_glue8():
+    assert glue_label(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"]) == "GLUE-8"
+    assert glue_label(["cola", "sst2", "mrpc", "stsb", "qnli", "rte", "wnli"]) == "GLUE-6 (no QQP, MNLI)"
+
+
+def test_average_uses_each_tasks_score_metric_and_skips_wnli(tmp_path):
+    _run(tmp_path, "mrpc", 0, {"f1": 90.0, "acc": 80.0})
+    _run(tmp_path, "stsb", 0, {"pearson": 70.0, "spearman": 60.0})
+    _run(tmp_path, "wnli", 0, {"acc": 10.0})
+    res = aggregate(tmp_path)
+    assert res["average"]["median"] == pytest.approx(70.0)  # MRPC acc and STS-B Spearman (official README)
+    assert res["average"]["label"].startswith("GLUE-2 (no CoLA, SST-2, QQP, MNLI, QNLI, RTE)")
+    table = markdown_table(res, "m")
+    assert "Avg. GLUE-2 (no CoLA, SST-2, QQP, MNLI, QNLI, RTE)" in table
+    assert "| m median | — | — | 90.00/80.00 | 70.00/60.00 | — | — | — | — | 10.00 | 70.00 |" in table
+
+
+def test_pick_modes(tmp_path):
+    outs = {}
+    for seed, acc in enumerate([70.0, 90.0, 80.0, 60.0, 85.0]):
+        logits = np.zeros((3, 2), np.float32)
+        logits[:, 1] = seed - 1.5  # runs 0 and 1 predict entailment, runs 2-4 not_entailment
+        outs[seed] = logits
+        _run(tmp_path, "rte", seed, {"acc": acc}, {"test": logits})
+    from electra.glue.results import load_runs
+
+    runs = load_runs(tmp_path, TASKS["rte"])
+    name = lambda rs: [r["dir"].rsplit("/", 1)[1] for r in rs]  # noqa: E731
+    assert name(choose_runs(runs, TASKS["rte"], parse_pick("best"))) == ["run_1"]
+    assert name(choose_runs(runs, TASKS["rte"], parse_pick("median"))) == ["run_2"]
+    assert name(choose_runs(runs, TASKS["rte"], parse_pick("ensemble:3"))) == ["run_1", "run_4", "run_2"]
+    assert name(choose_runs(runs, TASKS["rte"], parse_pick("3"))) == ["run_3"]
+    assert parse_pick("run_3") == Pick("run", run="run_3")
+    with pytest.raises(ElectraError, match="no complete run run_9"):
+        choose_runs(runs, TASKS["rte"], parse_pick("9"))
+    with pytest.raises(ElectraError, match="expected ensemble:K"):
+        parse_pick("ensemble:0")
+    # ensemble of runs 1, 4, 2: mean of softmax probabilities; logit(entailment)=0, logit(not_entailment)=s-1.5
+    files, manifest = build_submission(tmp_path, parse_pick("ensemble:3"))
+    p = np.mean([1 / (1 + np.exp(-(s - 1.5))) for s in (1, 4, 2)])
+    assert files["RTE.tsv"].splitlines()[1] == "0\t" + ("not_entailment" if p > 0.5 else "entailment")
+    assert manifest[0]["runs"] == ["run_1", "run_4", "run_2"]
+    files, _ = build_submission(tmp_path, parse_pick("best"))  # run 1: logit 1 - 1.5 < 0 -> entailment
+    assert files["RTE.tsv"] == "index\tprediction\n0\tentailment\n1\tentailment\n2\tentailment\n"
+
+
+def test_sts_submission_clipped_and_zip_written_atomically(tmp_path):
+    _run(tmp_path, "stsb", 0, {"pearson": 1.0, "spearman": 1.0}, {"test": np.array([[-0.2], [0.5], [1.4]])})
+    files, _ = build_submission(tmp_path, parse_pick("best"))
+    assert files["STS-B.tsv"] == "index\tprediction\n0\t0.000\n1\t2.500\n2\t5.000\n"
+    zip_path = tmp_path / "sub.zip"
+    zip_path.write_bytes(b"old")
+    write_zip(zip_path, files)
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.namelist() == ["STS-B.tsv"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
