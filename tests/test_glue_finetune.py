@@ -149,3 +149,29 @@ def test_model_without_tokenizer_is_one_clear_error(workdir, tmp_path):
         sweep(str(bare), parse_tasks("rte"), tmp_path / "o", workdir / "glue", runs=1, seed=0,
               cfg=FinetuneConfig(), device="cpu", quiet=True)  # fmt: skip
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def _cli(monkeypatch):
+    from electra import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("finetune", "submit")})
+    return cli
+
+
+def test_cli_recipe_flags_reach_the_config(monkeypatch):
+    args = _cli(monkeypatch).build_parser().parse_args(
+        ["finetune", "--model", "m", "--out", "o", "--learning-rate", "1e-4", "--loss-reduction", "mean",
+         "--layer-decay-mode", "paper", "--double-unordered", "false", "--max-train-examples", "7"])  # fmt: skip
+    cfg = FinetuneConfig(**{k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")})
+    assert (cfg.learning_rate, cfg.loss_reduction, cfg.layer_decay_mode, cfg.double_unordered) == (
+        1e-4, "mean", "paper", False)
+    assert cfg.max_train_examples == 7 and cfg.layerwise_lr_decay is None and cfg.epochs is None
+
+
+def test_cli_errors_are_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    cli = _cli(monkeypatch)
+    assert cli.main(["submit", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["submit", str(tmp_path), "--pick", "ensemble:x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"electra submit: error: sweep directory {tmp_path / 'nowhere'} does not exist",
+                   "electra submit: error: --pick ensemble:x: expected ensemble:K with K a positive integer"]
