@@ -175,3 +175,27 @@ def test_cli_errors_are_one_line_exit_2(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"electra submit: error: sweep directory {tmp_path / 'nowhere'} does not exist",
                    "electra submit: error: --pick ensemble:x: expected ensemble:K with K a positive integer"]
+
+
+def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):
+    ckpt = pytest.importorskip("electra.checkpoint")
+    from electra.config import preset
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
+    cfg = preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, embedding_size=16)
+    torch.manual_seed(1)
+    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tok))
+    run = tmp_path / "run"
+    run.mkdir()
+    meta = ckpt.run_config(cfg, {}, {})
+    ckpt.write_json_atomic(run / "config.json", meta)
+    tok.save(run / "tokenizer")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ckpt.save_checkpoint(run / "checkpoints", "latest", model, opt, None, {"step": 0}, meta, tok)
+    encoder, model_cfg, loaded_tok = load_encoder(str(run))
+    assert model_cfg.hidden_size == 32 and loaded_tok.fingerprint() == tok.fingerprint()
+    want = model.discriminator.electra.state_dict()
+    for k, v in encoder.state_dict().items():
+        torch.testing.assert_close(v, want[k], msg=k)

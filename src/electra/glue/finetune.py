@@ -231,7 +231,7 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
 
 def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path | None, runs: int, seed: int,
           cfg: FinetuneConfig, device: str = "auto", tokenizer: str | None = None, shard: tuple[int, int] = (0, 1),
-          save_model: bool = False, quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+          save_model: bool = False, quiet: bool = False, checkpoint: str = "latest") -> dict[str, Any]:  # fmt: skip
     """Every pending (task, seed) run of this shard, then the aggregate results of all complete runs."""
     out = Path(out)
     seeds = list(range(seed, seed + runs))
@@ -242,7 +242,7 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
         print(f"{len(plan) - len(pending)} of {len(plan)} runs already complete in {out}; continuing", file=sys.stderr)
     if pending:
         dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        encoder, model_cfg, tok = load_encoder(model, tokenizer)
+        encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
         if cfg.max_length > model_cfg.max_position_embeddings:
             raise ElectraError(f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} "
                                "positions")  # fmt: skip
@@ -267,7 +267,8 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
                 trained, outputs = finetune_run(data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar)
                 metrics = evaluate(t, data.evals, outputs)
                 config = {
-                    "task": t.name, "seed": s, "model": model, "model_config": asdict(model_cfg),
+                    "task": t.name, "seed": s, "model": model, "checkpoint": checkpoint,
+                    "model_config": asdict(model_cfg),
                     "finetune": asdict(task_cfg), "glue_dir": str(glue_dir) if glue_dir else "hub",
                     "tokenizer": tok.source, "tokenizer_fingerprint": tok.fingerprint(),
                     "n_train_available": data.n_train_available, "n_train": len(data.train),
@@ -305,6 +306,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=10, help="runs (seeds) per task (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ...")
     parser.add_argument("--out", required=True, help="output directory (an existing sweep is continued)")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="for a pretraining run: latest, a kept fraction (6.25%%, 25%%, ...) or step_N")
     parser.add_argument("--tokenizer", help="vocab file or directory, if not the model's own")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:K")
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="K/N",
@@ -334,7 +337,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
     cfg = from_dict(FinetuneConfig, overrides, "the finetuning options")
     results = sweep(args.model, parse_tasks(args.tasks), args.out, args.glue_dir, args.runs, args.seed, cfg,
-                    args.device, args.tokenizer, args.shard, args.save_model, args.quiet)  # fmt: skip
+                    args.device, args.tokenizer, args.shard, args.save_model, args.quiet, args.checkpoint)  # fmt: skip
     print((Path(args.out) / "results.md").read_text(), end="")
     if not results["tasks"]:
         raise ElectraError("no task could be finetuned (no train and dev sets found)")

@@ -63,12 +63,27 @@ def _find_hf_export(run: Path) -> Path | None:
     return max(found, key=lambda p: (p / "config.json").stat().st_mtime) if found else None
 
 
-def load_encoder(source: str, tokenizer: str | None = None) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:
+def _load_pretraining_run(path: Path, checkpoint: str) -> tuple[ElectraModel, WordPiece] | None:
+    """The discriminator encoder (the generator's for an MLM-only run) of an `electra pretrain` run directory."""
+    try:
+        from electra.checkpoint import is_run_dir, load_run
+    except ImportError:  # pretraining not available in this build
+        return None
+    if not is_run_dir(path):
+        return None
+    model, _, tok = load_run(path, checkpoint)
+    owner = getattr(model, "discriminator", None) or model.generator
+    return owner.electra, tok
+
+
+def load_encoder(
+    source: str, tokenizer: str | None = None, checkpoint: str = "latest"
+) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:
     """(encoder with pretrained weights, its config, its tokenizer) for `source`.
 
-    source: an HF-format directory (ElectraForPreTraining or ElectraModel weights), a hub id
-    (`google/electra-small-discriminator`), a pretraining run directory (its newest HF-format discriminator export
-    is used), or `random:<preset>` (no pretraining; returns None for the encoder; `tokenizer` is then required).
+    source: a pretraining run directory (`checkpoint`: latest, a kept fraction such as 25%, step_N), an HF-format
+    directory (ElectraForPreTraining or ElectraModel weights), a hub id (`google/electra-small-discriminator`), or
+    `random:<preset>` (no pretraining; returns None for the encoder; `tokenizer` is then required).
     `tokenizer` overrides where the tokenizer comes from.
     """
     if source.startswith("random:"):
@@ -79,10 +94,16 @@ def load_encoder(source: str, tokenizer: str | None = None) -> tuple[ElectraMode
         return None, cfg, tok
     path = Path(source)
     if path.is_dir() and not _is_hf_dir(path):
+        run = _load_pretraining_run(path, checkpoint)
+        if run is not None:
+            encoder, tok = run
+            if tokenizer is not None:
+                tok = load_tokenizer(tokenizer)
+            return encoder, encoder.config, tok
         export = _find_hf_export(path)
         if export is None:
-            raise ElectraError(f"{source} is neither an HF-format ELECTRA directory nor a pretraining run with an "
-                               "HF-format discriminator export (config.json + model.safetensors)")  # fmt: skip
+            raise ElectraError(f"{source} is neither a pretraining run directory nor an HF-format ELECTRA directory "
+                               "(config.json + model.safetensors)")  # fmt: skip
         path = export
         source = str(export)
     tok = load_tokenizer(tokenizer or source)  # before the weights: a missing tokenizer fails fast
