@@ -100,12 +100,14 @@ class TaskData:
 
 def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer, cfg: FinetuneConfig) -> TaskData | None:
     """Read and featurize a task's splits; None (with a notice) when its train or dev set is absent."""
-    splits: dict[str, SplitData | None] = {s.name: load_split(task, s.name, glue_dir) for s in task.splits}
+    splits: dict[str, SplitData | None] = {}
     where = glue_dir if glue_dir is not None else "the hub"
-    for needed in ("train", "dev"):
+    for needed in ("train", "dev"):  # first, so that a task without them costs nothing
+        splits[needed] = load_split(task, needed, glue_dir)
         if splits[needed] is None:
             print(f"{task.display}: no {needed} set in {where}; task skipped", file=sys.stderr)
             return None
+    splits.update({s.name: load_split(task, s.name, glue_dir) for s in task.splits if s.name not in splits})
     train = splits["train"].examples
     n_available = len(train)
     if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
