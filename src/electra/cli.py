@@ -21,23 +21,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
     "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
     "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
+    "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
+    "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the module of the command named in `argv` is imported (all of them when argv is None)."""
     parser = argparse.ArgumentParser(prog="electra", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"electra {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if a in COMMANDS), None) if argv is not None else None
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
-        p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
+        if argv is None or name == chosen:
+            module = importlib.import_module(module_name)
+            getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
+            p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except ElectraError as err:

@@ -10,6 +10,7 @@ wrap it from the outside.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -253,9 +254,18 @@ class PretrainOutput:
     disc_precision: Tensor
     disc_recall: Tensor
     replaced_fraction: Tensor  # share of real tokens whose label is "replaced"
+    disc_logits: Tensor | None = None  # (B, L) for evaluation (AUC); None for the MLM objective
+    disc_labels: Tensor | None = None  # (B, L) bool: replaced
 
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
+        return {k: float(v) for k, v in self.__dict__.items() if v is not None and v.dim() == 0}
+
+
+class LossTotals(NamedTuple):
+    """Loss denominators of a whole (global) batch, for computing its loss one micro-batch at a time."""
+
+    gen: Tensor  # sum of the masked-slot weights
+    disc: Tensor  # number of real tokens (sum of the attention mask)
 
 
 class ELECTRA(nn.Module):
@@ -275,24 +285,38 @@ class ELECTRA(nn.Module):
         self.generator = Generator(cfg.generator_model, embeddings)
         init_weights(self, cfg.model.initializer_range)
 
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor, rng: torch.Generator | None = None
-    ) -> PretrainOutput:
+    def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator | None = None) -> obj.Masked:
+        """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""
         cfg = self.cfg
-        # 1. choose positions and corrupt them (dynamic masking, anew each step)
         if cfg.masking == "official":
-            masked = obj.mask_tokens(input_ids, attention_mask, cfg.mask_prob, cfg.max_predictions, self.special,
-                                     cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
-        else:
-            masked = obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special,
-                                               cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+            return obj.mask_tokens(input_ids, attention_mask, cfg.mask_prob, cfg.max_predictions, self.special,
+                                   cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+        return obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special,
+                                         cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor,
+        rng: torch.Generator | None = None,
+        masked: obj.Masked | None = None,
+        totals: LossTotals | None = None,
+    ) -> PretrainOutput:
+        """The loss of this batch. `masked`: the result of `self.mask` if already drawn (then `rng` continues
+        from that draw); `totals`: the loss denominators of the global batch this micro-batch belongs to."""
+        cfg = self.cfg
+        # 1. choose positions and corrupt them
+        if masked is None:
+            masked = self.mask(input_ids, attention_mask, rng)
+        gen_total, disc_total = (None, None) if totals is None else totals
         # 2. generator logits at the masked slots only
         if cfg.uniform_generator:
             B, N = masked.positions.shape
             logits = torch.zeros(B, N, cfg.model.vocab_size, device=input_ids.device, requires_grad=True)
         else:
             logits = self.generator(masked.input_ids, attention_mask, token_type_ids, masked.positions)  # (B, N, V)
-        gen_loss = obj.generator_loss(logits, masked.targets, masked.weights, cfg.gen_label_smoothing)
+        gen_loss = obj.generator_loss(logits, masked.targets, masked.weights, cfg.gen_label_smoothing, gen_total)
         if cfg.objective == "mlm":
             zero = gen_loss.new_zeros(())
             return PretrainOutput(
@@ -308,7 +332,8 @@ class ELECTRA(nn.Module):
             fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
         # 4. discriminator loss over every real token
         disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)
-        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing)
+        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing,
+                                           disc_total)  # fmt: skip
         loss = cfg.gen_weight * gen_loss + cfg.disc_weight * disc_loss
         with torch.no_grad():
             d = obj.discriminator_metrics(disc_logits, labels, attention_mask)
@@ -322,6 +347,8 @@ class ELECTRA(nn.Module):
                 disc_precision=d["precision"],
                 disc_recall=d["recall"],
                 replaced_fraction=d["replaced_fraction"],
+                disc_logits=disc_logits.detach(),
+                disc_labels=labels,
             )
 
 

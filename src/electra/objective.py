@@ -162,22 +162,37 @@ def replace_tokens(
     return fake, labels
 
 
-def generator_loss(logits: Tensor, targets: Tensor, weights: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """sum(w * nll) / (sum(w) + 1e-6) over the batch and all slots (spec §3.2)."""
+def generator_loss(
+    logits: Tensor, targets: Tensor, weights: Tensor, label_smoothing: float = 0.0, total_weight: Tensor | None = None
+) -> Tensor:
+    """sum(w * nll) / (sum(w) + 1e-6) over the batch and all slots (spec §3.2).
+
+    `total_weight` replaces sum(w) when this batch is one micro-batch of a larger (global) batch: pass the sum of
+    the weights over the whole global batch, and the micro-batch losses add up to the full batch's loss."""
     V = logits.shape[-1]
     nll = F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none",
                           label_smoothing=label_smoothing)  # fmt: skip
-    return (nll * weights.reshape(-1)).sum() / (weights.sum() + 1e-6)
+    total = weights.sum() if total_weight is None else total_weight
+    return (nll * weights.reshape(-1)).sum() / (total + 1e-6)
 
 
-def discriminator_loss(logits: Tensor, labels: Tensor, attention_mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Sigmoid cross-entropy averaged over every real token in the batch, [CLS]/[SEP] included (spec §3.4)."""
+def discriminator_loss(
+    logits: Tensor,
+    labels: Tensor,
+    attention_mask: Tensor,
+    label_smoothing: float = 0.0,
+    total_tokens: Tensor | None = None,
+) -> Tensor:
+    """Sigmoid cross-entropy averaged over every real token in the batch, [CLS]/[SEP] included (spec §3.4).
+
+    `total_tokens` replaces the batch's token count for a micro-batch of a larger batch (see `generator_loss`)."""
     targets = labels.float()
     if label_smoothing:
         targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
     per_token = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     w = attention_mask.float()
-    return (per_token * w).sum() / (w.sum() + 1e-6)
+    total = w.sum() if total_tokens is None else total_tokens
+    return (per_token * w).sum() / (total + 1e-6)
 
 
 def weighted_accuracy(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:

@@ -1,0 +1,331 @@
+"""Pretraining run directories and their checkpoints.
+
+Layout of a run directory (`electra pretrain --out RUN_DIR`):
+
+    RUN_DIR/config.json              format marker, the PretrainConfig, the run options, the data it was trained on
+    RUN_DIR/tokenizer/               the WordPiece tokenizer of the data
+    RUN_DIR/metrics.jsonl            one JSON object per logged step (train) or evaluation (split "eval")
+    RUN_DIR/tb/                      TensorBoard event files
+    RUN_DIR/checkpoints/index.json   {"6.25%": "step_62500", ..., "100%": "step_1000000", "latest": "latest"}
+    RUN_DIR/checkpoints/latest/      rolling, rewritten every --save-every steps
+    RUN_DIR/checkpoints/step_N/      kept at 6.25 / 12.5 / 25 / 50 / 100 % of training
+
+Each checkpoint directory is self-contained: `model.safetensors` (the whole ELECTRA state dict, the tensors
+shared between generator and discriminator stored once), `optimizer.pt` (optimizer and gradient-scaler state,
+loaded with `weights_only=True`), `trainer_state.json` (completed steps, data-loader position, ...),
+`rng_state.pt`, `config.json` and `tokenizer/`. A checkpoint is written into a temporary directory and renamed
+into place, so a crash (even SIGKILL) never leaves a half-written checkpoint under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from electra.config import PretrainConfig, from_dict
+from electra.errors import ElectraError
+from electra.tokenizer import WordPiece, load_tokenizer
+
+RUN_FORMAT = "electra-pretraining-run"
+CHECKPOINT_FORMAT = "electra-pretraining-checkpoint"
+CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+INDEX = "index.json"
+LATEST = "latest"
+MODEL = "model.safetensors"
+OPTIMIZER = "optimizer.pt"
+TRAINER_STATE = "trainer_state.json"
+RNG_STATE = "rng_state.pt"
+TOKENIZER = "tokenizer"
+FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 1.0)  # kept checkpoints, as richarddwang/electra_pytorch
+
+
+def fraction_label(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def fraction_steps(max_steps: int) -> dict[int, str]:
+    """Completed-step count -> label ("6.25%", ...) of the kept checkpoints of a `max_steps` run."""
+    out: dict[int, str] = {}
+    for f in FRACTIONS:
+        out.setdefault(max(1, round(f * max_steps)), fraction_label(f))
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ElectraError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ElectraError(f"{what} {path} is not valid JSON ({err})") from None
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+
+
+def run_config(cfg: PretrainConfig, options: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    from electra import __version__
+
+    return {"format": RUN_FORMAT, "electra_version": __version__, "config": cfg.to_dict(), "run": options,
+            "data": data}  # fmt: skip
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    meta = read_json(path, "run config")
+    if meta.get("format") not in (RUN_FORMAT, CHECKPOINT_FORMAT):
+        raise ElectraError(f"{path} is not an electra pretraining run config (format {meta.get('format')!r})")
+    return meta
+
+
+def pretrain_config(meta: dict[str, Any], where: str) -> PretrainConfig:
+    try:
+        return from_dict(PretrainConfig, dict(meta["config"]), where)
+    except KeyError:
+        raise ElectraError(f"{where} has no 'config' entry") from None
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True for a pretraining run directory (or one of its checkpoint directories) that `load_run` can read."""
+    path = Path(path)
+    try:
+        fmt = json.loads((path / CONFIG).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if fmt == RUN_FORMAT:
+        return (path / CHECKPOINTS).is_dir()
+    return fmt == CHECKPOINT_FORMAT and (path / MODEL).is_file()
+
+
+def _checkpoint_names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) -> Path:
+    """The checkpoint directory `which` of a run: "latest", a kept fraction ("25%"), "step_N", or N."""
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL).is_file():  # already a checkpoint directory
+        return run_dir
+    root = run_dir / CHECKPOINTS
+    recover(root)
+    name = f"step_{which}" if isinstance(which, int) else str(which)
+    if name.endswith("%"):
+        index = read_json(root / INDEX, "checkpoint index") if (root / INDEX).is_file() else {}
+        if name not in index:
+            raise ElectraError(f"run {run_dir} has no {name} checkpoint (kept: {', '.join(index) or 'none'})")
+        name = index[name]
+    if name == LATEST and not (root / LATEST).is_dir():
+        steps = [n for n in _checkpoint_names(root) if n.startswith("step_")]
+        if steps:  # e.g. a directory copied without its rolling checkpoint
+            name = max(steps, key=lambda n: int(n.split("_")[1]))
+    path = root / name
+    if not (path / MODEL).is_file():
+        available = ", ".join(_checkpoint_names(root)) or "none"
+        raise ElectraError(f"run {run_dir} has no checkpoint {which!r} (available: {available})")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- save
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`, replacing an existing directory: final -> .old-*, tmp -> final, delete old.
+
+    A crash between the two renames leaves only `.old-*`, which `recover` renames back."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}-{time.time_ns()}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(root: Path) -> None:
+    """Undo an interrupted `_install` and drop unfinished temporary checkpoints."""
+    if not root.is_dir():
+        return
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".old-"):
+            name = p.name[len(".old-"):].rsplit("-", 2)[0]
+            if not (root / name).exists():
+                os.rename(p, root / name)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(".tmp-") and p.is_dir():
+            try:
+                pid = int(p.name.split("-")[-2])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def save_checkpoint(
+    root: Path,
+    name: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    trainer_state: dict[str, Any],
+    config: dict[str, Any],
+    tokenizer: WordPiece,
+) -> Path:
+    """Write checkpoint `root/name` atomically (model, optimizer, scaler, trainer and RNG state, config)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{name}-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        save_model(model, str(tmp / MODEL))
+        torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None},
+                   tmp / OPTIMIZER)  # fmt: skip
+        torch.save(_rng_state(), tmp / RNG_STATE)
+        loader_state = trainer_state.get("loader")
+        try:
+            json.dumps(loader_state)
+        except TypeError:  # not JSON-able: keep it in a tensor file beside the JSON
+            torch.save(loader_state, tmp / "loader_state.pt")
+            trainer_state = {**trainer_state, "loader": "loader_state.pt"}
+        write_json_atomic(tmp / TRAINER_STATE, trainer_state)
+        write_json_atomic(tmp / CONFIG, {**config, "format": CHECKPOINT_FORMAT})
+        tokenizer.save(tmp / TOKENIZER)
+        _install(tmp, root / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root / name
+
+
+def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
+    """`root/dst` as a copy of `root/src` (hard links: files are never modified in place), installed atomically."""
+    tmp = root / f".tmp-{dst}-{os.getpid()}-{time.time_ns()}"
+    try:
+        shutil.copytree(root / src, tmp, copy_function=_link_or_copy)
+        _install(tmp, root / dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root / dst
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def update_index(root: Path, label: str, name: str) -> None:
+    index = read_json(root / INDEX, "checkpoint index") if (root / INDEX).is_file() else {}
+    index[label] = name
+    write_json_atomic(root / INDEX, index)
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    restore_rng: bool = False,
+) -> dict[str, Any]:
+    """Load weights (and optimizer, scaler, RNG) from a checkpoint directory; returns its trainer state."""
+    try:
+        missing, unexpected = load_model(model, str(path / MODEL), strict=False, device=_device_of(model))
+    except Exception as err:  # a truncated or foreign file
+        raise ElectraError(f"could not read {path / MODEL}: {err}") from None
+    if missing or unexpected:
+        raise ElectraError(f"checkpoint {path} does not match the model (missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]})")  # fmt: skip
+    state = read_json(path / TRAINER_STATE, "trainer state")
+    if state.get("loader") == "loader_state.pt":
+        state["loader"] = torch.load(path / "loader_state.pt", weights_only=True)
+    if optimizer is not None:
+        saved = torch.load(path / OPTIMIZER, weights_only=True, map_location=_device_of(model))
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+    if restore_rng and (path / RNG_STATE).is_file():
+        _set_rng_state(torch.load(path / RNG_STATE, weights_only=True))
+    return state
+
+
+def _device_of(model: torch.nn.Module) -> str:
+    p = next(model.parameters(), None)
+    return str(p.device) if p is not None else "cpu"
+
+
+def load_run(
+    path: str | os.PathLike, checkpoint: str | int = LATEST, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, PretrainConfig, WordPiece]:
+    """(ELECTRA model in eval mode, its PretrainConfig, its tokenizer) from a run directory (or a checkpoint
+    directory of one). `checkpoint`: "latest", "6.25%" ... "100%", "step_N" or N."""
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    path = Path(path)
+    if not is_run_dir(path):
+        raise ElectraError(f"{path} is not an electra pretraining run directory (no {CONFIG} with a checkpoint)")
+    ckpt = resolve_checkpoint(path, checkpoint)
+    meta = read_run_config(ckpt)
+    cfg = pretrain_config(meta, str(ckpt / CONFIG))
+    tok_dir = ckpt / TOKENIZER if (ckpt / TOKENIZER).is_dir() else path / TOKENIZER
+    tokenizer = load_tokenizer(tok_dir)
+    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer)).to(device)
+    load_checkpoint(ckpt, model)
+    return model.eval(), cfg, tokenizer

@@ -1,0 +1,131 @@
+"""Training FLOPs counted as the ELECTRA paper does (spec §7; `google-research/electra flops_computation.py`).
+
+Conventions (kept so that our numbers are comparable with the paper's compute column):
+- a matrix multiply costs 2·m·n FLOPs per token (m×n weight); a bias add 1 per element;
+- the **backward pass costs the same as the forward pass**, so one training step = 2 × forward. The more common
+  convention (backward = 2 × forward, i.e. 6·params·tokens) would give 1.5 × our figure;
+- the embedding lookup counts as a dense one-hot matmul (2·E·V per token), position and token-type tables too;
+- per-element constants: dropout 4, LayerNorm 5, GELU 8, softmax 5;
+- the generator's MLM output layer (dense, GELU, LayerNorm, V-way softmax) runs on `output_frac` = 20/128 of the
+  positions; the discriminator's binary head (dense H×H, GELU, H→1) on every position;
+- generator + discriminator are summed; with tied embeddings the generator's embedding size is the
+  discriminator's.
+The official script charges the attention-output LayerNorm 5 FLOPs per token instead of 5·H (a missing factor
+H); we keep that so the paper's totals are reproduced exactly (`faithful=False` counts 5·H; the difference is
+below 0.01 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from electra.config import ModelConfig, PretrainConfig
+
+DROPOUT, LAYER_NORM, GELU, SOFTMAX = 4, 5, 8, 5
+OUTPUT_FRAC = 0.15625  # 20 of 128 positions run the MLM softmax in the paper's count
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    hidden: int
+    layers: int
+    seq_len: int
+    vocab: int = 30522
+    embedding: int | None = None  # None: = hidden
+    intermediate: int | None = None  # None: 4 · hidden
+    heads: int | None = None  # None: max(1, hidden // 64)
+
+    @property
+    def e(self) -> int:
+        return self.hidden if self.embedding is None else self.embedding
+
+    @property
+    def i(self) -> int:
+        return 4 * self.hidden if self.intermediate is None else self.intermediate
+
+    @property
+    def n_heads(self) -> int:
+        return max(1, self.hidden // 64) if self.heads is None else self.heads
+
+    @classmethod
+    def of(cls, cfg: ModelConfig, seq_len: int, embedding: int | None = None) -> EncoderShape:
+        return cls(cfg.hidden_size, cfg.num_hidden_layers, seq_len, cfg.vocab_size,
+                   embedding if embedding is not None else cfg.embedding_size, cfg.intermediate_size,
+                   cfg.num_attention_heads)  # fmt: skip
+
+
+def block_flops(m: EncoderShape, faithful: bool = True) -> float:
+    """Forward FLOPs of one post-LN transformer block over a whole sequence."""
+    h, s, i, nh = m.hidden, m.seq_len, m.i, m.n_heads
+    attention = (
+        3 * (2 * h * h + h)  # query, key, value projections and biases
+        + 2 * h * s  # scores q·k over s keys
+        + (SOFTMAX + DROPOUT + 1) * s * nh  # softmax, dropout and 1/sqrt(d) scaling of the scores
+        + 2 * h * s  # probabilities · values
+        + 2 * h * h + h + DROPOUT * h + h  # output dense, bias, dropout, residual
+        + LAYER_NORM * (1 if faithful else h)  # the official count's missing factor h
+    )
+    feed_forward = (
+        2 * h * i + i + GELU * i  # intermediate dense, bias, GELU
+        + 2 * i * h + h + DROPOUT * h + h  # output dense, bias, dropout, residual
+        + LAYER_NORM * h
+    )  # fmt: skip
+    return (attention + feed_forward) * s
+
+
+def input_embedding_flops(m: EncoderShape) -> float:
+    """One-hot word lookup, position and token-type tables, their sum, LayerNorm, dropout, E→H projection."""
+    e, h = m.e, m.hidden
+    per_token = 2 * e * m.vocab + 2 * e * (m.seq_len + 2) + 2 * e + LAYER_NORM * e + DROPOUT * e
+    if e != h:
+        per_token += 2 * h * e + h
+    return per_token * m.seq_len
+
+
+def mlm_head_flops(m: EncoderShape, output_frac: float = OUTPUT_FRAC) -> float:
+    """dense H→E + bias + GELU + LayerNorm, then E→V logits, softmax and picking the target, on a fraction of
+    the positions."""
+    e, v = m.e, m.vocab
+    per_token = 2 * m.hidden * e + e + GELU * e + LAYER_NORM * e + 2 * e * v + SOFTMAX * v + 2 * v
+    return output_frac * per_token * m.seq_len
+
+
+def binary_head_flops(m: EncoderShape) -> float:
+    """The discriminator head: dense H→H + bias + GELU, then H→1, at every position."""
+    h = m.hidden
+    return (2 * h * h + h + GELU * h + 2 * h) * m.seq_len
+
+
+def forward_flops(m: EncoderShape, head: str, output_frac: float = OUTPUT_FRAC, faithful: bool = True) -> float:
+    """Forward FLOPs of one sequence through embeddings, `layers` blocks and the `mlm` or `binary` head."""
+    top = binary_head_flops(m) if head == "binary" else mlm_head_flops(m, output_frac)
+    return m.layers * block_flops(m, faithful) + input_embedding_flops(m) + top
+
+
+def electra_train_flops(
+    disc: EncoderShape | None, gen: EncoderShape, batch_size: int, steps: float, output_frac: float = OUTPUT_FRAC,
+    faithful: bool = True,
+) -> float:  # fmt: skip
+    """Training FLOPs of ELECTRA (generator + discriminator) or, with `disc=None`, of the MLM model alone:
+    2 (forward + equal backward) · batch · steps · forward FLOPs per sequence."""
+    per_seq = forward_flops(gen, "mlm", output_frac, faithful)
+    if disc is not None:
+        per_seq += forward_flops(disc, "binary", output_frac, faithful)
+    return 2 * batch_size * steps * per_seq
+
+
+def train_flops_per_sequence(cfg: PretrainConfig, seq_len: int | None = None, faithful: bool = True) -> float:
+    """Training FLOPs (forward + backward, paper convention) for one sequence of the configured model."""
+    s = cfg.max_length if seq_len is None else seq_len
+    if cfg.objective == "mlm":
+        return electra_train_flops(None, EncoderShape.of(cfg.model, s), 1, 1, faithful=faithful)
+    disc = EncoderShape.of(cfg.model, s)
+    gen = EncoderShape.of(cfg.generator_model, s, embedding=cfg.model.embedding_size)  # tied embeddings
+    return electra_train_flops(disc, gen, 1, 1, faithful=faithful)
+
+
+def format_flops(x: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if x >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f} "
