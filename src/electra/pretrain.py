@@ -390,11 +390,31 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
     return cfg, model, tokenizer
 
 
+# run options that `--resume` takes from the run when they are not given again
+RESUMED_OPTIONS = ("log_every", "save_every", "eval_every", "eval_examples", "micro_batch_size", "precision",
+                   "prepare_workers", "vocab", "data_cache")  # fmt: skip
+
+
+def run_options(args: argparse.Namespace, saved: dict[str, Any] | None) -> RunOptions:
+    """Options from the command line; on --resume, the run's own for those not given; else the defaults."""
+    values = {k: getattr(args, k) for k in RunOptions.__dataclass_fields__ if hasattr(args, k)}
+    defaults = RunOptions(out="")
+    for key in RESUMED_OPTIONS:
+        if values.get(key) is None:
+            values[key] = (saved or {}).get("run", {}).get(key, getattr(defaults, key)) if args.resume else \
+                getattr(defaults, key)
+    opts = RunOptions(**values)
+    for name in ("log_every", "save_every", "eval_examples"):
+        if getattr(opts, name) < 1:
+            raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
+    return opts
+
+
 def resolve_setup(args: argparse.Namespace, info: dist.DistInfo) -> Setup:
-    opts = RunOptions(**{k: getattr(args, k) for k in RunOptions.__dataclass_fields__ if hasattr(args, k)})
-    run_dir = Path(opts.out)
-    overrides = overrides_from_args(args)
+    run_dir = Path(args.out)
     saved = ckpt.read_run_config(run_dir) if (run_dir / ckpt.CONFIG).is_file() else None
+    opts = run_options(args, saved)
+    overrides = overrides_from_args(args)
     has_checkpoint = (run_dir / ckpt.CHECKPOINTS).is_dir() and any(
         (p / ckpt.MODEL).is_file() for p in (run_dir / ckpt.CHECKPOINTS).iterdir() if not p.name.startswith(".")
     )
@@ -480,6 +500,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     if precision.name == "bf16" and info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
+    torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
@@ -605,7 +626,7 @@ def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info)
         path = ckpt.save_checkpoint(root, ckpt.LATEST, model, optimizer, scaler, state, run_config, setup.tokenizer)
         if step in keep:
             name = f"step_{step}"
-            path = ckpt.copy_checkpoint(root, ckpt.LATEST, name)
+            ckpt.copy_checkpoint(root, ckpt.LATEST, name)
             ckpt.update_index(root, keep[step], name)
         if finished:
             ckpt.write_json_atomic(setup.run_dir / ckpt.CONFIG, {**run_config, "finished": True})
@@ -663,28 +684,29 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prepare these sources on the fly instead (cached in --data-cache)")
     parser.add_argument("--vocab", metavar="SRC", help="tokenizer for --corpus: vocab.txt, directory or hub id")
     parser.add_argument("--data-cache", metavar="DIR", help="where --corpus is prepared (default RUN_DIR/data)")
-    parser.add_argument("--prepare-workers", type=int, default=1, metavar="N", help="processes for --corpus")
+    parser.add_argument("--prepare-workers", type=int, metavar="N", help="processes for --corpus")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none)")
+                        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
+                             "options not given again are the run's own")
     parser.add_argument("--force", action="store_true", help="start over in a RUN_DIR that already holds a run")
     parser.add_argument("--init-from", nargs="+", metavar=("DISC", "GEN"),
                         help="continued pretraining from HF-format discriminator [and generator] directories or hub "
                              "ids (weights only; the step count and schedule start at 0). To continue a released "
                              "model the way the official README does (global step 4e6 + extra, lr rescaled), use "
                              "--max-steps EXTRA --warmup-steps 0: the schedule is then identical")
-    parser.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
-    parser.add_argument("--save-every", type=int, default=1000, metavar="N",
+    parser.add_argument("--log-every", type=int, metavar="N", help="log every N steps (default 10)")
+    parser.add_argument("--save-every", type=int, metavar="N",
                         help="rewrite checkpoints/latest every N steps (default 1000)")
-    parser.add_argument("--eval-every", type=int, default=1000, metavar="N",
+    parser.add_argument("--eval-every", type=int, metavar="N",
                         help="held-out evaluation every N steps (default 1000; 0: never)")
-    parser.add_argument("--eval-examples", type=int, default=1000, metavar="N",
+    parser.add_argument("--eval-examples", type=int, metavar="N",
                         help="held-out examples per evaluation (default 1000)")
     parser.add_argument("--micro-batch-size", type=int, metavar="B",
                         help="sequences per forward per process (gradient accumulation = batch / processes / B; "
                              f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
                              "positions)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on "
                              "CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator and discriminator")
@@ -697,9 +719,6 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 def run_pretrain(args: argparse.Namespace) -> int:
     info = dist.init_from_env(args.device)
     try:
-        for name in ("log_every", "save_every", "eval_examples"):
-            if getattr(args, name) < 1:
-                raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
         setup = resolve_setup(args, info)
         if setup.resume_from is not None:
             state = json.loads((setup.resume_from / ckpt.TRAINER_STATE).read_text())

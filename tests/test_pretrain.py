@@ -1,0 +1,338 @@
+"""`electra pretrain`: exact gradient accumulation, joint clipping, checkpoints, exact resume after SIGKILL,
+2-process DDP == 1 process, refusals, NaN handling, metrics."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from electra import checkpoint as ckpt
+from electra import dist
+from electra.cli import main
+from electra.config import preset
+from electra.model import ELECTRA, LossTotals
+from electra.objective import SpecialIds
+from electra.optim import lr_factor
+from electra.pretrain import BatchPlan, Precision, build_optimizer, plan_batches, train_step
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = "the a cat dog sat on mat is was big small red blue and or not it he she they we you i".split()
+TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'", *WORDS, "##s", "##ed", "##ing"]
+SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A prepared dataset (max length 32) of random sentences over a 38-token vocabulary."""
+    from electra.data import prepare_corpus
+    from electra.tokenizer import load_tokenizer
+
+    root = tmp_path_factory.mktemp("pretrain_data")
+    (root / "vocab.txt").write_text("\n".join(TOKENS) + "\n")
+    rng = random.Random(0)
+    docs = []
+    for _ in range(60):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + rng.choice(".!?") for _ in range(12)]
+        docs.append("\n".join(lines))
+    (root / "corpus.txt").write_text("\n\n".join(docs) + "\n")
+    return prepare_corpus([str(root / "corpus.txt")], load_tokenizer(root / "vocab.txt"), 32, root / "data")
+
+
+TINY = ["--preset", "tiny", "--vocab-size", str(len(TOKENS)), "--hidden-size", "32", "--embedding-size", "16",
+        "--num-hidden-layers", "2", "--intermediate-size", "64", "--max-length", "32", "--batch-size", "8",
+        "--warmup-steps", "3", "--no-progress"]  # fmt: skip
+
+
+def tiny_cfg(**overrides):
+    values = dict(vocab_size=len(TOKENS), hidden_size=32, embedding_size=16, num_hidden_layers=2,
+                  intermediate_size=64, max_length=32, batch_size=8)  # fmt: skip
+    return preset("tiny", **{**values, **overrides})
+
+
+def random_batch(B=8, L=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, len(TOKENS), (B, L), generator=g)
+    lengths = torch.randint(8, L + 1, (B,), generator=g)
+    mask = (torch.arange(L)[None] < lengths[:, None]).long()
+    ids[:, 0] = SPECIAL.cls
+    ids[torch.arange(B), lengths - 1] = SPECIAL.sep
+    ids = ids * mask
+    types = ((torch.arange(L)[None] >= (lengths // 2)[:, None]) & mask.bool()).long()
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def metrics(run_dir: Path, split="train") -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("split", "train") == split]
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- the step
+
+
+def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient():
+    """With the global denominators, micro-batch losses and gradients sum to the full batch's exactly."""
+    cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, temperature=1e-4)
+    model = ELECTRA(cfg, SPECIAL)  # temperature ~0: sampling is the argmax, independent of the RNG
+    batch = random_batch()
+    halves = [{k: v[i * 4:(i + 1) * 4] for k, v in batch.items()} for i in range(2)]
+    masks = [model.mask(h["input_ids"], h["attention_mask"], torch.Generator().manual_seed(i))
+             for i, h in enumerate(halves)]  # fmt: skip
+    full_mask = type(masks[0])(*(torch.cat(parts) for parts in zip(*masks, strict=True)))
+    full = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], None, full_mask)
+    full.loss.backward()
+    full_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    totals = LossTotals(full_mask.weights.sum(), batch["attention_mask"].sum().float())
+    parts = [model(h["input_ids"], h["attention_mask"], h["token_type_ids"], None, m, totals)
+             for h, m in zip(halves, masks, strict=True)]  # fmt: skip
+    for part in parts:
+        part.loss.backward()
+    torch.testing.assert_close(sum(p.loss for p in parts), full.loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(sum(p.gen_loss for p in parts), full.gen_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(sum(p.disc_loss for p in parts), full.disc_loss, rtol=1e-6, atol=0)
+    for p, g in zip(model.parameters(), full_grads, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)
+
+
+def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
+    cfg = tiny_cfg(max_grad_norm=1e-3)
+    model = ELECTRA(cfg, SPECIAL)
+    optimizer = build_optimizer(model, cfg)
+    seen = {}
+
+    def capture(closure=None):
+        gen = {id(p) for p in model.generator.parameters()} - {id(p) for p in model.discriminator.parameters()}
+        norms = {"gen": 0.0, "rest": 0.0}
+        for p in model.parameters():
+            norms["gen" if id(p) in gen else "rest"] += float(p.grad.double().pow(2).sum())
+        seen.update(norms)
+
+    monkeypatch.setattr(optimizer, "step", capture)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
+                   Precision("fp32", "cpu"))  # fmt: skip
+    assert r.grad_norm > 1e-2  # the raw norm was far above the threshold
+    assert seen["gen"] > 0 and seen["rest"] > 0
+    assert (seen["gen"] + seen["rest"]) ** 0.5 == pytest.approx(1e-3, rel=1e-4)  # one joint norm
+    assert seen["gen"] ** 0.5 < 1e-3 and seen["rest"] ** 0.5 < 1e-3
+
+
+def test_batch_plan():
+    assert (plan_batches(128, 1, None, 128).micro, plan_batches(128, 1, None, 128).accum) == (128, 1)
+    assert plan_batches(2048, 8, None, 512).micro == 128 and plan_batches(2048, 8, None, 512).accum == 2
+    assert plan_batches(256, 2, 32, 512).accum == 4
+    with pytest.raises(Exception, match="not divisible"):
+        plan_batches(10, 4, None, 128)
+    with pytest.raises(Exception, match="must divide"):
+        plan_batches(128, 2, 48, 128)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "16", "--log-every", "1",
+                 "--save-every", "5", "--eval-every", "8", "--eval-examples", "16"]) == 0  # fmt: skip
+    train = metrics(run)
+    assert [r["step"] for r in train] == list(range(1, 17))
+    for r in train:
+        assert {"loss", "gen_loss", "disc_loss", "lr", "seqs_per_s", "tokens_per_s", "flops_per_s"} <= set(r)
+        assert r["lr"] == pytest.approx(1e-3 * lr_factor(r["step"] - 1, 16, 3))  # update N uses lr_{N-1}
+        assert r["loss"] == pytest.approx(r["gen_loss"] + 50 * r["disc_loss"], rel=1e-5)
+    assert train[0]["lr"] == 0.0
+    evals = metrics(run, "eval")
+    assert [r["step"] for r in evals] == [8, 16]
+    for r in evals:
+        assert 0.5 <= r["disc_auc"] <= 1 or r["disc_auc"] < 0.5  # a number, from sklearn
+        assert 0 <= r["gen_accuracy"] <= 1 and 0 <= r["disc_precision"] <= 1 and 0 <= r["disc_recall"] <= 1
+    assert list((run / "tb").iterdir())
+    # kept fractions + rolling latest, each self-contained
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    assert index == {"6.25%": "step_1", "12.5%": "step_2", "25%": "step_4", "50%": "step_8", "100%": "step_16"}
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["index.json", "latest", "step_1", "step_16", "step_2", "step_4", "step_8"]
+    for name in ("latest", "step_8"):
+        d = run / "checkpoints" / name
+        assert {p.name for p in d.iterdir()} >= {"model.safetensors", "optimizer.pt", "trainer_state.json",
+                                                  "config.json", "tokenizer", "rng_state.pt"}  # fmt: skip
+    state = json.loads((run / "checkpoints" / "step_8" / "trainer_state.json").read_text())
+    assert state["step"] == 8 and state["loader"]["batch"] == 8 and not state["finished"]
+    assert json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())["finished"]
+    torch.load(run / "checkpoints" / "latest" / "optimizer.pt", weights_only=True)
+    # the public API
+    assert ckpt.is_run_dir(run) and ckpt.is_run_dir(run / "checkpoints" / "step_4")
+    assert not ckpt.is_run_dir(data_dir) and not ckpt.is_run_dir(tmp_path)
+    model, cfg, tok = ckpt.load_run(run, "50%")
+    assert not model.training and cfg.model.hidden_size == 32 and tok.vocab_size == len(TOKENS)
+    assert model.generator.generator_lm_head.weight is model.discriminator.electra.embeddings.word_embeddings.weight
+    assert model.generator.electra.embeddings is model.discriminator.electra.embeddings
+    stored = load_file(run / "checkpoints" / "step_8" / "model.safetensors")
+    torch.testing.assert_close(model.discriminator.electra.encoder.layer[1].output.dense.weight,
+                               stored["discriminator.electra.encoder.layer.1.output.dense.weight"], rtol=0, atol=0)
+    m8, _, _ = ckpt.load_run(run, 8)
+    m_latest, _, _ = ckpt.load_run(run)
+    assert torch.equal(m8.generator.generator_lm_head.bias, model.generator.generator_lm_head.bias)
+    assert not torch.equal(m_latest.generator.generator_lm_head.bias, model.generator.generator_lm_head.bias)
+    with pytest.raises(Exception, match="no 30% checkpoint"):
+        ckpt.load_run(run, "30%")
+    with pytest.raises(Exception, match="no checkpoint 'step_3'"):
+        ckpt.load_run(run, "step_3")
+
+
+def test_refusals(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "4", "--eval-every", "0"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2  # a finished run is never overwritten silently
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert main([*args, "--resume", "--learning-rate", "0.01", "--max-steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "config differs" in err and "learning_rate" in err and "max_steps" in err
+    other = tmp_path / "other"
+    from electra.data import prepare_corpus
+    from electra.tokenizer import load_tokenizer
+
+    (tmp_path / "c.txt").write_text("the cat sat on the mat.\nit was big.\n\n" * 40)
+    prepare_corpus([str(tmp_path / "c.txt")], load_tokenizer(data_dir / "tokenizer"), 32, other)
+    assert main(["pretrain", *TINY, "--data", str(other), "--out", str(run), "--max-steps", "4", "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out  # finished: nothing to do, even with other data
+    assert main([*args, "--force"]) == 0  # --force starts over
+    bad_len = ["pretrain", *TINY, "--data", str(data_dir), "--out", str(tmp_path / "r2"), "--max-length", "64"]
+    assert main(bad_len) == 2 and "prepared with max length 32" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_data(data_dir, tmp_path, capsys):
+    from electra.data import prepare_corpus
+    from electra.tokenizer import load_tokenizer
+
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "6", "--save-every", "2",
+                 "--eval-every", "0"]) == 0  # fmt: skip
+    cfg_file = run / "config.json"  # pretend it stopped at step 2
+    meta = json.loads(cfg_file.read_text())
+    meta.pop("finished")
+    cfg_file.write_text(json.dumps(meta))
+    ckpt.copy_checkpoint(run / "checkpoints", "step_2", "latest")
+    (tmp_path / "c.txt").write_text("the cat sat on the mat.\nit was big.\n\n" * 40)
+    other = prepare_corpus([str(tmp_path / "c.txt")], load_tokenizer(data_dir / "tokenizer"), 32, tmp_path / "o")
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--data", str(other), "--no-progress"]) == 2
+    assert "trained on other data" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_dir, tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    forward = ELECTRA.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 7 and self.training:  # the 7th update (1 micro-batch per step)
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(ELECTRA, "forward", poisoned)
+    run = tmp_path / "run"
+    code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
+                 "--save-every", "5", "--log-every", "1", "--eval-every", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "loss is nan at step 7" in err and "checkpoints/latest" in err
+    state = json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())
+    assert state["step"] == 5
+    assert [r["step"] for r in metrics(run)] == list(range(1, 7))
+    model, _, _ = ckpt.load_run(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_interrupted_checkpoint_writes_leave_the_previous_one(data_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "3",
+                 "--eval-every", "0"]) == 0  # fmt: skip
+    root = run / "checkpoints"
+    before = (root / "latest" / "model.safetensors").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", fail)
+    model, _, tok = ckpt.load_run(run)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(root, "latest", model, torch.optim.SGD(model.parameters(), lr=0.1), None, {"step": 9},
+                             {}, tok)  # fmt: skip
+    monkeypatch.undo()
+    assert (root / "latest" / "model.safetensors").read_bytes() == before
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+    # a kill between the two renames of an install leaves only .old-latest-*: it is recovered on load
+    os.rename(root / "latest", root / ".old-latest-123-456")
+    assert ckpt.resolve_checkpoint(run, "latest") == root / "latest"
+    assert (root / "latest" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_logs_the_same_losses(data_dir, tmp_path):
+    args = [sys.executable, "-m", "electra", "pretrain", *TINY, "--data", str(data_dir), "--max-steps", "60",
+            "--log-every", "1", "--save-every", "7", "--eval-every", "20", "--eval-examples", "16"]  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run([*args, "--out", str(full)], env=subprocess_env(), check=True, capture_output=True)
+    proc = subprocess.Popen([*args, "--out", str(cut)], env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (cut / "metrics.jsonl").exists() and len(metrics(cut)) >= 17:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    killed_at = len(metrics(cut))
+    assert 17 <= killed_at < 60
+    subprocess.run([*args[:4], "--out", str(cut), "--resume", "--no-progress"], env=subprocess_env(), check=True,
+                   capture_output=True)  # fmt: skip
+    keys = ("step", "loss", "gen_loss", "disc_loss", "lr", "grad_norm", "gen_accuracy", "disc_accuracy")
+    expected = [{k: r[k] for k in keys} for r in metrics(full)]
+    assert [{k: r[k] for k in keys} for r in metrics(cut)] == expected  # exactly, every step
+    assert metrics(cut, "eval") == metrics(full, "eval")
+    a = load_file(full / "checkpoints" / "latest" / "model.safetensors")
+    b = load_file(cut / "checkpoints" / "latest" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(data_dir, tmp_path):
+    """gloo DDP, 2 processes x 2 micro-batches of 2 == 1 process x 4 micro-batches of 2, dropout included."""
+    common = [*TINY, "--data", str(data_dir), "--max-steps", "5", "--log-every", "1", "--eval-every", "0",
+              "--micro-batch-size", "2"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "electra", "pretrain", *common, "--out", str(one)], env=subprocess_env(),
+                   check=True, capture_output=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "electra",
+         "pretrain", *common, "--out", str(two)], env=subprocess_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout and "2 x 2 micro-batch(es) of 2" in result.stdout
+    for a, b in zip(metrics(one), metrics(two), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    a = load_file(one / "checkpoints" / "latest" / "model.safetensors")
+    b = load_file(two / "checkpoints" / "latest" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    moved = load_file(one / "checkpoints" / "step_1" / "model.safetensors")
+    assert any(not torch.equal(a[k], moved[k]) for k in a)  # training did change the weights
