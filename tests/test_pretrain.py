@@ -336,3 +336,73 @@ def test_two_process_ddp_equals_one_process(data_dir, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
     moved = load_file(one / "checkpoints" / "step_1" / "model.safetensors")
     assert any(not torch.equal(a[k], moved[k]) for k in a)  # training did change the weights
+
+
+def test_gradient_scaler_unscales_before_clipping():
+    """fp16 uses a GradScaler: with an exact power-of-two scale the update must equal the unscaled one, which
+    holds only if gradients are unscaled before the joint clipping."""
+    cfg = tiny_cfg(max_grad_norm=0.5)
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        torch.manual_seed(0)
+        model = ELECTRA(cfg, SPECIAL)
+        optimizer = build_optimizer(model, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3
+        info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+        for step in range(2):
+            train_step(model, model, optimizer, scaler, random_batch(seed=step), step, cfg, BatchPlan(8, 1, 4), info,
+                       Precision("fp32", "cpu"))  # fmt: skip
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_corpus_on_the_fly_is_prepared_once_and_reused(data_dir, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat.\nit was big and red.\nshe is not small.\n\n" * 30)
+    vocab = data_dir / "tokenizer" / "vocab.txt"
+    run = tmp_path / "run"
+    args = ["pretrain", *TINY, "--corpus", str(corpus), "--vocab", str(vocab), "--out", str(run), "--max-steps", "4",
+            "--save-every", "2", "--eval-every", "0"]  # fmt: skip
+    assert main(args) == 0
+    meta = json.loads((run / "data" / "meta.json").read_text())
+    assert meta["max_length"] == 32
+    built = (run / "data" / "tokens.bin").stat().st_mtime_ns
+    assert main([*args, "--force"]) == 0  # same inputs: the prepared data is reused, not rebuilt
+    assert (run / "data" / "tokens.bin").stat().st_mtime_ns == built
+    capsys.readouterr()
+    assert main(["pretrain", *TINY, "--corpus", str(corpus), "--out", str(tmp_path / "r2")]) == 2
+    assert "--corpus needs --vocab" in capsys.readouterr().err
+
+
+def test_init_from_hf_directories(data_dir, tmp_path, capsys):
+    """Continued pretraining starts from the given weights (step 0 has lr 0, so step 1's checkpoint equals them),
+    takes the generator's shape from the generator given, and refuses data from another tokenizer."""
+    from electra.hf import save_hf
+    from electra.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(data_dir / "tokenizer")
+    torch.manual_seed(3)
+    source = ELECTRA(tiny_cfg(generator_size=0.5), SpecialIds.from_tokenizer(tok))
+    save_hf(source.discriminator, tmp_path / "disc", tok)
+    save_hf(source.generator, tmp_path / "gen", tok)
+    run = tmp_path / "run"
+    assert main(["pretrain", "--preset", "tiny", "--max-length", "32", "--batch-size", "8", "--no-progress",
+                 "--data", str(data_dir), "--out", str(run), "--max-steps", "3", "--eval-every", "0",
+                 "--init-from", str(tmp_path / "disc"), str(tmp_path / "gen")]) == 0  # fmt: skip
+    model, cfg, _ = ckpt.load_run(run, "step_1")
+    assert cfg.generator_size == 0.5 and cfg.model.hidden_size == 32
+    for (name, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    # data prepared with another tokenizer is refused
+    from electra.data import prepare_corpus
+
+    (tmp_path / "v.txt").write_text("\n".join([*TOKENS, "extra"]) + "\n")
+    (tmp_path / "c.txt").write_text("the cat sat on the mat.\nit was big.\n\n" * 40)
+    other = prepare_corpus([str(tmp_path / "c.txt")], load_tokenizer(tmp_path / "v.txt"), 32, tmp_path / "o")
+    capsys.readouterr()
+    assert main(["pretrain", "--preset", "tiny", "--max-length", "32", "--batch-size", "8", "--data", str(other),
+                 "--out", str(tmp_path / "r2"), "--init-from", str(tmp_path / "disc")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "vocabulary of 37 tokens" in err or "another tokenizer" in err

@@ -381,12 +381,11 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
     ):
         raise ElectraError(f"generator {sources[1]} has a shape this toolkit cannot express")
     tokenizer = load_tokenizer(sources[0])
+    torch.manual_seed(cfg.seed)  # for the generator, when none is given
     model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
-    copy_state(disc, model.discriminator, f"discriminator {sources[0]}")
-    if gen is not None:
-        shared = model.generator.electra.embeddings
-        gen.electra.embeddings = shared  # the discriminator's embeddings stay the shared ones
+    if gen is not None:  # first, so that the discriminator's copy of the shared embeddings wins
         copy_state(gen, model.generator, f"generator {sources[1]}")
+    copy_state(disc, model.discriminator, f"discriminator {sources[0]}")
     return cfg, model, tokenizer
 
 
