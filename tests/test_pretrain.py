@@ -406,3 +406,24 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "r2"), "--init-from", str(tmp_path / "disc")]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "vocabulary of 37 tokens" in err or "another tokenizer" in err
+
+
+def test_bf16_autocast_step_matches_fp32_closely():
+    """The mixed-precision path (autocast around the whole forward; fp32 losses and sampling) on CPU."""
+    from electra.pretrain import choose_precision
+
+    assert choose_precision("auto", torch.device("cpu")).name == "fp32"
+    assert choose_precision("bf16", torch.device("cpu")).dtype == torch.bfloat16
+    cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    losses = {}
+    for name in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = ELECTRA(cfg, SPECIAL)
+        optimizer = build_optimizer(model, cfg)
+        r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
+                       Precision(name, "cpu"))  # fmt: skip
+        losses[name] = (r.gen_loss, r.disc_loss)
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.02)
+    assert losses["bf16"][1] == pytest.approx(losses["fp32"][1], rel=0.05)
