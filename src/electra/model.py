@@ -146,7 +146,9 @@ def attention_bias(attention_mask: Tensor | None) -> Tensor | None:
 
     Padded keys get probability exactly 0 (the official code adds -10000, which is 0 after softmax in fp32).
     """
-    if attention_mask is None or bool(attention_mask.all()):
+    if attention_mask is None:
+        return None
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):  # (a data-dependent branch breaks graphs)
         return None
     return attention_mask.bool()[:, None, None, :]
 
