@@ -214,6 +214,10 @@ def test_refusals(data_dir, tmp_path, capsys):
     assert main(["pretrain", *TINY, "--data", str(other), "--out", str(run), "--max-steps", "4", "--resume"]) == 0
     assert "already finished" in capsys.readouterr().out  # finished: nothing to do, even with other data
     assert main([*args, "--force"]) == 0  # --force starts over
+    foreign = tmp_path / "foreign"
+    (foreign / "checkpoints").mkdir(parents=True)
+    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(foreign)]) == 2
+    assert "is not an electra pretraining run" in capsys.readouterr().err and (foreign / "checkpoints").is_dir()
     bad_len = ["pretrain", *TINY, "--data", str(data_dir), "--out", str(tmp_path / "r2"), "--max-length", "64"]
     assert main(bad_len) == 2 and "prepared with max length 32" in capsys.readouterr().err
 

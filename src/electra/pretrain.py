@@ -418,6 +418,10 @@ def resolve_setup(args: argparse.Namespace, info: dist.DistInfo) -> Setup:
         (p / ckpt.MODEL).is_file() for p in (run_dir / ckpt.CHECKPOINTS).iterdir() if not p.name.startswith(".")
     )
     resume_from = None
+    foreign = [n for n in (ckpt.CHECKPOINTS, "tb", "metrics.jsonl") if (run_dir / n).exists()]
+    if saved is None and foreign:  # our runs write config.json before any of these
+        raise ElectraError(f"{run_dir} holds {', '.join(foreign)} but is not an electra pretraining run "
+                           "(no config.json); choose another --out")  # fmt: skip
     if saved is not None and not opts.resume:
         finished = saved.get("finished", False)
         if not opts.force:
