@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
     "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
+    "export": ("electra.export", "a pretraining run (or finetuned GLUE run) -> transformers model directories"),
+    "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
+    "quickstart": ("electra.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),
 }
 
 

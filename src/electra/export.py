@@ -1,0 +1,329 @@
+"""`electra export`: a pretraining run, or a finetuned GLUE run, as `transformers` model directories.
+
+    electra export RUN_DIR --out DIR [--checkpoint latest|25%|step_N]
+        DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
+        DIR/generator/       ElectraForMaskedLM     (the same files)
+        DIR/export.json      where the weights came from (run, checkpoint, step, config)
+
+    electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
+        DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label
+        DIR/classifier.safetensors, DIR/head.json, DIR/README.md   the task head and how to apply it
+
+The key map is the identity (`electra.hf`); after writing, the export is loaded back with `from_pretrained` and its
+outputs are compared with ours on a padded batch (`--no-verify` skips this). DIR is written into a temporary
+directory next to it and renamed into place; an existing non-empty DIR is replaced only with `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from electra.errors import ElectraError
+from electra.hf import quiet_transformers, to_hf
+from electra.tokenizer import WordPiece, load_tokenizer
+
+VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
+GLUE_HEAD = "classifier.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def write_dir_atomically(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False) -> Path:
+    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`.
+
+    An existing non-empty `out` is refused unless `force`; with `force` it is replaced only once the new content
+    is complete, so an interrupted export never leaves a half-written `out` behind."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ElectraError(f"--out {out} is a file; expected a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ElectraError(f"--out {out} already exists and is not empty; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700
+    old = None
+    try:
+        write(tmp)
+        for f in tmp.rglob("*"):  # some writers create 0600 files; an export is meant to be shared
+            if f.is_file():
+                os.chmod(f, 0o666 & ~umask)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Two random sequences, the second padded, with both token types: what the self-check runs."""
+    g = torch.Generator().manual_seed(seed)
+    L = min(16, max_positions)
+    ids = torch.randint(vocab_size, (2, L), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, L // 2:] = 0
+    types = torch.zeros_like(ids)
+    types[:, L // 4:] = 1
+    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types * mask}
+
+
+def _hf_outputs(hf_model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = hf_model(**batch)
+    return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+@torch.no_grad()
+def verify_export(directory: Path, ours: nn.Module, kind: str) -> float:
+    """Load `directory` with transformers (no missing or unexpected keys allowed) and return the largest absolute
+    difference between its outputs and `ours` on a padded probe batch (padded positions excluded)."""
+    import transformers
+
+    cls = {"discriminator": transformers.ElectraForPreTraining, "generator": transformers.ElectraForMaskedLM,
+           "encoder": transformers.ElectraModel}[kind]  # fmt: skip
+    with quiet_transformers():
+        hf, info = cls.from_pretrained(str(directory), output_loading_info=True)
+    bad = {k: [n for n in v if not n.endswith("position_ids")] for k, v in info.items() if k != "error_msgs"}
+    if any(bad.values()) or info.get("error_msgs"):
+        raise ElectraError(f"export {directory}: transformers reports {bad} {info.get('error_msgs') or ''}".strip())
+    batch = _probe_batch(ours.config.vocab_size, ours.config.max_position_embeddings)
+    mine = ours.eval()(**batch)
+    theirs = _hf_outputs(hf.eval(), batch)
+    real = batch["attention_mask"].bool()
+    diff = (mine.float() - theirs.float()).abs()[real].max().item()
+    if not diff <= VERIFY_TOLERANCE:
+        raise ElectraError(f"export {directory}: transformers computes outputs that differ from ours by {diff:.3g}")
+    return diff
+
+
+def _save_model_dir(module: nn.Module, directory: Path, tokenizer: WordPiece, verify: bool, kind: str,
+                    **config_extra) -> float | None:  # fmt: skip
+    with quiet_transformers():
+        to_hf(module, **config_extra).save_pretrained(directory)
+    tokenizer.save(directory)
+    return verify_export(directory, module, kind) if verify else None
+
+
+# ---------------------------------------------------------------------------------------------- pretraining runs
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "latest", force: bool = False,
+               verify: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Export a pretraining run's discriminator and generator; returns what export.json records."""
+    from electra.checkpoint import read_json, resolve_checkpoint
+
+    model, cfg, tokenizer = _load_run(run_dir, checkpoint)
+    ckpt_dir = resolve_checkpoint(run_dir, checkpoint)
+    state = read_json(ckpt_dir / "trainer_state.json", "trainer state") if (ckpt_dir / "trainer_state.json").is_file() \
+        else {}  # fmt: skip
+    if cfg.objective != "electra":
+        raise ElectraError(f"run {run_dir} was trained with objective {cfg.objective!r}: it has no discriminator")
+    record: dict[str, Any] = {
+        "format": "electra-export", "source": str(Path(run_dir).resolve()), "checkpoint": str(checkpoint),
+        "checkpoint_dir": ckpt_dir.name, "step": state.get("step"), "config": cfg.to_dict(),
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "discriminator": "ElectraForPreTraining", "generator": "ElectraForMaskedLM",
+    }  # fmt: skip
+
+    def write(tmp: Path) -> None:
+        diffs = {
+            "discriminator": _save_model_dir(model.discriminator, tmp / "discriminator", tokenizer, verify,
+                                             "discriminator"),
+            "generator": _save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator"),
+        }  # fmt: skip
+        if verify:
+            record["verified_max_abs_diff"] = diffs
+        _write_json(tmp / "export.json", record)
+
+    write_dir_atomically(out, write, force)
+    return record
+
+
+def _load_run(run_dir, checkpoint):
+    from electra.checkpoint import load_run
+
+    return load_run(run_dir, checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------- GLUE runs
+
+
+def is_glue_run(path: str | os.PathLike) -> bool:
+    """A directory written by `electra finetune` for one (task, seed): config.json with a task and metrics.json."""
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "task" in config and "finetune" in config and (path / "metrics.json").is_file()
+
+
+def _glue_tokenizer(run: Path, config: dict[str, Any], tokenizer: str | None) -> WordPiece:
+    source = tokenizer or config.get("tokenizer")
+    try:
+        tok = load_tokenizer(source)
+    except ElectraError as err:
+        raise ElectraError(f"GLUE run {run}: cannot load its tokenizer {source} ({err}); pass --tokenizer") from None
+    if tokenizer is None and tok.fingerprint() != config.get("tokenizer_fingerprint"):
+        raise ElectraError(f"GLUE run {run}: tokenizer {source} is not the one the run used (fingerprint "
+                           f"{tok.fingerprint()}, expected {config.get('tokenizer_fingerprint')}); pass --tokenizer")
+    return tok
+
+
+def load_glue_run(run: str | os.PathLike, tokenizer: str | None = None):
+    """(SequenceClassifier in eval mode, the task, the run's config, its tokenizer) from a `--save-model` run."""
+    from safetensors.torch import load_file
+
+    from electra.config import ModelConfig, from_dict
+    from electra.glue.model import SequenceClassifier
+    from electra.glue.tasks import TASKS
+
+    run = Path(run)
+    config = json.loads((run / "config.json").read_text())
+    weights = run / "model.safetensors"
+    if not weights.is_file():
+        raise ElectraError(f"GLUE run {run} has no model.safetensors: finetune with --save-model to keep the weights")
+    if config["task"] not in TASKS:
+        raise ElectraError(f"GLUE run {run}: unknown task {config['task']!r}")
+    task = TASKS[config["task"]]
+    model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
+    model = SequenceClassifier(model_cfg, task.num_outputs, config["finetune"].get("head_dropout", 0.1))
+    try:
+        state = load_file(str(weights))
+    except Exception as err:
+        raise ElectraError(f"cannot read {weights}: {err}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ElectraError(f"{weights} does not match a {task.display} classifier (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")  # fmt: skip
+    return model.eval(), task, config, _glue_tokenizer(run, config, tokenizer)
+
+
+def glue_head_readme(head: dict[str, Any]) -> str:
+    labels = head["id2label"]
+    if head["regression"]:
+        scale = f"{head['regression_max']:g}"
+        output = f"one number y; the {head['display']} score is {scale} · y (trained on score / {scale}, squared error)"
+    else:
+        output = "logits over the labels " + ", ".join(f"{i} = `{name}`" for i, name in labels.items())
+    return f"""# {head['display']} classifier finetuned with `electra finetune` (seed {head['seed']})
+
+The encoder is a `transformers` `ElectraModel` (this directory); the task head is `{GLUE_HEAD}`:
+`weight` [{head['num_outputs']}, {head['hidden_size']}] and `bias` [{head['num_outputs']}], applied to the hidden state
+of the first token ([CLS]); dropout {head['dropout']:g} before it during training, none at inference. No pooler. Output:
+{output}.
+
+```python
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, ElectraModel
+
+tokenizer = AutoTokenizer.from_pretrained("DIR")
+encoder = ElectraModel.from_pretrained("DIR").eval()
+head = load_file("DIR/{GLUE_HEAD}")
+batch = tokenizer({head['example']}, return_tensors="pt")
+h = encoder(**batch).last_hidden_state[:, 0]
+outputs = h @ head["weight"].T + head["bias"]
+```
+
+This is not `ElectraForSequenceClassification`, whose head (dense, GELU, dropout, out_proj) has another shape;
+the official ELECTRA finetuning head is the single dense layer above. Dev metrics of this run: {head['metrics']}.
+"""
+
+
+def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool = False, verify: bool = True,
+                    tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Export a finetuned GLUE run: the encoder as an ElectraModel directory plus the head and its labels."""
+    from safetensors.torch import save_file
+
+    run = Path(run)
+    model, task, config, tok = load_glue_run(run, tokenizer)
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = list(task.labels) if task.labels is not None else [f"{task.display} score / {task.regression_max:g}"]
+    head = {
+        "format": "electra-glue-head", "task": task.name, "display": task.display, "seed": config.get("seed"),
+        "labels": labels, "id2label": {i: name for i, name in enumerate(labels)}, "num_outputs": task.num_outputs,
+        "regression": task.is_regression, "regression_max": task.regression_max if task.is_regression else None,
+        "hidden_size": model.config.hidden_size, "dropout": model.dropout.p, "input": "hidden state of [CLS]",
+        "weights": GLUE_HEAD, "source": str(run.resolve()), "pretrained_model": config.get("model"),
+        "metrics": metrics.get("metrics", {}),
+        "example": '"a sentence", "a second sentence"' if task.text_b else '"a sentence"',
+    }  # fmt: skip
+
+    def write(tmp: Path) -> None:
+        extra = {"id2label": head["id2label"], "label2id": {n: i for i, n in enumerate(labels)}}
+        diff = _save_model_dir(model.electra, tmp, tok, verify, "encoder", **extra)
+        save_file({"weight": model.classifier.weight.detach().contiguous(),
+                   "bias": model.classifier.bias.detach().contiguous()}, str(tmp / GLUE_HEAD))  # fmt: skip
+        if verify:
+            head["verified_max_abs_diff"] = diff
+        _write_json(tmp / "head.json", head)
+        (tmp / "README.md").write_text(glue_head_readme(head))
+
+    write_dir_atomically(out, write, force)
+    return head
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="RUN_DIR",
+                        help="a pretraining run directory (or one of its checkpoint directories), or a GLUE run "
+                             "directory SWEEP/<task>/run_<seed> finetuned with --save-model")  # fmt: skip
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="pretraining runs: latest (default), a kept fraction (6.25%%, 12.5%%, 25%%, 50%%, 100%%) "
+                             "or step_N")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="replace an existing non-empty --out directory")
+    parser.add_argument("--tokenizer", metavar="SRC",
+                        help="GLUE runs: the tokenizer (vocab file, directory or hub id) if the run's own cannot be "
+                             "found any more")  # fmt: skip
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip loading the export back with transformers and comparing its outputs with ours")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from electra.loading import is_run_dir
+
+    source = Path(args.source)
+    if not source.exists():
+        raise ElectraError(f"{source} does not exist")
+    if is_run_dir(source) or (source / "model.safetensors").is_file() and (source / "trainer_state.json").is_file():
+        record = export_run(source, args.out, args.checkpoint, args.force, args.verify)
+        what = f"{record['checkpoint_dir']} (step {record['step']})"
+        print(f"exported {source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
+              f"{args.out}/generator (ElectraForMaskedLM)")  # fmt: skip
+    elif is_glue_run(source):
+        head = export_glue_run(source, args.out, args.force, args.verify, args.tokenizer)
+        print(f"exported {head['display']} run {source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
+              f"{', '.join(head['labels'])})")  # fmt: skip
+    else:
+        raise ElectraError(f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE "
+                           "run directory (SWEEP/<task>/run_<seed> with config.json and metrics.json)")
+    if args.verify:
+        print("verified: transformers' from_pretrained loads every weight and computes our outputs")
+    return 0
