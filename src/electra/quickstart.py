@@ -1,0 +1,184 @@
+"""`electra quickstart`: the whole pipeline on one CPU in about ten minutes, with nothing to download.
+
+    1. vocab      a WordPiece vocabulary trained on the corpus (default: `builtin`, text shipped with Python)
+    2. prepare    the corpus as ELECTRA examples of 128 tokens
+    3. pretrain   the `tiny` preset for about --minutes (the step count is set from a short throughput probe)
+    4. export     to transformers' ElectraForPreTraining / ElectraForMaskedLM
+    5. finetune   every GLUE task found in --glue-dir, or on the hub when it is reachable (train sets subsampled)
+    6. report     tables and plots over the run and the sweep
+
+Everything lands in --out (default `runs/quickstart`); running it again reuses what is finished. A smoke run: the
+built-in corpus is small and technical, and a few minutes of a tiny model learn little, so expect GLUE scores near
+chance. See docs/use-cases.md for real runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from electra.errors import ElectraError
+
+VOCAB_SIZE = 8192  # the built-in corpus is ~2 MB: a BERT-size vocabulary would be mostly unused
+MAX_LENGTH = 128
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _call(argv: list[str]) -> None:
+    """Run an `electra` subcommand in this process; its errors propagate as ElectraError."""
+    from electra.cli import build_parser
+
+    args = build_parser(argv).parse_args(argv)
+    rc = args._run(args)
+    if rc:
+        raise ElectraError(f"`electra {' '.join(argv)}` exited with status {rc}")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers (GLUE from `datasets` needs it, or a local cache)."""
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:
+    """(steps that fit in `minutes`, seconds per step) from a short throughput probe of the tiny preset."""
+    from electra.bench import measure
+    from electra.config import preset
+
+    cfg = preset("tiny", vocab_size=vocab_size)
+    result = measure(cfg, steps=2, warmup=1, precision_name="auto", compile_model=False, device="auto")
+    seconds = cfg.batch_size / result["seqs_per_s"]
+    return max(10, min(cfg.max_steps, math.floor(minutes * 60 / seconds))), seconds
+
+
+def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None, minutes: float = 3.0,
+               max_steps: int | None = None, corpus: tuple[str, ...] = ("builtin",), tasks: str = "all",
+               runs: int = 2, max_train_examples: int = 256, vocab_size: int = VOCAB_SIZE,
+               force: bool = False) -> dict:  # fmt: skip
+    """Run the six stages; returns paths and a few numbers (also written to OUT/quickstart.json)."""
+    from electra.data import prepare_corpus
+    from electra.data.vocab import train_vocab
+    from electra.tokenizer import load_tokenizer
+
+    out = Path(out)
+    if force and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    summary: dict = {"out": str(out), "corpus": list(corpus)}
+
+    _say(f"1/6 vocabulary ({vocab_size} WordPiece tokens trained on {' '.join(corpus)})")
+    vocab_dir = out / "vocab"
+    if (vocab_dir / "vocab.txt").is_file():
+        tokenizer = load_tokenizer(vocab_dir)
+        print(f"reusing {vocab_dir}")
+    else:
+        tokenizer = train_vocab(list(corpus), vocab_size=vocab_size)
+        tmp = out / ".vocab.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tokenizer.save(tmp)
+        tmp.rename(vocab_dir)
+        tokenizer = load_tokenizer(vocab_dir)
+    print(f"{tokenizer.vocab_size} tokens in {vocab_dir}")
+
+    _say("2/6 prepare the corpus")
+    data = prepare_corpus(list(corpus), tokenizer, MAX_LENGTH, out / "data")
+    meta = json.loads((data / "meta.json").read_text())
+    print(f"{meta['num_examples']} examples, {meta['num_tokens']} tokens in {data}")
+
+    _say("3/6 pretrain the tiny preset")
+    run = out / "pretrain"
+    if (run / "config.json").is_file():
+        print(f"continuing or reusing {run}")
+        _call(["pretrain", "--out", str(run), "--resume", "--no-progress"])
+    else:
+        if max_steps is None:
+            max_steps, seconds = pretraining_steps(tokenizer.vocab_size, minutes)
+            print(f"{seconds:.2f} s per step here: {max_steps} steps fit in about {minutes:g} minutes")
+        _call(["pretrain", "--preset", "tiny", "--vocab-size", str(tokenizer.vocab_size), "--data", str(data),
+               "--out", str(run), "--max-steps", str(max_steps), "--warmup-steps", str(max(1, max_steps // 10)),
+               "--log-every", str(max(1, max_steps // 20)), "--eval-every", str(max(1, max_steps // 4)),
+               "--eval-examples", "128", "--save-every", str(max_steps), "--no-progress"])  # fmt: skip
+    summary["pretrain"] = str(run)
+
+    _say("4/6 export to transformers")
+    from electra.export import export_run
+
+    record = export_run(run, out / "export", force=True)
+    print(f"{out / 'export'}/discriminator and /generator (step {record['step']}); load them with "
+          f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')")
+    summary["export"] = str(out / "export")
+
+    _say("5/6 finetune on GLUE")
+    sweep = out / "glue"
+    if glue_dir is None and not hub_reachable():
+        print("GLUE is not reachable: no --glue-dir was given and the Hugging Face hub cannot be reached. "
+              "Finetuning is skipped; pass --glue-dir DIR (GLUE in its original TSV layout) to include it.")
+        summary["glue"] = None
+    else:
+        from electra.glue.finetune import FinetuneConfig
+        from electra.glue.finetune import sweep as run_sweep
+        from electra.glue.tasks import parse_tasks
+
+        where = glue_dir or "the hub (nyu-mll/glue)"
+        print(f"tasks {tasks} from {where}, {runs} run(s) each, train sets subsampled to {max_train_examples}")
+        results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0,
+                            FinetuneConfig(max_train_examples=max_train_examples), device="auto")  # fmt: skip
+        if results["tasks"]:
+            print((sweep / "results.md").read_text())
+            summary["glue"] = str(sweep)
+            summary["glue_average"] = {"label": results["average"]["label"],
+                                       "median": results["average"].get("median")}  # fmt: skip
+        else:
+            print(f"no GLUE task could be read from {where}; finetuning skipped")
+            summary["glue"] = None
+
+    _say("6/6 report")
+    from electra.report import write_report
+
+    paths = [run] + ([sweep] if summary["glue"] else [])
+    print(write_report(paths, out / "report"))
+    summary["report"] = str(out / "report" / "index.md")
+    summary["minutes"] = round((time.time() - started) / 60, 2)
+    (out / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"done in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
+    return summary
+
+
+def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/quickstart", metavar="DIR",
+                        help="where everything goes (default %(default)s); an existing one is continued")
+    parser.add_argument("--glue-dir", metavar="DIR",
+                        help="GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)")
+    parser.add_argument("--minutes", type=float, default=3.0,
+                        help="pretraining time budget in minutes (default %(default)s)")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="pretraining steps (overrides --minutes)")
+    parser.add_argument("--corpus", nargs="+", default=["builtin"], metavar="SRC",
+                        help="pretraining corpus, as for `electra prepare` (default: builtin)")
+    parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="vocabulary size (default %(default)s)")
+    parser.add_argument("--tasks", default="all", help="GLUE tasks, as for `electra finetune` (default all)")
+    parser.add_argument("--runs", type=int, default=2, help="finetuning runs (seeds) per task (default %(default)s)")
+    parser.add_argument("--max-train-examples", type=int, default=256, metavar="N",
+                        help="subsample each GLUE train set to N examples (default %(default)s)")
+    parser.add_argument("--force", action="store_true", help="delete --out and start over")
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ElectraError("--max-steps must be at least 1")
+    if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
+        raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
+    quickstart(args.out, args.glue_dir, args.minutes, args.max_steps, tuple(args.corpus), args.tasks, args.runs,
+               args.max_train_examples, args.vocab_size, args.force)  # fmt: skip
+    return 0

@@ -1,0 +1,146 @@
+"""`electra report`: the numbers in its tables (statistics over finetuning runs and over sweeps), its inputs and
+its plots, on synthetic run directories whose statistics are known."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from electra.cli import main
+from electra.report import build_report, discover, write_report
+
+LABEL3 = "GLUE-3 (no MRPC, STS-B, QQP, MNLI, QNLI)"
+SWEEP_A = {"cola": [50.0, 54.0, 46.0], "sst2": [80.0, 82.0], "rte": [60.0, 62.0, 58.0, 64.0]}
+SWEEP_B = {"cola": [40.0, 44.0], "sst2": [81.0, 85.0], "rte": [55.0, 57.0], "mrpc": [70.0, 72.0]}
+
+
+def write_sweep(root: Path, scores: dict[str, list[float]], model: str = "runs/pretrain") -> Path:
+    """Run directories as `electra finetune` writes them (config.json, metrics.json), with the given scores."""
+    from electra.glue.tasks import TASKS
+
+    for task, values in scores.items():
+        for seed, v in enumerate(values):
+            d = root / task / f"run_{seed}"
+            d.mkdir(parents=True)
+            metrics = {m: v - i for i, m in enumerate(TASKS[task].metrics)}  # second metric (e.g. MRPC acc) = v - 1
+            (d / "config.json").write_text(json.dumps({"task": task, "seed": seed, "model": model, "finetune": {}}))
+            (d / "metrics.json").write_text(json.dumps({"task": task, "seed": seed, "metrics": metrics,
+                                                        "score": metrics[TASKS[task].score], "n_train": 100,
+                                                        "max_train_examples": None}))  # fmt: skip
+    return root
+
+
+def write_pretrain_run(root: Path) -> Path:
+    root.mkdir(parents=True)
+    cfg = {"format": "electra-pretraining-run", "config": {"max_steps": 50, "batch_size": 32, "max_length": 128,
+                                                           "model": {"hidden_size": 128, "num_hidden_layers": 4}}}
+    (root / "config.json").write_text(json.dumps(cfg))
+    lines = []
+    for step in range(10, 60, 10):
+        lines.append({"split": "train", "step": step, "loss": 30.0 - step / 10, "gen_loss": 10.0 - step / 20,
+                      "disc_loss": 0.4 - step / 1000, "gen_accuracy": step / 100, "disc_accuracy": 0.8 + step / 1000})
+        if step == 30:  # a resumed run rewrites the steps after its checkpoint: the last record wins
+            lines.append({**lines[-1], "loss": 99.0})
+    lines.insert(1, {"split": "train", "step": 20, "loss": 1.0, "gen_loss": 1.0, "disc_loss": 0.1})  # superseded
+    for step in (25, 50):
+        lines.append({"split": "eval", "step": step, "gen_loss": 9.0, "gen_accuracy": 0.1, "disc_loss": 0.39,
+                      "disc_accuracy": 0.86, "disc_auc": 0.5 + step / 500, "disc_precision": 0.2,
+                      "disc_recall": 0.1})  # fmt: skip
+    text = "\n".join(json.dumps(r) for r in lines) + "\n" + '{"split": "train", "st'  # a line still being written
+    (root / "metrics.jsonl").write_text(text)
+    return root
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    a = write_sweep(tmp_path / "glue_seed0", SWEEP_A)
+    b = write_sweep(tmp_path / "glue_seed1", SWEEP_B)
+    run = write_pretrain_run(tmp_path / "pretrain_seed0")
+    return run, a, b
+
+
+def test_statistics_over_runs_and_sweeps(inputs):
+    run, a, b = inputs
+    runs, sweeps = discover([run, a, b])
+    report = build_report(runs, sweeps, "median")
+    ga, gb = report["glue"]
+    assert ga["scores"] == {"cola": 50.0, "sst2": 81.0, "rte": 61.0}
+    assert ga["label"] == LABEL3 and ga["average"] == pytest.approx((50 + 81 + 61) / 3)
+    assert ga["std"]["cola"] == pytest.approx(4.0)  # sample std of 50, 54, 46
+    assert ga["std"]["rte"] == pytest.approx(np.std([60, 62, 58, 64], ddof=1))
+    assert ga["runs"] == {"cola": 3, "sst2": 2, "rte": 4}
+    assert gb["label"] == "GLUE-4 (no STS-B, QQP, MNLI, QNLI)"
+    # stability over the two sweeps: only the tasks both have (MRPC is B's alone)
+    st = report["stability"]
+    avg_a, avg_b = (50 + 81 + 61) / 3, (42 + 83 + 56) / 3
+    assert st["tasks"] == ["cola", "sst2", "rte"] and st["label"] == LABEL3
+    assert st["averages"]["glue_seed0"] == pytest.approx(avg_a) and st["averages"]["glue_seed1"] == pytest.approx(avg_b)
+    s = st["summary"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx((avg_a + avg_b) / 2)
+    assert s["std"] == pytest.approx(abs(avg_a - avg_b) / np.sqrt(2))
+    assert (s["max"], s["min"]) == (pytest.approx(avg_a), pytest.approx(avg_b))
+    assert st["per_task"]["cola"]["std"] == pytest.approx(np.std([50, 42], ddof=1))
+    # another statistic over runs
+    report_mean = build_report(runs, sweeps, "mean")
+    assert report_mean["glue"][0]["scores"]["rte"] == pytest.approx(61.0)
+    assert report_mean["glue"][1]["scores"]["mrpc"] == pytest.approx(70.0)  # MRPC scores by acc = f1 - 1 here
+    assert build_report(runs, sweeps, "max")["stability"]["averages"]["glue_seed0"] == pytest.approx((54 + 82 + 64) / 3)
+
+
+def test_pretraining_summary_uses_the_last_record_of_each_step(inputs):
+    run, _, _ = inputs
+    runs, _ = discover([run])
+    r = runs[0]
+    assert [x["step"] for x in r.train] == [10, 20, 30, 40, 50]
+    assert r.train[1]["loss"] == pytest.approx(28.0) and r.train[2]["loss"] == 99.0
+    p = build_report(runs, [], "median")["pretrain"][0]
+    assert p["step"] == 50 and p["max_steps"] == 50 and p["train"]["loss"] == pytest.approx(25.0)
+    assert p["eval"]["step"] == 50 and p["eval"]["disc_auc"] == pytest.approx(0.6)
+
+
+def test_report_folder_tables_and_plots(inputs, tmp_path, capsys):
+    run, a, b = inputs
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 0  # the parent folder: everything inside it
+    printed = capsys.readouterr().out
+    index = (out / "index.md").read_text()
+    assert index in printed
+    avg_a, avg_b = (50 + 81 + 61) / 3, (42 + 83 + 56) / 3
+    mean, std = (avg_a + avg_b) / 2, abs(avg_a - avg_b) / np.sqrt(2)
+    assert f"| {LABEL3} | {mean:.2f} | {std:.2f} | {avg_a:.2f} | {avg_b:.2f} |" in index
+    assert f"| glue_seed0 | 50.00 | 81.00 | — | — | — | — | — | 61.00 | {avg_a:.2f} ({LABEL3}) |" in index
+    assert "| glue_seed0 | CoLA | mcc | 3 | 50.00 | 50.00 | 4.00 | 54.00 | 46.00 |" in index
+    assert "| runs | 3/2 | 2/2 | 0/2 |" in index
+    assert "| pretrain_seed0 | 50/50 | 128 / 4 | 32 × 128 | 25.000 |" in index
+    for name in ("pretrain_loss.png", "pretrain_accuracy.png", "glue.png"):
+        assert f"]({name})" in index
+        png = (out / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert json.loads((out / "report.json").read_text())["stability"]["summary"]["mean"] == pytest.approx(mean)
+
+
+def test_single_sweep_has_no_stability_table_and_results_json_suffices(tmp_path):
+    from electra.glue.results import write_results
+
+    a = write_sweep(tmp_path / "a", SWEEP_A)
+    write_results(a)
+    only_results = tmp_path / "copy"
+    only_results.mkdir()
+    (only_results / "results.json").write_text((a / "results.json").read_text())
+    text = write_report([only_results], tmp_path / "r")
+    assert "pretraining stability" not in text and "| copy | 50.00 | 81.00 |" in text
+    assert (tmp_path / "r" / "glue.png").is_file() and not (tmp_path / "r" / "pretrain_loss.png").exists()
+
+
+def test_bad_inputs(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "neither a pretraining run" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "metrics.jsonl:2: not a JSON object" in capsys.readouterr().err
