@@ -64,7 +64,7 @@ def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:
 
 def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None, minutes: float = 3.0,
                max_steps: int | None = None, corpus: tuple[str, ...] = ("builtin",), tasks: str = "all",
-               runs: int = 2, max_train_examples: int = 256, vocab_size: int = VOCAB_SIZE,
+               runs: int = 2, max_train_examples: int = 128, epochs: int = 3, vocab_size: int = VOCAB_SIZE,
                force: bool = False) -> dict:  # fmt: skip
     """Run the six stages; returns paths and a few numbers (also written to OUT/quickstart.json)."""
     from electra.data import prepare_corpus
@@ -132,9 +132,10 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
         from electra.glue.tasks import parse_tasks
 
         where = glue_dir or "the hub (nyu-mll/glue)"
-        print(f"tasks {tasks} from {where}, {runs} run(s) each, train sets subsampled to {max_train_examples}")
-        results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0,
-                            FinetuneConfig(max_train_examples=max_train_examples), device="auto")  # fmt: skip
+        print(f"tasks {tasks} from {where}: {runs} run(s) each, train sets subsampled to {max_train_examples} "
+              f"examples, {epochs} epochs")
+        cfg = FinetuneConfig(max_train_examples=max_train_examples, epochs=epochs)
+        results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0, cfg)
         if results["tasks"]:
             print((sweep / "results.md").read_text())
             summary["glue"] = str(sweep)
@@ -169,8 +170,9 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="vocabulary size (default %(default)s)")
     parser.add_argument("--tasks", default="all", help="GLUE tasks, as for `electra finetune` (default all)")
     parser.add_argument("--runs", type=int, default=2, help="finetuning runs (seeds) per task (default %(default)s)")
-    parser.add_argument("--max-train-examples", type=int, default=256, metavar="N",
+    parser.add_argument("--max-train-examples", type=int, default=128, metavar="N",
                         help="subsample each GLUE train set to N examples (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs for every task (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="delete --out and start over")
 
 
@@ -180,5 +182,5 @@ def run_quickstart(args: argparse.Namespace) -> int:
     if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
         raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
     quickstart(args.out, args.glue_dir, args.minutes, args.max_steps, tuple(args.corpus), args.tasks, args.runs,
-               args.max_train_examples, args.vocab_size, args.force)  # fmt: skip
+               args.max_train_examples, args.epochs, args.vocab_size, args.force)  # fmt: skip
     return 0
