@@ -1,0 +1,56 @@
+"""`electra quickstart` end to end on a small corpus and the GLUE fixtures: what it produces agrees with itself
+(the run, the export, the sweep and the report), it says so when GLUE cannot be reached, and a second call reuses
+the finished stages."""
+
+import json
+import random
+
+import pytest
+import torch
+from glue_fixtures import WORDS, write_glue
+
+from electra import quickstart as qs
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
+    import transformers
+
+    from electra.checkpoint import load_run
+    from electra.glue.results import aggregate
+
+    rng = random.Random(0)
+    docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(10)) + " ." for _ in range(3)) for _ in range(300)]
+    (tmp_path / "corpus.txt").write_text("\n\n".join(docs) + "\n")
+    out = tmp_path / "qs"
+    options = dict(max_steps=2, corpus=(str(tmp_path / "corpus.txt"),), tasks="rte,wnli", runs=2,
+                   max_train_examples=16, epochs=1, vocab_size=60)  # fmt: skip
+
+    # no --glue-dir and no hub: finetuning is skipped with a clear message, the rest is done
+    monkeypatch.setattr(qs, "hub_reachable", lambda timeout=5.0: False)
+    summary = qs.quickstart(out, glue_dir=None, **options)
+    printed = capsys.readouterr().out
+    assert "GLUE is not reachable" in printed and summary["glue"] is None
+    assert (out / "report" / "pretrain_loss.png").is_file() and not (out / "report" / "glue.png").exists()
+    model, cfg, tok = load_run(out / "pretrain")
+    assert cfg.max_steps == 2 and tok.vocab_size == 60
+    assert json.loads((out / "report" / "report.json").read_text())["pretrain"][0]["step"] == 2
+    # the export holds the run's final weights
+    hf = transformers.ElectraForPreTraining.from_pretrained(out / "export" / "discriminator")
+    w = "electra.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(hf.state_dict()[w], model.discriminator.state_dict()[w])
+
+    # with GLUE data: the finished stages are reused and the sweep is reported
+    summary = qs.quickstart(out, glue_dir=str(write_glue(tmp_path / "glue")), **options)
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and "already finished" in printed
+    report = json.loads((out / "report" / "report.json").read_text())
+    results = aggregate(out / "glue")
+    (glue,) = report["glue"]
+    assert glue["runs"] == {"rte": 2, "wnli": 2}
+    assert glue["scores"]["rte"] == pytest.approx(results["tasks"]["rte"]["metrics"]["acc"]["median"])
+    assert glue["label"] == results["average"]["label"] == summary["glue_average"]["label"]
+    assert glue["average"] == pytest.approx(results["average"]["median"])
+    runs = [json.loads(p.read_text()) for p in (out / "glue").glob("rte/run_*/metrics.json")]
+    assert [r["n_train"] for r in runs] == [16, 16]
+    assert (out / "report" / "glue.png").is_file()
