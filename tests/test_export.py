@@ -183,6 +183,8 @@ def test_export_of_a_finetuned_glue_run(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(sweep / "rte" / "run_0"), "--out", str(tmp_path / "x")]) == 2
     assert "finetune with --save-model" in capsys.readouterr().err
+    assert main(["export", str(sweep), "--out", str(tmp_path / "x")]) == 2
+    assert "is a finetuning sweep; export one of its runs" in capsys.readouterr().err
     assert main(["finetune", "--model", str(run), "--tasks", "rte", "--glue-dir", str(glue), "--runs", "1",
                  "--out", str(tmp_path / "sweep2"), "--epochs", "1", "--quiet", "--device", "cpu",
                  "--save-model"]) == 0  # fmt: skip

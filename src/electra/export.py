@@ -321,6 +321,9 @@ def run_export(args: argparse.Namespace) -> int:
         head = export_glue_run(source, args.out, args.force, args.verify, args.tokenizer)
         print(f"exported {head['display']} run {source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
               f"{', '.join(head['labels'])})")  # fmt: skip
+    elif (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
+        raise ElectraError(f"{source} is a finetuning sweep; export one of its runs, {source}/<task>/run_<seed> "
+                           "(finetuned with --save-model)")
     else:
         raise ElectraError(f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE "
                            "run directory (SWEEP/<task>/run_<seed> with config.json and metrics.json)")
