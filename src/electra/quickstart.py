@@ -21,6 +21,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from electra.errors import ElectraError
 
@@ -43,9 +44,14 @@ def _call(argv: list[str]) -> None:
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
-    """Whether the Hugging Face hub answers (GLUE from `datasets` needs it, or a local cache)."""
+    """Whether GLUE can come from the hub: its endpoint answers, or offline mode asks for the local cache."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:  # HF_HUB_OFFLINE=1: `datasets` reads its cache; missing tasks are reported
+        return True
+    url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
         return True
     except OSError:
         return False
