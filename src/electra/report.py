@@ -258,7 +258,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                 _row(["Model", *heads, "Avg."]), "|" + "---|" * (len(heads) + 2), _row(["Metrics", *metrics_row, ""])]
         for g in report["glue"]:
             cells = [_fmt(g["scores"].get(t)) for t in columns]
-            out.append(_row([g["name"], *cells, f"{_fmt(g['average'])} ({g['label']})"]))
+            label = g["label"].replace(" (no ", ", no ").rstrip(")")  # GLUE-5 (no QQP) -> GLUE-5, no QQP
+            out.append(_row([g["name"], *cells, f"{_fmt(g['average'])} ({label})"]))
         out.append(_row(["runs", *["/".join(str(g["runs"].get(t, 0)) for g in report["glue"]) for t in columns], ""]))
         out += ["", "Each cell is the task's score metric (the official README's choice); `runs` gives the number "
                 "of finetuning runs behind each cell (one number per row above). `GLUE-k (no X)` averages only "
@@ -398,10 +399,10 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
         pos = x - 0.4 + width * (i + 0.5)
         avg = f", {g['label']} {g['average']:.1f}" if g["average"] is not None else ""
         ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}", label=f"{g['name']}{avg}")
-        for px, h, t in zip(pos, heights, columns, strict=True):
-            if not np.isnan(h):
-                ax.annotate(f"{h:.1f}", (px, max(h, 0)), ha="center", va="bottom", fontsize=7,
-                            xytext=(0, 2 + 4 * (g["std"].get(t, 0) > 0)), textcoords="offset points")  # fmt: skip
+        for px, h, err in zip(pos, heights, errors, strict=True):
+            if not np.isnan(h):  # the value above its error bar
+                ax.annotate(f"{h:.1f}", (px, max(h, 0) + err), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 2), textcoords="offset points")  # fmt: skip
     ax.set_xticks(x, [f"{TASKS[t].display}\n({TASKS[t].score})" for t in columns])
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel(f"dev score ({report['stat']} over runs; error bar: std)")
