@@ -15,16 +15,16 @@ from electra.errors import ElectraError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
-    "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
     "prepare": ("electra.data.prepare", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
-    "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
-    "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
     "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
     "export": ("electra.export", "a pretraining run (or finetuned GLUE run) -> transformers model directories"),
+    "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
+    "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
+    "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
+    "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
     "quickstart": ("electra.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),
 }
 
