@@ -1,29 +1,23 @@
-"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id."""
+"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id.
+
+`is_run_dir` is re-exported from `electra.checkpoint`, which defines the run layout."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from torch import nn
 
+from electra.checkpoint import is_run_dir, load_run
 from electra.errors import ElectraError
 from electra.hf import Kind, load_hf
 from electra.tokenizer import WordPiece, load_tokenizer
-
-
-def is_run_dir(path: str | os.PathLike) -> bool:
-    """A directory written by `electra pretrain`."""
-    path = Path(path)
-    return (path / "checkpoints").is_dir() and (path / "config.json").is_file()
 
 
 def load_model(source: str | os.PathLike, kind: Kind = "discriminator", checkpoint: str = "latest"
                ) -> tuple[nn.Module, WordPiece]:  # fmt: skip
     """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer."""
     if is_run_dir(source):
-        from electra.checkpoint import load_run
-
         model, _, tokenizer = load_run(source, checkpoint)
         if kind == "discriminator":
             module = model.discriminator

@@ -79,7 +79,6 @@ def mask_tokens(
 ) -> Masked:
     """The official masking: k slots of N drawn *with replacement*, uniformly over real tokens that are not
     [CLS]/[SEP]/[MASK] ([UNK] can be masked)."""
-    B, L = input_ids.shape
     N = max_predictions
     special_ids = torch.tensor([special.cls, special.sep, special.mask], device=input_ids.device)
     candidates = attention_mask.bool() & ~torch.isin(input_ids, special_ids)  # (B, L)
