@@ -129,7 +129,14 @@ def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
           cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=10), device="cpu", quiet=True)  # fmt: skip
     record = json.loads((tmp_path / "o/rte/run_0/metrics.json").read_text())
     assert record["n_train"] == 10 and record["max_train_examples"] == 10
-    assert "Train sets subsampled: RTE to 10." in (tmp_path / "o/results.md").read_text()
+    n = record["n_train_available"]
+    assert n > 10 and f"Train sets subsampled: RTE to 10 of {n}." in (tmp_path / "o/results.md").read_text()
+    # a cap at or above the train set's size removes nothing: not recorded, not labelled as subsampled
+    sweep(str(workdir / "micro"), parse_tasks("rte"), tmp_path / "p", workdir / "glue", runs=1, seed=0,
+          cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=n), device="cpu", quiet=True)  # fmt: skip
+    record = json.loads((tmp_path / "p/rte/run_0/metrics.json").read_text())
+    assert record["n_train"] == n and record["max_train_examples"] is None
+    assert "subsampled" not in (tmp_path / "p/results.md").read_text()
 
 
 def test_missing_task_files_are_skipped_with_a_notice(workdir, tmp_path, capsys):

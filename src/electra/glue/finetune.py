@@ -222,9 +222,12 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
         tmp = d / ".model.safetensors.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         tmp.replace(d / "model.safetensors")
+    cap = config["finetune"]["max_train_examples"]
     atomic_write_json(d / "metrics.json", {
         "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
-        "n_train": len(data.train), "max_train_examples": config["finetune"]["max_train_examples"],
+        "n_train": len(data.train), "n_train_available": data.n_train_available,
+        # the cap only when it removed examples: a task smaller than the cap is not "subsampled"
+        "max_train_examples": cap if cap is not None and cap < data.n_train_available else None,
     })  # fmt: skip
 
 

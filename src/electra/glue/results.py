@@ -120,6 +120,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "metrics": metrics,
             "max_train_examples": sorted({r.get("max_train_examples") for r in runs}, key=str),
             "n_train": sorted({r.get("n_train") for r in runs}, key=str),
+            "n_train_available": max((r.get("n_train_available") or 0 for r in runs), default=0) or None,
         }
     covered = [name for name in AVERAGE_TASKS if name in per_task]
     average = {}
@@ -190,7 +191,9 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     subsampled = {per_task[n]["display"]: per_task[n]["max_train_examples"] for n in per_task
                   if any(v is not None for v in per_task[n]["max_train_examples"])}
     if subsampled:
-        notes.append("Train sets subsampled: " + ", ".join(f"{k} to {v[0]}" for k, v in subsampled.items()) + ".")
+        of = {per_task[n]["display"]: per_task[n].get("n_train_available") for n in per_task}
+        notes.append("Train sets subsampled: " + ", ".join(
+            f"{k} to {v[0]}" + (f" of {of[k]:,}" if of.get(k) else "") for k, v in subsampled.items()) + ".")
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
