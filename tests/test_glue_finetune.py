@@ -120,8 +120,12 @@ def test_finetuning_learns_a_separable_task(tmp_path):
     cfg = ModelConfig(**{**MICRO, "num_hidden_layers": 1})
     ft = FinetuneConfig(epochs=4, learning_rate=2e-3, layerwise_lr_decay=1.0, max_length=16).resolve(cfg, TASKS["sst2"])
     data = finetune.prepare_task(TASKS["sst2"], tmp_path / "glue", tok, ft)
-    _, outputs = finetune.finetune_run(data, None, cfg, ft, 0, torch.device("cpu"), tok.pad_id)
+    epoch_losses: list[float] = []
+    _, outputs = finetune.finetune_run(data, None, cfg, ft, 0, torch.device("cpu"), tok.pad_id,
+                                       epoch_losses=epoch_losses)  # fmt: skip
     assert finetune.evaluate(TASKS["sst2"], data.evals, outputs)["acc"] >= 90.0
+    # one mean training loss per epoch; it starts near ln 2 (two balanced classes) and falls as the task is learnt
+    assert len(epoch_losses) == 4 and 0.4 < epoch_losses[0] < 1.2 and epoch_losses[-1] < 0.5 * epoch_losses[0]
 
 
 def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
@@ -129,6 +133,7 @@ def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
           cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=10), device="cpu", quiet=True)  # fmt: skip
     record = json.loads((tmp_path / "o/rte/run_0/metrics.json").read_text())
     assert record["n_train"] == 10 and record["max_train_examples"] == 10
+    assert len(record["train_loss_per_epoch"]) == 1 and record["train_loss_per_epoch"][0] > 0
     n = record["n_train_available"]
     assert n > 10 and f"Train sets subsampled: RTE to 10 of {n}." in (tmp_path / "o/results.md").read_text()
     # a cap at or above the train set's size removes nothing: not recorded, not labelled as subsampled

@@ -155,9 +155,10 @@ def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
 
 def finetune_run(
     data: TaskData, encoder, model_cfg: ModelConfig, cfg: FinetuneConfig, seed: int, device: torch.device,
-    pad_id: int, progress=None,
+    pad_id: int, progress=None, epoch_losses: list[float] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
-    """Train one (task, seed) run; returns the model and its outputs on every dev and test split."""
+    """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
+    `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
     task = data.task
     model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed).to(device)
     names = [n for n, _ in model.named_parameters()]
@@ -174,6 +175,7 @@ def finetune_run(
     model.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=shuffle).tolist()  # a new order every epoch
+        loss_sum = torch.zeros((), device=device)
         for start in range(0, n, cfg.batch_size):
             rows = order[start : start + cfg.batch_size]  # the last batch is short: as padding with zero-loss rows
             factor = lr_factor(step, total, warmup, 1.0, cfg.schedule)
@@ -189,10 +191,13 @@ def finetune_run(
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()
+            loss_sum += losses.detach().sum()
             step += 1
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}", refresh=False)
+        if epoch_losses is not None:
+            epoch_losses.append(loss_sum.item() / max(n, 1))
     outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
     return model, outputs
 
@@ -226,6 +231,7 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
     atomic_write_json(d / "metrics.json", {
         "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
         "n_train": len(data.train), "n_train_available": data.n_train_available,
+        "train_loss_per_epoch": config.get("train_loss_per_epoch"),
         # the cap only when it removed examples: a task smaller than the cap is not "subsampled"
         "max_train_examples": cap if cap is not None and cap < data.n_train_available else None,
     })  # fmt: skip
@@ -269,7 +275,9 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
                     continue
                 data, task_cfg = prepared[t.name]
                 started = time.time()
-                trained, outputs = finetune_run(data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar)
+                epoch_losses: list[float] = []
+                trained, outputs = finetune_run(data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar,
+                                                epoch_losses)  # fmt: skip
                 metrics = evaluate(t, data.evals, outputs)
                 config = {
                     "task": t.name, "seed": s, "model": model, "checkpoint": checkpoint,
@@ -279,6 +287,7 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
                     "n_train_available": data.n_train_available, "n_train": len(data.train),
                     "skipped_rows": data.skipped_rows, "device": str(dev), "electra_version": __version__,
                     "seconds": round(time.time() - started, 1),
+                    "train_loss_per_epoch": [round(x, 6) for x in epoch_losses],
                 }  # fmt: skip
                 save_run(out, data, s, outputs, metrics, config, trained if save_model else None)
                 if not quiet:
