@@ -120,7 +120,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "metrics": metrics,
             "max_train_examples": sorted({r.get("max_train_examples") for r in runs}, key=str),
             "n_train": sorted({r.get("n_train") for r in runs}, key=str),
-            "n_train_available": max((r.get("n_train_available") or 0 for r in runs), default=0) or None,
+            "n_train_available": runs[0].get("n_train_available"),  # the task's full train set: same for every run
         }
     covered = [name for name in AVERAGE_TASKS if name in per_task]
     average = {}
