@@ -78,6 +78,31 @@ def test_bias_correction_option_equals_torch_adamw():
     torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-10, atol=1e-12)
 
 
+def test_step_count_is_a_number_and_older_tensor_counts_resume_the_same():
+    """The step counter is a plain int (no tensor op per parameter per step); optimizer states saved by earlier
+    versions hold it as a tensor and must continue exactly like the new ones (bias correction reads it)."""
+    torch.manual_seed(0)
+    w0, grads = torch.randn(5, dtype=torch.float64), [torch.randn(5, dtype=torch.float64) for _ in range(6)]
+
+    def run(tensor_step_after: int | None):
+        p = nn.Parameter(w0.clone())
+        opt = AdamW([p], lr=1e-2, weight_decay=0.01, bias_correction=True)
+        for t, g in enumerate(grads):
+            if t == tensor_step_after:  # as loaded from an older checkpoint
+                state = opt.state_dict()
+                state["state"][0]["step"] = torch.tensor(float(state["state"][0]["step"]))
+                opt = AdamW([p], lr=1e-2, weight_decay=0.01, bias_correction=True)
+                opt.load_state_dict(state)
+            p.grad = g.clone()
+            opt.step()
+        return p.detach(), opt.state[p]["step"]
+
+    new, steps = run(None)
+    old, old_steps = run(3)
+    assert steps == old_steps == 6 and isinstance(steps, int)
+    torch.testing.assert_close(new, old, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     "t,expected", [(0, 0.0), (1, 4.999995e-8), (5000, 2.4875e-4), (10000, 4.95e-4), (500000, 2.5e-4), (10**6, 0.0)]
 )

@@ -18,10 +18,11 @@ from electra import checkpoint as ckpt
 from electra import dist
 from electra.cli import main
 from electra.config import preset
+from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
 from electra.objective import SpecialIds
 from electra.optim import lr_factor
-from electra.pretrain import BatchPlan, Precision, build_optimizer, plan_batches, train_step
+from electra.pretrain import BatchPlan, Precision, build_optimizer, check_compile_plan, plan_batches, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog sat on mat is was big small red blue and or not it he she they we you i".split()
@@ -431,3 +432,23 @@ def test_bf16_autocast_step_matches_fp32_closely():
         assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
     assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.02)
     assert losses["bf16"][1] == pytest.approx(losses["fp32"][1], rel=0.05)
+
+
+def test_cuda_graph_compile_modes_refuse_gradient_accumulation_with_the_fix_named():
+    check_compile_plan("reduce-overhead", plan_batches(128, 1, None, 128))  # one micro-batch: fine
+    check_compile_plan("default", plan_batches(128, 1, 32, 128))  # no CUDA graphs: accumulation is fine
+    with pytest.raises(ElectraError, match=r"accumulates 4 micro-batches of 32: pass --micro-batch-size 128"):
+        check_compile_plan("reduce-overhead", plan_batches(128, 1, 32, 128))
+
+
+def test_compile_option_takes_an_optional_mode(tmp_path, capsys):
+    from electra.cli import build_parser
+
+    parser = build_parser()
+    common = ["pretrain", "--preset", "tiny", "--out", str(tmp_path)]
+    assert parser.parse_args(common).compile is None
+    assert parser.parse_args([*common, "--compile"]).compile == "default"
+    assert parser.parse_args([*common, "--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*common, "--compile", "fastest"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`electra bench`: training throughput of a preset on this machine (random tokens, the real training step).
 
-    electra bench --preset small --batch 128 --seq-len 128 --steps 20 --precision bf16 --compile --json
+    electra bench --preset small --batch 128 --seq-len 128 --steps 20 --precision bf16 --compile reduce-overhead --json
 
 Runs `pretrain.train_step` (masking, generator, sampling, discriminator, backward, clipping, optimizer) on random
 full-length sequences after a few warm-up steps, and reports sequences/s, tokens/s (positions processed),
@@ -23,22 +23,29 @@ from electra.config import PRESETS, PretrainConfig, add_config_arguments, overri
 from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, count_parameters
 from electra.objective import SpecialIds
-from electra.pretrain import build_optimizer, choose_precision, plan_batches, set_learning_rate, train_step
+from electra.pretrain import (
+    add_compile_argument,
+    build_optimizer,
+    check_compile_plan,
+    choose_precision,
+    compile_model,
+    plan_batches,
+    set_learning_rate,
+    train_step,
+)
 
 
-def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, compile_model: bool, device: str,
+def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, compile_mode: str | None, device: str,
             micro_batch_size: int | None = None) -> dict[str, float]:  # fmt: skip
     info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
     precision = choose_precision(precision_name, info.device)
     plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
+    check_compile_plan(compile_mode, plan)
     special = SpecialIds()
     model = ELECTRA(cfg, special).to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()
-    if compile_model:
-        model.generator.compile()
-        if cfg.objective == "electra":
-            model.discriminator.compile()
+    cudagraphs = compile_model(model, compile_mode) if compile_mode else False
     g = torch.Generator().manual_seed(0)
     B, L = cfg.batch_size, cfg.max_length
     ids = torch.randint(max(special) + 1, cfg.model.vocab_size, (B, L), generator=g)
@@ -54,7 +61,7 @@ def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, c
             _sync(info.device)
             start = time.perf_counter()
         set_learning_rate(optimizer, cfg, step + 1)
-        train_step(model, model, optimizer, scaler, batch, step, cfg, plan, info, precision)
+        train_step(model, model, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs)
     _sync(info.device)
     elapsed = time.perf_counter() - start
     if info.device.type == "cuda":
@@ -65,7 +72,7 @@ def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, c
     return {"tokens_per_s": seqs * L, "seqs_per_s": seqs, "peak_mem_mb": peak,
             "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(model),
             "device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else "cpu",
-            "precision": precision.name, "compile": compile_model, "batch": B, "seq_len": L,
+            "precision": precision.name, "compile": compile_mode or False, "batch": B, "seq_len": L,
             "micro_batch": plan.micro, "steps": steps}  # fmt: skip
 
 
@@ -79,10 +86,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help="sequences per step (default: the preset's batch)")
     parser.add_argument("--seq-len", type=int, help="sequence length (default: the preset's max_length)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (default 3; 10 with --compile)")
     parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the generator and discriminator")
+    add_compile_argument(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true",
                         help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more')
@@ -96,13 +103,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.seq_len:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
-    r = measure(cfg, args.steps, args.warmup, args.precision, args.compile, args.device, args.micro_batch_size)
+    warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
+    r = measure(cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size)
     if args.json:
         json.dump(r, sys.stdout)
         print()
     else:
         print(f"{args.preset}: {r['params'] / 1e6:.1f}M parameters, batch {r['batch']} x {r['seq_len']}, "
-              f"{r['precision']}{' + compile' if r['compile'] else ''} on {r['device']}\n"
+              f"{r['precision']}{' + compile ' + r['compile'] if r['compile'] else ''} on {r['device']}\n"
               f"  {r['seqs_per_s']:.1f} sequences/s  {r['tokens_per_s']:.0f} tokens/s  "
               f"{format_flops(r['flops_per_s'])}FLOP/s (paper count)  peak memory {r['peak_mem_mb']:.0f} MB")
     return 0

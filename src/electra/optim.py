@@ -83,10 +83,12 @@ class AdamW(torch.optim.Optimizer):
             for p in params:
                 state = self.state[p]
                 if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
+                # a plain number (a tensor in checkpoints of earlier versions): one tensor op per parameter per
+                # step is what the launch-bound small models on GPUs cannot afford
+                state["step"] = int(state["step"]) + 1
                 grads.append(p.grad)
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])

@@ -62,7 +62,7 @@ class RunOptions:
     eval_examples: int = 1000
     micro_batch_size: int | None = None
     precision: str = "auto"
-    compile: bool = False
+    compile: str | None = None  # a torch.compile mode; None: eager
     device: str = "auto"
     progress: bool = True
     wandb: str | None = None
@@ -146,6 +146,40 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
                  bias_correction=cfg.adam_bias_correction)  # fmt: skip
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_model(model: ELECTRA, mode: str) -> bool:
+    """`torch.compile` the generator and the discriminator in place (parameter names, hence checkpoints, stay the
+    same). Masking, sampling and the losses stay eager: they draw from explicit `torch.Generator`s.
+
+    "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
+    needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
+    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
+    if mode not in COMPILE_MODES:
+        raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    model.generator.compile(mode=mode)
+    if model.cfg.objective == "electra":
+        model.discriminator.compile(mode=mode)
+    return mode in ("reduce-overhead", "max-autotune")
+
+
+def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
+    """CUDA-graph modes need one micro-batch per step: with gradient accumulation the first micro-batch's
+    gradients would live in graph memory that the next micro-batch's replay overwrites."""
+    if mode in ("reduce-overhead", "max-autotune") and plan.accum > 1:
+        raise ElectraError(f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
+                           f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
+                           "if that fits in memory, or use --compile default")  # fmt: skip
+
+
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                        help="torch.compile the generator and discriminator; MODE: default (when omitted), "
+                             "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
+                             "max-autotune-no-cudagraphs")  # fmt: skip
+
+
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -173,11 +207,14 @@ def train_step(
     plan: BatchPlan,
     info: dist.DistInfo,
     precision: Precision,
+    cudagraphs: bool = False,
 ) -> StepResult:
     """One optimizer update on this process's slice of the global batch: masks -> global loss denominators ->
     forward/backward per micro-batch (gradient sync on the last only) -> non-finite check -> clip -> step.
 
-    `model` is the bare ELECTRA, `wrapped` the module to call (DDP or the same model)."""
+    `model` is the bare ELECTRA, `wrapped` the module to call (DDP or the same model). `cudagraphs`: the model
+    was compiled with a CUDA-graph mode; each micro-batch then starts a new graph step, so that its forward may
+    reuse the previous one's output memory."""
     device = info.device
     micro = [{k: v[j * plan.micro: (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
     rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
@@ -190,6 +227,8 @@ def train_step(
     for j, (m, g, mk) in enumerate(zip(micro, rngs, masks, strict=True)):
         torch.manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 1))  # dropout
         sync = j == plan.accum - 1 or not info.distributed
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with contextlib.nullcontext() if sync else wrapped.no_sync():
             with precision.autocast():
                 out = wrapped(m["input_ids"], m["attention_mask"], m["token_type_ids"], g, mk, totals)
@@ -227,7 +266,7 @@ class NonFiniteLoss(ElectraError):
 
 @torch.no_grad()
 def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
-             device: torch.device) -> dict[str, float]:  # fmt: skip
+             device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
     """Held-out metrics without dropout (spec §3.5): generator MLM accuracy and loss, sampled-token accuracy,
     discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded the same
     way at every evaluation, so successive evaluations see the same corruptions up to the generator's samples."""
@@ -240,6 +279,8 @@ def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConf
     for i, b in enumerate(batches):
         b = to_device(b, device)
         g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
         with precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
@@ -499,6 +540,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     loader = PretrainLoader(setup.data_dir, cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     _check_data(loader, setup)
     plan = plan_batches(cfg.batch_size, info.world_size, opts.micro_batch_size, cfg.max_length)
+    check_compile_plan(opts.compile, plan)
     precision = choose_precision(opts.precision, info.device)
     if precision.name == "bf16" and info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -517,10 +559,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     if info.is_main:
         _start_run_dir(setup, run_config, fresh=setup.resume_from is None)
     dist.barrier(info)
-    if opts.compile:  # in place: parameter names (and checkpoints) stay the same
-        model.generator.compile()
-        if cfg.objective == "electra":
-            model.discriminator.compile()
+    cudagraphs = compile_model(model, opts.compile) if opts.compile else False
     wrapped: nn.Module = model
     if info.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -543,7 +582,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             batch = to_device(next(loader), info.device)
             lr = set_learning_rate(optimizer, cfg, step)
             try:
-                r = train_step(model, wrapped, optimizer, scaler, batch, step, cfg, plan, info, precision)
+                r = train_step(model, wrapped, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs)
             except NonFiniteLoss as err:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 raise ElectraError(f"{err}; {kept}") from None
@@ -567,7 +606,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             if eval_batches and opts.eval_every and (step % opts.eval_every == 0 or step == cfg.max_steps):
                 if info.is_main:
                     record = {"split": "eval", "step": step, **evaluate(model, eval_batches, cfg, precision,
-                                                                        info.device)}  # fmt: skip
+                                                                        info.device, cudagraphs)}  # fmt: skip
                     log.write(record)
                     _say(bar, "eval  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                    if k not in ("split", "step")) + f"  (step {step})")  # fmt: skip
@@ -712,7 +751,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on "
                              "CPU")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the generator and discriminator")
+    add_compile_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")

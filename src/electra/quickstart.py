@@ -63,7 +63,7 @@ def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:
     from electra.config import preset
 
     cfg = preset("tiny", vocab_size=vocab_size)
-    result = measure(cfg, steps=2, warmup=1, precision_name="auto", compile_model=False, device="auto")
+    result = measure(cfg, steps=2, warmup=1, precision_name="auto", compile_mode=None, device="auto")
     seconds = cfg.batch_size / result["seqs_per_s"]
     return max(10, min(cfg.max_steps, math.floor(minutes * 60 / seconds))), seconds
 
