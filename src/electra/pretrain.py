@@ -189,7 +189,7 @@ class StepResult:
     loss: float
     gen_loss: float
     disc_loss: float
-    grad_norm: float
+    grad_norm: Tensor  # 0-d, on the device: reading it waits for the optimizer step, so only when logging
     gen_accuracy: float
     disc_accuracy: float
     replaced_fraction: float
@@ -237,8 +237,9 @@ def train_step(
             (scaler.scale(loss) if scaler else loss).backward()
         stats += torch.stack([out.loss.detach(), out.gen_loss, out.disc_loss, out.gen_accuracy / plan.accum,
                               out.disc_accuracy / plan.accum, out.replaced_fraction / plan.accum]).double()
-    stats = dist.all_reduce_sum(stats, info)
-    loss_value = float(stats[0])
+    # the step's one wait for the GPU: everything logged, in one transfer (the gradient norm stays a tensor)
+    values = torch.cat([dist.all_reduce_sum(stats, info), totals.disc.double().view(1)]).tolist()
+    loss_value = values[0]
     if not math.isfinite(loss_value):
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLoss(step + 1, loss_value)
@@ -252,10 +253,9 @@ def train_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     W = info.world_size
-    return StepResult(loss=loss_value, gen_loss=float(stats[1]), disc_loss=float(stats[2]),
-                      grad_norm=float(grad_norm), gen_accuracy=float(stats[3]) / W,
-                      disc_accuracy=float(stats[4]) / W, replaced_fraction=float(stats[5]) / W,
-                      tokens=int(totals.disc))  # fmt: skip
+    return StepResult(loss=loss_value, gen_loss=values[1], disc_loss=values[2], grad_norm=grad_norm.detach(),
+                      gen_accuracy=values[3] / W, disc_accuracy=values[4] / W, replaced_fraction=values[5] / W,
+                      tokens=int(values[6]))  # fmt: skip
 
 
 class NonFiniteLoss(ElectraError):
@@ -586,15 +586,16 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             except NonFiniteLoss as err:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 raise ElectraError(f"{err}; {kept}") from None
-            if info.device.type == "cuda":
-                torch.cuda.synchronize(info.device)
             step += 1
+            logging_step = step % opts.log_every == 0 or step == cfg.max_steps
+            if logging_step and info.device.type == "cuda":
+                torch.cuda.synchronize(info.device)  # the interval's GPU work is done before it is timed
             interval_time += time.perf_counter() - t0
             interval_steps, interval_tokens = interval_steps + 1, interval_tokens + r.tokens
-            if step % opts.log_every == 0 or step == cfg.max_steps:
+            if logging_step:
                 seqs = interval_steps * cfg.batch_size / interval_time
                 last = {"split": "train", "step": step, "loss": r.loss, "gen_loss": r.gen_loss,
-                        "disc_loss": r.disc_loss, "lr": lr, "grad_norm": r.grad_norm,
+                        "disc_loss": r.disc_loss, "lr": lr, "grad_norm": float(r.grad_norm),
                         "gen_accuracy": r.gen_accuracy, "disc_accuracy": r.disc_accuracy,
                         "replaced_fraction": r.replaced_fraction, "seqs_per_s": seqs,
                         "tokens_per_s": seqs * cfg.max_length, "real_tokens_per_s": interval_tokens / interval_time,
