@@ -27,6 +27,24 @@ def test_statistics_over_runs(tmp_path):
                                "max": 70.0, "min": 40.0})  # fmt: skip
 
 
+def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):
+    def record(task, seed, n_train, cap, available):
+        d = tmp_path / task / f"run_{seed}"
+        atomic_write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": {"acc": 50.0}, "score": 50.0,
+                                               "n_train": n_train, "max_train_examples": cap,
+                                               **({"n_train_available": available} if available else {})})  # fmt: skip
+
+    record("wnli", 0, 635, 2000, None)  # older record: the cap is stored although it removed nothing
+    record("wnli", 1, 635, None, 635)  # newer record of the same sweep
+    record("rte", 0, 2000, 2000, None)  # older record whose cap did bind
+    record("rte", 1, 2000, 2000, 2490)
+    res = aggregate(tmp_path)
+    assert res["tasks"]["wnli"]["max_train_examples"] == [None]
+    assert res["tasks"]["rte"]["max_train_examples"] == [2000]
+    note = markdown_table(res, "m").splitlines()[-1]
+    assert note == "Train sets subsampled: RTE to 2000 of 2,490."
+
+
 def test_glue_label_never_passes_a_partial_average_off_as_glue8():
     assert glue_label(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"]) == "GLUE-8"
     assert glue_label(["cola", "sst2", "mrpc", "stsb", "qnli", "rte", "wnli"]) == "GLUE-6 (no QQP, MNLI)"

@@ -90,6 +90,16 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: r.get("seed", 0))
 
 
+def _binding_cap(run: dict[str, Any]) -> int | None:
+    """The train-set size a run was subsampled to, or None when it trained on the whole set. Runs written before
+    `n_train_available` was recorded kept the cap even where it removed nothing (WNLI's 635 examples under a cap of
+    2000); for those, a training set smaller than the cap means it did not bind."""
+    cap = run.get("max_train_examples")
+    if cap is None or (run.get("n_train_available") is None and run.get("n_train", cap) < cap):
+        return None
+    return cap
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     """Median, mean, sample std (ddof=1; 0 for one run), max, min and the number of runs."""
     a = np.asarray(values, dtype=np.float64)
@@ -118,9 +128,10 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "n_runs": len(runs),
             "seeds": [r.get("seed") for r in runs],
             "metrics": metrics,
-            "max_train_examples": sorted({r.get("max_train_examples") for r in runs}, key=str),
+            "max_train_examples": sorted({_binding_cap(r) for r in runs}, key=str),
             "n_train": sorted({r.get("n_train") for r in runs}, key=str),
-            "n_train_available": runs[0].get("n_train_available"),  # the task's full train set: same for every run
+            # the task's full train set: the same for every run that records it (older records do not)
+            "n_train_available": next((r["n_train_available"] for r in runs if r.get("n_train_available")), None),
         }
     covered = [name for name in AVERAGE_TASKS if name in per_task]
     average = {}
