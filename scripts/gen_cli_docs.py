@@ -60,6 +60,8 @@ def _invocation(action: argparse.Action) -> str:
             value = " ".join(metavar[:1]) + " [" + " ".join(metavar[1:]) + "]" if len(metavar) > 1 else metavar[0]
         else:
             value = f"{metavar} ..." if action.nargs in ("+", "*") else str(metavar)
+    if action.nargs == "?":
+        value = f"[{value}]"
     return ", ".join(f"{o} {value}" for o in action.option_strings)
 
 
