@@ -33,6 +33,15 @@ class Masked(NamedTuple):
     targets: Tensor  # (B, N) original ids at the positions (0 in unused slots)
 
 
+def is_any(ids: Tensor, values: tuple[int, ...]) -> Tensor:
+    """ids == v for any v: `torch.isin` without copying the values to the GPU (a copy from pageable host memory
+    waits for the GPU to finish its queue, once per step)."""
+    out = ids == values[0]
+    for v in values[1:]:
+        out |= ids == v
+    return out
+
+
 def num_to_mask(num_tokens: Tensor, mask_prob: float, max_predictions: int) -> Tensor:
     """k = max(1, min(N, round_half_even(float32(n) * float32(p)))) with n counting [CLS]/[SEP] (spec §3.1)."""
     product = num_tokens.to(torch.float32) * torch.tensor(mask_prob, dtype=torch.float32)
@@ -80,8 +89,7 @@ def mask_tokens(
     """The official masking: k slots of N drawn *with replacement*, uniformly over real tokens that are not
     [CLS]/[SEP]/[MASK] ([UNK] can be masked)."""
     N = max_predictions
-    special_ids = torch.tensor([special.cls, special.sep, special.mask], device=input_ids.device)
-    candidates = attention_mask.bool() & ~torch.isin(input_ids, special_ids)  # (B, L)
+    candidates = attention_mask.bool() & ~is_any(input_ids, (special.cls, special.sep, special.mask))  # (B, L)
     k = num_to_mask(attention_mask.sum(1), mask_prob, N)  # (B,)
     weights = (torch.arange(N, device=input_ids.device)[None, :] < k[:, None]).float()  # (B, N)
     has_candidate = candidates.any(1)
@@ -107,8 +115,7 @@ def mask_tokens_bernoulli(
 ) -> Masked:
     """richarddwang/electra_pytorch's masking: each real, non-special token (here [UNK] is special too) is
     selected independently with probability mask_prob; no cap, no minimum, no duplicates."""
-    special_ids = torch.tensor(list(special), device=input_ids.device)
-    candidates = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
+    candidates = attention_mask.bool() & ~is_any(input_ids, tuple(special))
     selected = candidates & (torch.rand(input_ids.shape, generator=rng, device=input_ids.device) < mask_prob)
     counts = selected.sum(1)
     N = max(int(counts.max()), 1)
