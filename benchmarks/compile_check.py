@@ -18,34 +18,14 @@ import subprocess
 import sys
 
 
-def run_mode(mode: str, steps: int, batch: int, micro: int, device: str) -> list[float]:
+def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str) -> list[float]:
     import torch
 
-    from electra import dist
+    from electra.bench import SingleProcessStep
     from electra.config import preset
-    from electra.model import ELECTRA
-    from electra.objective import SpecialIds
-    from electra.pretrain import (
-        build_optimizer,
-        check_compile_plan,
-        choose_precision,
-        compile_model,
-        plan_batches,
-        set_learning_rate,
-        train_step,
-    )
 
     cfg = preset("tiny", batch_size=batch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
-    precision = choose_precision("fp32", info.device)
-    plan = plan_batches(batch, 1, micro, cfg.max_length)
-    torch.manual_seed(0)
-    model = ELECTRA(cfg, SpecialIds()).to(info.device)
-    optimizer = build_optimizer(model, cfg)
-    cudagraphs = False
-    if mode != "eager":
-        check_compile_plan(mode, plan)
-        cudagraphs = compile_model(model, mode)
+    run = SingleProcessStep(cfg, "fp32", None if mode == "eager" else mode, device, micro)
     losses = []
     for step in range(steps):
         g = torch.Generator().manual_seed(step)
@@ -54,10 +34,7 @@ def run_mode(mode: str, steps: int, batch: int, micro: int, device: str) -> list
         mask = torch.ones_like(ids)
         mask[::3, 3 * cfg.max_length // 4:] = 0  # every third sequence padded
         b = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
-        b = {k: v.to(info.device) for k, v in b.items()}
-        set_learning_rate(optimizer, cfg, step + 1)
-        r = train_step(model, model, optimizer, None, b, step, cfg, plan, info, precision, cudagraphs)
-        losses.append(r.loss)
+        losses.append(run({k: v.to(run.info.device) for k, v in b.items()}, step).loss)
     return losses
 
 

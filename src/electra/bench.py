@@ -24,6 +24,7 @@ from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, count_parameters
 from electra.objective import SpecialIds
 from electra.pretrain import (
+    StepResult,
     add_compile_argument,
     build_optimizer,
     check_compile_plan,
@@ -35,45 +36,59 @@ from electra.pretrain import (
 )
 
 
+class SingleProcessStep:
+    """`pretrain.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
+    compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
+
+    def __init__(self, cfg: PretrainConfig, precision_name: str, compile_mode: str | None, device: str,
+                 micro_batch_size: int | None = None):  # fmt: skip
+        self.cfg = cfg
+        self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
+        self.precision = choose_precision(precision_name, self.info.device)
+        self.plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
+        check_compile_plan(compile_mode, self.plan)
+        torch.manual_seed(cfg.seed)
+        self.model = ELECTRA(cfg, SpecialIds()).to(self.info.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scaler = self.precision.scaler()
+        self.cudagraphs = compile_model(self.model, compile_mode) if compile_mode else False
+
+    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
+        set_learning_rate(self.optimizer, self.cfg, step + 1)
+        return train_step(self.model, self.model, self.optimizer, self.scaler, batch, step, self.cfg, self.plan,
+                          self.info, self.precision, self.cudagraphs)  # fmt: skip
+
+
 def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, compile_mode: str | None, device: str,
             micro_batch_size: int | None = None) -> dict[str, float]:  # fmt: skip
-    info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
-    precision = choose_precision(precision_name, info.device)
-    plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
-    check_compile_plan(compile_mode, plan)
+    run = SingleProcessStep(cfg, precision_name, compile_mode, device, micro_batch_size)
+    dev = run.info.device
     special = SpecialIds()
-    model = ELECTRA(cfg, special).to(info.device)
-    optimizer = build_optimizer(model, cfg)
-    scaler = precision.scaler()
-    cudagraphs = compile_model(model, compile_mode) if compile_mode else False
     g = torch.Generator().manual_seed(0)
     B, L = cfg.batch_size, cfg.max_length
     ids = torch.randint(max(special) + 1, cfg.model.vocab_size, (B, L), generator=g)
     ids[:, 0], ids[:, -1] = special.cls, special.sep
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    batch = {k: v.to(info.device) for k, v in batch.items()}
-    if info.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(info.device)
-    model.train()
-    elapsed = 0.0
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     for step in range(warmup + steps):
         if step == warmup:
-            _sync(info.device)
+            _sync(dev)
             start = time.perf_counter()
-        set_learning_rate(optimizer, cfg, step + 1)
-        train_step(model, model, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs)
-    _sync(info.device)
+        run(batch, step)
+    _sync(dev)
     elapsed = time.perf_counter() - start
-    if info.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(info.device) / 2**20
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     seqs = steps * B / elapsed
     return {"tokens_per_s": seqs * L, "seqs_per_s": seqs, "peak_mem_mb": peak,
-            "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(model),
-            "device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else "cpu",
-            "precision": precision.name, "compile": compile_mode or False, "batch": B, "seq_len": L,
-            "micro_batch": plan.micro, "steps": steps}  # fmt: skip
+            "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(run.model),
+            "device": torch.cuda.get_devname(dev) if dev.type == "cuda" else "cpu",
+            "precision": run.precision.name, "compile": compile_mode or False, "batch": B, "seq_len": L,
+            "micro_batch": run.plan.micro, "steps": steps}  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:

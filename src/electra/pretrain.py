@@ -147,6 +147,7 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def compile_model(model: ELECTRA, mode: str) -> bool:
@@ -161,13 +162,13 @@ def compile_model(model: ELECTRA, mode: str) -> bool:
     model.generator.compile(mode=mode)
     if model.cfg.objective == "electra":
         model.discriminator.compile(mode=mode)
-    return mode in ("reduce-overhead", "max-autotune")
+    return mode in CUDA_GRAPH_MODES
 
 
 def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
     """CUDA-graph modes need one micro-batch per step: with gradient accumulation the first micro-batch's
     gradients would live in graph memory that the next micro-batch's replay overwrites."""
-    if mode in ("reduce-overhead", "max-autotune") and plan.accum > 1:
+    if mode in CUDA_GRAPH_MODES and plan.accum > 1:
         raise ElectraError(f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
                            f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
                            "if that fits in memory, or use --compile default")  # fmt: skip
