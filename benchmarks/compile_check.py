@@ -3,7 +3,7 @@
 The same few training steps (the `tiny` shape, dropout off, fp32, random batches with some padding, a fixed seed)
 are run once per mode, each in a fresh process, and the per-step losses are compared with eager's:
 
-    python benchmarks/compile_check.py --modes default reduce-overhead [--micro-batch 64] [--steps 15]
+    python benchmarks/compile_check.py --modes default reduce-overhead [--scope model|parts] [--micro-batch 64]
 
 A mode that fails prints its error instead of losses. Expect relative differences around 1e-7; 1e-3 or more means
 the compiled step computes something else. The CUDA-graph modes need one micro-batch per step (`--micro-batch`
@@ -18,14 +18,14 @@ import subprocess
 import sys
 
 
-def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str) -> list[float]:
+def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str, scope: str) -> list[float]:
     import torch
 
     from electra.bench import SingleProcessStep
     from electra.config import preset
 
     cfg = preset("tiny", batch_size=batch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    run = SingleProcessStep(cfg, "fp32", None if mode == "eager" else mode, device, micro)
+    run = SingleProcessStep(cfg, "fp32", None if mode == "eager" else mode, device, micro, scope)
     losses = []
     for step in range(steps):
         g = torch.Generator().manual_seed(step)
@@ -34,7 +34,7 @@ def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str) 
         mask = torch.ones_like(ids)
         mask[::3, 3 * cfg.max_length // 4:] = 0  # every third sequence padded
         b = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
-        losses.append(run({k: v.to(run.info.device) for k, v in b.items()}, step).loss)
+        losses.append(run({k: v.to(run.info.device) for k, v in b.items()}, step).read()["loss"])
     return losses
 
 
@@ -45,15 +45,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--micro-batch", type=int, help="sequences per forward (default: the whole batch)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--scope", default="model", choices=("model", "parts"), help="what is compiled")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one mode and print its losses
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_mode(args.worker, args.steps, args.batch, args.micro_batch, args.device)))
+        print(json.dumps(run_mode(args.worker, args.steps, args.batch, args.micro_batch, args.device, args.scope)))
         return
     results = {}
     for mode in ["eager", *args.modes]:
         cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--batch", str(args.batch),
-               "--device", args.device]  # fmt: skip
+               "--device", args.device, "--scope", args.scope]  # fmt: skip
         if args.micro_batch:
             cmd += ["--micro-batch", str(args.micro_batch)]
         proc = subprocess.run(cmd, capture_output=True, text=True)

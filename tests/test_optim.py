@@ -21,8 +21,10 @@ def reference_adam_weight_decay(p0, grads, lrs, wd, b1=0.9, b2=0.999, eps=1e-6):
     return p
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
-def test_update_equals_spec_formula_over_many_steps(dtype, tol):
+def test_update_equals_spec_formula_over_many_steps(dtype, tol, fused):
+    """Both implementations: foreach ops, and PyTorch's fused AdamW kernel (the GPU default) given step 2^40."""
     rng = np.random.default_rng(0)
     steps, T, W = 60, 100, 10
     decayed0, plain0 = rng.normal(size=(5, 3)), rng.normal(size=7)
@@ -31,7 +33,7 @@ def test_update_equals_spec_formula_over_many_steps(dtype, tol):
     lrs = [0.05 * lr_factor(t, T, W) for t in range(steps)]
     a = nn.Parameter(torch.tensor(decayed0, dtype=dtype))
     b = nn.Parameter(torch.tensor(plain0, dtype=dtype))
-    opt = AdamW([{"params": [a], "weight_decay": 0.01}, {"params": [b], "weight_decay": 0.0}], eps=1e-6)
+    opt = AdamW([{"params": [a], "weight_decay": 0.01}, {"params": [b], "weight_decay": 0.0}], eps=1e-6, fused=fused)
     for t in range(steps):
         for group in opt.param_groups:
             group["lr"] = lrs[t]
@@ -64,11 +66,12 @@ def test_first_update_has_no_bias_correction():
     np.testing.assert_allclose(p.detach().numpy(), -(0.1 * g) / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-12)
 
 
-def test_bias_correction_option_equals_torch_adamw():
+@pytest.mark.parametrize("fused", [False, True])
+def test_bias_correction_option_equals_torch_adamw(fused):
     torch.manual_seed(0)
     w0 = torch.randn(6, 4, dtype=torch.float64)
     ours, ref = nn.Parameter(w0.clone()), nn.Parameter(w0.clone())
-    opt = AdamW([ours], lr=1e-2, eps=1e-6, weight_decay=0.01, bias_correction=True)
+    opt = AdamW([ours], lr=1e-2, eps=1e-6, weight_decay=0.01, bias_correction=True, fused=fused)
     torch_opt = torch.optim.AdamW([ref], lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
     for t in range(30):
         g = torch.randn(6, 4, dtype=torch.float64) * (t + 1)
@@ -101,6 +104,26 @@ def test_step_count_is_a_number_and_older_tensor_counts_resume_the_same():
     old, old_steps = run(3)
     assert steps == old_steps == 6 and isinstance(steps, int)
     torch.testing.assert_close(new, old, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_found_inf_skips_the_update_and_leaves_the_moments(fused):
+    """A nonzero `found_inf` (the training loop's "a step was not finite") applies nothing; zero applies the step."""
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(4, 3))
+    opt = AdamW([{"params": [p], "weight_decay": 0.01}], lr=1e-2, fused=fused)
+    p.grad = torch.randn(4, 3)
+    opt.step(found_inf=torch.tensor(False))
+    before = p.detach().clone(), opt.state[p]["exp_avg"].clone(), opt.state[p]["exp_avg_sq"].clone()
+    p.grad = torch.full((4, 3), float("nan"))
+    opt.step(found_inf=torch.tensor(True))
+    for a, b in zip(before, (p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_refuses_parameters_of_mixed_dtypes():
+    with pytest.raises(ValueError, match="one dtype on one device"):
+        AdamW([nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, dtype=torch.float64))], fused=True)
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,7 @@ def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
     optimizer = build_optimizer(model, cfg)
     seen = {}
 
-    def capture(closure=None):
+    def capture(closure=None, found_inf=None):
         gen = {id(p) for p in model.generator.parameters()} - {id(p) for p in model.discriminator.parameters()}
         norms = {"gen": 0.0, "rest": 0.0}
         for p in model.parameters():
@@ -127,7 +127,7 @@ def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
     r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
                    Precision("fp32", "cpu"))  # fmt: skip
-    assert r.grad_norm > 1e-2  # the raw norm was far above the threshold
+    assert r.read()["grad_norm"] > 1e-2  # the raw norm was far above the threshold
     assert seen["gen"] > 0 and seen["rest"] > 0
     assert (seen["gen"] + seen["rest"]) ** 0.5 == pytest.approx(1e-3, rel=1e-4)  # one joint norm
     assert seen["gen"] ** 0.5 < 1e-3 and seen["rest"] ** 0.5 < 1e-3
@@ -264,6 +264,66 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_
     assert [r["step"] for r in metrics(run)] == list(range(1, 7))
     model, _, _ = ckpt.load_run(run)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_it_saved(data_dir, tmp_path, capsys,
+                                                                                        monkeypatch):  # fmt: skip
+    """Results are read only at steps that log, evaluate or save (no wait for the GPU in between): a NaN at step 7
+    is found at step 10, still named as step 7, and neither step 10's checkpoint nor its metrics are written."""
+    calls = {"n": 0}
+    forward = ELECTRA.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 7 and self.training:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(ELECTRA, "forward", poisoned)
+    run = tmp_path / "run"
+    code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
+                 "--save-every", "5", "--log-every", "5", "--eval-every", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "loss is nan at step 7; no update from that step on was applied" in err
+    assert json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())["step"] == 5
+    assert [r["step"] for r in metrics(run)] == [5]
+
+
+@pytest.mark.parametrize("poison", ["loss", "gradient"])
+def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(poison):
+    """train_step never waits for the device: a non-finite loss (or gradient norm) sets `halted`, and that update
+    and all later ones are skipped; the first bad step is what `read_steps` reports."""
+    from electra.pretrain import NonFiniteLoss, read_steps
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = ELECTRA(cfg, SPECIAL)
+    optimizer = build_optimizer(model, cfg)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    halted = torch.zeros((), dtype=torch.bool)
+    results, snapshots = [], []
+    for group in optimizer.param_groups:
+        group["lr"] = 1e-3
+    for step in range(4):
+        hook = None
+        if step == 1 and poison == "loss":
+            hook = model.register_forward_hook(lambda m, a, out: setattr(out, "loss", out.loss * float("nan")))
+        elif step == 1:
+            hook = model.discriminator.discriminator_predictions.dense.weight.register_hook(lambda g: g * float("inf"))
+        r = train_step(model, model, optimizer, None, random_batch(seed=step), step, cfg, BatchPlan(8, 1, 8), info,
+                       Precision("fp32", "cpu"), halted=halted)  # fmt: skip
+        if hook is not None:
+            hook.remove()
+        results.append((step + 1, r))
+        snapshots.append([q.detach().clone() for q in model.parameters()])
+    assert bool(halted)
+    for later in snapshots[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(snapshots[0], later, strict=True))
+    with pytest.raises(NonFiniteLoss, match=("loss is nan" if poison == "loss" else "gradient norm is inf")
+                       + " at step 2"):  # fmt: skip
+        read_steps(results)
+    assert results == []
 
 
 def test_interrupted_checkpoint_writes_leave_the_previous_one(data_dir, tmp_path, monkeypatch):
@@ -428,10 +488,40 @@ def test_bf16_autocast_step_matches_fp32_closely():
         optimizer = build_optimizer(model, cfg)
         r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
                        Precision(name, "cpu"))  # fmt: skip
-        losses[name] = (r.gen_loss, r.disc_loss)
+        v = r.read()
+        losses[name] = (v["gen_loss"], v["disc_loss"])
         assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
     assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.02)
     assert losses["bf16"][1] == pytest.approx(losses["fp32"][1], rel=0.05)
+
+
+def test_compiled_training_step_matches_eager():
+    """`--compile` (the whole forward as one graph, the random draws eager) trains like eager: same losses step
+    by step and the same weights after 3 updates. (Dropout off: compiled dropout draws its masks its own way.)"""
+    from electra.pretrain import compile_model
+
+    cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = ELECTRA(cfg, SPECIAL)
+        optimizer = build_optimizer(model, cfg)
+        if compiled:
+            compile_model(model, "default")
+        losses = []
+        for step in range(3):
+            for group in optimizer.param_groups:
+                group["lr"] = 1e-3
+            batch = random_batch(seed=step)
+            batch["attention_mask"][::3, 24:] = 0  # some padding
+            r = train_step(model, model, optimizer, None, batch, step, cfg, BatchPlan(8, 1, 8), info,
+                           Precision("fp32", "cpu"))  # fmt: skip
+            losses.append(r.read()["loss"])
+        runs[compiled] = losses, [p.detach().clone() for p in model.parameters()]
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    for a, b in zip(runs[True][1], runs[False][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_cuda_graph_compile_modes_refuse_gradient_accumulation_with_the_fix_named():

@@ -24,6 +24,7 @@ from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, count_parameters
 from electra.objective import SpecialIds
 from electra.pretrain import (
+    COMPILE_SCOPES,
     StepResult,
     add_compile_argument,
     build_optimizer,
@@ -41,7 +42,7 @@ class SingleProcessStep:
     compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
 
     def __init__(self, cfg: PretrainConfig, precision_name: str, compile_mode: str | None, device: str,
-                 micro_batch_size: int | None = None):  # fmt: skip
+                 micro_batch_size: int | None = None, compile_scope: str = "model"):  # fmt: skip
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
         self.precision = choose_precision(precision_name, self.info.device)
@@ -51,17 +52,18 @@ class SingleProcessStep:
         self.model = ELECTRA(cfg, SpecialIds()).to(self.info.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
-        self.cudagraphs = compile_model(self.model, compile_mode) if compile_mode else False
+        self.cudagraphs = compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
+        self.halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
         set_learning_rate(self.optimizer, self.cfg, step + 1)
         return train_step(self.model, self.model, self.optimizer, self.scaler, batch, step, self.cfg, self.plan,
-                          self.info, self.precision, self.cudagraphs)  # fmt: skip
+                          self.info, self.precision, self.cudagraphs, self.halted)  # fmt: skip
 
 
 def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, compile_mode: str | None, device: str,
-            micro_batch_size: int | None = None) -> dict[str, float]:  # fmt: skip
-    run = SingleProcessStep(cfg, precision_name, compile_mode, device, micro_batch_size)
+            micro_batch_size: int | None = None, compile_scope: str = "model") -> dict[str, float]:  # fmt: skip
+    run = SingleProcessStep(cfg, precision_name, compile_mode, device, micro_batch_size, compile_scope)
     dev = run.info.device
     special = SpecialIds()
     g = torch.Generator().manual_seed(0)
@@ -87,7 +89,8 @@ def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, c
     return {"tokens_per_s": seqs * L, "seqs_per_s": seqs, "peak_mem_mb": peak,
             "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(run.model),
             "device": torch.cuda.get_devname(dev) if dev.type == "cuda" else "cpu",
-            "precision": run.precision.name, "compile": compile_mode or False, "batch": B, "seq_len": L,
+            "precision": run.precision.name, "compile": compile_mode or False,
+            "compile_scope": compile_scope if compile_mode else None, "batch": B, "seq_len": L,
             "micro_batch": run.plan.micro, "steps": steps}  # fmt: skip
 
 
@@ -105,6 +108,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     add_compile_argument(parser)
+    parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
+                        help="what --compile compiles: the whole model forward (default), or the generator and "
+                             "discriminator only (losses and sampling eager)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true",
                         help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more')
@@ -119,7 +125,8 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
     warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    r = measure(cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size)
+    r = measure(cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size,
+                args.compile_scope)
     if args.json:
         json.dump(r, sys.stdout)
         print()

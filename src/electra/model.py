@@ -312,6 +312,12 @@ class ELECTRA(nn.Module):
         if masked is None:
             masked = self.mask(input_ids, attention_mask, rng)
         gen_total, disc_total = (None, None) if totals is None else totals
+        noise = None
+        if cfg.objective == "electra" and cfg.sampling == "gumbel":
+            # the sampling noise of step 3, drawn now (the generator's stream order is unchanged: it is not used in
+            # between): a draw from an explicit generator ends a torch.compile graph, so all that follows is one
+            B, N = masked.positions.shape
+            noise = torch.rand((B, N, cfg.model.vocab_size), generator=rng, device=input_ids.device)
         # 2. generator logits at the masked slots only
         if cfg.uniform_generator:
             B, N = masked.positions.shape
@@ -330,7 +336,7 @@ class ELECTRA(nn.Module):
         # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
         with torch.no_grad():
             sampled = obj.sample_replacements(logits.detach(), cfg.temperature, cfg.sampling, rng,
-                                              masked.targets if cfg.disallow_correct else None)  # fmt: skip
+                                              masked.targets if cfg.disallow_correct else None, noise)  # fmt: skip
             fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
         # 4. discriminator loss over every real token
         disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)

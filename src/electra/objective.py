@@ -94,7 +94,9 @@ def mask_tokens(
     weights = (torch.arange(N, device=input_ids.device)[None, :] < k[:, None]).float()  # (B, N)
     has_candidate = candidates.any(1)
     probs = candidates.float()
-    probs[~has_candidate, 0] = 1.0  # a row with nothing maskable draws position 0 with weight 0
+    # a row with nothing maskable draws position 0 with weight 0 (not `probs[~has, 0] = 1`: a boolean index waits
+    # for the GPU)
+    probs[:, 0] = torch.where(has_candidate, probs[:, 0], 1.0)
     weights = weights * has_candidate[:, None]
     positions = torch.multinomial(probs, N, replacement=True, generator=rng) * weights.long()  # (B, N)
     targets = input_ids.gather(1, positions) * weights.long()
@@ -134,16 +136,18 @@ def sample_replacements(
     method: str = "gumbel",
     rng: torch.Generator | None = None,
     disallow: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Sample one token per slot from softmax(logits / T), in fp32 whatever the autocast dtype.
 
-    gumbel: argmax(logits/T + g), g = -log(-log(u + 1e-9) + 1e-9), as the official code. multinomial: direct
-    sampling. `disallow`: ids to push down by 1000 (the official `disallow_correct`)."""
+    gumbel: argmax(logits/T + g), g = -log(-log(u + 1e-9) + 1e-9), as the official code; `noise`: u, if drawn
+    beforehand (uniform, the logits' shape). multinomial: direct sampling. `disallow`: ids to push down by 1000
+    (the official `disallow_correct`)."""
     logits = logits.float() / temperature
     if disallow is not None:
         logits = logits - 1000.0 * F.one_hot(disallow, logits.shape[-1]).to(logits.dtype)
     if method == "gumbel":
-        u = torch.rand(logits.shape, generator=rng, device=logits.device)
+        u = torch.rand(logits.shape, generator=rng, device=logits.device) if noise is None else noise
         return (logits - torch.log(-torch.log(u + 1e-9) + 1e-9)).argmax(-1)
     if method == "multinomial":
         probs = logits.softmax(-1).reshape(-1, logits.shape[-1])

@@ -141,27 +141,39 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, ste
 
 
 def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
+    """The spec's AdamW over `model`'s parameters (fused on a GPU: one kernel instead of a dozen per step)."""
+    on_gpu = next(model.parameters()).device.type == "cuda"
     return AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=0.0,
                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                 bias_correction=cfg.adam_bias_correction)  # fmt: skip
+                 bias_correction=cfg.adam_bias_correction, fused=on_gpu)  # fmt: skip
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def compile_model(model: ELECTRA, mode: str) -> bool:
-    """`torch.compile` the generator and the discriminator in place (parameter names, hence checkpoints, stay the
-    same). Masking, sampling and the losses stay eager: they draw from explicit `torch.Generator`s.
+COMPILE_SCOPES = ("model", "parts")
+
+
+def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
+    """`torch.compile` the model in place (parameter names, hence checkpoints, stay the same). scope "model":
+    ELECTRA's whole forward -- generator, losses, sampling, discriminator -- as one graph; the draws from explicit
+    `torch.Generator`s (the masking, and the sampling noise, drawn first) stay eager. "parts": the generator and
+    the discriminator only, the losses and sampling eager.
 
     "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
     needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
     mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
     if mode not in COMPILE_MODES:
         raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
-    model.generator.compile(mode=mode)
-    if model.cfg.objective == "electra":
-        model.discriminator.compile(mode=mode)
+    if scope not in COMPILE_SCOPES:
+        raise ElectraError(f"unknown compile scope {scope!r}; expected one of {', '.join(COMPILE_SCOPES)}")
+    if scope == "model":
+        model.compile(mode=mode)
+    else:
+        model.generator.compile(mode=mode)
+        if model.cfg.objective == "electra":
+            model.discriminator.compile(mode=mode)
     return mode in CUDA_GRAPH_MODES
 
 
@@ -189,16 +201,19 @@ def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tenso
     return {k: v.to(device) for k, v in batch.items()}
 
 
+STEP_FIELDS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy", "replaced_fraction", "tokens",
+               "grad_norm", "non_finite")  # fmt: skip
+
+
 @dataclass
 class StepResult:
-    loss: float
-    gen_loss: float
-    disc_loss: float
-    grad_norm: Tensor  # 0-d, on the device: reading it waits for the optimizer step, so only when logging
-    gen_accuracy: float
-    disc_accuracy: float
-    replaced_fraction: float
-    tokens: int  # real (non-padding) tokens in the global batch
+    """What one update logs, still on the device: reading it waits for the GPU to finish the step, so the loop
+    reads the results of several steps at once (`read_steps`)."""
+
+    values: Tensor  # float64, one entry per STEP_FIELDS name
+
+    def read(self) -> dict[str, float]:
+        return dict(zip(STEP_FIELDS, self.values.tolist(), strict=True))
 
 
 def train_step(
@@ -213,13 +228,16 @@ def train_step(
     info: dist.DistInfo,
     precision: Precision,
     cudagraphs: bool = False,
+    halted: Tensor | None = None,
 ) -> StepResult:
     """One optimizer update on this process's slice of the global batch: masks -> global loss denominators ->
-    forward/backward per micro-batch (gradient sync on the last only) -> non-finite check -> clip -> step.
+    forward/backward per micro-batch (gradient sync on the last only) -> clip -> step.
 
     `model` is the bare ELECTRA, `wrapped` the module to call (DDP or the same model). `cudagraphs`: the model
     was compiled with a CUDA-graph mode; each micro-batch then starts a new graph step, so that its forward may
-    reuse the previous one's output memory."""
+    reuse the previous one's output memory. `halted`: a 0-d bool tensor on the device, set (in place) when the
+    loss or the gradient norm is not finite; from then on no update is applied. Nothing here waits for the GPU:
+    the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
     device = info.device
     micro = [{k: v[j * plan.micro: (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
     rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
@@ -242,34 +260,49 @@ def train_step(
             (scaler.scale(loss) if scaler else loss).backward()
         stats += torch.stack([out.loss.detach(), out.gen_loss, out.disc_loss, out.gen_accuracy / plan.accum,
                               out.disc_accuracy / plan.accum, out.replaced_fraction / plan.accum]).double()
-    # the step's one wait for the GPU: everything logged, in one transfer (the gradient norm stays a tensor)
-    values = torch.cat([dist.all_reduce_sum(stats, info), totals.disc.double().view(1)]).tolist()
-    loss_value = values[0]
-    if not math.isfinite(loss_value):
-        optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLoss(step + 1, loss_value)
+    stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
     if scaler:
         scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)  # joint gen + disc norm
+    non_finite = ~torch.isfinite(stats[0])
+    if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
+        non_finite |= ~torch.isfinite(grad_norm)
+    if halted is None:
+        halted = torch.zeros((), dtype=torch.bool, device=device)
+    halted |= non_finite
     if scaler:
-        scaler.step(optimizer)
+        scaler.step(optimizer, found_inf=halted)
         scaler.update()
     else:
-        optimizer.step()
+        optimizer.step(found_inf=halted)
     optimizer.zero_grad(set_to_none=True)
     W = info.world_size
-    return StepResult(loss=loss_value, gen_loss=values[1], disc_loss=values[2], grad_norm=grad_norm.detach(),
-                      gen_accuracy=values[3] / W, disc_accuracy=values[4] / W, replaced_fraction=values[5] / W,
-                      tokens=int(values[6]))  # fmt: skip
+    values = torch.cat([stats[:3], stats[3:6] / W, totals.disc.double().view(1), grad_norm.detach().double().view(1),
+                        non_finite.double().view(1)])  # fmt: skip
+    return StepResult(values)
 
 
 class NonFiniteLoss(ElectraError):
-    def __init__(self, step: int, value: float):
+    def __init__(self, step: int, what: str, value: float):
         self.step = step
-        super().__init__(f"loss is {value} at step {step}; stopped before applying that update")
+        super().__init__(f"{what} is {value} at step {step}; no update from that step on was applied")
 
 
-@torch.no_grad()
+def read_steps(results: list[tuple[int, StepResult]]) -> list[tuple[int, dict[str, float]]]:
+    """Read several steps' results in one transfer (one wait for the GPU) and empty the list; raises NonFiniteLoss
+    for the first step whose loss or gradient norm was not finite."""
+    if not results:
+        return []
+    rows = torch.stack([r.values for _, r in results]).tolist()
+    read = [(step, dict(zip(STEP_FIELDS, row, strict=True))) for (step, _), row in zip(results, rows, strict=True)]
+    results.clear()
+    for step, r in read:
+        if r["non_finite"]:
+            what = "loss" if not math.isfinite(r["loss"]) else "the gradient norm"
+            raise NonFiniteLoss(step, what, r["loss"] if what == "loss" else r["grad_norm"])
+    return read
+
+
 def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
              device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
     """Held-out metrics without dropout (spec §3.5): generator MLM accuracy and loss, sampled-token accuracy,
@@ -287,7 +320,7 @@ def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConf
         if cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
-        with precision.autocast():
+        with torch.no_grad(), precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
         w, n = float(mk.weights.sum()), float(b["attention_mask"].sum())
         w_sum, tok_sum = w_sum + w, tok_sum + n
@@ -580,36 +613,45 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     last: dict[str, Any] = {}
     last_saved = setup.resume_from
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
+    halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
+    unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
     try:
         model.train()
         while step < cfg.max_steps:
             t0 = time.perf_counter()
             batch = to_device(next(loader), info.device)
             lr = set_learning_rate(optimizer, cfg, step)
-            try:
-                r = train_step(model, wrapped, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs)
-            except NonFiniteLoss as err:
-                kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
-                raise ElectraError(f"{err}; {kept}") from None
+            r = train_step(model, wrapped, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs,
+                           halted)  # fmt: skip
             step += 1
+            unread.append((step, r))
             logging_step = step % opts.log_every == 0 or step == cfg.max_steps
-            if logging_step and info.device.type == "cuda":
-                torch.cuda.synchronize(info.device)  # the interval's GPU work is done before it is timed
+            eval_step = bool(eval_batches) and opts.eval_every and (step % opts.eval_every == 0
+                                                                    or step == cfg.max_steps)  # fmt: skip
+            save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps
+            if logging_step or eval_step or save_step:
+                try:
+                    rows = read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
+                except NonFiniteLoss as err:
+                    kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+                    raise ElectraError(f"{err}; {kept}") from None
+                interval_tokens += sum(int(row["tokens"]) for _, row in rows)
             interval_time += time.perf_counter() - t0
-            interval_steps, interval_tokens = interval_steps + 1, interval_tokens + r.tokens
+            interval_steps += 1
             if logging_step:
+                v = rows[-1][1]
                 seqs = interval_steps * cfg.batch_size / interval_time
-                last = {"split": "train", "step": step, "loss": r.loss, "gen_loss": r.gen_loss,
-                        "disc_loss": r.disc_loss, "lr": lr, "grad_norm": float(r.grad_norm),
-                        "gen_accuracy": r.gen_accuracy, "disc_accuracy": r.disc_accuracy,
-                        "replaced_fraction": r.replaced_fraction, "seqs_per_s": seqs,
+                last = {"split": "train", "step": step, "loss": v["loss"], "gen_loss": v["gen_loss"],
+                        "disc_loss": v["disc_loss"], "lr": lr, "grad_norm": v["grad_norm"],
+                        "gen_accuracy": v["gen_accuracy"], "disc_accuracy": v["disc_accuracy"],
+                        "replaced_fraction": v["replaced_fraction"], "seqs_per_s": seqs,
                         "tokens_per_s": seqs * cfg.max_length, "real_tokens_per_s": interval_tokens / interval_time,
                         "flops_per_s": seqs * flops_per_seq}  # fmt: skip
                 interval_time, interval_steps, interval_tokens = 0.0, 0, 0
                 if log:
                     log.write(last)
                 _report(bar, last, step, cfg.max_steps)
-            if eval_batches and opts.eval_every and (step % opts.eval_every == 0 or step == cfg.max_steps):
+            if eval_step:
                 if info.is_main:
                     record = {"split": "eval", "step": step, **evaluate(model, eval_batches, cfg, precision,
                                                                         info.device, cudagraphs)}  # fmt: skip
@@ -617,7 +659,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                     _say(bar, "eval  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                    if k not in ("split", "step")) + f"  (step {step})")  # fmt: skip
                 dist.barrier(info)
-            if step in keep or step % opts.save_every == 0 or step == cfg.max_steps:
+            if save_step:
                 last_saved = _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info)
         if bar is not None:
             bar.close()
