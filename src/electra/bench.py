@@ -88,10 +88,14 @@ def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, c
     seqs = steps * B / elapsed
     return {"tokens_per_s": seqs * L, "seqs_per_s": seqs, "peak_mem_mb": peak,
             "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(run.model),
-            "device": torch.cuda.get_devname(dev) if dev.type == "cuda" else "cpu",
+            "device": device_name(dev),
             "precision": run.precision.name, "compile": compile_mode or False,
             "compile_scope": compile_scope if compile_mode else None, "batch": B, "seq_len": L,
             "micro_batch": run.plan.micro, "steps": steps}  # fmt: skip
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def _sync(device: torch.device) -> None:

@@ -188,7 +188,7 @@ def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
 
 def add_compile_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
-                        help="torch.compile the generator and discriminator; MODE: default (when omitted), "
+                        help="torch.compile the model's forward; MODE: default (when omitted), "
                              "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
                              "max-autotune-no-cudagraphs")  # fmt: skip
 
