@@ -165,7 +165,8 @@ def finetune_run(
     scale = layer_lr_multipliers(names, model_cfg.num_hidden_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode)
     groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
     opt = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                weight_decay=cfg.weight_decay, bias_correction=cfg.adam_bias_correction)  # fmt: skip
+                weight_decay=cfg.weight_decay, bias_correction=cfg.adam_bias_correction,
+                fused=device.type == "cuda")  # fmt: skip
     n = len(data.train)
     total = train_steps(n, cfg)
     warmup = cfg.warmup_proportion * total
@@ -195,7 +196,9 @@ def finetune_run(
             step += 1
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}", refresh=False)
+                if step % 20 == 1:  # (reading the loss waits for the GPU: not every step)
+                    progress.set_postfix(task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}",
+                                         refresh=False)  # fmt: skip
         if epoch_losses is not None:
             epoch_losses.append(loss_sum.item() / max(n, 1))
     outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
