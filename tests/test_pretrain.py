@@ -495,6 +495,29 @@ def test_bf16_autocast_step_matches_fp32_closely():
     assert losses["bf16"][1] == pytest.approx(losses["fp32"][1], rel=0.05)
 
 
+def test_sampling_noise_drawn_before_the_generator_gives_the_same_replacements():
+    """ELECTRA.forward draws the Gumbel noise before running the generator (so a compiled forward is one graph);
+    the generator does not touch that random stream, so the replacements are those of drawing it afterwards."""
+    from electra import objective as obj
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = ELECTRA(cfg, SPECIAL).eval()
+    b = random_batch(seed=3)
+    ids, am, tt = b["input_ids"], b["attention_mask"], b["token_type_ids"]
+    g = torch.Generator().manual_seed(7)
+    mk = model.mask(ids, am, g)
+    with torch.no_grad():
+        logits = model.generator(mk.input_ids, am, tt, mk.positions)
+        sampled = obj.sample_replacements(logits, cfg.temperature, "gumbel", g)  # drawn after the generator
+    _, labels = obj.replace_tokens(ids, am, mk.positions, mk.weights, sampled)
+    g2 = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        out = model(ids, am, tt, g2, model.mask(ids, am, g2))
+    assert labels.any() and torch.equal(out.disc_labels, labels)
+    assert out.sampled_accuracy == obj.weighted_accuracy(sampled, mk.targets, mk.weights)
+
+
 def test_compiled_training_step_matches_eager():
     """`--compile` (the whole forward as one graph, the random draws eager) trains like eager: same losses step
     by step and the same weights after 3 updates. (Dropout off: compiled dropout draws its masks its own way.)"""

@@ -303,6 +303,7 @@ def read_steps(results: list[tuple[int, StepResult]]) -> list[tuple[int, dict[st
     return read
 
 
+@torch.no_grad()
 def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
              device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
     """Held-out metrics without dropout (spec §3.5): generator MLM accuracy and loss, sampled-token accuracy,
@@ -320,7 +321,7 @@ def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConf
         if cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
-        with torch.no_grad(), precision.autocast():
+        with precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
         w, n = float(mk.weights.sum()), float(b["attention_mask"].sum())
         w_sum, tok_sum = w_sum + w, tok_sum + n
