@@ -758,11 +758,14 @@ def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
     what = f"resuming from {setup.resume_from} at step {step}" if setup.resume_from else "starting"
     dist.print0(
         f"pretrain: {what}; {count_parameters(model) / 1e6:.2f}M parameters, {info.world_size} process(es) on "
-        f"{info.device.type}, {precision.name}\n"
+        f"{info.device.type}, {precision.name}, {'compile ' + setup.opts.compile if setup.opts.compile else 'eager'}\n"
         f"  global batch {plan.global_batch} = {info.world_size} x {plan.accum} micro-batch(es) of {plan.micro}, "
         f"length {cfg.max_length}, {cfg.max_steps} steps\n"
         f"  {format_flops(flops_per_seq)}FLOP per sequence (paper count: forward + backward = 2 x forward); "
         f"total {format_flops(flops_per_seq * cfg.batch_size * cfg.max_steps)}FLOP", flush=True)
+    if info.device.type == "cuda" and not setup.opts.compile:
+        dist.print0("  (on a GPU, --compile reduce-overhead trains small models several times faster: "
+                    "docs/pretraining.md, 'Throughput and FLOPs')", flush=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- CLI
