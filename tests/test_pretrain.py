@@ -379,10 +379,12 @@ def test_sigkill_then_resume_logs_the_same_losses(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_equals_one_process(data_dir, tmp_path):
-    """gloo DDP, 2 processes x 2 micro-batches of 2 == 1 process x 4 micro-batches of 2, dropout included."""
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compile"])
+def test_two_process_ddp_equals_one_process(data_dir, tmp_path, compiled):
+    """gloo DDP, 2 processes x 2 micro-batches of 2 == 1 process x 4 micro-batches of 2, dropout included; also
+    with --compile (DDP around the compiled model, as `torchrun ... --compile` runs on GPUs)."""
     common = [*TINY, "--data", str(data_dir), "--max-steps", "5", "--log-every", "1", "--eval-every", "0",
-              "--micro-batch-size", "2"]  # fmt: skip
+              "--micro-batch-size", "2", *(["--compile"] if compiled else [])]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "electra", "pretrain", *common, "--out", str(one)], env=subprocess_env(),
                    check=True, capture_output=True)  # fmt: skip
