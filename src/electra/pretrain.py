@@ -263,7 +263,10 @@ def train_step(
     stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
     if scaler:
         scaler.unscale_(optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)  # joint gen + disc norm
+    # the joint norm over generator and discriminator: every parameter the optimizer holds, each shared one once
+    # (listing the optimizer's groups is cheaper than walking the module tree every step)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     non_finite = ~torch.isfinite(stats[0])
     if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
         non_finite |= ~torch.isfinite(grad_norm)
