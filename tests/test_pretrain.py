@@ -242,18 +242,23 @@ def test_resume_refuses_other_data(data_dir, tmp_path, capsys):
     assert "trained on other data" in capsys.readouterr().err
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_dir, tmp_path, capsys, monkeypatch):
+def poison_training_forward(monkeypatch, n: int) -> None:
+    """Make the n-th training forward's loss NaN (with one micro-batch per step: update n)."""
     calls = {"n": 0}
     forward = ELECTRA.forward
 
     def poisoned(self, *args, **kwargs):
         out = forward(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 7 and self.training:  # the 7th update (1 micro-batch per step)
+        calls["n"] += self.training
+        if calls["n"] == n and self.training:
             out.loss = out.loss * float("nan")
         return out
 
     monkeypatch.setattr(ELECTRA, "forward", poisoned)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_dir, tmp_path, capsys, monkeypatch):
+    poison_training_forward(monkeypatch, 7)
     run = tmp_path / "run"
     code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
                  "--save-every", "5", "--log-every", "1", "--eval-every", "0"])  # fmt: skip
@@ -270,17 +275,7 @@ def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_
                                                                                         monkeypatch):  # fmt: skip
     """Results are read only at steps that log, evaluate or save (no wait for the GPU in between): a NaN at step 7
     is found at step 10, still named as step 7, and neither step 10's checkpoint nor its metrics are written."""
-    calls = {"n": 0}
-    forward = ELECTRA.forward
-
-    def poisoned(self, *args, **kwargs):
-        out = forward(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 7 and self.training:
-            out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(ELECTRA, "forward", poisoned)
+    poison_training_forward(monkeypatch, 7)
     run = tmp_path / "run"
     code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
                  "--save-every", "5", "--log-every", "5", "--eval-every", "0"])  # fmt: skip

@@ -150,8 +150,6 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
 COMPILE_SCOPES = ("model", "parts")
 
 
