@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
     "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
+    "probe": ("electra.probe", "linear probe of frozen features against random weights: are they useful yet?"),
+    "diagnose": ("electra.diagnose", "what pretraining did to the representations (collapse, attention, embeddings)"),
     "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
     "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
     "quickstart": ("electra.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),

@@ -65,6 +65,14 @@ class PretrainConfig:
     objective: Objective = "electra"  # "mlm": BERT-style masked LM only (same encoder), for same-compute baselines
     generator_size: float = 0.25  # generator hidden / discriminator hidden (spec §1.3)
     generator_layers: float = 1.0  # generator depth / discriminator depth
+    # official: generator and discriminator share the embedding tables and their LayerNorm (paper §3.2);
+    # gdes: the discriminator adds its own zero-initialised deltas to the generator's tables, through which its
+    # gradient does not flow (DeBERTaV3's gradient-disentangled sharing); none: separate embeddings
+    embedding_sharing: Literal["official", "gdes", "none"] = "official"
+    # zero: output biases start at 0 (official); prior: the generator's at the log-frequency of each token in the
+    # data and the discriminator's at the log-odds of a token being replaced, so that predicting the base rates
+    # needs no change of the representations (docs/pretraining.md, "Why short runs finetune worse than random")
+    output_bias_init: Literal["zero", "prior"] = "zero"
     # data and masking (spec §3.1)
     max_length: int = 128
     mask_prob: float = 0.15
@@ -116,6 +124,9 @@ class PretrainConfig:
             self.generator_size = 1.0
         if self.warmup_steps < 0 or self.max_steps <= 0 or self.batch_size <= 0:
             raise ConfigError("max_steps and batch_size must be positive and warmup_steps non-negative")
+        if self.warmup_steps > self.max_steps:
+            raise ConfigError(f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
+                              "the learning rate would never reach its peak; choose at most max_steps")
 
     @property
     def max_predictions(self) -> int:
@@ -189,6 +200,12 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
             model[key] = value
         else:
             values[key] = value
+    steps, warmup = PRESETS[name]["max_steps"], PRESETS[name]["warmup_steps"]
+    shortened = isinstance(overrides.get("max_steps"), int) and overrides["max_steps"] < steps
+    if shortened and "warmup_steps" not in overrides:
+        # a shortened run keeps the preset's warm-up *fraction* (a 30-step tiny run with the preset's 200 warm-up
+        # steps would peak at 3.5 % of the learning rate)
+        values["warmup_steps"] = round(warmup * overrides["max_steps"] / steps)
     if "hidden_size" in overrides and "num_attention_heads" not in overrides:
         model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
     if "hidden_size" in overrides and "intermediate_size" not in overrides:

@@ -9,6 +9,7 @@ wrap it from the outside.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,22 +24,42 @@ from electra.config import ModelConfig, PretrainConfig
 
 
 class Embeddings(nn.Module):
-    """word + position + token type, then LayerNorm and dropout. Shared by generator and discriminator."""
+    """word + position + token type, then LayerNorm and dropout. Shared by generator and discriminator.
 
-    def __init__(self, cfg: ModelConfig):
+    With `base` (gradient-disentangled embedding sharing, He et al. 2021, DeBERTaV3 §3.2) the three tables hold
+    only a delta: the table used is stop_gradient(base table) + delta, so this module's loss trains the delta and
+    never the base (the generator's). `merge_base` folds the base in, leaving a plain module."""
+
+    def __init__(self, cfg: ModelConfig, base: Embeddings | None = None):
         super().__init__()
         self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.embedding_size, padding_idx=cfg.pad_token_id)
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.embedding_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.embedding_size)
         self.LayerNorm = nn.LayerNorm(cfg.embedding_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self._base = (base,)  # a tuple: not a submodule, so its tables are neither saved nor trained through here
+
+    def _lookup(self, name: str, ids: Tensor) -> Tensor:
+        out = getattr(self, name)(ids)
+        base = self._base[0]
+        return out if base is None else out + getattr(base, name)(ids).detach()
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         L = input_ids.shape[1]
         positions = torch.arange(L, device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(positions)  # (B, L, E)
+        x = self._lookup("word_embeddings", input_ids) + self._lookup("token_type_embeddings", token_type_ids)
+        x = x + self._lookup("position_embeddings", positions)  # (B, L, E)
         return self.dropout(self.LayerNorm(x))
+
+    @torch.no_grad()
+    def merge_base(self) -> None:
+        """delta += base for each table, and forget the base: the same outputs from a plain Embeddings."""
+        base = self._base[0]
+        if base is None:
+            return
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            getattr(self, name).weight += getattr(base, name).weight
+        self._base = (None,)
 
 
 class SelfAttention(nn.Module):
@@ -126,8 +147,9 @@ class ElectraModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = embeddings if embeddings is not None else Embeddings(cfg)
-        if cfg.embedding_size != cfg.hidden_size:
-            self.embeddings_project = nn.Linear(cfg.embedding_size, cfg.hidden_size)
+        # (the identity when the sizes agree: the same parameter names as transformers either way)
+        same = cfg.embedding_size == cfg.hidden_size
+        self.embeddings_project = nn.Identity() if same else nn.Linear(cfg.embedding_size, cfg.hidden_size)
         self.encoder = Encoder(cfg)
 
     def forward(
@@ -135,9 +157,7 @@ class ElectraModel(nn.Module):
     ) -> Tensor:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        if hasattr(self, "embeddings_project"):
-            x = self.embeddings_project(x)  # (B, L, H)
+        x = self.embeddings_project(self.embeddings(input_ids, token_type_ids))  # (B, L, H)
         return self.encoder(x, attention_bias(attention_mask))
 
 
@@ -186,11 +206,15 @@ class Generator(nn.Module):
         token_type_ids: Tensor | None = None,
         positions: Tensor | None = None,
     ) -> Tensor:
-        """Vocabulary logits (B, N, V) at `positions` (B, N) only, or (B, L, V) everywhere if None."""
+        """Vocabulary logits (B, N, V) at `positions` (B, N) only, or (B, L, V) everywhere if None; always fp32,
+        also under autocast (they feed the Gumbel sampling and the cross-entropy, as in the official fp32 code)."""
         h = self.electra(input_ids, attention_mask, token_type_ids)
         if positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, H_g)
-        return self.generator_lm_head(self.generator_predictions(h))
+        h = self.generator_predictions(h)
+        head = self.generator_lm_head
+        with torch.autocast(h.device.type, enabled=False):
+            return F.linear(h.float(), head.weight.float(), head.bias.float())
 
 
 class DiscriminatorPredictions(nn.Module):
@@ -279,13 +303,35 @@ class ELECTRA(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.special = special_ids
-        if cfg.objective == "electra":
+        if cfg.objective == "electra" and cfg.embedding_sharing == "official":
             self.discriminator = Discriminator(cfg.model)
-            embeddings = self.discriminator.electra.embeddings  # word/pos/type tables + embedding LayerNorm
+            shared = self.discriminator.electra.embeddings  # word/pos/type tables + embedding LayerNorm
+            self.generator = Generator(cfg.generator_model, shared)
         else:
-            embeddings = None
-        self.generator = Generator(cfg.generator_model, embeddings)
+            self.generator = Generator(cfg.generator_model)
+        if cfg.objective == "electra" and cfg.embedding_sharing != "official":
+            # "none": the discriminator's own tables; "gdes": stop_gradient(generator's tables) + its own deltas
+            base = self.generator.electra.embeddings if cfg.embedding_sharing == "gdes" else None
+            self.discriminator = Discriminator(cfg.model, Embeddings(cfg.model, base))
         init_weights(self, cfg.model.initializer_range)
+        if cfg.objective == "electra" and cfg.embedding_sharing == "gdes":
+            for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+                nn.init.zeros_(getattr(self.discriminator.electra.embeddings, table).weight)  # zero deltas
+
+    @torch.no_grad()
+    def init_output_biases(self, token_counts: Tensor) -> None:
+        """Start the output layers at the base rates: the generator's bias at log p(token) over the tokens that
+        can be masked (add-one smoothed counts from the data), the discriminator's at log(r / (1 - r)), r the
+        expected share of real tokens that get replaced (~ mask_prob less the positions drawn twice)."""
+        counts = token_counts.double().clone()
+        counts[list(self.special)] = 0  # never a target
+        log_p = torch.log((counts + 1) / (counts + 1).sum())
+        self.generator.generator_lm_head.bias.copy_(log_p.to(self.generator.generator_lm_head.bias))
+        if self.cfg.objective == "electra":
+            n = self.cfg.max_length
+            k = min(self.cfg.max_predictions, round(self.cfg.mask_prob * n))
+            r = k * (1 - (k - 1) / (2 * (n - 2))) / n  # distinct positions among k draws with replacement, per token
+            self.discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(r / (1 - r)))
 
     def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator | None = None) -> obj.Masked:
         """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""

@@ -37,6 +37,18 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def peak_lr_factor(total_steps: int, warmup_steps: float, power: float = 1.0, schedule: str = "official") -> float:
+    """The largest `lr_factor` over the run: 1 - W/T for the official schedule when W <= T/2 (it decays while it
+    warms up), less when the warm-up is longer."""
+    if schedule != "official" or warmup_steps <= 0:
+        return max(lr_factor(t, total_steps, warmup_steps, power, schedule) for t in range(min(total_steps, 2)))
+    # the product rises until t = W, or peaks inside the warm-up when it is long: check both, and the integer steps
+    W, T = warmup_steps, total_steps
+    candidates = {min(T - 1, int(W)), min(T - 1, int(W) + 1), min(T - 1, max(0, int(T / (power + 1)))),
+                  min(T - 1, max(0, int(T / (power + 1)) + 1))}  # fmt: skip
+    return max(lr_factor(t, T, W, power, schedule) for t in candidates)
+
+
 def param_groups(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     weight_decay: float,

@@ -37,7 +37,7 @@ from electra.errors import ElectraError
 from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, LossTotals
 from electra.objective import SpecialIds
-from electra.optim import AdamW, lr_factor, param_groups
+from electra.optim import AdamW, lr_factor, param_groups, peak_lr_factor
 from electra.tokenizer import WordPiece, load_tokenizer
 
 MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
@@ -65,6 +65,8 @@ class RunOptions:
     compile: str | None = None  # a torch.compile mode; None: eager
     device: str = "auto"
     progress: bool = True
+    probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
+    glue_dir: str | None = None  # for a `glue:<task>` probe
     wandb: str | None = None
 
 
@@ -352,6 +354,42 @@ def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConf
     return metrics
 
 
+class LiveProbe:
+    """The linear probe of `electra.probe` on the encoder being trained, with the same probe on the randomly
+    initialised encoder of this shape (computed once) as the baseline it has to beat."""
+
+    def __init__(self, probe_set, tokenizer, max_length: int, baseline: dict[str, float]):
+        self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline
+
+    @classmethod
+    def start(cls, opts: RunOptions, cfg: PretrainConfig, tokenizer: WordPiece) -> LiveProbe | None:
+        from electra.probe import load_probe_set, probe, random_encoder
+
+        if opts.probe == "none":
+            return None
+        try:
+            probe_set = load_probe_set(opts.probe, opts.glue_dir)
+        except ElectraError as err:
+            dist.print0(f"  (no probe: {err})", flush=True)
+            return None
+        encoder_cfg = cfg.model if cfg.objective == "electra" else cfg.generator_model
+        rng_state = torch.get_rng_state()  # the baseline's initialisation must not move the run's random stream
+        result = probe(random_encoder(encoder_cfg, cfg.seed), tokenizer, probe_set, cfg.max_length)
+        torch.set_rng_state(rng_state)
+        baseline = {"probe_random_cls": result["probe_cls"], "probe_random_mean": result["probe_mean"],
+                    "probe_majority": probe_set.majority}  # fmt: skip
+        dist.print0(f"  probe {probe_set.name} ({len(probe_set.train)} train / {len(probe_set.test)} test): random "
+                    f"initialisation {result['probe_cls']:.3f} ([CLS]) {result['probe_mean']:.3f} (mean), majority "
+                    f"class {probe_set.majority:.3f}", flush=True)  # fmt: skip
+        return cls(probe_set, tokenizer, cfg.max_length, baseline)
+
+    def __call__(self, model: ELECTRA) -> dict[str, float]:
+        from electra.probe import probe
+
+        encoder = model.discriminator.electra if model.cfg.objective == "electra" else model.generator.electra
+        return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
+
+
 # ---------------------------------------------------------------------------------------------- logging
 
 
@@ -472,7 +510,7 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
 
 # run options that `--resume` takes from the run when they are not given again
 RESUMED_OPTIONS = ("log_every", "save_every", "eval_every", "eval_examples", "micro_batch_size", "precision",
-                   "prepare_workers", "vocab", "data_cache")  # fmt: skip
+                   "prepare_workers", "vocab", "data_cache", "probe", "glue_dir")  # fmt: skip
 
 
 def run_options(args: argparse.Namespace, saved: dict[str, Any] | None) -> RunOptions:
@@ -587,6 +625,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
+    if cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None:
+        model.init_output_biases(torch.from_numpy(loader.token_counts(cfg.model.vocab_size)))
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()
@@ -612,6 +652,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     log = MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
     bar = _progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
     _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
+    live_probe = LiveProbe.start(opts, cfg, setup.tokenizer) if info.is_main and eval_batches else None
     last: dict[str, Any] = {}
     last_saved = setup.resume_from
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
@@ -657,6 +698,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                 if info.is_main:
                     record = {"split": "eval", "step": step, **evaluate(model, eval_batches, cfg, precision,
                                                                         info.device, cudagraphs)}  # fmt: skip
+                    if live_probe is not None:
+                        record.update(live_probe(model))
                     log.write(record)
                     _say(bar, "eval  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                    if k not in ("split", "step")) + f"  (step {step})")  # fmt: skip
@@ -762,6 +805,8 @@ def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
         f"{info.device.type}, {precision.name}, {'compile ' + setup.opts.compile if setup.opts.compile else 'eager'}\n"
         f"  global batch {plan.global_batch} = {info.world_size} x {plan.accum} micro-batch(es) of {plan.micro}, "
         f"length {cfg.max_length}, {cfg.max_steps} steps\n"
+        f"  learning rate {cfg.learning_rate:g} ({cfg.schedule} schedule), warm-up {cfg.warmup_steps} steps, peak "
+        f"{cfg.learning_rate * peak_lr_factor(cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule):.3g}\n"
         f"  {format_flops(flops_per_seq)}FLOP per sequence (paper count: forward + backward = 2 x forward); "
         f"total {format_flops(flops_per_seq * cfg.batch_size * cfg.max_steps)}FLOP", flush=True)
     if info.device.type == "cuda" and not setup.opts.compile:
@@ -808,6 +853,11 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
+    parser.add_argument("--probe", metavar="SET",
+                        help="linear probe on the frozen features at every evaluation, beside the same probe on "
+                             "random weights: builtin (default; no download), glue:<task> (with --glue-dir), a "
+                             "CSV/TSV/JSONL file with text and label columns, or none")
+    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe")
     add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
 
 

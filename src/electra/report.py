@@ -219,9 +219,64 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
             "batch_size": cfg.get("batch_size"), "max_length": cfg.get("max_length"),
             "train": {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")},
             "eval": {k: last_eval.get(k) for k in ("step", "gen_loss", "gen_accuracy", "disc_loss", "disc_accuracy",
-                                                   "disc_auc", "disc_precision", "disc_recall")},
+                                                   "disc_auc", "disc_precision", "disc_recall", *PROBE_KEYS)},
+            "probe_set": r.config.get("run", {}).get("probe"),
         })  # fmt: skip
-    return {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
+    report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
+    report["findings"] = findings(report, sweeps)
+    return report
+
+
+PROBE_KEYS = ("probe_cls", "probe_mean", "probe_random_cls", "probe_random_mean", "probe_majority")
+
+
+def _majority_average(sweep: Sweep, tasks: list[str]) -> float | None:
+    """The GLUE average of always predicting each task's majority class (None if a task lacks the record)."""
+    from electra.glue.tasks import TASKS
+
+    scores = [(sweep.per_task[t].get("majority") or {}).get(TASKS[t].score) for t in tasks]
+    return float(np.mean(scores)) if scores and all(x is not None for x in scores) else None
+
+
+def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
+    """What the numbers mean, in words: the regime the discriminator is in, the probe against random weights,
+    finetuning runs that learnt nothing, and each sweep against random initialisation and the majority class."""
+    out = []
+    for r in report["pretrain"]:
+        e = r["eval"]
+        if e.get("disc_recall") is not None and e["disc_recall"] < 0.02:
+            out.append(f"**{r['name']}**: the discriminator still calls almost every token original (held-out "
+                       f"recall {100 * e['disc_recall']:.1f} %, AUC {_fmt(e.get('disc_auc'), 3)}). This is ELECTRA's "
+                       "early regime, not necessarily a bug: with so few steps its features are not expected to "
+                       "beat random weights (docs/pretraining.md).")  # fmt: skip
+        if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
+            best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
+            verdict = "above" if best > base else "NOT above"
+            out.append(f"**{r['name']}**: linear probe ({r['probe_set']}) at step {e['step']}: [CLS] "
+                       f"{e['probe_cls']:.3f}, mean-pooled {e['probe_mean']:.3f}; the same probe on random weights "
+                       f"{e['probe_random_cls']:.3f} / {e['probe_random_mean']:.3f}, majority class "
+                       f"{e['probe_majority']:.3f}: the pretrained features are {verdict} random ones.")  # fmt: skip
+    from electra.glue.tasks import TASKS
+
+    random_sweeps = [g for g in report["glue"] if g["model"].startswith("random:")]
+    for g, sweep in zip(report["glue"], sweeps, strict=True):
+        constant = [f"{TASKS[t].display} ({v['constant_runs']} of {v['n_runs']})"
+                    for t, v in sweep.per_task.items() if v.get("constant_runs")]  # fmt: skip
+        if constant:
+            out.append(f"**{g['name']}**: runs that predict one class (or one value) for every dev example learnt "
+                       f"nothing beyond the label prior: {', '.join(constant)}.")  # fmt: skip
+        majority = _majority_average(sweep, g["tasks"])
+        if g["average"] is not None and majority is not None:
+            out.append(f"**{g['name']}**: {g['label']} {g['average']:.2f} against {majority:.2f} for always "
+                       "predicting the majority class.")  # fmt: skip
+        if g["average"] is not None and not g["model"].startswith("random:"):
+            for base in random_sweeps:
+                if base["tasks"] == g["tasks"] and base["average"] is not None:
+                    diff = g["average"] - base["average"]
+                    word = "better" if diff > 0 else "worse"
+                    out.append(f"**{g['name']}** is {word} than random initialisation ({base['name']}): "
+                               f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f}).")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -247,6 +302,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
 
     stat = report["stat"]
     out = ["# ELECTRA report", ""]
+    if report.get("findings"):
+        out += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
     columns = _columns(report)
     heads = [TASKS[t].display for t in columns]
     metrics_row = [TASKS[t].score.replace("mcc", "MCC").replace("acc", "Acc").replace("spearman", "Spearman")
@@ -305,6 +362,17 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                              _fmt(t["disc_loss"], 4), _fmt(e["gen_accuracy"], 4), _fmt(e["disc_accuracy"], 4),
                              _fmt(e["disc_auc"], 4)]))  # fmt: skip
         out += ["", "Train values are the last logged step's; held-out values the last evaluation's.", ""]
+        probed = [r for r in report["pretrain"] if r["eval"].get("probe_cls") is not None]
+        if probed:
+            out += ["### Linear probe on frozen features (test accuracy)", "",
+                    _row(["Run", "probe set", "step", "[CLS]", "mean-pooled", "random [CLS]", "random mean-pooled",
+                          "majority class"]), "|" + "---|" * 8]  # fmt: skip
+            for r in probed:
+                e = r["eval"]
+                out.append(_row([r["name"], str(r["probe_set"]), str(e["step"]),
+                                 *(_fmt(e[k], 3) for k in PROBE_KEYS)]))  # fmt: skip
+            out += ["", "A logistic regression on the final layer's [CLS] state or its mean over tokens; *random* is "
+                    "the same probe on the randomly initialised encoder of the same shape: the line to beat.", ""]
     if images:
         out += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     return "\n".join(out)
@@ -384,6 +452,30 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
     _save_figure(fig, path)
 
 
+def plot_probe(runs: list[PretrainRun], path: Path) -> None:
+    """Probe accuracy over evaluations, with the random-initialisation and majority-class levels as lines."""
+    fig, axes = _figure(1, 2, 11, 4)
+    for ax, (kind, title) in zip(axes[0], (("cls", "[CLS] state"), ("mean", "mean-pooled states")), strict=True):
+        for i, r in enumerate(runs):
+            ev = [x for x in r.eval if x.get(f"probe_{kind}") is not None]
+            if not ev:
+                continue
+            color = f"C{i % 10}"
+            steps = [x["step"] for x in ev]
+            ax.plot(steps, [x[f"probe_{kind}"] for x in ev], "o-", color=color, ms=4, lw=1, label=r.name)
+            ax.axhline(ev[-1][f"probe_random_{kind}"], color=color, ls="--", lw=1,
+                       label=f"{r.name}: random initialisation")  # fmt: skip
+            ax.axhline(ev[-1]["probe_majority"], color="grey", ls=":", lw=1, label="majority class")
+        ax.set_title(f"linear probe on the {title}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("probe test accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    _save_figure(fig, path)
+
+
 def plot_glue(report: dict[str, Any], path: Path) -> None:
     from electra.glue.tasks import TASKS
 
@@ -430,6 +522,9 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, stat: s
         plot_losses(runs, out / "pretrain_loss.png")
         plot_accuracy(runs, out / "pretrain_accuracy.png")
         images += ["pretrain_loss.png", "pretrain_accuracy.png"]
+    if any(x.get("probe_cls") is not None for r in runs for x in r.eval):
+        plot_probe(runs, out / "pretrain_probe.png")
+        images.append("pretrain_probe.png")
     if any(g["scores"] for g in report["glue"]):
         plot_glue(report, out / "glue.png")
         images.append("glue.png")

@@ -117,6 +117,17 @@ class PretrainLoader:
         for start in range(0, len(index), batch_size):
             yield self.collate(index[start: start + batch_size])
 
+    def token_counts(self, vocab_size: int, max_tokens: int = 50_000_000) -> np.ndarray:
+        """How often each id occurs in the training examples (the first `max_tokens` of them, for a large corpus)."""
+        pieces, total = [], 0
+        for i in self.train_index:
+            pieces.append(self.store[int(i)][0])
+            total += len(pieces[-1])
+            if total >= max_tokens:
+                break
+        ids = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+        return np.bincount(ids, minlength=vocab_size)[:vocab_size]
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,

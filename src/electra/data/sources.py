@@ -29,7 +29,7 @@ from electra.errors import ElectraError
 
 TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
-BUILTIN_VERSION = 1
+BUILTIN_VERSION = 2  # 2: the linear probe's packages (`electra.probe.PROBE_PACKAGES`) are left out
 BUILTIN_MAX_CHARS = 2_000_000
 _BUILTIN_SKIP = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo",
                  "__pycache__", "ensurepip", "pydoc_data", "venv"}
@@ -264,8 +264,11 @@ def _hf_documents(source: Source, text_field: str) -> Iterator[list[str]]:
 
 
 def _builtin_files() -> list[Path]:
+    from electra.probe import PROBE_PACKAGES  # held out: the probe's labelled texts are never pretraining text
+
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = [p for p in root.rglob("*.py") if not _BUILTIN_SKIP & set(p.relative_to(root).parts)]
+    skip = _BUILTIN_SKIP | PROBE_PACKAGES
+    files = [p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts)]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 

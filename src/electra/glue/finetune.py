@@ -32,7 +32,7 @@ from electra.config import ModelConfig, _check_literals, _parse_bool, from_dict
 from electra.errors import ConfigError, ElectraError
 from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
 from electra.glue.layer_decay import layer_lr_multipliers
-from electra.glue.metrics import compute_metrics
+from electra.glue.metrics import compute_metrics, is_constant, majority_metrics
 from electra.glue.model import build_model, load_encoder, per_example_loss
 from electra.glue.results import atomic_write_json, run_dir, save_predictions, write_results
 from electra.glue.tasks import Task, parse_tasks
@@ -231,8 +231,12 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         tmp.replace(d / "model.safetensors")
     cap = config["finetune"]["max_train_examples"]
+    dev = data.evals.get("dev")
     atomic_write_json(d / "metrics.json", {
         "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
+        # the floor to clear, and whether this run fell to it: one class (or one value) for every dev example
+        "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,
+        "constant_predictions": is_constant(data.task, outputs["dev"]) if dev is not None else None,
         "n_train": len(data.train), "n_train_available": data.n_train_available,
         "train_loss_per_epoch": config.get("train_loss_per_epoch"),
         # the cap only when it removed examples: a task smaller than the cap is not "subsampled"

@@ -42,3 +42,22 @@ def compute_metrics(task: Task, outputs: np.ndarray, labels: np.ndarray, suffix:
     for name, value in values.items():
         out[name + suffix] = 100.0 * (0.0 if np.isnan(value) else value)
     return out
+
+
+def majority_metrics(task: Task, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The metrics of always predicting the train set's most frequent class (classification) or its mean score
+    (regression): the floor a finetuned model must clear."""
+    train_labels, labels = np.asarray(train_labels), np.asarray(labels)
+    if task.is_regression:
+        outputs = np.full((len(labels), 1), float(np.mean(train_labels)), np.float32)
+    else:
+        top = int(np.bincount(train_labels.astype(np.int64), minlength=task.num_outputs).argmax())
+        outputs = np.zeros((len(labels), task.num_outputs), np.float32)
+        outputs[:, top] = 1.0
+    return compute_metrics(task, outputs, labels)
+
+
+def is_constant(task: Task, outputs: np.ndarray) -> bool:
+    """Whether every prediction is the same class (classification) or the same value to 4 decimals (regression)."""
+    pred = predictions_from_outputs(task, outputs)
+    return bool(len(pred) > 0 and np.unique(np.round(pred, 4)).size == 1)

@@ -132,6 +132,9 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "n_train": sorted({r.get("n_train") for r in runs}, key=str),
             # the task's full train set: the same for every run that records it (older records do not)
             "n_train_available": next((r["n_train_available"] for r in runs if r.get("n_train_available")), None),
+            # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
+            "majority": next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None),
+            "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
         }
     covered = [name for name in AVERAGE_TASKS if name in per_task]
     average = {}
@@ -199,6 +202,11 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     notes = []
     if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
         notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
+    constant = [f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"
+                for n in per_task if per_task[n].get("constant_runs")]  # fmt: skip
+    if constant:
+        notes.append("Runs that predict one class (or one value) for every dev example, i.e. learnt nothing "
+                     "beyond the label prior: " + ", ".join(constant) + ".")
     subsampled = {per_task[n]["display"]: per_task[n]["max_train_examples"] for n in per_task
                   if any(v is not None for v in per_task[n]["max_train_examples"])}
     if subsampled:

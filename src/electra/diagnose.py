@@ -1,0 +1,236 @@
+"""What pretraining did to an encoder's representations: statistics over one batch, for any checkpoint.
+
+`representation_stats(encoder, batch)` measures, for the embedding output and every layer: the mean token-state
+norm, the mean cosine between the token states of one sequence and between the [CLS] states of different
+sequences (both near 1 when the states collapse onto one direction), the attention entropy (low when a head looks
+at one token), plus the final layer's effective rank, the LayerNorm gains and biases, and the word-embedding
+geometry (row norms; mean cosine between rows of tokens the batch uses and of tokens it does not).
+`discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens.
+
+Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findings in docs/pretraining.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from electra.model import ELECTRA, ElectraModel, SelfAttention, attention_bias
+
+
+def _masked_mean_cosine(h: Tensor, mask: Tensor) -> float:
+    """Mean cosine between distinct real token states of the same sequence, averaged over sequences."""
+    u = F.normalize(h.float(), dim=-1) * mask[..., None]
+    n = mask.sum(1)
+    gram_sum = (u.sum(1) ** 2).sum(-1)  # sum over all ordered pairs, self-pairs included
+    pairs = n * (n - 1)
+    ok = pairs > 0
+    return float(((gram_sum[ok] - n[ok]) / pairs[ok]).mean())
+
+
+def _mean_pairwise_cosine(x: Tensor) -> float:
+    """Mean cosine between distinct rows of x (R, D)."""
+    if x.shape[0] < 2:
+        return float("nan")
+    u = F.normalize(x.float(), dim=-1)
+    n = u.shape[0]
+    return float(((u.sum(0) ** 2).sum() - n) / (n * (n - 1)))
+
+
+def effective_rank(states: Tensor) -> float:
+    """exp(entropy of the normalised singular values) of the centred (N, D) matrix (Roy & Vetterli, 2007):
+    D for isotropic states, 1 when all states lie on one line."""
+    x = states.float() - states.float().mean(0, keepdim=True)
+    s = torch.linalg.svdvals(x)
+    p = s / s.sum().clamp(min=1e-12)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def _attention_entropy(module: SelfAttention, x: Tensor, mask: Tensor | None) -> float:
+    """Mean entropy (nats) of the attention distributions of every head at every real query position."""
+    B, L, H = x.shape
+    nh = module.num_heads
+    q = module.query(x).view(B, L, nh, H // nh).transpose(1, 2)
+    k = module.key(x).view(B, L, nh, H // nh).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(H // nh)  # (B, nh, L, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    p = scores.softmax(-1)
+    ent = -(p * p.clamp(min=1e-12).log()).sum(-1)  # (B, nh, L)
+    if mask is None:
+        return float(ent.mean())
+    real = mask[:, 0, 0, :].float()[:, None, :].expand_as(ent)
+    return float((ent * real).sum() / real.sum())
+
+
+@torch.no_grad()
+def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dict[str, Any]:
+    """Statistics of `encoder`'s states on `batch` (input_ids, attention_mask, token_type_ids), in eval mode.
+
+    Layer 0 is the embedding output (after the projection to the hidden size); layer i the output of block i."""
+    was_training = encoder.training
+    encoder.eval()
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    tt = batch.get("token_type_ids", torch.zeros_like(ids))
+    mask = am.float()
+    key_mask = attention_bias(am)
+    x = encoder.embeddings_project(encoder.embeddings(ids, tt))
+    states, entropies = [x], []
+    for layer in encoder.encoder.layer:
+        entropies.append(_attention_entropy(layer.attention.self, x, key_mask))
+        x = layer(x, key_mask)
+        states.append(x)
+    real = am.bool()
+    layers = []
+    for i, h in enumerate(states):
+        layers.append({
+            "layer": i,
+            "norm": float(h.float().norm(dim=-1)[real].mean()),
+            "token_cosine": _masked_mean_cosine(h, mask),
+            "cls_cosine": _mean_pairwise_cosine(h[:, 0]),
+            "attention_entropy": entropies[i] if i < len(entropies) else None,
+        })  # fmt: skip
+    final = states[-1][real]
+    n = mask.sum(1)
+    max_entropy = float((n * n.log()).sum() / n.sum())  # uniform attention, averaged over queries like the above
+    layer_norms = {name: {"gain_mean": float(m.weight.mean()), "gain_std": float(m.weight.std()),
+                          "bias_abs_mean": float(m.bias.abs().mean())}
+                   for name, m in encoder.named_modules() if isinstance(m, nn.LayerNorm)}  # fmt: skip
+    encoder.train(was_training)
+    return {
+        "layers": layers,
+        "effective_rank": effective_rank(final),
+        "hidden_size": final.shape[-1],
+        "uniform_attention_entropy": max_entropy,
+        "layer_norms": layer_norms,
+        **embedding_stats(encoder, ids[real]),
+    }
+
+
+@torch.no_grad()
+def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Word-embedding geometry: row norms and mean pairwise cosine, for the token ids in `used_ids` and for a
+    fixed random sample of the ids not among them (in a short run, mostly tokens the model never saw)."""
+    table = encoder.embeddings.word_embeddings.weight
+    used = torch.unique(used_ids)
+    unused_mask = torch.ones(table.shape[0], dtype=torch.bool)
+    unused_mask[used] = False
+    unused = unused_mask.nonzero().squeeze(1)
+    g = torch.Generator().manual_seed(seed)
+    unused = unused[torch.randperm(len(unused), generator=g)[:sample]]
+    used = used[torch.randperm(len(used), generator=g)[:sample]]
+    pos = encoder.embeddings.position_embeddings.weight
+    return {
+        "word_norm_used": float(table[used].norm(dim=-1).mean()),
+        "word_norm_unused": float(table[unused].norm(dim=-1).mean()),
+        "word_cosine_used": _mean_pairwise_cosine(table[used]),
+        "word_cosine_unused": _mean_pairwise_cosine(table[unused]),
+        "word_cosine_used_unused": float(F.normalize(table[used].float(), dim=-1).mean(0)
+                                         @ F.normalize(table[unused].float(), dim=-1).mean(0)),
+        "position_norm": float(pos.norm(dim=-1).mean()),
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0) -> dict[str, float]:
+    """The discriminator's logits on original and on replaced real tokens of `batch`, corrupted by the model's own
+    generator (masks and samples seeded by `seed`), in eval mode."""
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], g)
+    model.train(was_training)
+    real = batch["attention_mask"].bool()
+    logits, labels = out.disc_logits[real].float(), out.disc_labels[real]
+    orig, repl = logits[~labels], logits[labels]
+    return {
+        "logit_mean_original": float(orig.mean()),
+        "logit_std_original": float(orig.std()),
+        "logit_mean_replaced": float(repl.mean()) if len(repl) else float("nan"),
+        "logit_std_replaced": float(repl.std()) if len(repl) > 1 else float("nan"),
+        "replaced_fraction": float(labels.float().mean()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def text_batch(tokenizer, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
+    """[CLS] text [SEP] for each text, padded: a batch for the statistics above."""
+    encoded = [[tokenizer.cls_id, *ids[: max_length - 2], tokenizer.sep_id] for ids in tokenizer.encode_batch(texts)]
+    width = max(map(len, encoded))
+    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(encoded):
+        ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def diagnose_models(models: list[str], texts: str = "builtin", glue_dir: str | None = None,
+                    checkpoint: str = "latest", n: int = 64, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """`representation_stats` (and `discriminator_stats` for run directories) for a randomly initialised encoder
+    of the first model's shape and for each model, on the first `n` test texts of a probe set."""
+    from electra.checkpoint import is_run_dir, load_run
+    from electra.loading import load_model
+    from electra.probe import load_probe_set, random_encoder
+
+    probe_set = load_probe_set(texts, glue_dir)
+    sample = [a for a, _, _ in probe_set.test[:n]]
+    rows: list[dict[str, Any]] = []
+    for source in models:
+        encoder, tokenizer = load_model(source, "encoder", checkpoint)
+        batch = text_batch(tokenizer, sample)
+        if not rows:
+            rows.append({"model": "random initialisation",
+                         **representation_stats(random_encoder(encoder.config, seed), batch)})  # fmt: skip
+        row = {"model": source, **representation_stats(encoder, batch)}
+        if is_run_dir(source):
+            model, cfg, _ = load_run(source, checkpoint)
+            if cfg.objective == "electra":
+                row["discriminator"] = discriminator_stats(model, batch, seed)
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table per model: one line per layer, then the global statistics."""
+    out = []
+    for r in rows:
+        out.append(f"{r['model']}: effective rank {r['effective_rank']:.1f} of {r['hidden_size']}; word embeddings: "
+                   f"norm {r['word_norm_used']:.3f} (tokens in the batch) / {r['word_norm_unused']:.3f} (others), "
+                   f"mean cosine {r['word_cosine_used']:.3f} / {r['word_cosine_unused']:.3f}")  # fmt: skip
+        out.append(f"  layer   norm  token-cos  1-[CLS]-cos  attention entropy (uniform: "
+                   f"{r['uniform_attention_entropy']:.2f})")  # fmt: skip
+        for layer in r["layers"]:
+            ent = layer["attention_entropy"]
+            out.append(f"  {layer['layer']:>5}  {layer['norm']:5.2f}  {layer['token_cosine']:9.3f}  "
+                       f"{1 - layer['cls_cosine']:11.2e}  {'' if ent is None else f'{ent:.2f}'}")  # fmt: skip
+        if "discriminator" in r:
+            d = r["discriminator"]
+            out.append(f"  discriminator logits: original {d['logit_mean_original']:+.2f} ± "
+                       f"{d['logit_std_original']:.2f}, replaced {d['logit_mean_replaced']:+.2f} ± "
+                       f"{d['logit_std_replaced']:.2f}")  # fmt: skip
+    return "\n".join(out)
+
+
+def add_diagnose_arguments(parser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="pretraining run directories, HF-format directories or hub ids")
+    parser.add_argument("--texts", default="builtin", metavar="SET",
+                        help="where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)")
+    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for --texts glue:<task>")
+    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def run_diagnose(args) -> int:
+    import json
+
+    rows = diagnose_models(args.models, args.texts, args.glue_dir, args.checkpoint)
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0

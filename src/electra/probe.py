@@ -1,0 +1,283 @@
+"""A linear probe: are an encoder's frozen features becoming useful?
+
+Fit a logistic regression (scikit-learn) on the final layer's [CLS] state and, separately, on its mean over real
+tokens, for a small labelled set with a fixed train/test split, and report test accuracy beside the majority
+class's. Run at every evaluation during pretraining (with the same probe on the randomly initialised encoder as the
+baseline line) and as `electra probe` on any checkpoint or model.
+
+Labelled sets (`--probe`):
+- `builtin`: the topic of a standard-library docstring paragraph (asyncio, email, logging, unittest, xml, or
+  http/urllib), from packages that the built-in pretraining corpus leaves out; no download.
+- `glue:<task>`: a GLUE task's train set (a fixed subset) and dev set from `--glue-dir` (or the hub).
+- a CSV, TSV or JSONL file with a `text` (optionally `text_b`) and a `label` column, split 2:1 at a fixed seed.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import functools
+import inspect
+import json
+import random
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from electra.config import ModelConfig
+from electra.errors import ElectraError
+from electra.model import ElectraModel, init_weights
+
+BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # label -> stdlib packages; left out of the built-in corpus
+    "asyncio": ("asyncio",),
+    "email": ("email",),
+    "logging": ("logging",),
+    "unittest": ("unittest",),
+    "xml": ("xml",),
+    "web": ("http", "urllib"),
+}
+PROBE_PACKAGES = frozenset(p for packages in BUILTIN_TOPICS.values() for p in packages)
+MAX_TRAIN, MAX_TEST = 2000, 1000
+
+
+@dataclass
+class ProbeSet:
+    """A labelled set split once: texts (a, optional b) and integer labels for train and test."""
+
+    name: str
+    labels: list[str]
+    train: list[tuple[str, str | None, int]]
+    test: list[tuple[str, str | None, int]]
+
+    @property
+    def majority(self) -> float:
+        """Test accuracy of always predicting the train set's most frequent label."""
+        counts = np.bincount([y for *_, y in self.train], minlength=len(self.labels))
+        top = int(counts.argmax())
+        return float(np.mean([y == top for *_, y in self.test]))
+
+
+def _split(name: str, rows: list[tuple[str, str | None, str]], seed: int = 0) -> ProbeSet:
+    labels = sorted({r[2] for r in rows})
+    if len(labels) < 2:
+        raise ElectraError(f"probe set {name}: needs at least 2 labels, found {len(labels)}")
+    index = {label: i for i, label in enumerate(labels)}
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    n_test = min(MAX_TEST, len(rows) // 3)
+    test = [(a, b, index[y]) for a, b, y in rows[:n_test]]
+    train = [(a, b, index[y]) for a, b, y in rows[n_test:][:MAX_TRAIN]]
+    return ProbeSet(name, labels, train, test)
+
+
+@functools.lru_cache(maxsize=2)
+def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
+    """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each, a fixed shuffle);
+    read once per process."""
+    from electra.data.sources import _paragraphs, builtin_documents
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    in_corpus = {line for doc in builtin_documents() for line in doc}  # common phrases also found elsewhere
+    rows = []
+    for topic, packages in BUILTIN_TOPICS.items():
+        found: list[str] = []
+        for package in packages:
+            for path in sorted((root / package).rglob("*.py")):
+                if {"test", "tests"} & set(path.relative_to(root).parts):
+                    continue
+                try:
+                    tree = ast.parse(path.read_bytes())
+                except (SyntaxError, ValueError, OSError):
+                    continue
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                        doc = ast.get_docstring(node, clean=False)
+                        if doc:
+                            found.extend(_paragraphs(inspect.cleandoc(doc)))
+        found = sorted(set(found) - in_corpus)  # once each, and never a line of the pretraining corpus
+        random.Random(topic).shuffle(found)
+        rows += [(text, None, topic) for text in found[:per_topic]]
+    if len({r[2] for r in rows}) < 2:
+        raise ElectraError(f"the built-in probe set needs the standard library's sources, not found under {root}")
+    return _split("builtin", rows)
+
+
+def glue_probe_set(task_name: str, glue_dir: str | Path | None) -> ProbeSet:
+    """A GLUE classification task: a fixed subset of train for training, dev (capped) for testing."""
+    from electra.glue.data import load_split
+    from electra.glue.tasks import parse_tasks
+
+    (task,) = parse_tasks(task_name)
+    if task.is_regression:
+        raise ElectraError(f"probe: {task.display} is a regression task; choose a classification task")
+    where = glue_dir if glue_dir is not None else "the hub"
+    splits = {}
+    for name in ("train", "dev"):
+        split = load_split(task, name, glue_dir)
+        if split is None or not split.examples:
+            raise ElectraError(f"probe: no {task.display} {name} set in {where}")
+        splits[name] = [(e.text_a, e.text_b, task.labels[e.label]) for e in split.examples]
+    rng = random.Random(0)
+    train = rng.sample(splits["train"], min(MAX_TRAIN, len(splits["train"])))
+    test = splits["dev"][:MAX_TEST]
+    labels = list(task.labels)
+    index = {label: i for i, label in enumerate(labels)}
+    return ProbeSet(f"glue:{task.name}", labels, [(a, b, index[y]) for a, b, y in train],
+                    [(a, b, index[y]) for a, b, y in test])  # fmt: skip
+
+
+def file_probe_set(path: str | Path) -> ProbeSet:
+    """CSV/TSV (header row) or JSONL with `text`, optional `text_b`, and `label` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ElectraError(f"probe set {path} does not exist")
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                records = list(csv.DictReader(f, delimiter=delimiter))
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        raise ElectraError(f"probe set {path} cannot be read: {err}") from None
+    rows = []
+    for i, r in enumerate(records, start=1):
+        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or r.get("label") in (None, ""):
+            found = ", ".join(r) if isinstance(r, dict) else type(r).__name__
+            raise ElectraError(f"probe set {path}: row {i} needs a text and a label column (found: {found})")
+        rows.append((r["text"], r.get("text_b") or None, str(r["label"])))
+    return _split(str(path), rows)
+
+
+def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
+    if spec == "builtin":
+        return builtin_probe_set()
+    if spec.startswith("glue:"):
+        return glue_probe_set(spec[5:], glue_dir)
+    return file_probe_set(spec)
+
+
+# ---------------------------------------------------------------------------------------------- features
+
+
+def _encode(tokenizer, rows: list[tuple[str, str | None, int]], max_length: int) -> list[tuple[list, list]]:
+    from electra.glue.data import truncate_pair
+
+    a_ids = tokenizer.encode_batch([a for a, _, _ in rows])
+    b_ids = tokenizer.encode_batch([b or "" for _, b, _ in rows])
+    out = []
+    for (_, b, _), a, bb in zip(rows, a_ids, b_ids, strict=True):
+        if b is None:
+            a = a[: max_length - 2]
+            out.append(([tokenizer.cls_id, *a, tokenizer.sep_id], [0] * (len(a) + 2)))
+        else:
+            a, bb = truncate_pair(a, bb, max_length - 3)
+            out.append(([tokenizer.cls_id, *a, tokenizer.sep_id, *bb, tokenizer.sep_id],
+                        [0] * (len(a) + 2) + [1] * (len(bb) + 1)))  # fmt: skip
+    return out
+
+
+@torch.no_grad()
+def features(encoder: ElectraModel, tokenizer, rows: list[tuple[str, str | None, int]], max_length: int = 128,
+             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """([CLS] states, mean-pooled states) of the final layer, each (N, H), in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    encoded = _encode(tokenizer, rows, max_length)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # little padding per batch
+    H = encoder.config.hidden_size
+    cls_out, mean_out = np.zeros((len(rows), H), np.float32), np.zeros((len(rows), H), np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        width = max(len(encoded[i][0]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_id, dtype=torch.long)
+        types = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(idx):
+            n = len(encoded[i][0])
+            ids[r, :n], types[r, :n], mask[r, :n] = torch.tensor(encoded[i][0]), torch.tensor(encoded[i][1]), 1
+        h = encoder(ids.to(device), mask.to(device), types.to(device)).float()
+        m = mask.to(device).float()[..., None]
+        cls_out[idx] = h[:, 0].cpu().numpy()
+        mean_out[idx] = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
+    encoder.train(was_training)
+    return cls_out, mean_out
+
+
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
+    """Test accuracy of a standardised, L2-regularised logistic regression (fixed settings, deterministic)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    clf.fit(train_x, train_y)
+    return float((clf.predict(test_x) == test_y).mean())
+
+
+def probe(encoder: ElectraModel, tokenizer, probe_set: ProbeSet, max_length: int = 128) -> dict[str, float]:
+    """{"probe_cls", "probe_mean"}: test accuracies of the two linear probes on `encoder`'s frozen features."""
+    train_y = np.array([y for *_, y in probe_set.train])
+    test_y = np.array([y for *_, y in probe_set.test])
+    tr_cls, tr_mean = features(encoder, tokenizer, probe_set.train, max_length)
+    te_cls, te_mean = features(encoder, tokenizer, probe_set.test, max_length)
+    return {"probe_cls": fit_probe(tr_cls, train_y, te_cls, test_y),
+            "probe_mean": fit_probe(tr_mean, train_y, te_mean, test_y)}  # fmt: skip
+
+
+def random_encoder(cfg: ModelConfig, seed: int = 0) -> ElectraModel:
+    """An encoder of the same shape with the pretraining initialisation: the no-pretraining baseline."""
+    torch.manual_seed(seed)
+    encoder = ElectraModel(cfg)
+    init_weights(encoder, cfg.initializer_range)
+    return encoder.eval()
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def probe_models(models: list[str], probe_spec: str = "builtin", glue_dir: str | None = None,
+                 checkpoint: str = "latest", seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """The probe for each model (a run directory, an HF-format directory or a hub id), preceded by the same
+    probe on a randomly initialised encoder of the first model's shape and by the majority class."""
+    from electra.loading import load_model
+
+    probe_set = load_probe_set(probe_spec, glue_dir)
+    rows: list[dict[str, Any]] = []
+    for source in models:
+        encoder, tokenizer = load_model(source, "encoder", checkpoint)
+        if not rows:
+            baseline = probe(random_encoder(encoder.config, seed), tokenizer, probe_set, 128)
+            rows.append({"model": "random initialisation", **baseline})
+        rows.append({"model": source, **probe(encoder, tokenizer, probe_set, 128)})
+    rows.append({"model": "majority class", "probe_cls": probe_set.majority, "probe_mean": probe_set.majority})
+    return rows
+
+
+def add_probe_arguments(parser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="pretraining run directories, HF-format directories or hub ids")
+    parser.add_argument("--probe", default="builtin", metavar="SET",
+                        help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
+                             "with text and label columns")  # fmt: skip
+    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe (default: the hub)")
+    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run_probe(args) -> int:
+    rows = probe_models(args.models, args.probe, args.glue_dir, args.checkpoint)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["model"]) for r in rows)
+    print(f"linear probe {args.probe}: test accuracy on frozen final-layer features")
+    print(f"{'model':<{width}}  [CLS]   mean")
+    for r in rows:
+        print(f"{r['model']:<{width}}  {r['probe_cls']:.3f}  {r['probe_mean']:.3f}")
+    return 0

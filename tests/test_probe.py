@@ -1,0 +1,119 @@
+"""The linear probe (`electra.probe`) and the representation diagnostics (`electra.diagnose`)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from glue_fixtures import write_vocab
+
+from electra.cli import main
+from electra.config import ModelConfig
+from electra.diagnose import effective_rank, representation_stats
+from electra.errors import ElectraError
+from electra.probe import PROBE_PACKAGES, builtin_probe_set, file_probe_set, fit_probe, probe, random_encoder
+from electra.tokenizer import load_tokenizer
+
+
+def test_fit_probe_separable_set_is_learnt_and_shuffled_labels_are_chance():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    centers = rng.normal(size=(3, 16)) * 3
+    x = centers[y] + rng.normal(size=(900, 16))
+    assert fit_probe(x[:600], y[:600], x[600:], y[600:]) > 0.95
+    shuffled = rng.permutation(y)
+    acc = fit_probe(x[:600], shuffled[:600], x[600:], shuffled[600:])
+    assert abs(acc - 1 / 3) < 0.1  # chance for 3 balanced classes, within sampling noise of 300 test rows
+
+
+def test_builtin_probe_set_is_offline_fixed_and_held_out_of_the_builtin_corpus():
+    a, b = builtin_probe_set(), builtin_probe_set.__wrapped__()
+    assert a.train == b.train and a.test == b.test  # the same split every time
+    assert len(a.labels) == 6 and len(a.train) >= 600 and len(a.test) >= 300
+    assert not {t for t, _, _ in a.train} & {t for t, _, _ in a.test}
+    from electra.data.sources import _builtin_files, builtin_documents
+
+    parts = {p for f in _builtin_files() for p in f.parts}
+    assert not parts & PROBE_PACKAGES  # the pretraining corpus never reads the probe's packages
+    corpus = {line for doc in builtin_documents() for line in doc}
+    assert not corpus & {t for t, _, _ in a.test}
+
+
+def test_file_probe_set_reads_csv_and_jsonl_and_names_missing_columns(tmp_path):
+    rows = [{"text": f"text number {i}", "label": "pos" if i % 2 else "neg"} for i in range(30)]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "s.csv").write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
+    js, cs = file_probe_set(tmp_path / "s.jsonl"), file_probe_set(tmp_path / "s.csv")
+    assert js.labels == cs.labels == ["neg", "pos"] and js.train == cs.train and len(js.test) == 10
+    (tmp_path / "bad.csv").write_text("sentence,label\nhello,1\n")
+    with pytest.raises(ElectraError, match=r"bad.csv: row 1 needs a text and a label column \(found: sentence, label"):
+        file_probe_set(tmp_path / "bad.csv")
+
+
+def test_probe_on_token_identity_beats_a_constant_encoder(tmp_path, tiny_vocab):
+    """Texts labelled by which word they contain: a random encoder's mean-pooled features keep token identity (far
+    above chance); an encoder whose outputs ignore the input is at chance."""
+    tok = load_tokenizer(tiny_vocab)
+    words = ["cat", "dog", "mat", "red"]
+    rng = np.random.default_rng(0)
+    fillers = "the a is was on and or it".split()
+    rows = []
+    for i in range(240):
+        label = words[i % 4]
+        text = " ".join([*rng.choice(fillers, 5), label, *rng.choice(fillers, 5)])
+        rows.append({"text": text, "label": label})
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    probe_set = file_probe_set(tmp_path / "p.jsonl")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, embedding_size=32, hidden_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    encoder = random_encoder(cfg, 0)
+    assert probe(encoder, tok, probe_set)["probe_mean"] > 0.9
+    with torch.no_grad():
+        for layer in encoder.encoder.layer:  # the last LayerNorm outputs its bias alone: a constant
+            layer.output.LayerNorm.weight.zero_()
+            layer.output.LayerNorm.bias.normal_()
+    result = probe(encoder, tok, probe_set)
+    assert result["probe_cls"] == pytest.approx(result["probe_mean"]) and result["probe_mean"] < 0.4
+
+
+def test_effective_rank_and_collapse_statistics():
+    torch.manual_seed(0)
+    assert effective_rank(torch.randn(2000, 8)) == pytest.approx(8, rel=0.05)
+    line = torch.randn(500, 1) * torch.randn(1, 8)
+    assert effective_rank(line) == pytest.approx(1, abs=1e-3)
+    cfg = ModelConfig(vocab_size=50, embedding_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=32)  # fmt: skip
+    encoder = random_encoder(cfg, 0)
+    ids = torch.randint(5, 50, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[0, 8:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    stats = representation_stats(encoder, batch)
+    uniform = stats["uniform_attention_entropy"]
+    assert uniform == pytest.approx((8 * np.log(8) + 3 * 12 * np.log(12)) / 44)
+    # small random weights: attention near uniform, token states far from collinear
+    assert all(abs(layer["attention_entropy"] - uniform) < 0.05 for layer in stats["layers"][:-1])
+    assert stats["layers"][-1]["token_cosine"] < 0.5
+    with torch.no_grad():  # a constant output: every token state the same
+        encoder.encoder.layer[-1].output.LayerNorm.weight.zero_()
+        encoder.encoder.layer[-1].output.LayerNorm.bias.normal_()
+    assert representation_stats(encoder, batch)["layers"][-1]["token_cosine"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):
+    from electra.hf import to_hf
+    from electra.model import Discriminator
+
+    tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
+    cfg = ModelConfig(vocab_size=tok.vocab_size, embedding_size=16, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    model_dir = tmp_path / "model"
+    to_hf(Discriminator(cfg)).save_pretrained(model_dir)
+    tok.save(model_dir)
+    assert main(["probe", str(model_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == ["random initialisation", str(model_dir), "majority class"]
+    assert all(0 <= r["probe_cls"] <= 1 for r in rows)
+    assert main(["diagnose", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "random initialisation: effective rank" in out and f"{model_dir}: effective rank" in out
