@@ -205,7 +205,7 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
     if shortened and "warmup_steps" not in overrides:
         # a shortened run keeps the preset's warm-up *fraction* (a 30-step tiny run with the preset's 200 warm-up
         # steps would peak at 3.5 % of the learning rate)
-        values["warmup_steps"] = round(warmup * overrides["max_steps"] / steps)
+        values["warmup_steps"] = max(1 if warmup else 0, round(warmup * overrides["max_steps"] / steps))
     if "hidden_size" in overrides and "num_attention_heads" not in overrides:
         model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
     if "hidden_size" in overrides and "intermediate_size" not in overrides:
