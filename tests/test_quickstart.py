@@ -31,6 +31,8 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     summary = qs.quickstart(out, glue_dir=None, **options)
     printed = capsys.readouterr().out
     assert "GLUE is not reachable" in printed and summary["glue"] is None
+    # without GLUE, the built-in probe against random weights is what the end of the output states
+    assert "linear probe (builtin)" in printed.split("what this run shows")[1]
     assert (out / "report" / "pretrain_loss.png").is_file() and not (out / "report" / "glue.png").exists()
     model, cfg, tok = load_run(out / "pretrain")
     assert cfg.max_steps == 2 and tok.vocab_size == 60
@@ -46,7 +48,14 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     assert "reusing" in printed and "already finished" in printed
     report = json.loads((out / "report" / "report.json").read_text())
     results = aggregate(out / "glue")
-    (glue,) = report["glue"]
+    glue, baseline = report["glue"]  # the pretrained model, then random weights of the same shape
+    assert baseline["model"] == "random:tiny" and baseline["runs"] == glue["runs"]
+    assert summary["glue_average"]["random_median"] == pytest.approx(baseline["average"])
+    # the comparison is stated in words, in the report and at the end of the output
+    verdict = "better" if glue["average"] > baseline["average"] else "worse"
+    stated = f"is {verdict} than random initialisation (glue_random): {glue['label']} {glue['average']:.2f}"
+    assert any(stated in f for f in report["findings"]) and stated in printed.replace("**", "")
+    assert any("majority class" in f for f in report["findings"])
     assert glue["runs"] == {"rte": 2, "wnli": 2}
     assert glue["scores"]["rte"] == pytest.approx(results["tasks"]["rte"]["metrics"]["acc"]["median"])
     assert glue["label"] == results["average"]["label"] == summary["glue_average"]["label"]

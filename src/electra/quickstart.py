@@ -127,7 +127,7 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
     summary["export"] = str(out / "export")
 
     _say("5/6 finetune on GLUE")
-    sweep = out / "glue"
+    sweep, random_sweep = out / "glue", out / "glue_random"
     if glue_dir is None and not hub_reachable():
         print("GLUE is not reachable: no --glue-dir was given and the Hugging Face hub cannot be reached. "
               "Finetuning is skipped; pass --glue-dir DIR (GLUE in its original TSV layout) to include it.")
@@ -139,14 +139,19 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
 
         where = glue_dir or "the hub (nyu-mll/glue)"
         print(f"tasks {tasks} from {where}: {runs} run(s) each, train sets subsampled to {max_train_examples} "
-              f"examples, {epochs} epochs")
+              f"examples, {epochs} epochs; then the same from random weights, the baseline pretraining must beat")
         cfg = FinetuneConfig(max_train_examples=max_train_examples, epochs=epochs)
         results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0, cfg)
         if results["tasks"]:
             print((sweep / "results.md").read_text())
+            baseline = run_sweep("random:tiny", parse_tasks(tasks), random_sweep, glue_dir, runs, 0, cfg,
+                                 tokenizer=str(vocab_dir))  # fmt: skip
+            print((random_sweep / "results.md").read_text())
             summary["glue"] = str(sweep)
+            summary["glue_random"] = str(random_sweep)
             summary["glue_average"] = {"label": results["average"]["label"],
-                                       "median": results["average"].get("median")}  # fmt: skip
+                                       "median": results["average"].get("median"),
+                                       "random_median": baseline["average"].get("median")}  # fmt: skip
         else:
             print(f"no GLUE task could be read from {where}; finetuning skipped")
             summary["glue"] = None
@@ -154,12 +159,17 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
     _say("6/6 report")
     from electra.report import write_report
 
-    paths = [run] + ([sweep] if summary["glue"] else [])
+    paths = [run] + ([sweep, random_sweep] if summary["glue"] else [])
     print(write_report(paths, out / "report"))
+    report = json.loads((out / "report" / "report.json").read_text())
+    summary["findings"] = report.get("findings", [])
     summary["report"] = str(out / "report" / "index.md")
     summary["minutes"] = round((time.time() - started) / 60, 2)
     (out / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"done in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
+    _say("what this run shows")
+    for line in summary["findings"]:
+        print("- " + line.replace("**", ""))
+    print(f"\ndone in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
     return summary
 
 
