@@ -146,3 +146,31 @@ def test_bad_inputs(tmp_path, capsys):
     (bad / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "metrics.jsonl:2: not a JSON object" in capsys.readouterr().err
+
+
+def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp_path):
+    """What a newcomer must be told in words: an all-original discriminator, the probe against random weights,
+    runs that predict one class, and each sweep against the majority class and against random weights."""
+    run = write_pretrain_run(tmp_path / "run")
+    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+    records.append(json.dumps({"split": "eval", "step": 60, "disc_recall": 0.004, "disc_precision": 0.5,
+                               "disc_auc": 0.55, "probe_cls": 0.30, "probe_mean": 0.35, "probe_random_cls": 0.45,
+                               "probe_random_mean": 0.44, "probe_majority": 0.15}))  # fmt: skip
+    (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
+    pretrained = write_sweep(tmp_path / "glue", {"rte": [50.0, 52.0], "sst2": [51.0, 51.0]})
+    random_ = write_sweep(tmp_path / "glue_random", {"rte": [55.0, 57.0], "sst2": [70.0, 72.0]}, model="random:tiny")
+    for task, majority in (("rte", 52.7), ("sst2", 50.9)):
+        for seed in (0, 1):
+            path = pretrained / task / f"run_{seed}" / "metrics.json"
+            record = json.loads(path.read_text())
+            record.update(majority_metrics={"acc": majority}, constant_predictions=task == "sst2")
+            path.write_text(json.dumps(record))
+    report = build_report(*discover([run, pretrained, random_]))
+    text = "\n".join(report["findings"])
+    assert "still calls almost every token original (held-out recall 0.4 %" in text
+    assert "[CLS] 0.300, mean-pooled 0.350; the same probe on random weights 0.450 / 0.440" in text
+    assert "NOT above random ones" in text
+    assert "SST-2 (2 of 2)" in text and "RTE (" not in text.split("label prior")[1].split("\n")[0]
+    assert "51.00 against 51.80 for always predicting the majority class" in text  # (51 + 51) / 2, (52.7 + 50.9) / 2
+    assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text
+    assert "51.00 against 63.50 (-12.50)" in text
