@@ -15,7 +15,9 @@ TINY = ["bench", "--preset", "tiny", "--vocab-size", "200", "--hidden-size", "32
 
 def test_bench_json_reports_consistent_throughput(capsys):
     assert main(TINY) == 0
-    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    assert out.endswith("}\n")  # a complete line, for shells and `jq`
+    r = json.loads(out.strip().splitlines()[-1])
     assert {"tokens_per_s", "seqs_per_s", "peak_mem_mb", "flops_per_s"} <= r.keys()
     assert r["tokens_per_s"] == pytest.approx(r["seqs_per_s"] * 16)
     assert (r["batch"], r["seq_len"], r["steps"], r["device"], r["compile"]) == (4, 16, 2, "cpu", False)

@@ -250,3 +250,15 @@ def test_builtin_corpus_prepares_offline(tmp_path, vocab):
     assert meta["num_examples"] > 1000 and meta["sources"][0]["kind"] == "builtin"
     _, reused = build_or_reuse(["builtin"], load_tokenizer(vocab), 64, out)
     assert reused
+
+
+@pytest.mark.parametrize("flag", ["--force", "--overwrite"])
+def test_force_replaces_a_dataset_and_overwrite_is_its_hidden_alias(flag, tmp_path, vocab, corpus, capsys):
+    args = ["prepare", "--quiet", "--corpus", str(corpus), "--vocab", str(vocab), "--max-length", "32"]
+    assert main([*args, "--out", str(tmp_path / "ds")]) == 0
+    assert main([*args, "--seed", "3", "--out", str(tmp_path / "ds")]) == 2
+    assert "pass --force to replace it" in capsys.readouterr().err
+    assert main([*args, "--seed", "3", "--out", str(tmp_path / "ds"), flag]) == 0
+    assert load_dataset_meta(tmp_path / "ds")["seed"] == 3
+    help_text = cli.build_parser(["prepare"])._subparsers._group_actions[0].choices["prepare"].format_help()
+    assert "--force" in help_text and "--overwrite" not in help_text

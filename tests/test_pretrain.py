@@ -562,3 +562,14 @@ def test_compile_option_takes_an_optional_mode(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([*common, "--compile", "fastest"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_vocab_size_comes_from_the_data_unless_given(data_dir, tmp_path, capsys):
+    """No --vocab-size: the run takes its tokenizer's (the data records it); a different one given is refused."""
+    args = [a for a in TINY if a not in ("--vocab-size", str(len(TOKENS)))]
+    common = ["pretrain", *args, "--data", str(data_dir), "--max-steps", "3", "--eval-every", "0"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert ckpt.read_run_config(tmp_path / "a")["config"]["model"]["vocab_size"] == len(TOKENS)
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "b"), "--vocab-size", "50"]) == 2
+    assert f"uses a vocabulary of {len(TOKENS)} tokens, but --vocab-size is 50" in capsys.readouterr().err

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 
 import torch
@@ -132,8 +131,7 @@ def run_bench(args: argparse.Namespace) -> int:
     r = measure(cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size,
                 args.compile_scope)
     if args.json:
-        json.dump(r, sys.stdout)
-        print()
+        print(json.dumps(r))
     else:
         print(f"{args.preset}: {r['params'] / 1e6:.1f}M parameters, batch {r['batch']} x {r['seq_len']}, "
               f"{r['precision']}{' + compile ' + r['compile'] if r['compile'] else ''} on {r['device']}\n"

@@ -576,7 +576,18 @@ def resolve_setup(args: argparse.Namespace, info: dist.DistInfo) -> Setup:
     data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)
     if tokenizer is None:
         tokenizer = load_tokenizer(data_dir / "tokenizer")
+    if saved is None or not opts.resume:
+        cfg = _vocab_from_data(cfg, overrides, tokenizer, opts)
     return Setup(cfg, opts, run_dir, data_dir, tokenizer, init_model, resume_from, saved or {})
+
+
+def _vocab_from_data(cfg: PretrainConfig, overrides: dict[str, Any], tokenizer: WordPiece,
+                     opts: RunOptions) -> PretrainConfig:  # fmt: skip
+    """A new run's vocabulary size is its tokenizer's, unless --vocab-size says otherwise (a conflict is then
+    reported by the data check) or the weights come from --init-from."""
+    if "vocab_size" in overrides or opts.init_from or tokenizer.vocab_size == cfg.model.vocab_size:
+        return cfg
+    return replace(cfg, model=replace(cfg.model, vocab_size=tokenizer.vocab_size))
 
 
 def _apply(cfg: PretrainConfig, overrides: dict[str, Any]) -> PretrainConfig:
@@ -720,8 +731,8 @@ def _check_data(loader, setup: Setup) -> None:
         raise ElectraError(f"{setup.data_dir} was prepared with max length {loader.max_length}, but the config has "
                            f"max_length {cfg.max_length}; prepare it again or pass --max-length {loader.max_length}")
     if tok.vocab_size != cfg.model.vocab_size:
-        raise ElectraError(f"{setup.data_dir} uses a vocabulary of {tok.vocab_size} tokens, the model "
-                           f"{cfg.model.vocab_size}; pass --vocab-size {tok.vocab_size}")  # fmt: skip
+        raise ElectraError(f"{setup.data_dir} uses a vocabulary of {tok.vocab_size} tokens, but --vocab-size is "
+                           f"{cfg.model.vocab_size}; leave --vocab-size out to use the data's")  # fmt: skip
     if tok.fingerprint() != setup.tokenizer.fingerprint():
         raise ElectraError(f"{setup.data_dir} was prepared with another tokenizer than the model's "
                            f"({setup.tokenizer.source}); prepare the corpus with that tokenizer")  # fmt: skip

@@ -252,7 +252,7 @@ def build_or_reuse(
             differs = ", ".join(_differences(existing, new_meta))
             raise ElectraError(
                 f"{out_dir} holds a dataset built from other inputs (differs in: {differs}); "
-                "pass --overwrite to replace it or choose another --out"
+                "pass --force to replace it or choose another --out"
             )
 
     created = not out_dir.exists()
@@ -367,7 +367,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets (default text)")
     parser.add_argument("--holdout", type=int, default=None,
                         help="examples set aside for evaluation (default min(1000, 5%%))")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset built from other inputs")
+    parser.add_argument("--force", dest="overwrite", action="store_true",
+                        help="replace a dataset built from other inputs")
+    parser.add_argument("--overwrite", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # older name
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

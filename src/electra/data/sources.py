@@ -136,7 +136,7 @@ def source_fingerprint(source: Source) -> str:
     """What identifies a source's content: a hash of the bytes of a file, of the stdlib files of `builtin`.
 
     Hub datasets are identified by id, config and split only (their content is not read twice): pass
-    `--overwrite` to rebuild after the hub dataset changed.
+    `--force` to rebuild after the hub dataset changed.
     """
     if source.kind == "hf":
         return f"hf:{source.hf_id}:{source.hf_config}:{source.hf_split}"

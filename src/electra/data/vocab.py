@@ -45,7 +45,7 @@ def train_vocab(sources: list[str], vocab_size: int = 30522, cased: bool = False
 def save_new_dir(tokenizer: WordPiece, out: Path, overwrite: bool = False) -> None:
     """Save into a temporary sibling directory, then move it into place (never a half-written `out`)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ElectraError(f"output {out} already exists and is not empty; pass --overwrite or choose another --out")
+        raise ElectraError(f"output {out} already exists and is not empty; pass --force or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -65,7 +65,8 @@ def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad-lines", action="store_true", help="skip lines that are not valid UTF-8")
     parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for vocab.txt + tokenizer.json")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # older name
 
 
 def run_vocab(args: argparse.Namespace) -> int:
