@@ -208,3 +208,13 @@ def test_export_of_a_finetuned_glue_run(run, tmp_path, capsys):
         logits = h @ weights["weight"].T + weights["bias"]
     stored = np.load(tmp_path / "sweep2" / "rte" / "run_0" / "predictions_dev.npz")
     np.testing.assert_allclose(logits.numpy(), stored["outputs"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("where", ["itself", "parent", "inside"])
+def test_export_refuses_an_output_overlapping_the_run(run, where, capsys):
+    """`--out RUN --force` (or a parent of RUN) once deleted the run being exported."""
+    out = {"itself": run, "parent": run.parent, "inside": run / "export"}[where]
+    before = sorted(p.relative_to(run.parent) for p in run.parent.rglob("*"))
+    assert main(["export", str(run), "--out", str(out), "--no-verify", "--force"]) == 2
+    assert "would overlap the run being exported" in capsys.readouterr().err
+    assert sorted(p.relative_to(run.parent) for p in run.parent.rglob("*")) == before

@@ -40,12 +40,19 @@ GLUE_HEAD = "classifier.safetensors"
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def write_dir_atomically(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False) -> Path:
+def write_dir_atomically(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False,
+                         source: str | os.PathLike | None = None) -> Path:  # fmt: skip
     """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`.
 
     An existing non-empty `out` is refused unless `force`; with `force` it is replaced only once the new content
-    is complete, so an interrupted export never leaves a half-written `out` behind."""
+    is complete, so an interrupted export never leaves a half-written `out` behind. `out` may neither be, nor
+    contain, nor lie inside `source` (replacing it would delete what is being exported)."""
     out = Path(out)
+    if source is not None:
+        a, b = out.resolve(), Path(source).resolve()
+        if a == b or a in b.parents or b in a.parents:
+            raise ElectraError(f"--out {out} would overlap the run being exported ({source}); choose a directory "
+                               "outside it")  # fmt: skip
     if out.exists() and not out.is_dir():
         raise ElectraError(f"--out {out} is a file; expected a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -158,7 +165,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
             record["verified_max_abs_diff"] = diffs
         _write_json(tmp / "export.json", record)
 
-    write_dir_atomically(out, write, force)
+    write_dir_atomically(out, write, force, source=run_dir)
     return record
 
 
@@ -283,7 +290,7 @@ def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool 
         _write_json(tmp / "head.json", head)
         (tmp / "README.md").write_text(glue_head_readme(head))
 
-    write_dir_atomically(out, write, force)
+    write_dir_atomically(out, write, force, source=run)
     return head
 
 
