@@ -1,6 +1,7 @@
 """Presets carry the spec's numbers; unknown keys fail with a suggestion; the CLI can override any field."""
 
 import argparse
+import re
 
 import pytest
 
@@ -64,3 +65,14 @@ def test_every_field_is_a_cli_option():
     c = preset("tiny", **over)
     assert c.model.hidden_size == 96 and c.sampling == "multinomial"
     assert set(PRESETS) >= {"tiny", "small", "small++", "base", "base++", "large", "large++"}
+
+
+@pytest.mark.parametrize(("field", "value", "allowed"), [
+    ("hidden_dropout_prob", 2.0, "in [0, 1)"), ("type_vocab_size", 1, ">= 2"), ("max_grad_norm", -1.0, "> 0"),
+    ("adam_beta1", 1.5, "in [0, 1)"), ("learning_rate", -1e-4, "> 0"), ("generator_size", 0.0, "in (0, 1]"),
+    ("temperature", 0.0, "> 0"), ("weight_decay", -0.1, ">= 0"), ("vocab_size", 0, ">= 1"),
+    ("learning_rate", float("nan"), "> 0"),
+])  # fmt: skip
+def test_out_of_range_values_name_the_field_and_the_allowed_range(field, value, allowed):
+    with pytest.raises(ConfigError, match=re.escape(f"{field} must be {allowed}, got {value!r}")):
+        preset("tiny", **{field: value})

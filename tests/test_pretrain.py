@@ -573,3 +573,20 @@ def test_vocab_size_comes_from_the_data_unless_given(data_dir, tmp_path, capsys)
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "b"), "--vocab-size", "50"]) == 2
     assert f"uses a vocabulary of {len(TOKENS)} tokens, but --vocab-size is 50" in capsys.readouterr().err
+
+
+def test_resume_never_rewrites_the_runs_tokenizer(data_dir, tmp_path):
+    """(a kill while it was rewritten on every resume left a truncated tokenizer.json and an unresumable run)"""
+    import shutil
+
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--eval-every", "0",
+                 "--max-steps", "6"]) == 0  # fmt: skip
+    files = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (run / "tokenizer").iterdir()}
+    latest = run / "checkpoints" / "latest"
+    shutil.rmtree(latest)
+    shutil.copytree(run / "checkpoints" / "step_3", latest)  # as if killed after step 3
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert json.loads((latest / "trainer_state.json").read_text())["step"] == 6
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (run / "tokenizer").iterdir()} == files
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]

@@ -37,6 +37,15 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings"):  # fmt: skip
+            check_range(self, name, 1, None)
+        check_range(self, "type_vocab_size", 1, None)
+        check_range(self, "hidden_dropout_prob", 0, 1, hi_open=True)
+        check_range(self, "attention_probs_dropout_prob", 0, 1, hi_open=True)
+        check_range(self, "layer_norm_eps", 0, None, lo_open=True)
+        check_range(self, "initializer_range", 0, None, lo_open=True)
+        check_range(self, "pad_token_id", 0, self.vocab_size - 1)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
@@ -124,6 +133,17 @@ class PretrainConfig:
             self.generator_size = 1.0
         if self.warmup_steps < 0 or self.max_steps <= 0 or self.batch_size <= 0:
             raise ConfigError("max_steps and batch_size must be positive and warmup_steps non-negative")
+        check_range(self.model, "type_vocab_size", 2, None)  # pretraining examples use segment ids 0 and 1
+        check_range(self, "generator_size", 0, 1, lo_open=True)
+        check_range(self, "generator_layers", 0, 1, lo_open=True)
+        for name in ("mask_token_prob", "random_token_prob"):
+            check_range(self, name, 0, 1)
+        for name in ("gen_label_smoothing", "disc_label_smoothing", "adam_beta1", "adam_beta2"):
+            check_range(self, name, 0, 1, hi_open=True)
+        for name in ("temperature", "learning_rate", "lr_decay_power", "adam_epsilon", "max_grad_norm"):
+            check_range(self, name, 0, None, lo_open=True)
+        for name in ("gen_weight", "disc_weight", "weight_decay", "seed"):
+            check_range(self, name, 0, None)
         if self.warmup_steps > self.max_steps:
             raise ConfigError(f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
                               "the learning rate would never reach its peak; choose at most max_steps")
@@ -229,6 +249,20 @@ def unknown_key_message(key: str, known: typing.Iterable[str], where: str) -> st
     close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown config key {key!r} in {where}{hint}"
+
+
+def check_range(obj, name: str, lo: float | None, hi: float | None, lo_open: bool = False,
+                hi_open: bool = False) -> None:  # fmt: skip
+    """Raise a ConfigError naming the field and its allowed range when obj.<name> lies outside it."""
+    value = getattr(obj, name)
+    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or \
+        (hi is not None and (value > hi or (hi_open and value == hi)))  # fmt: skip
+    if isinstance(value, bool) or not isinstance(value, int | float) or bad or value != value:  # (NaN)
+        if hi is None:
+            allowed = f"{'>' if lo_open else '>='} {lo:g}"
+        else:
+            allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _check_literals(obj) -> None:

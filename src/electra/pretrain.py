@@ -758,7 +758,26 @@ def _start_run_dir(setup: Setup, run_config: dict[str, Any], fresh: bool) -> Non
             elif p.exists():
                 p.unlink()
     ckpt.write_json_atomic(run_dir / ckpt.CONFIG, run_config)
-    setup.tokenizer.save(run_dir / ckpt.TOKENIZER)
+    _install_tokenizer(setup.tokenizer, run_dir / ckpt.TOKENIZER)
+
+
+def _install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
+    """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
+    else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
+    if path.is_dir():
+        try:
+            if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
+                return
+        except ElectraError:
+            pass  # unreadable: replaced below
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save(tmp)
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info) -> Path | None:
