@@ -74,9 +74,32 @@ def test_bad_inputs_give_one_clear_line(hf_dirs, tmp_path, capsys):
         (["detect", "--model", str(tmp_path / "bert"), "x"], "not an ELECTRA model"),
         (["detect", "--model", str(root / "disc"), " ".join(["cat"] * 40)], "at most 24"),
         (["fill", "--model", str(root / "gen"), "no mask here"], "no [MASK]"),
+        (["fill", "--model", str(root / "gen"), "--top-k", "0", "the [MASK]"], "--top-k must be at least 1"),
+        (["detect", "--model", str(root / "disc"), "the cat", " "], "text 2 is empty"),
         (["fill", "--model", str(root / "disc"), "the [MASK]"], "not a generator checkpoint"),
     ]
     for argv, expected in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, (argv, err)
+
+
+def test_human_output_says_what_the_numbers_are_and_shows_the_filled_text(hf_dirs, capsys):
+    from electra.inference import filled_text
+
+    root, *_ = hf_dirs
+    assert main(["detect", "--model", str(root / "disc"), "the cat sat"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["token", "P(replaced)"] and lines[1].split()[0] == "[CLS]"
+    assert main(["fill", "--model", str(root / "gen"), "--top-k", "2", "the [MASK] sat on the [MASK]."]) == 0
+    out = capsys.readouterr().out.splitlines()
+    best = [line.split(": ")[1].split()[0] for line in out[1:]]
+    assert len(best) == 2 and out[0] == filled_text("the [MASK] sat on the [MASK].", best)
+    assert filled_text("the [MASK] sat", ["cat"]) == "the cat sat"
+
+
+def test_filled_text_joins_word_pieces():
+    from electra.inference import filled_text
+
+    assert filled_text("play [MASK] here", ["##ing"]) == "playing here"
+    assert filled_text("[MASK] and [MASK]", ["cats", "dogs"]) == "cats and dogs"

@@ -58,15 +58,19 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    empty = [i for i, t in enumerate(args.texts, start=1) if not t.strip()]
+    if empty:
+        raise ElectraError(f"text {empty[0]} is empty; give the text whose tokens to score")
     model, tokenizer = load_model(args.model, "discriminator", args.checkpoint)
     for text in args.texts:
         tokens, probs = replaced_probabilities(model, tokenizer, text)
         if args.json:
             print(json.dumps({"tokens": tokens, "probs": probs}))
         else:
-            width = max(len(t) for t in tokens)
+            width = max(len(t) for t in tokens + ["token"])
+            print(f"{'token':<{width}}  P(replaced)")
             for token, p in zip(tokens, probs, strict=True):
-                print(f"{token:<{width}}  {p:.4f}  {'#' * round(20 * p)}")
+                print(f"{token:<{width}}  {p:11.4f}  {'#' * round(20 * p)}")
             print()
     return 0
 
@@ -78,11 +82,23 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_fill(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise ElectraError(f"--top-k must be at least 1, got {args.top_k}")
     model, tokenizer = load_model(args.model, "generator", args.checkpoint)
     masks = fill_masks(model, tokenizer, args.text, args.top_k)
     if args.json:
         print(json.dumps({"masks": masks}))
     else:
+        print(filled_text(args.text, [m[0]["token"] for m in masks]))
         for i, candidates in enumerate(masks):
             print(f"[MASK] #{i + 1}: " + "  ".join(f"{c['token']} ({c['prob']:.3f})" for c in candidates))
     return 0
+
+
+def filled_text(text: str, tokens: list[str]) -> str:
+    """`text` with each [MASK] replaced by the given token (a word piece ## joins the word before it)."""
+    parts = text.split("[MASK]")
+    out = parts[0]
+    for token, rest in zip(tokens, parts[1:], strict=False):
+        out = (out.rstrip() + token[2:] if token.startswith("##") else out + token) + rest
+    return out
