@@ -168,6 +168,10 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     report = build_report(*discover([run, pretrained, random_]))
     text = "\n".join(report["findings"])
     assert "still calls almost every token original (held-out recall 0.4 %" in text
+    run.joinpath("metrics.jsonl").write_text("\n".join([*records[:-1], json.dumps(
+        {"split": "eval", "step": 60, "disc_recall": 0.03, "disc_accuracy": 0.86, "replaced_fraction": 0.13})]) + "\n")
+    regime = "\n".join(build_report(*discover([run]))["findings"])
+    assert "held-out accuracy 0.8600 is not above calling every token original (0.8700; recall 3.0 %" in regime
     assert "[CLS] 0.300, mean-pooled 0.350; the same probe on random weights 0.450 / 0.440" in text
     assert "NOT above random ones" in text
     assert "SST-2 (2 of 2)" in text and "RTE (" not in text.split("label prior")[1].split("\n")[0]

@@ -219,7 +219,8 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
             "batch_size": cfg.get("batch_size"), "max_length": cfg.get("max_length"),
             "train": {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")},
             "eval": {k: last_eval.get(k) for k in ("step", "gen_loss", "gen_accuracy", "disc_loss", "disc_accuracy",
-                                                   "disc_auc", "disc_precision", "disc_recall", *PROBE_KEYS)},
+                                                   "disc_auc", "disc_precision", "disc_recall", "replaced_fraction",
+                                                   *PROBE_KEYS)},
             "probe_set": r.config.get("run", {}).get("probe"),
         })  # fmt: skip
     report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
@@ -244,11 +245,17 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
     out = []
     for r in report["pretrain"]:
         e = r["eval"]
+        baseline = 1 - e["replaced_fraction"] if e.get("replaced_fraction") is not None else None
         if e.get("disc_recall") is not None and e["disc_recall"] < 0.02:
             out.append(f"**{r['name']}**: the discriminator still calls almost every token original (held-out "
                        f"recall {100 * e['disc_recall']:.1f} %, AUC {_fmt(e.get('disc_auc'), 3)}). This is ELECTRA's "
                        "early regime, not necessarily a bug: with so few steps its features are not expected to "
                        "beat random weights (docs/pretraining.md).")  # fmt: skip
+        elif baseline is not None and e.get("disc_accuracy") is not None and e["disc_accuracy"] <= baseline:
+            out.append(f"**{r['name']}**: the discriminator's held-out accuracy {e['disc_accuracy']:.4f} is not above "
+                       f"calling every token original ({baseline:.4f}; recall {100 * e['disc_recall']:.1f} %, AUC "
+                       f"{_fmt(e.get('disc_auc'), 3)}): ELECTRA's early regime, where its features are not expected "
+                       "to beat random weights (docs/pretraining.md).")  # fmt: skip
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
             best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
             verdict = "above" if best > base else "NOT above"
