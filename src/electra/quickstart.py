@@ -4,12 +4,14 @@
     2. prepare    the corpus as ELECTRA examples of 128 tokens
     3. pretrain   the `tiny` preset for about --minutes (the step count is set from a short throughput probe)
     4. export     to transformers' ElectraForPreTraining / ElectraForMaskedLM
-    5. finetune   every GLUE task found in --glue-dir, or on the hub when it is reachable (train sets subsampled)
-    6. report     tables and plots over the run and the sweep
+    5. finetune   every GLUE task found in --glue-dir, or on the hub when it is reachable (train sets subsampled),
+                  from the pretrained model and from random weights of the same shape
+    6. report     tables and plots over the run and the sweeps, and what they show in words
 
 Everything lands in --out (default `runs/quickstart`); running it again reuses what is finished. A smoke run: the
-built-in corpus is small and technical, and a few minutes of a tiny model learn little, so expect GLUE scores near
-chance. See docs/use-cases.md for real runs.
+built-in corpus is small and technical, and minutes of CPU pretraining make a worse start than random weights
+(docs/pretraining.md, "Why short runs finetune worse than random weights"); the run ends by saying how it compares.
+See docs/use-cases.md for real runs.
 """
 
 from __future__ import annotations

@@ -8,7 +8,11 @@ A PATH is a pretraining run directory (it has `metrics.jsonl`), a finetuning swe
     pretrain_loss.png        loss, generator MLM loss, discriminator loss over steps (train; held-out as dots)
     pretrain_accuracy.png    generator and discriminator accuracy (train and held-out), held-out AUC, precision,
                              recall
+    pretrain_probe.png       the linear probe at each evaluation, with its random-weights and majority lines
     glue.png                 per-task dev score of each sweep, error bars = std over finetuning runs
+
+The report opens with findings in words: the discriminator's regime, the probe against random weights, runs that
+predicted one class, each sweep against the majority class and against a `random:<preset>` sweep.
 
 Tables (shaped like richarddwang/electra_pytorch's README): 1. GLUE dev per task, one row per sweep, with the
 number of runs behind each cell; 2. the run statistics of every task (median, mean, std, max, min); 3. the
