@@ -362,7 +362,8 @@ class LiveProbe:
         self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline
 
     @classmethod
-    def start(cls, opts: RunOptions, cfg: PretrainConfig, tokenizer: WordPiece) -> LiveProbe | None:
+    def start(cls, opts: RunOptions, cfg: PretrainConfig, tokenizer: WordPiece, device: torch.device
+              ) -> LiveProbe | None:  # fmt: skip
         from electra.probe import load_probe_set, probe, random_encoder
 
         if opts.probe == "none":
@@ -374,7 +375,7 @@ class LiveProbe:
             return None
         encoder_cfg = cfg.model if cfg.objective == "electra" else cfg.generator_model
         rng_state = torch.get_rng_state()  # the baseline's initialisation must not move the run's random stream
-        result = probe(random_encoder(encoder_cfg, cfg.seed), tokenizer, probe_set, cfg.max_length)
+        result = probe(random_encoder(encoder_cfg, cfg.seed).to(device), tokenizer, probe_set, cfg.max_length)
         torch.set_rng_state(rng_state)
         baseline = {"probe_random_cls": result["probe_cls"], "probe_random_mean": result["probe_mean"],
                     "probe_majority": probe_set.majority}  # fmt: skip
@@ -663,7 +664,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     log = MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
     bar = _progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
     _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
-    live_probe = LiveProbe.start(opts, cfg, setup.tokenizer) if info.is_main and eval_batches else None
+    live_probe = LiveProbe.start(opts, cfg, setup.tokenizer, info.device) if info.is_main and eval_batches else None
     last: dict[str, Any] = {}
     last_saved = setup.resume_from
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
