@@ -173,7 +173,7 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     regime = "\n".join(build_report(*discover([run]))["findings"])
     assert "held-out accuracy 0.8600 is not above calling every token original (0.8700; recall 3.0 %" in regime
     assert "[CLS] 0.300, mean-pooled 0.350; the same probe on random weights 0.450 / 0.440" in text
-    assert "NOT above random ones" in text
+    assert "the pretrained features are below random ones" in text
     assert "SST-2 (2 of 2)" in text and "RTE (" not in text.split("label prior")[1].split("\n")[0]
     assert "51.00 against 51.80 for always predicting the majority class" in text  # (51 + 51) / 2, (52.7 + 50.9) / 2
     assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text

@@ -262,7 +262,8 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                        "to beat random weights (docs/pretraining.md).")  # fmt: skip
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
             best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
-            verdict = "above" if best > base else "NOT above"
+            # (the probe's test set has a few hundred examples: a point or so either way is noise)
+            verdict = "above" if best > base + 0.01 else "below" if best < base - 0.01 else "level with"
             out.append(f"**{r['name']}**: linear probe ({r['probe_set']}) at step {e['step']}: [CLS] "
                        f"{e['probe_cls']:.3f}, mean-pooled {e['probe_mean']:.3f}; the same probe on random weights "
                        f"{e['probe_random_cls']:.3f} / {e['probe_random_mean']:.3f}, majority class "
