@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -162,13 +163,11 @@ def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0)
 
 def text_batch(tokenizer, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
     """[CLS] text [SEP] for each text, padded: a batch for the statistics above."""
-    encoded = [[tokenizer.cls_id, *ids[: max_length - 2], tokenizer.sep_id] for ids in tokenizer.encode_batch(texts)]
-    width = max(map(len, encoded))
-    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(encoded):
-        ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    from electra.glue.data import Features, collate, encode_texts
+
+    ids, types = encode_texts(tokenizer, texts, [None] * len(texts), max_length)
+    batch = collate(Features(ids, types, np.zeros(len(texts), np.int64)), range(len(texts)), tokenizer.pad_id)
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def diagnose_models(models: list[str], texts: str = "builtin", glue_dir: str | None = None,

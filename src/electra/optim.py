@@ -38,15 +38,12 @@ def lr_factor(
 
 
 def peak_lr_factor(total_steps: int, warmup_steps: float, power: float = 1.0, schedule: str = "official") -> float:
-    """The largest `lr_factor` over the run: 1 - W/T for the official schedule when W <= T/2 (it decays while it
-    warms up), less when the warm-up is longer."""
-    if schedule != "official" or warmup_steps <= 0:
-        return max(lr_factor(t, total_steps, warmup_steps, power, schedule) for t in range(min(total_steps, 2)))
-    # the product rises until t = W, or peaks inside the warm-up when it is long: check both, and the integer steps
-    W, T = warmup_steps, total_steps
-    candidates = {min(T - 1, int(W)), min(T - 1, int(W) + 1), min(T - 1, max(0, int(T / (power + 1)))),
-                  min(T - 1, max(0, int(T / (power + 1)) + 1))}  # fmt: skip
-    return max(lr_factor(t, T, W, power, schedule) for t in candidates)
+    """The largest `lr_factor` over the run. It rises until the end of the warm-up; the official product
+    (1 - t/T)^p * t/W can peak earlier, at t = T / (p + 1), when the warm-up is long: check the steps around both."""
+    T = total_steps
+    points = (warmup_steps, T / (power + 1))
+    steps = {min(T - 1, max(0, int(x) + d)) for x in points for d in (0, 1)}
+    return max(lr_factor(t, T, warmup_steps, power, schedule) for t in steps)
 
 
 def param_groups(

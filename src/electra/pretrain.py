@@ -765,20 +765,15 @@ def _start_run_dir(setup: Setup, run_config: dict[str, Any], fresh: bool) -> Non
 def _install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
     """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
     else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
+    from electra.export import write_dir_atomically
+
     if path.is_dir():
         try:
             if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
                 return
         except ElectraError:
             pass  # unreadable: replaced below
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save(tmp)
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.exists():
-        os.rename(path, old)
-    os.rename(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    write_dir_atomically(path, tokenizer.save, force=True)
 
 
 def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info) -> Path | None:

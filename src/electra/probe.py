@@ -164,45 +164,25 @@ def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
 # ---------------------------------------------------------------------------------------------- features
 
 
-def _encode(tokenizer, rows: list[tuple[str, str | None, int]], max_length: int) -> list[tuple[list, list]]:
-    from electra.glue.data import truncate_pair
-
-    a_ids = tokenizer.encode_batch([a for a, _, _ in rows])
-    b_ids = tokenizer.encode_batch([b or "" for _, b, _ in rows])
-    out = []
-    for (_, b, _), a, bb in zip(rows, a_ids, b_ids, strict=True):
-        if b is None:
-            a = a[: max_length - 2]
-            out.append(([tokenizer.cls_id, *a, tokenizer.sep_id], [0] * (len(a) + 2)))
-        else:
-            a, bb = truncate_pair(a, bb, max_length - 3)
-            out.append(([tokenizer.cls_id, *a, tokenizer.sep_id, *bb, tokenizer.sep_id],
-                        [0] * (len(a) + 2) + [1] * (len(bb) + 1)))  # fmt: skip
-    return out
-
-
 @torch.no_grad()
 def features(encoder: ElectraModel, tokenizer, rows: list[tuple[str, str | None, int]], max_length: int = 128,
              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """([CLS] states, mean-pooled states) of the final layer, each (N, H), in eval mode."""
+    from electra.glue.data import Features, collate, encode_texts
+
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    encoded = _encode(tokenizer, rows, max_length)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # little padding per batch
+    ids, types = encode_texts(tokenizer, [a for a, _, _ in rows], [b for _, b, _ in rows], max_length)
+    encoded = Features(ids, types, np.zeros(len(rows), np.int64))
+    order = sorted(range(len(rows)), key=lambda i: len(ids[i]))  # little padding per batch
     H = encoder.config.hidden_size
     cls_out, mean_out = np.zeros((len(rows), H), np.float32), np.zeros((len(rows), H), np.float32)
     for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
-        width = max(len(encoded[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_id, dtype=torch.long)
-        types = torch.zeros_like(ids)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(idx):
-            n = len(encoded[i][0])
-            ids[r, :n], types[r, :n], mask[r, :n] = torch.tensor(encoded[i][0]), torch.tensor(encoded[i][1]), 1
-        h = encoder(ids.to(device), mask.to(device), types.to(device)).float()
-        m = mask.to(device).float()[..., None]
+        idx = order[start : start + batch_size]
+        b = {k: v.to(device) for k, v in collate(encoded, idx, tokenizer.pad_id).items()}
+        h = encoder(b["input_ids"], b["attention_mask"], b["token_type_ids"]).float()
+        m = b["attention_mask"].float()[..., None]
         cls_out[idx] = h[:, 0].cpu().numpy()
         mean_out[idx] = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
     encoder.train(was_training)

@@ -180,16 +180,18 @@ def truncate_pair(a: list[int], b: list[int], max_tokens: int) -> tuple[list[int
     return a, b
 
 
-def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: int = 128) -> Features:
-    """Token ids for `[CLS] a [SEP] b [SEP]` with segment ids 0…0 1…1, truncated to `max_length`."""
+def encode_texts(tokenizer, texts_a: Sequence[str], texts_b: Sequence[str | None],
+                 max_length: int = 128) -> tuple[list[list[int]], list[list[int]]]:  # fmt: skip
+    """(input ids, segment ids) of `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where b is not None, truncated to
+    `max_length` (pairs by popping from the longer text)."""
     if max_length < 4:
         raise ElectraError(f"max_length must be at least 4, got {max_length}")
-    enc_a = tokenizer.encode_batch([e.text_a for e in examples])
-    enc_b = tokenizer.encode_batch([e.text_b for e in examples]) if task.text_b else [None] * len(examples)
+    enc_a = tokenizer.encode_batch(list(texts_a))
+    enc_b = tokenizer.encode_batch([b or "" for b in texts_b])
     ids, types = [], []
     cls, sep = tokenizer.cls_id, tokenizer.sep_id
-    for a, b in zip(enc_a, enc_b, strict=True):
-        if b is None:
+    for a, b, text_b in zip(enc_a, enc_b, texts_b, strict=True):
+        if text_b is None:
             a = a[: max_length - 2]
             ids.append([cls, *a, sep])
             types.append([0] * (len(a) + 2))
@@ -197,6 +199,13 @@ def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: in
             a, b = truncate_pair(a, b, max_length - 3)
             ids.append([cls, *a, sep, *b, sep])
             types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    return ids, types
+
+
+def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: int = 128) -> Features:
+    """Token ids for `[CLS] a [SEP] b [SEP]` with segment ids 0…0 1…1, truncated to `max_length`."""
+    texts_b = [e.text_b for e in examples] if task.text_b else [None] * len(examples)
+    ids, types = encode_texts(tokenizer, [e.text_a for e in examples], texts_b, max_length)
     if task.is_regression:
         labels = np.array([np.nan if e.label is None else e.label / task.regression_max for e in examples], np.float32)
     else:
