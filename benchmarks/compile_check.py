@@ -32,7 +32,7 @@ def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str, 
         ids = torch.randint(1000, cfg.model.vocab_size, (batch, cfg.max_length), generator=g)
         ids[:, 0], ids[:, -1] = 101, 102
         mask = torch.ones_like(ids)
-        mask[::3, 3 * cfg.max_length // 4:] = 0  # every third sequence padded
+        mask[::3, 3 * cfg.max_length // 4 :] = 0  # every third sequence padded
         b = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
         losses.append(run({k: v.to(run.info.device) for k, v in b.items()}, step).read()["loss"])
     return losses

@@ -82,10 +82,14 @@ def main() -> None:
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t)
     rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"ELECTRA-{args.preset} finetuning step, batch {args.batch}, length {args.seq_len}, fp32, "
-          f"{args.steps} steps each (median)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}"
+    )
+    print(
+        f"ELECTRA-{args.preset} finetuning step, batch {args.batch}, length {args.seq_len}, fp32, "
+        f"{args.steps} steps each (median)"
+    )
     for k, r in rate.items():
         print(f"  {k:<13} {r:8.1f} examples/s")
     print(f"  ratio ours / transformers: {rate['ours'] / rate['transformers']:.2f}")

@@ -78,8 +78,9 @@ def main() -> None:
                                   dataclasses.replace(cfg, **ft_changes), 0, torch.device("cpu"), tok.pad_id, None,
                                   losses)  # fmt: skip
         acc = evaluate(task, data.evals, outputs)["acc"]
-        print(f"{name:14s} SST-2 acc {acc:.2f}  train loss per epoch {', '.join(f'{x:.3f}' for x in losses)}",
-              flush=True)
+        print(
+            f"{name:14s} SST-2 acc {acc:.2f}  train loss per epoch {', '.join(f'{x:.3f}' for x in losses)}", flush=True
+        )
 
 
 if __name__ == "__main__":

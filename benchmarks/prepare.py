@@ -79,8 +79,13 @@ def run_ours(corpus: list[str], vocab: str, max_length: int, workers: int) -> di
         out = prepare_corpus(corpus, tok, max_length, Path(d) / "ds", workers=workers)
         seconds = time.perf_counter() - start
         meta = load_dataset_meta(out)
-    return {"seconds": seconds, "examples": meta["num_examples"], "stored_tokens": meta["num_tokens"],
-            "length_histogram": meta["length_histogram"], "padding_fraction": meta["padding_fraction"]}
+    return {
+        "seconds": seconds,
+        "examples": meta["num_examples"],
+        "stored_tokens": meta["num_tokens"],
+        "length_histogram": meta["length_histogram"],
+        "padding_fraction": meta["padding_fraction"],
+    }
 
 
 def run_tokenizer_only(corpus: list[str], vocab: str, batched: bool) -> dict:
@@ -90,7 +95,7 @@ def run_tokenizer_only(corpus: list[str], vocab: str, batched: bool) -> dict:
     tok = load_tokenizer(vocab)
     start = time.perf_counter()
     if batched:
-        n = sum(len(ids) for i in range(0, len(lines), 20000) for ids in tok.encode_batch(lines[i: i + 20000]))
+        n = sum(len(ids) for i in range(0, len(lines), 20000) for ids in tok.encode_batch(lines[i : i + 20000]))
     else:
         from transformers import ElectraTokenizerFast
 
@@ -114,8 +119,20 @@ def child(args) -> None:
 
 
 def measure(kind: str, args, workers: int = 1, corpus: list[str] | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--one", kind, "--workers", str(workers), "--vocab", args.vocab,
-           "--max-length", str(args.max_length), "--corpus", *(corpus or args.corpus)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        kind,
+        "--workers",
+        str(workers),
+        "--vocab",
+        args.vocab,
+        "--max-length",
+        str(args.max_length),
+        "--corpus",
+        *(corpus or args.corpus),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -141,8 +158,10 @@ def main() -> None:
         if not Path(path).is_file():
             sys.exit(f"{path} not found (set ELECTRA_SHARED_DATA or pass --corpus/--vocab)")
 
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
     base = best("baseline", args, args.repeat)
     tokens = base["corpus_tokens"]
     rate = lambda r: tokens / r["seconds"]
@@ -153,22 +172,30 @@ def main() -> None:
         rows.append((f"electra prepare, {w} worker(s)", ours[w]))
     tok_line = best("tok-line", args, 1)
     tok_batch = best("tok-batched", args, 1)
-    rows += [("tokenizer only: per-line tokenize + convert_tokens_to_ids", tok_line),
-             ("tokenizer only: batched Rust encode_batch", tok_batch)]
+    rows += [
+        ("tokenizer only: per-line tokenize + convert_tokens_to_ids", tok_line),
+        ("tokenizer only: batched Rust encode_batch", tok_batch),
+    ]
     print(f"\ncorpus {' '.join(args.corpus)}: {tokens:,} WordPiece tokens, max length {args.max_length}\n")
     print("| pipeline | seconds | tokens/s | vs baseline | peak RSS (MB) |")
     print("|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['seconds']:.1f} | {rate(r):,.0f} | {base['seconds'] / r['seconds']:.2f}x | "
-              f"{r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {name} | {r['seconds']:.1f} | {rate(r):,.0f} | {base['seconds'] / r['seconds']:.2f}x | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     # streaming: the same corpus three times over must not raise the peak memory
     w = max(args.workers)
     triple = best("ours", args, 1, workers=w, corpus=args.corpus * 3)
-    print(f"\nstreaming: {w} worker(s), corpus x1 peak RSS {ours[w]['peak_rss_mb']:.0f} MB, "
-          f"corpus x3 peak RSS {triple['peak_rss_mb']:.0f} MB ({triple['examples']:,} examples)")
+    print(
+        f"\nstreaming: {w} worker(s), corpus x1 peak RSS {ours[w]['peak_rss_mb']:.0f} MB, "
+        f"corpus x3 peak RSS {triple['peak_rss_mb']:.0f} MB ({triple['examples']:,} examples)"
+    )
     first = ours[args.workers[0]]
-    print(f"\nexamples: ours {first['examples']:,} (stored tokens {first['stored_tokens']:,}, padding "
-          f"{100 * first['padding_fraction']:.1f} %); baseline {base['examples']:,}")
+    print(
+        f"\nexamples: ours {first['examples']:,} (stored tokens {first['stored_tokens']:,}, padding "
+        f"{100 * first['padding_fraction']:.1f} %); baseline {base['examples']:,}"
+    )
     hist = {int(k): v for k, v in first["length_histogram"].items()}
     edges = [(5, 32), (33, 64), (65, 96), (97, 120), (121, 127), (128, 128)]
     print("\n| length (tokens incl. [CLS]/[SEP]) | examples | share |")

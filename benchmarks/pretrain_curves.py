@@ -44,12 +44,16 @@ def main(run_dir: str, out: str) -> None:
     print("| step | gen acc | sampled acc | disc acc | all-original | disc AUC | precision | recall |")
     print("|---|---|---|---|---|---|---|---|")
     for r in evals:
-        print(f"| {r['step']} | {r['gen_accuracy']:.3f} | {r['sampled_accuracy']:.3f} | {r['disc_accuracy']:.4f} | "
-              f"{1 - r['replaced_fraction']:.4f} | {r['disc_auc']:.3f} | {r['disc_precision']:.3f} | "
-              f"{r['disc_recall']:.3f} |")
+        print(
+            f"| {r['step']} | {r['gen_accuracy']:.3f} | {r['sampled_accuracy']:.3f} | {r['disc_accuracy']:.4f} | "
+            f"{1 - r['replaced_fraction']:.4f} | {r['disc_auc']:.3f} | {r['disc_precision']:.3f} | "
+            f"{r['disc_recall']:.3f} |"
+        )
     speed = [r["seqs_per_s"] for r in train]
-    print(f"median {sorted(speed)[len(speed) // 2]:.1f} sequences/s, "
-          f"{sorted(r['tokens_per_s'] for r in train)[len(speed) // 2]:.0f} tokens/s")
+    print(
+        f"median {sorted(speed)[len(speed) // 2]:.1f} sequences/s, "
+        f"{sorted(r['tokens_per_s'] for r in train)[len(speed) // 2]:.0f} tokens/s"
+    )
 
 
 if __name__ == "__main__":

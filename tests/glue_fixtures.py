@@ -10,8 +10,34 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-WORDS = ["the", "cat", "dog", "bird", "sat", "ran", "on", "a", "mat", "log", "tree", "red", "blue", "green", "big",
-         "small", "quick", "slow", "house", "car", "road", "what", "is", "where", "who", "it"]
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "bird",
+    "sat",
+    "ran",
+    "on",
+    "a",
+    "mat",
+    "log",
+    "tree",
+    "red",
+    "blue",
+    "green",
+    "big",
+    "small",
+    "quick",
+    "slow",
+    "house",
+    "car",
+    "road",
+    "what",
+    "is",
+    "where",
+    "who",
+    "it",
+]
 CUES = ("good", "bad", "yes", "no", "maybe", "same")
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *CUES, "?", "."]
 
@@ -79,11 +105,35 @@ def write_glue(root: Path, n_train: int = 48, n_dev: int = 16, n_test: int = 12,
         for i in range(n):
             k = rng.randint(0, 5)
             b = " ".join([_sentence(rng, 2)] + ["same"] * k)
-            rows.append([str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", _sentence(rng), b,
-                         f"{k:.3f}"])
+            rows.append(
+                [
+                    str(i),
+                    "main-captions",
+                    "MSRvid",
+                    "2012test",
+                    f"{i:04d}",
+                    "none",
+                    "none",
+                    _sentence(rng),
+                    b,
+                    f"{k:.3f}",
+                ]
+            )
         _write(root / "STS-B" / f"{split}.tsv", [*sts, "score"], rows)
-    rows = [[str(i), "main-news", "MSRvid", "2012test", f"{i:04d}", "none", "none", _sentence(rng),
-             _sentence(rng) + " same"] for i in range(n_test)]
+    rows = [
+        [
+            str(i),
+            "main-news",
+            "MSRvid",
+            "2012test",
+            f"{i:04d}",
+            "none",
+            "none",
+            _sentence(rng),
+            _sentence(rng) + " same",
+        ]
+        for i in range(n_test)
+    ]
     _write(root / "STS-B/test.tsv", sts, rows)
 
     # QQP: train has a malformed row (fewer fields), as the original data does
@@ -93,20 +143,35 @@ def write_glue(root: Path, n_train: int = 48, n_dev: int = 16, n_test: int = 12,
         if split == "train":
             rows.insert(3, ["999", "1998", "1999", "what is a broken row"])
         _write(root / "QQP" / f"{split}.tsv", qqp, rows)
-    _write(root / "QQP/test.tsv", ["id", "question1", "question2"],
-           [[str(i), a + " ?", b + " ?"] for i, (a, b, _) in enumerate(pair(n_test))])
+    _write(
+        root / "QQP/test.tsv",
+        ["id", "question1", "question2"],
+        [[str(i), a + " ?", b + " ?"] for i, (a, b, _) in enumerate(pair(n_test))],
+    )
 
     # MNLI: train (12 columns), dev matched / mismatched (16), test matched / mismatched (10)
-    base = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-            "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]
+    base = [
+        "index",
+        "promptID",
+        "pairID",
+        "genre",
+        "sentence1_binary_parse",
+        "sentence2_binary_parse",
+        "sentence1_parse",
+        "sentence2_parse",
+        "sentence1",
+        "sentence2",
+    ]
     cues = ("no", "yes", "maybe")  # contradiction, entailment, neutral
     names = ("contradiction", "entailment", "neutral")
 
     def mnli_rows(n, n_labels):
         rows = []
         for i, (a, b, y) in enumerate(pair(n, cues)):
-            rows.append([str(i), str(i), f"{i}e", "fiction", "( x )", "( y )", "(ROOT x)", "(ROOT y)", a, b]
-                        + [names[y]] * n_labels)
+            rows.append(
+                [str(i), str(i), f"{i}e", "fiction", "( x )", "( y )", "(ROOT x)", "(ROOT y)", a, b]
+                + [names[y]] * n_labels
+            )
         return rows
 
     _write(root / "MNLI/train.tsv", [*base, "label1", "gold_label"], mnli_rows(n_train, 2))
@@ -115,8 +180,11 @@ def write_glue(root: Path, n_train: int = 48, n_dev: int = 16, n_test: int = 12,
     _write(root / "MNLI/dev_mismatched.tsv", dev_head, mnli_rows(n_dev + 2, 6))
     _write(root / "MNLI/test_matched.tsv", base, mnli_rows(n_test, 0))
     _write(root / "MNLI/test_mismatched.tsv", base, mnli_rows(n_test + 1, 0))
-    _write(root / "diagnostic/diagnostic.tsv", ["index", "sentence1", "sentence2"],
-           [[str(i), a, b] for i, (a, b, _) in enumerate(pair(n_test + 2, cues))])
+    _write(
+        root / "diagnostic/diagnostic.tsv",
+        ["index", "sentence1", "sentence2"],
+        [[str(i), a, b] for i, (a, b, _) in enumerate(pair(n_test + 2, cues))],
+    )
 
     # QNLI, RTE: entailment / not_entailment; WNLI: 0 / 1
     for directory, cols, labels in (

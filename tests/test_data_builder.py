@@ -31,8 +31,10 @@ def reference_examples(docs, max_length, rng):
         first_target = 100000 if rng.random() < 0.1 else (target - 3) // 2
         a, b = [], []
         for s in sentences:
-            if len(a) == 0 or len(a) + len(s) < first_target or (
-                len(b) == 0 and len(a) < first_target and rng.random() < 0.5
+            if (
+                len(a) == 0
+                or len(a) + len(s) < first_target
+                or (len(b) == 0 and len(a) < first_target and rng.random() < 0.5)
             ):
                 a += s
             else:

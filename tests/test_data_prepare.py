@@ -56,8 +56,7 @@ def test_examples_are_the_official_builders_on_the_tokenized_corpus(tmp_path, vo
 
 def test_words_up_to_200_characters_are_word_pieced(vocab):
     tok = load_tokenizer(vocab)  # spec §2.4: only words over 200 characters become [UNK]
-    assert tok.encode("a" * 150) == [tok.encode("a")[0]] + [
-        tok.backend.token_to_id("##a")] * 149
+    assert tok.encode("a" * 150) == [tok.encode("a")[0]] + [tok.backend.token_to_id("##a")] * 149
     assert tok.encode("a" * 201) == [tok.unk_id]
 
 
@@ -95,8 +94,11 @@ def test_sources_text_dir_jsonl_gzip_and_mixing(tmp_path):
     docs = list(iter_documents(resolve_sources([str(d)]), ReadStats()))
     # sorted paths: a.jsonl, b.txt, sub/c.txt.gz; whitespace-only lines separate documents like empty ones
     assert docs == [["six", "seven"], ["eight"], ["one"], ["two", "three"], ["four"], ["five"]]
-    mixed = list(iter_documents(resolve_sources([str(tmp_path / "e.jsonl.gz"), str(d / "b.txt")]), ReadStats(),
-                                text_field="body"))
+    mixed = list(
+        iter_documents(
+            resolve_sources([str(tmp_path / "e.jsonl.gz"), str(d / "b.txt")]), ReadStats(), text_field="body"
+        )
+    )
     assert mixed == [["nine"], ["one"], ["two", "three"]]
 
 
@@ -223,8 +225,21 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, vocab, corpus, capsys):
 def test_skip_bad_lines_counts_them(tmp_path, vocab, capsys):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"the man\n\xc3\x28 bad\nthe day\n\nwork\n")
-    code = main(["prepare", "--quiet", "--corpus", str(path), "--vocab", str(vocab), "--out", str(tmp_path / "o"),
-                 "--max-length", "16", "--skip-bad-lines"])
+    code = main(
+        [
+            "prepare",
+            "--quiet",
+            "--corpus",
+            str(path),
+            "--vocab",
+            str(vocab),
+            "--out",
+            str(tmp_path / "o"),
+            "--max-length",
+            "16",
+            "--skip-bad-lines",
+        ]
+    )
     assert code == 0
     meta = load_dataset_meta(tmp_path / "o")
     assert meta["skipped_lines"] == 1 and meta["num_documents"] == 2  # the bad line does not end a document
@@ -232,8 +247,18 @@ def test_skip_bad_lines_counts_them(tmp_path, vocab, capsys):
 
 
 def test_cli_summary(tmp_path, vocab, corpus, capsys):
-    args = ["prepare", "--quiet", "--corpus", str(corpus), "--vocab", str(vocab), "--max-length", "32",
-            "--out", str(tmp_path / "o")]
+    args = [
+        "prepare",
+        "--quiet",
+        "--corpus",
+        str(corpus),
+        "--vocab",
+        str(vocab),
+        "--max-length",
+        "32",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 0
     meta = load_dataset_meta(tmp_path / "o")
     printed = capsys.readouterr().out

@@ -8,8 +8,12 @@ from electra.flops import EncoderShape, electra_train_flops, forward_flops, trai
 
 @pytest.mark.parametrize(
     "name,steps,expected",
-    [("small", 1e6, 1.294e18), ("base", 766_000, 6.425e19), ("large", 400_000, 7.118e20),
-     ("large++", 1.75e6, 3.114e21)],
+    [
+        ("small", 1e6, 1.294e18),
+        ("base", 766_000, 6.425e19),
+        ("large", 400_000, 7.118e20),
+        ("large++", 1.75e6, 3.114e21),
+    ],
 )
 def test_presets_reproduce_the_spec_table(name, steps, expected):
     cfg = preset(name)

@@ -99,14 +99,24 @@ def test_hub_reader_maps_label_names(monkeypatch):
     def fake_load(name, config, split):
         assert name == "nyu-mll/glue"
         if config == "mnli":
-            feats = datasets.Features({
-                "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
-                "idx": datasets.Value("int32")})
+            feats = datasets.Features(
+                {
+                    "premise": datasets.Value("string"),
+                    "hypothesis": datasets.Value("string"),
+                    "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+                    "idx": datasets.Value("int32"),
+                }
+            )
             return datasets.Dataset.from_dict(
-                {"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2], "idx": [0, 1]}, features=feats)
-        feats = datasets.Features({"sentence": datasets.Value("string"), "idx": datasets.Value("int32"),
-                                   "label": datasets.ClassLabel(names=["unacceptable", "acceptable"])})
+                {"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2], "idx": [0, 1]}, features=feats
+            )
+        feats = datasets.Features(
+            {
+                "sentence": datasets.Value("string"),
+                "idx": datasets.Value("int32"),
+                "label": datasets.ClassLabel(names=["unacceptable", "acceptable"]),
+            }
+        )
         return datasets.Dataset.from_dict({"sentence": ["x", "y"], "label": [1, 0], "idx": [7, 8]}, features=feats)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
@@ -178,9 +188,20 @@ SHARED = Path(os.environ.get("ELECTRA_SHARED_DATA", Path(__file__).resolve().par
 
 @pytest.mark.skipif(not (SHARED / "glue").is_dir(), reason="shared GLUE data not present")
 def test_real_glue_files_read_with_documented_counts():
-    counts = {("cola", "train"): 8551, ("cola", "dev"): 1043, ("cola", "test"): 1063, ("sst2", "dev"): 872,
-              ("mrpc", "train"): 3668, ("mrpc", "test"): 1725, ("stsb", "dev"): 1500, ("stsb", "test"): 1379,
-              ("qnli", "dev"): 5463, ("rte", "train"): 2490, ("rte", "test"): 3000, ("wnli", "dev"): 71}
+    counts = {
+        ("cola", "train"): 8551,
+        ("cola", "dev"): 1043,
+        ("cola", "test"): 1063,
+        ("sst2", "dev"): 872,
+        ("mrpc", "train"): 3668,
+        ("mrpc", "test"): 1725,
+        ("stsb", "dev"): 1500,
+        ("stsb", "test"): 1379,
+        ("qnli", "dev"): 5463,
+        ("rte", "train"): 2490,
+        ("rte", "test"): 3000,
+        ("wnli", "dev"): 71,
+    }
     for (name, split), n in counts.items():
         assert len(load_split(TASKS[name], split, SHARED / "glue").examples) == n
     assert load_split(TASKS["qnli"], "train", SHARED / "glue") is None

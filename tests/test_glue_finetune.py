@@ -176,7 +176,11 @@ def test_cli_recipe_flags_reach_the_config(monkeypatch):
          "--layer-decay-mode", "paper", "--double-unordered", "false", "--max-train-examples", "7"])  # fmt: skip
     cfg = FinetuneConfig(**{k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")})
     assert (cfg.learning_rate, cfg.loss_reduction, cfg.layer_decay_mode, cfg.double_unordered) == (
-        1e-4, "mean", "paper", False)
+        1e-4,
+        "mean",
+        "paper",
+        False,
+    )
     assert cfg.max_train_examples == 7 and cfg.layerwise_lr_decay is None and cfg.epochs is None
 
 
@@ -185,8 +189,10 @@ def test_cli_errors_are_one_line_exit_2(monkeypatch, tmp_path, capsys):
     assert cli.main(["submit", str(tmp_path / "nowhere")]) == 2
     assert cli.main(["submit", str(tmp_path), "--pick", "ensemble:x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"electra submit: error: sweep directory {tmp_path / 'nowhere'} does not exist",
-                   "electra submit: error: --pick ensemble:x: expected ensemble:K with K a positive integer"]
+    assert err == [
+        f"electra submit: error: sweep directory {tmp_path / 'nowhere'} does not exist",
+        "electra submit: error: --pick ensemble:x: expected ensemble:K with K a positive integer",
+    ]
 
 
 def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):

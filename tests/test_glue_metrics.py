@@ -62,10 +62,14 @@ SPEC_TABLE = {  # electra-spec.md §5.3: (head, top layer, next layer, layer_0, 
 
 @pytest.mark.parametrize("n,decay", list(SPEC_TABLE))
 def test_layerwise_lr_multipliers_match_the_spec_table(n, decay):
-    names = ["classifier.weight", f"electra.encoder.layer.{n - 1}.output.dense.weight",
-             f"electra.encoder.layer.{n - 2}.attention.self.query.bias",
-             "electra.encoder.layer.0.output.LayerNorm.weight",
-             "electra.embeddings.word_embeddings.weight", "electra.embeddings_project.weight"]
+    names = [
+        "classifier.weight",
+        f"electra.encoder.layer.{n - 1}.output.dense.weight",
+        f"electra.encoder.layer.{n - 2}.attention.self.query.bias",
+        "electra.encoder.layer.0.output.LayerNorm.weight",
+        "electra.embeddings.word_embeddings.weight",
+        "electra.embeddings_project.weight",
+    ]
     official = layer_lr_multipliers(names, n, decay, "official")
     expected = SPEC_TABLE[n, decay]
     assert [official[k] for k in names] == pytest.approx([*expected, expected[-1]], rel=2e-4)

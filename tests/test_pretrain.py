@@ -90,7 +90,7 @@ def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient():
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, temperature=1e-4)
     model = ELECTRA(cfg, SPECIAL)  # temperature ~0: sampling is the argmax, independent of the RNG
     batch = random_batch()
-    halves = [{k: v[i * 4:(i + 1) * 4] for k, v in batch.items()} for i in range(2)]
+    halves = [{k: v[i * 4 : (i + 1) * 4] for k, v in batch.items()} for i in range(2)]
     masks = [model.mask(h["input_ids"], h["attention_mask"], torch.Generator().manual_seed(i))
              for i, h in enumerate(halves)]  # fmt: skip
     full_mask = type(masks[0])(*(torch.cat(parts) for parts in zip(*masks, strict=True)))
@@ -184,8 +184,12 @@ def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
     assert model.generator.generator_lm_head.weight is model.discriminator.electra.embeddings.word_embeddings.weight
     assert model.generator.electra.embeddings is model.discriminator.electra.embeddings
     stored = load_file(run / "checkpoints" / "step_8" / "model.safetensors")
-    torch.testing.assert_close(model.discriminator.electra.encoder.layer[1].output.dense.weight,
-                               stored["discriminator.electra.encoder.layer.1.output.dense.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.discriminator.electra.encoder.layer[1].output.dense.weight,
+        stored["discriminator.electra.encoder.layer.1.output.dense.weight"],
+        rtol=0,
+        atol=0,
+    )
     m8, _, _ = ckpt.load_run(run, 8)
     m_latest, _, _ = ckpt.load_run(run)
     assert torch.equal(m8.generator.generator_lm_head.bias, model.generator.generator_lm_head.bias)

@@ -33,13 +33,29 @@ def write_sweep(root: Path, scores: dict[str, list[float]], model: str = "runs/p
 
 def write_pretrain_run(root: Path) -> Path:
     root.mkdir(parents=True)
-    cfg = {"format": "electra-pretraining-run", "config": {"max_steps": 50, "batch_size": 32, "max_length": 128,
-                                                           "model": {"hidden_size": 128, "num_hidden_layers": 4}}}
+    cfg = {
+        "format": "electra-pretraining-run",
+        "config": {
+            "max_steps": 50,
+            "batch_size": 32,
+            "max_length": 128,
+            "model": {"hidden_size": 128, "num_hidden_layers": 4},
+        },
+    }
     (root / "config.json").write_text(json.dumps(cfg))
     lines = []
     for step in range(10, 60, 10):
-        lines.append({"split": "train", "step": step, "loss": 30.0 - step / 10, "gen_loss": 10.0 - step / 20,
-                      "disc_loss": 0.4 - step / 1000, "gen_accuracy": step / 100, "disc_accuracy": 0.8 + step / 1000})
+        lines.append(
+            {
+                "split": "train",
+                "step": step,
+                "loss": 30.0 - step / 10,
+                "gen_loss": 10.0 - step / 20,
+                "disc_loss": 0.4 - step / 1000,
+                "gen_accuracy": step / 100,
+                "disc_accuracy": 0.8 + step / 1000,
+            }
+        )
         if step == 30:  # a resumed run rewrites the steps after its checkpoint: the last record wins
             lines.append({**lines[-1], "loss": 99.0})
     lines.insert(1, {"split": "train", "step": 20, "loss": 1.0, "gen_loss": 1.0, "disc_loss": 0.1})  # superseded
@@ -109,8 +125,10 @@ def test_report_folder_tables_and_plots(inputs, tmp_path, capsys):
     avg_a, avg_b = (50 + 81 + 61) / 3, (42 + 83 + 56) / 3
     mean, std = (avg_a + avg_b) / 2, abs(avg_a - avg_b) / np.sqrt(2)
     assert f"| {LABEL3} | {mean:.2f} | {std:.2f} | {avg_a:.2f} | {avg_b:.2f} |" in index
-    row = (f"| glue_seed0 | 50.00 | 81.00 | — | — | — | — | — | 61.00 | {avg_a:.2f} "
-           "(GLUE-3, no MRPC, STS-B, QQP, MNLI, QNLI) |")
+    row = (
+        f"| glue_seed0 | 50.00 | 81.00 | — | — | — | — | — | 61.00 | {avg_a:.2f} "
+        "(GLUE-3, no MRPC, STS-B, QQP, MNLI, QNLI) |"
+    )
     assert row in index
     assert "| glue_seed0 | CoLA | mcc | 3 | 50.00 | 50.00 | 4.00 | 54.00 | 46.00 |" in index
     assert "| runs | 3/2 | 2/2 | 0/2 |" in index
@@ -168,8 +186,17 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     report = build_report(*discover([run, pretrained, random_]))
     text = "\n".join(report["findings"])
     assert "still calls almost every token original (held-out recall 0.4 %" in text
-    run.joinpath("metrics.jsonl").write_text("\n".join([*records[:-1], json.dumps(
-        {"split": "eval", "step": 60, "disc_recall": 0.03, "disc_accuracy": 0.86, "replaced_fraction": 0.13})]) + "\n")
+    run.joinpath("metrics.jsonl").write_text(
+        "\n".join(
+            [
+                *records[:-1],
+                json.dumps(
+                    {"split": "eval", "step": 60, "disc_recall": 0.03, "disc_accuracy": 0.86, "replaced_fraction": 0.13}
+                ),
+            ]
+        )
+        + "\n"
+    )
     regime = "\n".join(build_report(*discover([run]))["findings"])
     assert "held-out accuracy 0.8600 is not above calling every token original (0.8700; recall 3.0 %" in regime
     assert "[CLS] 0.300, mean-pooled 0.350; the same probe on random weights 0.450 / 0.440" in text

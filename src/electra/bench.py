@@ -115,8 +115,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what --compile compiles: the whole model forward (default), or the generator and "
                              "discriminator only (losses and sampling eager)")  # fmt: skip
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true",
-                        help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more')
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more',
+    )
     add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
 
 
@@ -128,13 +131,16 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
     warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    r = measure(cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size,
-                args.compile_scope)
+    r = measure(
+        cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size, args.compile_scope
+    )
     if args.json:
         print(json.dumps(r))
     else:
-        print(f"{args.preset}: {r['params'] / 1e6:.1f}M parameters, batch {r['batch']} x {r['seq_len']}, "
-              f"{r['precision']}{' + compile ' + r['compile'] if r['compile'] else ''} on {r['device']}\n"
-              f"  {r['seqs_per_s']:.1f} sequences/s  {r['tokens_per_s']:.0f} tokens/s  "
-              f"{format_flops(r['flops_per_s'])}FLOP/s (paper count)  peak memory {r['peak_mem_mb']:.0f} MB")
+        print(
+            f"{args.preset}: {r['params'] / 1e6:.1f}M parameters, batch {r['batch']} x {r['seq_len']}, "
+            f"{r['precision']}{' + compile ' + r['compile'] if r['compile'] else ''} on {r['device']}\n"
+            f"  {r['seqs_per_s']:.1f} sequences/s  {r['tokens_per_s']:.0f} tokens/s  "
+            f"{format_flops(r['flops_per_s'])}FLOP/s (paper count)  peak memory {r['peak_mem_mb']:.0f} MB"
+        )
     return 0

@@ -188,7 +188,7 @@ def recover(root: Path) -> None:
         return
     for p in sorted(root.iterdir()):
         if p.name.startswith(".old-"):
-            name = p.name[len(".old-"):].rsplit("-", 2)[0]
+            name = p.name[len(".old-") :].rsplit("-", 2)[0]
             if not (root / name).exists():
                 os.rename(p, root / name)
             else:

@@ -121,8 +121,7 @@ class PretrainConfig:
             raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
         if self.max_length > self.model.max_position_embeddings:
             raise ConfigError(
-                f"max_length {self.max_length} exceeds max_position_embeddings "
-                f"{self.model.max_position_embeddings}"
+                f"max_length {self.max_length} exceeds max_position_embeddings {self.model.max_position_embeddings}"
             )
         if not 0 < self.mask_prob < 1:
             raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
@@ -145,8 +144,10 @@ class PretrainConfig:
         for name in ("gen_weight", "disc_weight", "weight_decay", "seed"):
             check_range(self, name, 0, None)
         if self.warmup_steps > self.max_steps:
-            raise ConfigError(f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
-                              "the learning rate would never reach its peak; choose at most max_steps")
+            raise ConfigError(
+                f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
+                "the learning rate would never reach its peak; choose at most max_steps"
+            )
 
     @property
     def max_predictions(self) -> int:
@@ -177,36 +178,73 @@ PRESETS: dict[str, dict[str, Any]] = {
         model=dict(
             embedding_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512
         ),
-        generator_size=0.25, learning_rate=1e-3, batch_size=32, max_steps=2000, warmup_steps=200, max_length=128,
+        generator_size=0.25,
+        learning_rate=1e-3,
+        batch_size=32,
+        max_steps=2000,
+        warmup_steps=200,
+        max_length=128,
         adam_epsilon=1e-2,
     ),
     # The paper's ELECTRA-Small = ELECTRA-Small-OWT = the official default config (spec §1.1, §1.5).
     "small": dict(
-        model=_SMALL, generator_size=0.25, learning_rate=5e-4, batch_size=128, max_steps=1_000_000,
-        warmup_steps=10_000, max_length=128,
+        model=_SMALL,
+        generator_size=0.25,
+        learning_rate=5e-4,
+        batch_size=128,
+        max_steps=1_000_000,
+        warmup_steps=10_000,
+        max_length=128,
     ),
     # The released ELECTRA-Small: full-size generator, length 512, ~4M steps (spec §1.5).
     "small++": dict(
-        model=_SMALL, generator_size=1.0, learning_rate=5e-4, batch_size=128, max_steps=4_000_000,
-        warmup_steps=10_000, max_length=512,
+        model=_SMALL,
+        generator_size=1.0,
+        learning_rate=5e-4,
+        batch_size=128,
+        max_steps=4_000_000,
+        warmup_steps=10_000,
+        max_length=512,
     ),
     "base": dict(
-        model=_BASE, generator_size=1 / 3, learning_rate=2e-4, batch_size=256, max_steps=766_000,
-        warmup_steps=10_000, max_length=512,
+        model=_BASE,
+        generator_size=1 / 3,
+        learning_rate=2e-4,
+        batch_size=256,
+        max_steps=766_000,
+        warmup_steps=10_000,
+        max_length=512,
     ),
     # The released ELECTRA-Base (Base++): generator 1/3, batch 256, 4M steps (spec §1.5; paper Table 8).
     "base++": dict(
-        model=_BASE, generator_size=1 / 3, learning_rate=2e-4, batch_size=256, max_steps=4_000_000,
-        warmup_steps=10_000, max_length=512,
+        model=_BASE,
+        generator_size=1 / 3,
+        learning_rate=2e-4,
+        batch_size=256,
+        max_steps=4_000_000,
+        warmup_steps=10_000,
+        max_length=512,
     ),
     "large": dict(
-        model=_LARGE, generator_size=0.25, learning_rate=2e-4, batch_size=2048, max_steps=400_000,
-        warmup_steps=10_000, max_length=512, mask_prob=0.25,
+        model=_LARGE,
+        generator_size=0.25,
+        learning_rate=2e-4,
+        batch_size=2048,
+        max_steps=400_000,
+        warmup_steps=10_000,
+        max_length=512,
+        mask_prob=0.25,
     ),
     # The released ELECTRA-Large = ELECTRA-1.75M (spec §1.5).
     "large++": dict(
-        model=_LARGE, generator_size=0.25, learning_rate=2e-4, batch_size=2048, max_steps=1_750_000,
-        warmup_steps=10_000, max_length=512, mask_prob=0.25,
+        model=_LARGE,
+        generator_size=0.25,
+        learning_rate=2e-4,
+        batch_size=2048,
+        max_steps=1_750_000,
+        warmup_steps=10_000,
+        max_length=512,
+        mask_prob=0.25,
     ),
 }
 
@@ -319,4 +357,4 @@ def add_config_arguments(parser: argparse.ArgumentParser, *classes: type, title:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {key[len("cfg__"):]: value for key, value in vars(args).items() if key.startswith("cfg__")}
+    return {key[len("cfg__") :]: value for key, value in vars(args).items() if key.startswith("cfg__")}

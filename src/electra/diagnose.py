@@ -218,10 +218,15 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def add_diagnose_arguments(parser) -> None:
-    parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="pretraining run directories, HF-format directories or hub ids")
-    parser.add_argument("--texts", default="builtin", metavar="SET",
-                        help="where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
+    )
+    parser.add_argument(
+        "--texts",
+        default="builtin",
+        metavar="SET",
+        help="where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)",
+    )
     parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for --texts glue:<task>")
     parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -92,9 +92,9 @@ def _probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> dict[str
     L = min(16, max_positions)
     ids = torch.randint(vocab_size, (2, L), generator=g)
     mask = torch.ones_like(ids)
-    mask[1, L // 2:] = 0
+    mask[1, L // 2 :] = 0
     types = torch.zeros_like(ids)
-    types[:, L // 4:] = 1
+    types[:, L // 4 :] = 1
     return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types * mask}
 
 
@@ -195,8 +195,10 @@ def _glue_tokenizer(run: Path, config: dict[str, Any], tokenizer: str | None) ->
     except ElectraError as err:
         raise ElectraError(f"GLUE run {run}: cannot load its tokenizer {source} ({err}); pass --tokenizer") from None
     if tokenizer is None and tok.fingerprint() != config.get("tokenizer_fingerprint"):
-        raise ElectraError(f"GLUE run {run}: tokenizer {source} is not the one the run used (fingerprint "
-                           f"{tok.fingerprint()}, expected {config.get('tokenizer_fingerprint')}); pass --tokenizer")
+        raise ElectraError(
+            f"GLUE run {run}: tokenizer {source} is not the one the run used (fingerprint "
+            f"{tok.fingerprint()}, expected {config.get('tokenizer_fingerprint')}); pass --tokenizer"
+        )
     return tok
 
 
@@ -236,11 +238,11 @@ def glue_head_readme(head: dict[str, Any]) -> str:
         output = f"one number y; the {head['display']} score is {scale} · y (trained on score / {scale}, squared error)"
     else:
         output = "logits over the labels " + ", ".join(f"{i} = `{name}`" for i, name in labels.items())
-    return f"""# {head['display']} classifier finetuned with `electra finetune` (seed {head['seed']})
+    return f"""# {head["display"]} classifier finetuned with `electra finetune` (seed {head["seed"]})
 
 The encoder is a `transformers` `ElectraModel` (this directory); the task head is `{GLUE_HEAD}`:
-`weight` [{head['num_outputs']}, {head['hidden_size']}] and `bias` [{head['num_outputs']}], applied to the hidden state
-of the first token ([CLS]); dropout {head['dropout']:g} before it during training, none at inference. No pooler. Output:
+`weight` [{head["num_outputs"]}, {head["hidden_size"]}] and `bias` [{head["num_outputs"]}], applied to the hidden state
+of the first token ([CLS]); dropout {head["dropout"]:g} before it during training, none at inference. No pooler. Output:
 {output}.
 
 ```python
@@ -251,13 +253,13 @@ from transformers import AutoTokenizer, ElectraModel
 tokenizer = AutoTokenizer.from_pretrained("DIR")
 encoder = ElectraModel.from_pretrained("DIR").eval()
 head = load_file("DIR/{GLUE_HEAD}")
-batch = tokenizer({head['example']}, return_tensors="pt")
+batch = tokenizer({head["example"]}, return_tensors="pt")
 h = encoder(**batch).last_hidden_state[:, 0]
 outputs = h @ head["weight"].T + head["bias"]
 ```
 
 This is not `ElectraForSequenceClassification`, whose head (dense, GELU, dropout, out_proj) has another shape;
-the official ELECTRA finetuning head is the single dense layer above. Dev metrics of this run: {head['metrics']}.
+the official ELECTRA finetuning head is the single dense layer above. Dev metrics of this run: {head["metrics"]}.
 """
 
 
@@ -309,8 +311,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", metavar="SRC",
                         help="GLUE runs: the tokenizer (vocab file, directory or hub id) if the run's own cannot be "
                              "found any more")  # fmt: skip
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="skip loading the export back with transformers and comparing its outputs with ours")
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip loading the export back with transformers and comparing its outputs with ours",
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -329,11 +335,15 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"exported {head['display']} run {source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
               f"{', '.join(head['labels'])})")  # fmt: skip
     elif (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
-        raise ElectraError(f"{source} is a finetuning sweep; export one of its runs, {source}/<task>/run_<seed> "
-                           "(finetuned with --save-model)")
+        raise ElectraError(
+            f"{source} is a finetuning sweep; export one of its runs, {source}/<task>/run_<seed> "
+            "(finetuned with --save-model)"
+        )
     else:
-        raise ElectraError(f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE "
-                           "run directory (SWEEP/<task>/run_<seed> with config.json and metrics.json)")
+        raise ElectraError(
+            f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE "
+            "run directory (SWEEP/<task>/run_<seed> with config.json and metrics.json)"
+        )
     if args.verify:
         print("verified: transformers' from_pretrained loads every weight and computes our outputs")
     return 0

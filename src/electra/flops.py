@@ -62,7 +62,10 @@ def block_flops(m: EncoderShape, faithful: bool = True) -> float:
         + 2 * h * s  # scores q·k over s keys
         + (SOFTMAX + DROPOUT + 1) * s * nh  # softmax, dropout and 1/sqrt(d) scaling of the scores
         + 2 * h * s  # probabilities · values
-        + 2 * h * h + h + DROPOUT * h + h  # output dense, bias, dropout, residual
+        + 2 * h * h
+        + h
+        + DROPOUT * h
+        + h  # output dense, bias, dropout, residual
         + LAYER_NORM * (1 if faithful else h)  # the official count's missing factor h
     )
     feed_forward = (

@@ -154,4 +154,3 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
             f"{'...' if len(missing) > 3 else ''}"
         )
     return from_hf(hf, kind)
-

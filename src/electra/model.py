@@ -337,10 +337,27 @@ class ELECTRA(nn.Module):
         """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""
         cfg = self.cfg
         if cfg.masking == "official":
-            return obj.mask_tokens(input_ids, attention_mask, cfg.mask_prob, cfg.max_predictions, self.special,
-                                   cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
-        return obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special,
-                                         cfg.mask_token_prob, cfg.random_token_prob, cfg.model.vocab_size, rng)
+            return obj.mask_tokens(
+                input_ids,
+                attention_mask,
+                cfg.mask_prob,
+                cfg.max_predictions,
+                self.special,
+                cfg.mask_token_prob,
+                cfg.random_token_prob,
+                cfg.model.vocab_size,
+                rng,
+            )
+        return obj.mask_tokens_bernoulli(
+            input_ids,
+            attention_mask,
+            cfg.mask_prob,
+            self.special,
+            cfg.mask_token_prob,
+            cfg.random_token_prob,
+            cfg.model.vocab_size,
+            rng,
+        )
 
     def forward(
         self,
@@ -409,4 +426,3 @@ class ELECTRA(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Parameters counted once even when shared."""
     return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
-

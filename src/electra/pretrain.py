@@ -239,7 +239,7 @@ def train_step(
     loss or the gradient norm is not finite; from then on no update is applied. Nothing here waits for the GPU:
     the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
     device = info.device
-    micro = [{k: v[j * plan.micro: (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
+    micro = [{k: v[j * plan.micro : (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
     rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
             for j in range(plan.accum)]  # fmt: skip
     masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
@@ -258,8 +258,16 @@ def train_step(
             # DDP averages gradients over processes; the losses are already fractions of the global total
             loss = out.loss * info.world_size
             (scaler.scale(loss) if scaler else loss).backward()
-        stats += torch.stack([out.loss.detach(), out.gen_loss, out.disc_loss, out.gen_accuracy / plan.accum,
-                              out.disc_accuracy / plan.accum, out.replaced_fraction / plan.accum]).double()
+        stats += torch.stack(
+            [
+                out.loss.detach(),
+                out.gen_loss,
+                out.disc_loss,
+                out.gen_accuracy / plan.accum,
+                out.disc_accuracy / plan.accum,
+                out.replaced_fraction / plan.accum,
+            ]
+        ).double()
     stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
     if scaler:
         scaler.unscale_(optimizer)
@@ -497,7 +505,8 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
         updates["generator_layers"] = g.num_hidden_layers / model_cfg.num_hidden_layers
     cfg = replace(cfg, **updates)
     if gen is not None and (cfg.generator_model.hidden_size, cfg.generator_model.num_hidden_layers) != (
-        gen.config.hidden_size, gen.config.num_hidden_layers
+        gen.config.hidden_size,
+        gen.config.num_hidden_layers,
     ):
         raise ElectraError(f"generator {sources[1]} has a shape this toolkit cannot express")
     tokenizer = load_tokenizer(sources[0])
@@ -520,8 +529,9 @@ def run_options(args: argparse.Namespace, saved: dict[str, Any] | None) -> RunOp
     defaults = RunOptions(out="")
     for key in RESUMED_OPTIONS:
         if values.get(key) is None:
-            values[key] = (saved or {}).get("run", {}).get(key, getattr(defaults, key)) if args.resume else \
-                getattr(defaults, key)
+            values[key] = (
+                (saved or {}).get("run", {}).get(key, getattr(defaults, key)) if args.resume else getattr(defaults, key)
+            )
     opts = RunOptions(**values)
     for name in ("log_every", "save_every", "eval_examples"):
         if getattr(opts, name) < 1:
@@ -729,8 +739,10 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
 def _check_data(loader, setup: Setup) -> None:
     cfg, tok = setup.cfg, loader.tokenizer
     if loader.max_length != cfg.max_length:
-        raise ElectraError(f"{setup.data_dir} was prepared with max length {loader.max_length}, but the config has "
-                           f"max_length {cfg.max_length}; prepare it again or pass --max-length {loader.max_length}")
+        raise ElectraError(
+            f"{setup.data_dir} was prepared with max length {loader.max_length}, but the config has "
+            f"max_length {cfg.max_length}; prepare it again or pass --max-length {loader.max_length}"
+        )
     if tok.vocab_size != cfg.model.vocab_size:
         raise ElectraError(f"{setup.data_dir} uses a vocabulary of {tok.vocab_size} tokens, but --vocab-size is "
                            f"{cfg.model.vocab_size}; leave --vocab-size out to use the data's")  # fmt: skip
@@ -739,13 +751,19 @@ def _check_data(loader, setup: Setup) -> None:
                            f"({setup.tokenizer.source}); prepare the corpus with that tokenizer")  # fmt: skip
     saved = setup.run_meta.get("data")
     if setup.resume_from is not None and saved and saved.get("key") != loader.meta.get("key"):
-        raise ElectraError(f"cannot resume {setup.run_dir}: it was trained on other data ({saved.get('path')}, "
-                           f"key {saved.get('key')}) than {setup.data_dir} (key {loader.meta.get('key')})")
+        raise ElectraError(
+            f"cannot resume {setup.run_dir}: it was trained on other data ({saved.get('path')}, "
+            f"key {saved.get('key')}) than {setup.data_dir} (key {loader.meta.get('key')})"
+        )
 
 
 def _data_info(loader, setup: Setup) -> dict[str, Any]:
-    return {"path": str(Path(setup.data_dir).resolve()), "key": loader.meta.get("key"),
-            "num_examples": loader.num_examples, "tokenizer_fingerprint": loader.tokenizer.fingerprint()}
+    return {
+        "path": str(Path(setup.data_dir).resolve()),
+        "key": loader.meta.get("key"),
+        "num_examples": loader.num_examples,
+        "tokenizer_fingerprint": loader.tokenizer.fingerprint(),
+    }
 
 
 def _start_run_dir(setup: Setup, run_config: dict[str, Any], fresh: bool) -> None:
@@ -800,8 +818,9 @@ def _progress_bar(total: int, initial: int, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
-                disable=None)  # fmt: skip  (None: off when stderr is not a terminal)
+    return tqdm(
+        total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr, disable=None
+    )  # fmt: skip  (None: off when stderr is not a terminal)
 
 
 def _say(bar, text: str) -> None:
@@ -834,7 +853,9 @@ def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
         f"  learning rate {cfg.learning_rate:g} ({cfg.schedule} schedule), warm-up {cfg.warmup_steps} steps, peak "
         f"{cfg.learning_rate * peak_lr_factor(cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule):.3g}\n"
         f"  {format_flops(flops_per_seq)}FLOP per sequence (paper count: forward + backward = 2 x forward); "
-        f"total {format_flops(flops_per_seq * cfg.batch_size * cfg.max_steps)}FLOP", flush=True)
+        f"total {format_flops(flops_per_seq * cfg.batch_size * cfg.max_steps)}FLOP",
+        flush=True,
+    )
     if info.device.type == "cuda" and not setup.opts.compile:
         dist.print0("  (on a GPU, --compile reduce-overhead trains small models several times faster: "
                     "docs/pretraining.md, 'Throughput and FLOPs')", flush=True)  # fmt: skip
@@ -846,43 +867,63 @@ def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=list(PRESETS), help="model/recipe preset (spec §1); optional on --resume")
     parser.add_argument("--data", metavar="DIR", help="a dataset directory from `electra prepare`")
-    parser.add_argument("--corpus", nargs="+", metavar="SRC",
-                        help="prepare these sources on the fly instead (cached in --data-cache)")
+    parser.add_argument(
+        "--corpus", nargs="+", metavar="SRC", help="prepare these sources on the fly instead (cached in --data-cache)"
+    )
     parser.add_argument("--vocab", metavar="SRC", help="tokenizer for --corpus: vocab.txt, directory or hub id")
     parser.add_argument("--data-cache", metavar="DIR", help="where --corpus is prepared (default RUN_DIR/data)")
     parser.add_argument("--prepare-workers", type=int, metavar="N", help="processes for --corpus")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
-                             "options not given again are the run's own")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
+        "options not given again are the run's own",
+    )
     parser.add_argument("--force", action="store_true", help="start over in a RUN_DIR that already holds a run")
-    parser.add_argument("--init-from", nargs="+", metavar=("DISC", "GEN"),
-                        help="continued pretraining from HF-format discriminator [and generator] directories or hub "
-                             "ids (weights only; the step count and schedule start at 0). To continue a released "
-                             "model the way the official README does (global step 4e6 + extra, lr rescaled), use "
-                             "--max-steps EXTRA --warmup-steps 0: the schedule is then identical")
+    parser.add_argument(
+        "--init-from",
+        nargs="+",
+        metavar=("DISC", "GEN"),
+        help="continued pretraining from HF-format discriminator [and generator] directories or hub "
+        "ids (weights only; the step count and schedule start at 0). To continue a released "
+        "model the way the official README does (global step 4e6 + extra, lr rescaled), use "
+        "--max-steps EXTRA --warmup-steps 0: the schedule is then identical",
+    )
     parser.add_argument("--log-every", type=int, metavar="N", help="log every N steps (default 10)")
-    parser.add_argument("--save-every", type=int, metavar="N",
-                        help="rewrite checkpoints/latest every N steps (default 1000)")
-    parser.add_argument("--eval-every", type=int, metavar="N",
-                        help="held-out evaluation every N steps (default 1000; 0: never)")
-    parser.add_argument("--eval-examples", type=int, metavar="N",
-                        help="held-out examples per evaluation (default 1000)")
-    parser.add_argument("--micro-batch-size", type=int, metavar="B",
-                        help="sequences per forward per process (gradient accumulation = batch / processes / B; "
-                             f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
-                             "positions)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on "
-                             "CPU")
+    parser.add_argument(
+        "--save-every", type=int, metavar="N", help="rewrite checkpoints/latest every N steps (default 1000)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, metavar="N", help="held-out evaluation every N steps (default 1000; 0: never)"
+    )
+    parser.add_argument(
+        "--eval-examples", type=int, metavar="N", help="held-out examples per evaluation (default 1000)"
+    )
+    parser.add_argument(
+        "--micro-batch-size",
+        type=int,
+        metavar="B",
+        help="sequences per forward per process (gradient accumulation = batch / processes / B; "
+        f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
+        "positions)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU",
+    )
     add_compile_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
-    parser.add_argument("--probe", metavar="SET",
-                        help="linear probe on the frozen features at every evaluation, beside the same probe on "
-                             "random weights: builtin (default; no download), glue:<task> (with --glue-dir), a "
-                             "CSV/TSV/JSONL file with text and label columns, or none")
+    parser.add_argument(
+        "--probe",
+        metavar="SET",
+        help="linear probe on the frozen features at every evaluation, beside the same probe on "
+        "random weights: builtin (default; no download), glue:<task> (with --glue-dir), a "
+        "CSV/TSV/JSONL file with text and label columns, or none",
+    )
     parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe")
     add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
 

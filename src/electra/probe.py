@@ -240,8 +240,9 @@ def probe_models(models: list[str], probe_spec: str = "builtin", glue_dir: str |
 
 
 def add_probe_arguments(parser) -> None:
-    parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="pretraining run directories, HF-format directories or hub ids")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
+    )
     parser.add_argument("--probe", default="builtin", metavar="SET",
                         help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
                              "with text and label columns")  # fmt: skip

@@ -124,15 +124,19 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
     from electra.export import export_run
 
     record = export_run(run, out / "export", force=True)
-    print(f"{out / 'export'}/discriminator and /generator (step {record['step']}); load them with "
-          f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')")
+    print(
+        f"{out / 'export'}/discriminator and /generator (step {record['step']}); load them with "
+        f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')"
+    )
     summary["export"] = str(out / "export")
 
     _say("5/6 finetune on GLUE")
     sweep, random_sweep = out / "glue", out / "glue_random"
     if glue_dir is None and not hub_reachable():
-        print("GLUE is not reachable: no --glue-dir was given and the Hugging Face hub cannot be reached. "
-              "Finetuning is skipped; pass --glue-dir DIR (GLUE in its original TSV layout) to include it.")
+        print(
+            "GLUE is not reachable: no --glue-dir was given and the Hugging Face hub cannot be reached. "
+            "Finetuning is skipped; pass --glue-dir DIR (GLUE in its original TSV layout) to include it."
+        )
         summary["glue"] = None
     else:
         from electra.glue.finetune import FinetuneConfig
@@ -140,8 +144,10 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
         from electra.glue.tasks import parse_tasks
 
         where = glue_dir or "the hub (nyu-mll/glue)"
-        print(f"tasks {tasks} from {where}: {runs} run(s) each, train sets subsampled to {max_train_examples} "
-              f"examples, {epochs} epochs; then the same from random weights, the baseline pretraining must beat")
+        print(
+            f"tasks {tasks} from {where}: {runs} run(s) each, train sets subsampled to {max_train_examples} "
+            f"examples, {epochs} epochs; then the same from random weights, the baseline pretraining must beat"
+        )
         cfg = FinetuneConfig(max_train_examples=max_train_examples, epochs=epochs)
         results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0, cfg)
         if results["tasks"]:
@@ -176,20 +182,38 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
 
 
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/quickstart", metavar="DIR",
-                        help="where everything goes (default %(default)s); an existing one is continued")
-    parser.add_argument("--glue-dir", metavar="DIR",
-                        help="GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)")
-    parser.add_argument("--minutes", type=float, default=3.0,
-                        help="pretraining time budget in minutes (default %(default)s)")
+    parser.add_argument(
+        "--out",
+        default="runs/quickstart",
+        metavar="DIR",
+        help="where everything goes (default %(default)s); an existing one is continued",
+    )
+    parser.add_argument(
+        "--glue-dir",
+        metavar="DIR",
+        help="GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=3.0, help="pretraining time budget in minutes (default %(default)s)"
+    )
     parser.add_argument("--max-steps", type=int, metavar="N", help="pretraining steps (overrides --minutes)")
-    parser.add_argument("--corpus", nargs="+", default=["builtin"], metavar="SRC",
-                        help="pretraining corpus, as for `electra prepare` (default: builtin)")
+    parser.add_argument(
+        "--corpus",
+        nargs="+",
+        default=["builtin"],
+        metavar="SRC",
+        help="pretraining corpus, as for `electra prepare` (default: builtin)",
+    )
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="vocabulary size (default %(default)s)")
     parser.add_argument("--tasks", default="all", help="GLUE tasks, as for `electra finetune` (default all)")
     parser.add_argument("--runs", type=int, default=2, help="finetuning runs (seeds) per task (default %(default)s)")
-    parser.add_argument("--max-train-examples", type=int, default=128, metavar="N",
-                        help="subsample each GLUE train set to N examples (default %(default)s)")
+    parser.add_argument(
+        "--max-train-examples",
+        type=int,
+        default=128,
+        metavar="N",
+        help="subsample each GLUE train set to N examples (default %(default)s)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs for every task (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="delete --out and start over")
 

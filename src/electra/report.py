@@ -286,8 +286,10 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 if base["tasks"] == g["tasks"] and base["average"] is not None:
                     diff = g["average"] - base["average"]
                     word = "better" if diff > 0 else "worse"
-                    out.append(f"**{g['name']}** is {word} than random initialisation ({base['name']}): "
-                               f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f}).")
+                    out.append(
+                        f"**{g['name']}** is {word} than random initialisation ({base['name']}): "
+                        f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f})."
+                    )
     return out
 
 
@@ -323,19 +325,32 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
     n = 0
     if report["glue"]:
         n += 1
-        out += [f"## Table {n}: GLUE dev results ({stat} over finetuning runs)", "",
-                _row(["Model", *heads, "Avg."]), "|" + "---|" * (len(heads) + 2), _row(["Metrics", *metrics_row, ""])]
+        out += [
+            f"## Table {n}: GLUE dev results ({stat} over finetuning runs)",
+            "",
+            _row(["Model", *heads, "Avg."]),
+            "|" + "---|" * (len(heads) + 2),
+            _row(["Metrics", *metrics_row, ""]),
+        ]
         for g in report["glue"]:
             cells = [_fmt(g["scores"].get(t)) for t in columns]
             label = g["label"].replace(" (no ", ", no ").rstrip(")")  # GLUE-5 (no QQP) -> GLUE-5, no QQP
             out.append(_row([g["name"], *cells, f"{_fmt(g['average'])} ({label})"]))
         out.append(_row(["runs", *["/".join(str(g["runs"].get(t, 0)) for g in report["glue"]) for t in columns], ""]))
-        out += ["", "Each cell is the task's score metric (the official README's choice); `runs` gives the number "
-                "of finetuning runs behind each cell (one number per row above). `GLUE-k (no X)` averages only "
-                "the tasks present; it is not the 8-task GLUE average.", ""]
+        out += [
+            "",
+            "Each cell is the task's score metric (the official README's choice); `runs` gives the number "
+            "of finetuning runs behind each cell (one number per row above). `GLUE-k (no X)` averages only "
+            "the tasks present; it is not the 8-task GLUE average.",
+            "",
+        ]
         n += 1
-        out += [f"## Table {n}: run statistics per task", "",
-                _row(["Model", "task", "metric", "runs", "median", "mean", "std", "max", "min"]), "|" + "---|" * 9]
+        out += [
+            f"## Table {n}: run statistics per task",
+            "",
+            _row(["Model", "task", "metric", "runs", "median", "mean", "std", "max", "min"]),
+            "|" + "---|" * 9,
+        ]
         for g in report["glue"]:
             for t in [c for c in columns if c in g["metrics"]]:
                 for metric, s in g["metrics"][t].items():
@@ -343,8 +358,13 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                                      *(_fmt(s[k]) for k in ("median", "mean", "std", "max", "min"))]))  # fmt: skip
         out.append("")
         n += 1
-        out += [f"## Table {n}: standard deviation of finetuning runs (same pretrained model, different seeds)", "",
-                _row(["Model", *heads]), "|" + "---|" * (len(heads) + 1), _row(["Metrics", *metrics_row])]
+        out += [
+            f"## Table {n}: standard deviation of finetuning runs (same pretrained model, different seeds)",
+            "",
+            _row(["Model", *heads]),
+            "|" + "---|" * (len(heads) + 1),
+            _row(["Metrics", *metrics_row]),
+        ]
         for g in report["glue"]:
             out.append(_row([g["name"], *[_fmt(g["std"].get(t)) for t in columns]]))
         out.append("")
@@ -352,16 +372,26 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
     if st is not None:
         s = st["summary"]
         n += 1
-        out += [f"## Table {n}: pretraining stability over {s['n']} sweeps ({st['label']} average of each sweep's "
-                f"{stat})", "", _row(["", "Mean", "Std", "Max", "Min"]), "|---|---|---|---|---|",
-                _row([st["label"], *(_fmt(s[k]) for k in ("mean", "std", "max", "min"))]), ""]
+        out += [
+            f"## Table {n}: pretraining stability over {s['n']} sweeps ({st['label']} average of each sweep's {stat})",
+            "",
+            _row(["", "Mean", "Std", "Max", "Min"]),
+            "|---|---|---|---|---|",
+            _row([st["label"], *(_fmt(s[k]) for k in ("mean", "std", "max", "min"))]),
+            "",
+        ]
         out += [_row(["Sweep", f"{st['label']} avg."]), "|---|---|"]
         out += [_row([name, _fmt(v)]) for name, v in st["averages"].items()] + [""]
         n += 1
         task_heads = [TASKS[t].display for t in st["tasks"]]
-        out += [f"## Table {n}: standard deviation of each task over the {s['n']} sweeps", "",
-                _row(["", *task_heads]), "|" + "---|" * (len(task_heads) + 1),
-                _row(["Std", *(_fmt(st["per_task"][t]["std"]) for t in st["tasks"])]), ""]
+        out += [
+            f"## Table {n}: standard deviation of each task over the {s['n']} sweeps",
+            "",
+            _row(["", *task_heads]),
+            "|" + "---|" * (len(task_heads) + 1),
+            _row(["Std", *(_fmt(st["per_task"][t]["std"]) for t in st["tasks"])]),
+            "",
+        ]
     if report["pretrain"]:
         out += ["## Pretraining runs", "",
                 _row(["Run", "steps", "H / layers", "batch × length", "loss", "gen loss", "disc loss",
@@ -383,8 +413,12 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                 e = r["eval"]
                 out.append(_row([r["name"], str(r["probe_set"]), str(e["step"]),
                                  *(_fmt(e[k], 3) for k in PROBE_KEYS)]))  # fmt: skip
-            out += ["", "A logistic regression on the final layer's [CLS] state or its mean over tokens; *random* is "
-                    "the same probe on the randomly initialised encoder of the same shape: the line to beat.", ""]
+            out += [
+                "",
+                "A logistic regression on the final layer's [CLS] state or its mean over tokens; *random* is "
+                "the same probe on the randomly initialised encoder of the same shape: the line to beat.",
+                "",
+            ]
     if images:
         out += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     return "\n".join(out)

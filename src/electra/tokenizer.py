@@ -74,7 +74,10 @@ class WordPiece:
             "strip_accents": None,
             "tokenize_chinese_chars": True,
             "model_max_length": 512,
-            "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
             "mask_token": "[MASK]",
         }
         (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

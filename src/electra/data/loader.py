@@ -36,8 +36,9 @@ class PretrainLoader:
     """Infinite iterator of padded batches: dicts of int64 tensors input_ids / attention_mask / token_type_ids,
     each [global_batch_size / world_size, max_length]."""
 
-    def __init__(self, data_dir: str | os.PathLike, global_batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(
+        self, data_dir: str | os.PathLike, global_batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ElectraError(f"rank {rank} is not in [0, world_size={world_size})")
         if global_batch_size < 1 or global_batch_size % world_size:
@@ -84,7 +85,7 @@ class PretrainLoader:
             self.epoch, self.batch = self.epoch + 1, 0
         per_rank = self.global_batch_size // self.world_size
         start = self.batch * self.global_batch_size + self.rank * per_rank
-        positions = self.permutation(self.epoch)[start: start + per_rank]
+        positions = self.permutation(self.epoch)[start : start + per_rank]
         self.batch += 1
         return self.collate(self.train_index[positions])
 
@@ -115,7 +116,7 @@ class PretrainLoader:
             raise ElectraError(f"holdout batch size must be positive, got {batch_size}")
         index = self.holdout_index[rank::world_size]
         for start in range(0, len(index), batch_size):
-            yield self.collate(index[start: start + batch_size])
+            yield self.collate(index[start : start + batch_size])
 
     def token_counts(self, vocab_size: int, max_tokens: int = 50_000_000) -> np.ndarray:
         """How often each id occurs in the training examples (the first `max_tokens` of them, for a large corpus)."""
@@ -141,8 +142,13 @@ class PretrainLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume exactly where `state` was taken: the next batch is the one that would have come next."""
-        expected = {"version": STATE_VERSION, "seed": self.seed, "global_batch_size": self.global_batch_size,
-                    "num_train_examples": self.num_train_examples, "data_key": self.meta["key"]}
+        expected = {
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "global_batch_size": self.global_batch_size,
+            "num_train_examples": self.num_train_examples,
+            "data_key": self.meta["key"],
+        }
         for key, value in expected.items():
             if state.get(key) != value:
                 raise ElectraError(

@@ -155,7 +155,7 @@ def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
         listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise ElectraError(f"output directory {out_dir} holds other files ({listed}); choose an empty or new directory")
     for p in out_dir.glob(PARTIAL_PREFIX + "*"):
-        pid = p.name[len(PARTIAL_PREFIX):].split("-")[0]
+        pid = p.name[len(PARTIAL_PREFIX) :].split("-")[0]
         if not (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
             shutil.rmtree(p, ignore_errors=True)
     if (out_dir / store.META).is_file():
@@ -167,8 +167,17 @@ def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _differences(meta: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    names = ["sources", "tokenizer_fingerprint", "max_length", "seed", "clean", "text_field", "chunk_chars",
-             "holdout_setting", "skip_bad_lines"]
+    names = [
+        "sources",
+        "tokenizer_fingerprint",
+        "max_length",
+        "seed",
+        "clean",
+        "text_field",
+        "chunk_chars",
+        "holdout_setting",
+        "skip_bad_lines",
+    ]
     diff = [n for n in names if meta.get(n) != new.get(n)]
     return diff or ["format"]
 
@@ -189,8 +198,9 @@ def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
 # the public entry point
 
 
-def prepare_corpus(sources: list[str], tokenizer, max_length: int, out_dir, workers: int = 1, seed: int = 0,
-                   **options) -> Path:
+def prepare_corpus(
+    sources: list[str], tokenizer, max_length: int, out_dir, workers: int = 1, seed: int = 0, **options
+) -> Path:
     """Build (or reuse) the ELECTRA examples of `sources` in `out_dir` and return `out_dir`.
 
     Reuses a complete dataset built from the same inputs (file contents, tokenizer, max_length, seed, options);
@@ -260,8 +270,9 @@ def build_or_reuse(
     partial = out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{time.time_ns()}"
     partial.mkdir()
     try:
-        stats, writer, elapsed = _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines,
-                                        text_field, chunk_chars, progress)
+        stats, writer, elapsed = _build(
+            srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, text_field, chunk_chars, progress
+        )
         if writer.num_examples == 0:
             raise ElectraError(f"corpus {' '.join(sources)} contains no text: no examples were built")
         tokenizer.save(partial / store.TOKENIZER)
@@ -316,8 +327,9 @@ def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, 
                 write(build_chunk(tokenizer.backend, chunk, i, *args))
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(tokenizer.backend.to_str(),)) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_init_worker, initargs=(tokenizer.backend.to_str(),)
+            ) as pool:
                 in_flight: deque = deque()
                 try:
                     for i, chunk in enumerate(chunks):
@@ -340,8 +352,9 @@ def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, 
 def _progress_bar(total: int | None):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare", file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare", file=sys.stderr, dynamic_ncols=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,9 +362,14 @@ def _progress_bar(total: int | None):
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", nargs="+", required=True, metavar="SRC",
-                        help="text/.jsonl/.gz files or directories, `builtin` (small, offline, smoke runs only), "
-                             "hf:<dataset_id>[:<config>][:<split>], or openwebtext / wikipedia / bookcorpus")
+    parser.add_argument(
+        "--corpus",
+        nargs="+",
+        required=True,
+        metavar="SRC",
+        help="text/.jsonl/.gz files or directories, `builtin` (small, offline, smoke runs only), "
+        "hf:<dataset_id>[:<config>][:<split>], or openwebtext / wikipedia / bookcorpus",
+    )
     tok = parser.add_mutually_exclusive_group(required=True)
     tok.add_argument("--vocab", metavar="FILE", help="a WordPiece vocab.txt (or a tokenizer directory)")
     tok.add_argument("--tokenizer", metavar="ID", help="a hub id such as google/electra-small-discriminator")
@@ -360,15 +378,23 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset directory to create")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any N)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the example builder (default 0)")
-    parser.add_argument("--clean-lines", action="store_true",
-                        help="drop lines under 80 characters and delete '()' (richarddwang's Wikipedia cleaning)")
-    parser.add_argument("--skip-bad-lines", action="store_true",
-                        help="skip (and count) lines that are not valid UTF-8 instead of stopping")
+    parser.add_argument(
+        "--clean-lines",
+        action="store_true",
+        help="drop lines under 80 characters and delete '()' (richarddwang's Wikipedia cleaning)",
+    )
+    parser.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip (and count) lines that are not valid UTF-8 instead of stopping",
+    )
     parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets (default text)")
-    parser.add_argument("--holdout", type=int, default=None,
-                        help="examples set aside for evaluation (default min(1000, 5%%))")
-    parser.add_argument("--force", dest="overwrite", action="store_true",
-                        help="replace a dataset built from other inputs")
+    parser.add_argument(
+        "--holdout", type=int, default=None, help="examples set aside for evaluation (default min(1000, 5%%))"
+    )
+    parser.add_argument(
+        "--force", dest="overwrite", action="store_true", help="replace a dataset built from other inputs"
+    )
     parser.add_argument("--overwrite", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # older name
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -381,9 +407,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     if "builtin" in args.corpus:
         print("note: `builtin` is a small corpus of Python docstrings, for smoke runs only", file=sys.stderr)
     out, reused = build_or_reuse(
-        args.corpus, tokenizer, args.max_length, args.out, workers=args.workers, seed=args.seed,
-        clean=args.clean_lines, skip_bad_lines=args.skip_bad_lines, text_field=args.text_field,
-        holdout=args.holdout, overwrite=args.overwrite, progress=not args.quiet,
+        args.corpus,
+        tokenizer,
+        args.max_length,
+        args.out,
+        workers=args.workers,
+        seed=args.seed,
+        clean=args.clean_lines,
+        skip_bad_lines=args.skip_bad_lines,
+        text_field=args.text_field,
+        holdout=args.holdout,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     meta = store.load_dataset_meta(out)
     print(summary(meta, out, reused))
@@ -401,6 +436,8 @@ def summary(meta: dict[str, Any], out: Path, reused: bool = False) -> str:
     if meta["skipped_lines"]:
         lines.append(f"  skipped {meta['skipped_lines']:,} lines that were not valid UTF-8")
     if not reused:
-        lines.append(f"  built in {meta['build_seconds']:.1f} s with {meta['workers']} worker(s) "
-                     f"({meta['num_tokens'] / max(meta['build_seconds'], 1e-9):,.0f} stored tokens/s)")
+        lines.append(
+            f"  built in {meta['build_seconds']:.1f} s with {meta['workers']} worker(s) "
+            f"({meta['num_tokens'] / max(meta['build_seconds'], 1e-9):,.0f} stored tokens/s)"
+        )
     return "\n".join(lines)

@@ -31,8 +31,19 @@ TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
 BUILTIN_VERSION = 2  # 2: the linear probe's packages (`electra.probe.PROBE_PACKAGES`) are left out
 BUILTIN_MAX_CHARS = 2_000_000
-_BUILTIN_SKIP = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo",
-                 "__pycache__", "ensurepip", "pydoc_data", "venv"}
+_BUILTIN_SKIP = {
+    "test",
+    "tests",
+    "idlelib",
+    "site-packages",
+    "dist-packages",
+    "lib2to3",
+    "turtledemo",
+    "__pycache__",
+    "ensurepip",
+    "pydoc_data",
+    "venv",
+}
 
 # name -> (hub spec, clean lines like richarddwang/electra_pytorch does for Wikipedia)
 ALIASES: dict[str, tuple[str, bool]] = {

@@ -90,7 +90,7 @@ class ExampleStore:
         return len(self.segment_a)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.tokens[self.offsets[i]: self.offsets[i + 1]], int(self.segment_a[i])
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]], int(self.segment_a[i])
 
 
 def read_examples(path: str | os.PathLike) -> Iterator[tuple[list[int], int]]:
@@ -104,12 +104,12 @@ def read_examples(path: str | os.PathLike) -> Iterator[tuple[list[int], int]]:
     block = 4096
     for start in range(0, len(store), block):
         stop = min(start + block, len(store))
-        offsets = np.asarray(store.offsets[start: stop + 1])
-        tokens = np.asarray(store.tokens[offsets[0]: offsets[-1]]).tolist()
+        offsets = np.asarray(store.offsets[start : stop + 1])
+        tokens = np.asarray(store.tokens[offsets[0] : offsets[-1]]).tolist()
         seg = np.asarray(store.segment_a[start:stop]).tolist()
         base = int(offsets[0])
         for j in range(stop - start):
-            yield tokens[offsets[j] - base: offsets[j + 1] - base], seg[j]
+            yield tokens[offsets[j] - base : offsets[j + 1] - base], seg[j]
 
 
 class ExampleWriter:

@@ -22,8 +22,14 @@ from electra.errors import ElectraError
 from electra.tokenizer import SPECIAL_TOKENS, WordPiece
 
 
-def train_vocab(sources: list[str], vocab_size: int = 30522, cased: bool = False, min_frequency: int = 2,
-                skip_bad_lines: bool = False, text_field: str = "text") -> WordPiece:
+def train_vocab(
+    sources: list[str],
+    vocab_size: int = 30522,
+    cased: bool = False,
+    min_frequency: int = 2,
+    skip_bad_lines: bool = False,
+    text_field: str = "text",
+) -> WordPiece:
     """A WordPiece tokenizer trained on every line of `sources`."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ElectraError(f"vocabulary size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
@@ -35,8 +41,13 @@ def train_vocab(sources: list[str], vocab_size: int = 30522, cased: bool = False
             yield from doc
 
     bert = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=not cased)
-    bert.train_from_iterator(lines(), vocab_size=vocab_size, min_frequency=min_frequency,
-                             special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    bert.train_from_iterator(
+        lines(),
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+    )
     if stats.documents == 0:
         raise ElectraError(f"corpus {' '.join(sources)} contains no text")
     return WordPiece(bert._tokenizer, lowercase=not cased, source="trained")
@@ -70,9 +81,13 @@ def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_vocab(args: argparse.Namespace) -> int:
-    tokenizer = train_vocab(args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines,
-                            args.text_field)
+    tokenizer = train_vocab(
+        args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
+    )
     save_new_dir(tokenizer, Path(args.out), args.overwrite)
-    print(f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
-          f"fingerprint {tokenizer.fingerprint()}", file=sys.stdout)
+    print(
+        f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
+        f"fingerprint {tokenizer.fingerprint()}",
+        file=sys.stdout,
+    )
     return 0

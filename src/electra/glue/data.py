@@ -116,8 +116,10 @@ def read_hub_split(task: Task, split: Split, dataset: str = HUB_DATASET) -> Spli
     try:
         ds = datasets.load_dataset(dataset, config, split=hub_split)
     except Exception as err:  # unreachable hub, missing split, ...
-        print(f"{task.display} {split.name}: not loaded from {dataset}/{config} ({type(err).__name__}: {err})",
-              file=sys.stderr)
+        print(
+            f"{task.display} {split.name}: not loaded from {dataset}/{config} ({type(err).__name__}: {err})",
+            file=sys.stderr,
+        )
         return None
     label_feature = ds.features.get("label")
     names = getattr(label_feature, "names", None)

@@ -154,8 +154,15 @@ def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
 
 
 def finetune_run(
-    data: TaskData, encoder, model_cfg: ModelConfig, cfg: FinetuneConfig, seed: int, device: torch.device,
-    pad_id: int, progress=None, epoch_losses: list[float] | None = None,
+    data: TaskData,
+    encoder,
+    model_cfg: ModelConfig,
+    cfg: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    pad_id: int,
+    progress=None,
+    epoch_losses: list[float] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
     """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
     `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
@@ -317,22 +324,39 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="pretraining run directory, HF-format directory, hub id "
-                             "(google/electra-small-discriminator), or random:<preset> (no pretraining)")
-    parser.add_argument("--tasks", default="all", help="all, or a comma-separated list: cola,sst2,mrpc,stsb,qqp,"
-                                                       "mnli,qnli,rte,wnli (AX is predicted by the MNLI runs)")
-    parser.add_argument("--glue-dir", help="GLUE data in the original distribution layout (default: the hub's "
-                                           "nyu-mll/glue through `datasets`)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="pretraining run directory, HF-format directory, hub id "
+        "(google/electra-small-discriminator), or random:<preset> (no pretraining)",
+    )
+    parser.add_argument(
+        "--tasks",
+        default="all",
+        help="all, or a comma-separated list: cola,sst2,mrpc,stsb,qqp,"
+        "mnli,qnli,rte,wnli (AX is predicted by the MNLI runs)",
+    )
+    parser.add_argument(
+        "--glue-dir",
+        help="GLUE data in the original distribution layout (default: the hub's nyu-mll/glue through `datasets`)",
+    )
     parser.add_argument("--runs", type=int, default=10, help="runs (seeds) per task (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ...")
     parser.add_argument("--out", required=True, help="output directory (an existing sweep is continued)")
-    parser.add_argument("--checkpoint", default="latest",
-                        help="for a pretraining run: latest, a kept fraction (6.25%%, 25%%, ...) or step_N")
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        help="for a pretraining run: latest, a kept fraction (6.25%%, 25%%, ...) or step_N",
+    )
     parser.add_argument("--tokenizer", help="vocab file or directory, if not the model's own")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:K")
-    parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="K/N",
-                        help="run only every N-th run starting at K (one process per GPU)")
+    parser.add_argument(
+        "--shard",
+        type=_parse_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="run only every N-th run starting at K (one process per GPU)",
+    )
     parser.add_argument("--save-model", action="store_true", help="keep each run's weights (model.safetensors)")
     parser.add_argument("--quiet", action="store_true")
     group = parser.add_argument_group("finetuning recipe", "every value of the recipe can be overridden")

@@ -45,10 +45,11 @@ def layer_lr_multiplier(depth: int, num_layers: int, decay: float, mode: LayerDe
 
 
 def layer_lr_multipliers(
-    names: list[str], num_layers: int, decay: float, mode: LayerDecayMode = "official",
+    names: list[str],
+    num_layers: int,
+    decay: float,
+    mode: LayerDecayMode = "official",
     head_prefixes: tuple[str, ...] = ("classifier.",),
 ) -> dict[str, float]:
     """{parameter name: learning-rate multiplier}; decay 1.0 switches layer-wise decay off."""
-    return {
-        n: layer_lr_multiplier(layer_depth(n, num_layers, head_prefixes), num_layers, decay, mode) for n in names
-    }
+    return {n: layer_lr_multiplier(layer_depth(n, num_layers, head_prefixes), num_layers, decay, mode) for n in names}

@@ -84,4 +84,3 @@ def build_model(encoder: ElectraModel | None, cfg: ModelConfig, num_outputs: int
     else:
         model.electra.load_state_dict(encoder.state_dict())
     return model
-

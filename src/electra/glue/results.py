@@ -158,12 +158,26 @@ def glue_label(covered: Iterable[str]) -> str:
 # ---------------------------------------------------------------------------------------------- table
 
 _CELLS = {  # columns of richarddwang/electra_pytorch's README table, with both metrics where there are two
-    "cola": ("mcc",), "sst2": ("acc",), "mrpc": ("f1", "acc"), "stsb": ("pearson", "spearman"),
-    "qqp": ("f1", "acc"), "mnli": ("acc", "acc_mm"), "qnli": ("acc",), "rte": ("acc",), "wnli": ("acc",),
+    "cola": ("mcc",),
+    "sst2": ("acc",),
+    "mrpc": ("f1", "acc"),
+    "stsb": ("pearson", "spearman"),
+    "qqp": ("f1", "acc"),
+    "mnli": ("acc", "acc_mm"),
+    "qnli": ("acc",),
+    "rte": ("acc",),
+    "wnli": ("acc",),
 }
 _HEADINGS = {
-    "cola": "CoLA (MCC)", "sst2": "SST-2 (acc)", "mrpc": "MRPC (F1/acc)", "stsb": "STS-B (P/S)",
-    "qqp": "QQP (F1/acc)", "mnli": "MNLI (m/mm)", "qnli": "QNLI (acc)", "rte": "RTE (acc)", "wnli": "WNLI (acc)",
+    "cola": "CoLA (MCC)",
+    "sst2": "SST-2 (acc)",
+    "mrpc": "MRPC (F1/acc)",
+    "stsb": "STS-B (P/S)",
+    "qqp": "QQP (F1/acc)",
+    "mnli": "MNLI (m/mm)",
+    "qnli": "QNLI (acc)",
+    "rte": "RTE (acc)",
+    "wnli": "WNLI (acc)",
 }
 
 
@@ -205,14 +219,22 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     constant = [f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"
                 for n in per_task if per_task[n].get("constant_runs")]  # fmt: skip
     if constant:
-        notes.append("Runs that predict one class (or one value) for every dev example, i.e. learnt nothing "
-                     "beyond the label prior: " + ", ".join(constant) + ".")
-    subsampled = {per_task[n]["display"]: per_task[n]["max_train_examples"] for n in per_task
-                  if any(v is not None for v in per_task[n]["max_train_examples"])}
+        notes.append(
+            "Runs that predict one class (or one value) for every dev example, i.e. learnt nothing "
+            "beyond the label prior: " + ", ".join(constant) + "."
+        )
+    subsampled = {
+        per_task[n]["display"]: per_task[n]["max_train_examples"]
+        for n in per_task
+        if any(v is not None for v in per_task[n]["max_train_examples"])
+    }
     if subsampled:
         of = {per_task[n]["display"]: per_task[n].get("n_train_available") for n in per_task}
-        notes.append("Train sets subsampled: " + ", ".join(
-            f"{k} to {v[0]}" + (f" of {of[k]:,}" if of.get(k) else "") for k, v in subsampled.items()) + ".")
+        notes.append(
+            "Train sets subsampled: "
+            + ", ".join(f"{k} to {v[0]}" + (f" of {of[k]:,}" if of.get(k) else "") for k, v in subsampled.items())
+            + "."
+        )
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 

@@ -22,8 +22,17 @@ from electra.glue.results import atomic_write_bytes, load_predictions, load_runs
 from electra.glue.tasks import TASKS, Task
 
 SERVER_FILES = (
-    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv",
-    "WNLI.tsv", "AX.tsv",
+    "CoLA.tsv",
+    "SST-2.tsv",
+    "MRPC.tsv",
+    "STS-B.tsv",
+    "QQP.tsv",
+    "MNLI-m.tsv",
+    "MNLI-mm.tsv",
+    "QNLI.tsv",
+    "RTE.tsv",
+    "WNLI.tsv",
+    "AX.tsv",
 )
 
 
@@ -65,8 +74,9 @@ def choose_runs(runs: list[dict[str, Any]], task: Task, pick: Pick) -> list[dict
         return by_score[: pick.k]
     chosen = [r for r in runs if Path(r["dir"]).name == pick.run]
     if not chosen:
-        raise ElectraError(f"{task.display} has no complete run {pick.run}; runs: "
-                           f"{', '.join(Path(r['dir']).name for r in runs)}")
+        raise ElectraError(
+            f"{task.display} has no complete run {pick.run}; runs: {', '.join(Path(r['dir']).name for r in runs)}"
+        )
     return chosen
 
 
@@ -113,11 +123,15 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
                     raise ElectraError(f"{path}: test rows differ from {paths[0]}; runs were made on different data")
             outputs = combine_outputs(task, [p["outputs"] for p in preds])
             files[split.submission] = format_predictions(task, index, outputs)
-            manifest.append({
-                "file": split.submission, "task": task.display, "rows": int(len(index)),
-                "runs": [Path(r["dir"]).name for r in chosen],
-                "dev_" + task.score: [round(r["metrics"][task.score], 4) for r in chosen],
-            })
+            manifest.append(
+                {
+                    "file": split.submission,
+                    "task": task.display,
+                    "rows": int(len(index)),
+                    "runs": [Path(r["dir"]).name for r in chosen],
+                    "dev_" + task.score: [round(r["metrics"][task.score], 4) for r in chosen],
+                }
+            )
     return files, manifest
 
 
@@ -136,9 +150,12 @@ def write_zip(path: str | Path, files: dict[str, str]) -> None:
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", metavar="DIR", help="output directory of `electra finetune`")
     parser.add_argument("--out", default="glue_submission.zip", help="zip file to write (default %(default)s)")
-    parser.add_argument("--pick", default="best",
-                        help="which run per task: best | median | RUN (seed or run_<seed>) | ensemble:K "
-                             "(average the K best dev runs' probabilities); default %(default)s")
+    parser.add_argument(
+        "--pick",
+        default="best",
+        help="which run per task: best | median | RUN (seed or run_<seed>) | ensemble:K "
+        "(average the K best dev runs' probabilities); default %(default)s",
+    )
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -155,7 +172,10 @@ def run_submit(args: argparse.Namespace) -> int:
         print(f"{entry['file']:<12} {entry['rows']:>6} rows  from {', '.join(entry['runs'])} (dev {scores})")
     missing = [name for name in SERVER_FILES if name not in files]
     if missing:
-        print(f"not in the zip (no test predictions): {', '.join(missing)}; the GLUE server needs all "
-              f"{len(SERVER_FILES)} files", file=sys.stderr)
+        print(
+            f"not in the zip (no test predictions): {', '.join(missing)}; the GLUE server needs all "
+            f"{len(SERVER_FILES)} files",
+            file=sys.stderr,
+        )
     print(f"wrote {args.out} ({len(files)} files)")
     return 0
