@@ -8,6 +8,7 @@ import pytest
 import torch
 from glue_fixtures import VOCAB, write_glue, write_vocab
 
+from electra import io
 from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.glue import finetune, submit
@@ -208,7 +209,7 @@ def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     meta = ckpt.run_config(cfg, {}, {})
-    ckpt.write_json_atomic(run / "config.json", meta)
+    io.write_json(run / "config.json", meta)
     tok.save(run / "tokenizer")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ckpt.save_checkpoint(run / "checkpoints", "latest", model, opt, None, {"step": 0}, meta, tok)

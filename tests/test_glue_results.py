@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from electra.errors import ElectraError
-from electra.glue.results import aggregate, atomic_write_json, glue_label, markdown_table, save_predictions
+from electra.glue.results import aggregate, glue_label, markdown_table, save_predictions
 from electra.glue.submit import Pick, build_submission, choose_runs, parse_pick, write_zip
 from electra.glue.tasks import TASKS
+from electra.io import write_json
 
 
 def _run(out, task, seed, metrics, test_outputs=None):
@@ -14,7 +15,7 @@ def _run(out, task, seed, metrics, test_outputs=None):
     if test_outputs is not None:
         for split, outputs in test_outputs.items():
             save_predictions(d / f"predictions_{split}.npz", [str(i) for i in range(len(outputs))], outputs, None)
-    atomic_write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": metrics,
+    write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": metrics,
                                            "score": metrics[TASKS[task].score], "n_train": 100,
                                            "max_train_examples": None})  # fmt: skip
 
@@ -30,7 +31,7 @@ def test_statistics_over_runs(tmp_path):
 def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):
     def record(task, seed, n_train, cap, available):
         d = tmp_path / task / f"run_{seed}"
-        atomic_write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": {"acc": 50.0}, "score": 50.0,
+        write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": {"acc": 50.0}, "score": 50.0,
                                                "n_train": n_train, "max_train_examples": cap,
                                                **({"n_train_available": available} if available else {})})  # fmt: skip
 

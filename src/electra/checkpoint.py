@@ -23,7 +23,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from electra import io
 from electra.config import PretrainConfig, from_dict
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -60,17 +60,6 @@ def fraction_steps(max_steps: int) -> dict[int, str]:
     for f in FRACTIONS:
         out.setdefault(max(1, round(f * max_steps)), fraction_label(f))
     return out
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -169,19 +158,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
-def _install(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`, replacing an existing directory: final -> .old-*, tmp -> final, delete old.
-
-    A crash between the two renames leaves only `.old-*`, which `recover` renames back."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}-{time.time_ns()}")
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def recover(root: Path) -> None:
     """Undo an interrupted `_install` and drop unfinished temporary checkpoints."""
     if not root.is_dir():
@@ -198,20 +174,8 @@ def recover(root: Path) -> None:
                 pid = int(p.name.split("-")[-2])
             except (IndexError, ValueError):
                 pid = -1
-            if pid != os.getpid() and not _alive(pid):
+            if pid != os.getpid() and not io.pid_alive(pid):
                 shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def save_checkpoint(
@@ -239,10 +203,10 @@ def save_checkpoint(
         except TypeError:  # not JSON-able: keep it in a tensor file beside the JSON
             torch.save(loader_state, tmp / "loader_state.pt")
             trainer_state = {**trainer_state, "loader": "loader_state.pt"}
-        write_json_atomic(tmp / TRAINER_STATE, trainer_state)
-        write_json_atomic(tmp / CONFIG, {**config, "format": CHECKPOINT_FORMAT})
+        io.write_json(tmp / TRAINER_STATE, trainer_state)
+        io.write_json(tmp / CONFIG, {**config, "format": CHECKPOINT_FORMAT})
         tokenizer.save(tmp / TOKENIZER)
-        _install(tmp, root / name)
+        io.install_dir(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -254,7 +218,7 @@ def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
     tmp = root / f".tmp-{dst}-{os.getpid()}-{time.time_ns()}"
     try:
         shutil.copytree(root / src, tmp, copy_function=_link_or_copy)
-        _install(tmp, root / dst)
+        io.install_dir(tmp, root / dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -271,7 +235,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 def update_index(root: Path, label: str, name: str) -> None:
     index = read_json(root / INDEX, "checkpoint index") if (root / INDEX).is_file() else {}
     index[label] = name
-    write_json_atomic(root / INDEX, index)
+    io.write_json(root / INDEX, index)
 
 
 # ---------------------------------------------------------------------------------------------- load

@@ -19,10 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ from torch import nn
 
 from electra.errors import ElectraError
 from electra.hf import quiet_transformers, to_hf
+from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
 
 VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
@@ -38,52 +35,6 @@ GLUE_HEAD = "classifier.safetensors"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def write_dir_atomically(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False,
-                         source: str | os.PathLike | None = None) -> Path:  # fmt: skip
-    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`.
-
-    An existing non-empty `out` is refused unless `force`; with `force` it is replaced only once the new content
-    is complete, so an interrupted export never leaves a half-written `out` behind. `out` may neither be, nor
-    contain, nor lie inside `source` (replacing it would delete what is being exported)."""
-    out = Path(out)
-    if source is not None:
-        a, b = out.resolve(), Path(source).resolve()
-        if a == b or a in b.parents or b in a.parents:
-            raise ElectraError(f"--out {out} would overlap the run being exported ({source}); choose a directory "
-                               "outside it")  # fmt: skip
-    if out.exists() and not out.is_dir():
-        raise ElectraError(f"--out {out} is a file; expected a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ElectraError(f"--out {out} already exists and is not empty; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700
-    old = None
-    try:
-        write(tmp)
-        for f in tmp.rglob("*"):  # some writers create 0600 files; an export is meant to be shared
-            if f.is_file():
-                os.chmod(f, 0o666 & ~umask)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out.exists():
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -163,9 +114,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
         }  # fmt: skip
         if verify:
             record["verified_max_abs_diff"] = diffs
-        _write_json(tmp / "export.json", record)
+        write_json(tmp / "export.json", record)
 
-    write_dir_atomically(out, write, force, source=run_dir)
+    write_dir(out, write, force, source=run_dir, source_name="the run being exported")
     return record
 
 
@@ -289,10 +240,10 @@ def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool 
                    "bias": model.classifier.bias.detach().contiguous()}, str(tmp / GLUE_HEAD))  # fmt: skip
         if verify:
             head["verified_max_abs_diff"] = diff
-        _write_json(tmp / "head.json", head)
+        write_json(tmp / "head.json", head)
         (tmp / "README.md").write_text(glue_head_readme(head))
 
-    write_dir_atomically(out, write, force, source=run)
+    write_dir(out, write, force, source=run, source_name="the run being exported")
     return head
 
 

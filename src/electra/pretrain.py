@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from electra import checkpoint as ckpt
-from electra import dist
+from electra import dist, io
 from electra.config import PRESETS, PretrainConfig, add_config_arguments, from_dict, overrides_from_args, preset
 from electra.errors import ElectraError
 from electra.flops import format_flops, train_flops_per_sequence
@@ -450,9 +449,7 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
             continue
         if record.get("step", 0) <= start_step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    io.write_text(path, "".join(line + "\n" for line in kept))
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -776,14 +773,13 @@ def _start_run_dir(setup: Setup, run_config: dict[str, Any], fresh: bool) -> Non
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    ckpt.write_json_atomic(run_dir / ckpt.CONFIG, run_config)
+    io.write_json(run_dir / ckpt.CONFIG, run_config)
     _install_tokenizer(setup.tokenizer, run_dir / ckpt.TOKENIZER)
 
 
 def _install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
     """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
     else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
-    from electra.export import write_dir_atomically
 
     if path.is_dir():
         try:
@@ -791,7 +787,7 @@ def _install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
                 return
         except ElectraError:
             pass  # unreadable: replaced below
-    write_dir_atomically(path, tokenizer.save, force=True)
+    io.write_dir(path, tokenizer.save, force=True)
 
 
 def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info) -> Path | None:
@@ -808,7 +804,7 @@ def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info)
             ckpt.copy_checkpoint(root, ckpt.LATEST, name)
             ckpt.update_index(root, keep[step], name)
         if finished:
-            ckpt.write_json_atomic(setup.run_dir / ckpt.CONFIG, {**run_config, "finished": True})
+            io.write_json(setup.run_dir / ckpt.CONFIG, {**run_config, "finished": True})
     dist.barrier(info)
     return path
 

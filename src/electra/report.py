@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
+from electra.io import save_figure, write_text
 
 STATS = ("median", "mean", "max")  # what a GLUE cell can show (the official README reports medians)
 LOSS_KEYS = ("loss", "gen_loss", "disc_loss")
@@ -427,18 +427,6 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------- plots
 
 
-def _save_figure(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _figure(nrows: int, ncols: int, width: float, height: float):
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend state
 
@@ -461,7 +449,7 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
@@ -495,7 +483,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
     for a in axes[0]:
         if a.has_data():
             a.legend(fontsize=7)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_probe(runs: list[PretrainRun], path: Path) -> None:
@@ -519,7 +507,7 @@ def plot_probe(runs: list[PretrainRun], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=7)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_glue(report: dict[str, Any], path: Path) -> None:
@@ -547,7 +535,7 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
     ax.set_title("GLUE dev results per task")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -575,17 +563,9 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, stat: s
         plot_glue(report, out / "glue.png")
         images.append("glue.png")
     text = markdown(report, images)
-    _write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    _write_text(out / "index.md", text)
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text(out / "index.md", text)
     return text
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk (spec §2), streaming and multi-process.
+"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk (faithfulness §2), streaming and multi-process.
 
 The corpus is read as a stream of documents and cut into chunks at document boundaries (a chunk closes once it
 holds `chunk_chars` characters; a longer document is split at a line boundary, which acts as a document boundary).
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from electra import __version__
+from electra import __version__, io
 from electra.data import store
 from electra.data.builder import MIN_MAX_LENGTH, ExampleBuilder, next_target_length, serialize
 from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
@@ -134,14 +134,6 @@ def _ours(name: str) -> bool:
     return name in (store.META, store.TOKENIZER, *store.DATA_FILES) or name.startswith((PARTIAL_PREFIX, ".meta.json"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
     """The metadata of a complete dataset in `out_dir`, None if there is none; refuse a directory of other things.
 
@@ -156,7 +148,7 @@ def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
         raise ElectraError(f"output directory {out_dir} holds other files ({listed}); choose an empty or new directory")
     for p in out_dir.glob(PARTIAL_PREFIX + "*"):
         pid = p.name[len(PARTIAL_PREFIX) :].split("-")[0]
-        if not (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
+        if not (pid.isdigit() and io.pid_alive(int(pid)) and int(pid) != os.getpid()):
             shutil.rmtree(p, ignore_errors=True)
     if (out_dir / store.META).is_file():
         try:
@@ -191,7 +183,7 @@ def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
     if (out_dir / store.TOKENIZER).exists():
         shutil.rmtree(out_dir / store.TOKENIZER)
     os.replace(partial / store.TOKENIZER, out_dir / store.TOKENIZER)
-    store.write_json_atomic(out_dir / store.META, meta)
+    io.write_json(out_dir / store.META, meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,15 +8,13 @@ special tokens first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. The output d
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers.implementations import BertWordPieceTokenizer
 
+from electra import io
 from electra.data.sources import ReadStats, iter_documents, resolve_sources
 from electra.errors import ElectraError
 from electra.tokenizer import SPECIAL_TOKENS, WordPiece
@@ -53,21 +51,6 @@ def train_vocab(
     return WordPiece(bert._tokenizer, lowercase=not cased, source="trained")
 
 
-def save_new_dir(tokenizer: WordPiece, out: Path, overwrite: bool = False) -> None:
-    """Save into a temporary sibling directory, then move it into place (never a half-written `out`)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ElectraError(f"output {out} already exists and is not empty; pass --force or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        tokenizer.save(tmp)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", nargs="+", required=True, metavar="SRC", help="corpus sources, as for prepare")
     parser.add_argument("--size", type=int, default=30522, help="vocabulary size (default 30522, as BERT)")
@@ -84,7 +67,7 @@ def run_vocab(args: argparse.Namespace) -> int:
     tokenizer = train_vocab(
         args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
     )
-    save_new_dir(tokenizer, Path(args.out), args.overwrite)
+    io.write_dir(Path(args.out), tokenizer.save, force=args.overwrite)
     print(
         f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
         f"fingerprint {tokenizer.fingerprint()}",

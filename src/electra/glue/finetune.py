@@ -4,7 +4,7 @@ One run = (task, seed) in `OUT/<task>/run_<seed>/` (layout in `electra.glue.resu
 written last, so an interrupted sweep continues with the first incomplete run. Runs are independent: start one
 process per GPU with `--device cuda:K --shard K/N` to spread a sweep.
 
-Recipe (spec §6, paper Table 7): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 % of the steps
+Recipe (paper Table 7, docs/faithfulness.md §6): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 % of the steps
 with the official schedule shape (step 0 has lr 0), clip 1.0, batch 32, layer-wise LR decay 0.8 (0.9 for 24
 layers), lr 3e-4 / 1e-4 / 5e-5 by size, 3 epochs (10 for RTE and STS-B), batch loss = sum over examples.
 """
@@ -34,8 +34,9 @@ from electra.glue.data import Features, SplitData, collate, double_unordered, fe
 from electra.glue.layer_decay import layer_lr_multipliers
 from electra.glue.metrics import compute_metrics, is_constant, majority_metrics
 from electra.glue.model import build_model, load_encoder, per_example_loss
-from electra.glue.results import atomic_write_json, run_dir, save_predictions, write_results
+from electra.glue.results import run_dir, save_predictions, write_results
 from electra.glue.tasks import Task, parse_tasks
+from electra.io import write_json
 from electra.optim import AdamW, lr_factor, param_groups
 
 
@@ -45,7 +46,7 @@ class FinetuneConfig:
 
     learning_rate: float | None = None  # 3e-4 Small (H <= 256), 1e-4 Base (H <= 768), 5e-5 Large
     layerwise_lr_decay: float | None = None  # 0.8 Small/Base, 0.9 Large (24 layers); 1.0 switches it off
-    layer_decay_mode: Literal["official", "paper"] = "official"  # official keeps the off-by-one (spec §5.3)
+    layer_decay_mode: Literal["official", "paper"] = "official"  # official keeps the off-by-one (faithfulness §5.3)
     weight_decay: float = 0.0  # paper Table 7 (the official code's default is 0.01)
     warmup_proportion: float = 0.1
     batch_size: int = 32
@@ -149,7 +150,7 @@ def predict(model, features: Features, device: torch.device, cfg: FinetuneConfig
 
 
 def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
-    """T = ceil(n / batch) * epochs (spec §6.2: the train set padded to a whole number of batches)."""
+    """T = ceil(n / batch) * epochs (docs/faithfulness.md §6.2: the train set padded to a whole number of batches)."""
     return math.ceil(n_train / cfg.batch_size) * cfg.epochs
 
 
@@ -227,7 +228,7 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
     """Predictions and config first, metrics.json last (it marks the run complete)."""
     d = run_dir(out, data.task, seed)
     d.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(d / "config.json", config)
+    write_json(d / "config.json", config)
     for split, feats in {**data.evals, **data.tests}.items():
         labels = feats.labels if split in data.evals else None
         save_predictions(d / f"predictions_{split}.npz", feats.index, outputs[split], labels)
@@ -239,7 +240,7 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
         tmp.replace(d / "model.safetensors")
     cap = config["finetune"]["max_train_examples"]
     dev = data.evals.get("dev")
-    atomic_write_json(d / "metrics.json", {
+    write_json(d / "metrics.json", {
         "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
         # the floor to clear, and whether this run fell to it: one class (or one value) for every dev example
         "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,

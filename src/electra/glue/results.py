@@ -7,15 +7,14 @@ Layout of a sweep directory::
     OUT/<task>/run_<seed>/metrics.json         written last: its presence marks the run complete
     OUT/results.json, OUT/results.md           the aggregate over all complete runs
 
-The GLUE average is over the 8 tasks of the official README (WNLI excluded, spec §6.5), each task contributing its
-`score` metric. With tasks missing it is labelled "GLUE-k (no X, Y)", never presented as the 8-task average.
+The GLUE average is over the 8 tasks of the official README (WNLI excluded, docs/faithfulness.md §6.5), each task
+contributing its `score` metric. With tasks missing it is labelled "GLUE-k (no X, Y)", never presented as the
+8-task average.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,31 +23,9 @@ import numpy as np
 
 from electra.errors import ElectraError
 from electra.glue.tasks import AVERAGE_TASKS, TASKS, Task
+from electra.io import write_bytes, write_json
 
 STATS = ("median", "mean", "std", "max", "min")
-
-
-# ---------------------------------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def save_predictions(path: str | Path, index: Iterable[str], outputs: np.ndarray, labels: np.ndarray | None) -> None:
@@ -59,7 +36,7 @@ def save_predictions(path: str | Path, index: Iterable[str], outputs: np.ndarray
         arrays["labels"] = np.asarray(labels)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
@@ -241,6 +218,6 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
 def write_results(out: str | Path, model: str = "") -> dict[str, Any]:
     """Aggregate every complete run under `out` into results.json and results.md."""
     results = aggregate(out)
-    atomic_write_json(Path(out) / "results.json", results)
-    atomic_write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
+    write_json(Path(out) / "results.json", results)
+    write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
     return results

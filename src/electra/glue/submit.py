@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
-from electra.glue.results import atomic_write_bytes, load_predictions, load_runs
+from electra.glue.results import load_predictions, load_runs
 from electra.glue.tasks import TASKS, Task
+from electra.io import write_bytes
 
 SERVER_FILES = (
     "CoLA.tsv",
@@ -141,7 +142,7 @@ def write_zip(path: str | Path, files: dict[str, str]) -> None:
         for name in SERVER_FILES:
             if name in files:
                 zf.writestr(name, files[name])
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -1,0 +1,228 @@
+"""Files that are never seen half-written, and one writer per output directory.
+
+Every file the toolkit writes goes through `write_bytes` / `write_text` / `write_json` (a temporary file beside the
+target, flushed, then renamed over it), every directory through `write_dir` or `install_dir` (a temporary sibling
+renamed into place), so a kill at any moment leaves either the old content or the new one. `DirLock` makes sure
+only one process writes an output directory at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from electra.errors import ElectraError
+
+LOCK_FILE = ".lock"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file in `path`'s directory, flush it to disk, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+    """`fig.savefig` to a temporary PNG beside `path`, then renamed over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def install_dir(tmp: Path, final: Path) -> None:
+    """Rename the finished directory `tmp` to `final`, replacing an existing one: final -> .old-*, tmp -> final,
+    then delete the old one. A crash between the two renames leaves only `.old-*` (see `checkpoint.recover`)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}-{time.time_ns()}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` is `b`, inside it, or contains it."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
+def write_dir(
+    out: str | os.PathLike,
+    write: Callable[[Path], None],
+    force: bool = False,
+    source: str | os.PathLike | None = None,
+    source_name: str = "the input",
+) -> Path:
+    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`.
+
+    An existing non-empty `out` is refused unless `force`; with `force` it is replaced only once the new content
+    is complete, so an interruption never leaves a half-written `out` behind. `out` may neither be, nor contain,
+    nor lie inside `source` (replacing it would delete what is being read)."""
+    out = Path(out)
+    if source is not None and overlaps(out, source):
+        raise ElectraError(f"--out {out} would overlap {source_name} ({source}); choose a directory outside it")
+    if out.exists() and not out.is_dir():
+        raise ElectraError(f"--out {out} is a file; expected a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ElectraError(f"--out {out} already exists and is not empty; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    mask = _umask()
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700
+    old = None
+    try:
+        write(tmp)
+        for f in tmp.rglob("*"):  # some writers create 0600 files; an output is meant to be shared
+            if f.is_file():
+                os.chmod(f, 0o666 & ~mask)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (one we may not signal counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class DirLock:
+    """One writer per directory: an exclusive `flock` on `<dir>/.lock`, which records the holder's pid and host.
+
+    The kernel releases the lock when its process ends however it ends, so a killed run never leaves a lock that
+    blocks its `--resume`; the pid and host left in the file are only used to say who holds a live lock (and, for a
+    lock file left by a process that is gone, that it was stale). On a file system without `flock` (some network
+    mounts) the pid check alone decides, for holders on this host."""
+
+    def __init__(self, directory: str | os.PathLike, what: str = "run directory"):
+        self.directory = Path(directory)
+        self.what = what
+        self._fd: int | None = None
+        self.stale: str | None = None  # the previous holder, when a lock file was left behind
+
+    def acquire(self) -> DirLock:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ElectraError(
+                f"{self.what} {self.directory} is in use by another process ({_describe(holder)}); "
+                f"wait for it to finish or stop it; if it is gone, delete {path}"
+            ) from None
+        except OSError:  # no flock here: fall back to the recorded pid, which only this host can check
+            if _held_elsewhere(holder):
+                os.close(fd)
+                raise ElectraError(
+                    f"{self.what} {self.directory} is in use ({_describe(holder)}); if that process is gone, "
+                    f"delete {path}"
+                ) from None
+        if holder and holder != _me():
+            self.stale = holder
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _me().encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> DirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _me() -> str:
+    return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
+def _describe(holder: str) -> str:
+    return holder or "a process that has not yet written its pid"
+
+
+def _held_elsewhere(holder: str) -> bool:
+    parts = holder.split()
+    if len(parts) != 5 or not parts[1].isdigit():
+        return False
+    pid, host = int(parts[1]), parts[4]
+    return host != socket.gethostname() or (pid != os.getpid() and pid_alive(pid))
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike, what: str = "run directory") -> Iterator[DirLock]:
+    """`with locked(dir):` -- hold `dir`'s lock for the block (see `DirLock`)."""
+    lock = DirLock(directory, what).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
