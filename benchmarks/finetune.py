@@ -3,7 +3,7 @@
 One step = forward + backward + global-norm clip 1.0 + our AdamW step (no bias correction, layer-wise LR groups),
 batch 32, length 128 (no padding), ELECTRA-Small shape, fp32, dropout on, summed cross-entropy. Both models get the
 same optimizer and the same inputs; steps alternate between the two models so background load affects both alike.
-transformers' head is dense + GELU + dense (ElectraClassificationHead), ours one dense on [CLS] (spec §6.2): a
+transformers' head is dense + GELU + dense (ElectraClassificationHead), ours one dense on [CLS] (faithfulness §6.2): a
 difference of one 256x256 matmul on 32 vectors, negligible here.
 
     PYTHONPATH=src python benchmarks/finetune.py [--steps 20] [--preset small] [--threads N]

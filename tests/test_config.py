@@ -1,4 +1,4 @@
-"""Presets carry the spec's numbers; unknown keys fail with a suggestion; the CLI can override any field."""
+"""Presets carry the official numbers; unknown keys fail with a suggestion; the CLI can override any field."""
 
 import argparse
 import re
@@ -8,7 +8,7 @@ import pytest
 from electra.config import PRESETS, PretrainConfig, add_config_arguments, overrides_from_args, preset
 from electra.errors import ConfigError
 
-# (lr, batch, steps, max_length, mask_prob, generator_size, hidden, layers, embedding) from spec §1.4/§1.5/§10.17
+# (lr, batch, steps, max_length, mask_prob, generator_size, hidden, layers, embedding) from faithfulness §1.4, §1.5
 EXPECTED = {
     "small": (5e-4, 128, 1_000_000, 128, 0.15, 0.25, 256, 12, 128),
     "small++": (5e-4, 128, 4_000_000, 512, 0.15, 1.0, 256, 12, 128),

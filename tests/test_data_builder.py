@@ -1,4 +1,4 @@
-"""The ExampleBuilder against the official rules (spec §2.1, checklist items 18-19)."""
+"""The ExampleBuilder against the official rules (docs/faithfulness.md §2.1)."""
 
 import math
 import random

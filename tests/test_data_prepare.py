@@ -55,7 +55,7 @@ def test_examples_are_the_official_builders_on_the_tokenized_corpus(tmp_path, vo
 
 
 def test_words_up_to_200_characters_are_word_pieced(vocab):
-    tok = load_tokenizer(vocab)  # spec §2.4: only words over 200 characters become [UNK]
+    tok = load_tokenizer(vocab)  # docs/faithfulness.md §2.4: only words over 200 characters become [UNK]
     assert tok.encode("a" * 150) == [tok.encode("a")[0]] + [tok.backend.token_to_id("##a")] * 149
     assert tok.encode("a" * 201) == [tok.unk_id]
 

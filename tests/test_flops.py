@@ -1,4 +1,4 @@
-"""FLOP counting reproduces the paper's compute figures (spec §7)."""
+"""FLOP counting reproduces the paper's compute figures (docs/faithfulness.md §7)."""
 
 import pytest
 
@@ -23,7 +23,7 @@ def test_presets_reproduce_the_spec_table(name, steps, expected):
 def test_bert_small_baseline_and_inference():
     small = EncoderShape(256, 12, 128, embedding=128)
     assert electra_train_flops(None, small, 128, 1.45e6) == pytest.approx(1.419e18, rel=5e-4)
-    # inference of the discriminator on one sequence of 128: small 3.68e9, base 2.86e10, large 8.75e10 (spec §7)
+    # inference of the discriminator on one sequence of 128: small 3.68e9, base 2.86e10, large 8.75e10 (faithfulness §7)
     assert forward_flops(small, "binary") == pytest.approx(3.68e9, rel=2e-3)
     assert forward_flops(EncoderShape(768, 12, 128), "binary") == pytest.approx(2.86e10, rel=2e-3)
     assert forward_flops(EncoderShape(1024, 24, 128), "binary") == pytest.approx(8.75e10, rel=2e-3)

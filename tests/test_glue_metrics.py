@@ -54,7 +54,7 @@ def test_sts_predictions_are_on_the_0_5_scale_and_clipped():
     assert predictions_from_outputs(TASKS["stsb"], np.array([[-0.1], [0.5], [1.3]])).tolist() == [0.0, 2.5, 5.0]
 
 
-SPEC_TABLE = {  # electra-spec.md §5.3: (head, top layer, next layer, layer_0, embeddings)
+SPEC_TABLE = {  # docs/faithfulness.md §5.3: (head, top layer, next layer, layer_0, embeddings)
     (12, 0.8): (1, 0.64, 0.512, 0.05498, 0.04398),
     (24, 0.9): (1, 0.81, 0.729, 0.07179, 0.06461),
 }

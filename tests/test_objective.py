@@ -1,4 +1,4 @@
-"""The replaced-token-detection objective against the spec's formulas (electra-spec.md §3, §10 items 1-9)."""
+"""The replaced-token-detection objective against the official formulas (docs/faithfulness.md §3)."""
 
 import math
 
@@ -67,7 +67,7 @@ def test_mask_tokens_selection_rules():
 def test_mask_tokens_draws_with_replacement_and_85_15_split():
     ids, mask = make_batch([128] * 2000, seed=3)
     m = obj.mask_tokens(ids, mask, 0.15, 19, SPECIAL, rng=torch.Generator().manual_seed(2))
-    # duplicates occur: expected ~17.69 unique positions of 19 draws over 126 candidates (spec §3.1)
+    # duplicates occur: expected ~17.69 unique positions of 19 draws over 126 candidates (docs/faithfulness.md §3.1)
     unique = torch.tensor([len(set(r.tolist())) for r in m.positions]).float().mean()
     assert abs(unique - 17.69) < 0.1
     # share of selected (unique) positions that became [MASK]; a duplicate is [MASK] if either slot says so

@@ -1,4 +1,4 @@
-"""The official optimizer and schedule (spec §5), checked against independent computations."""
+"""The official optimizer and schedule (docs/faithfulness.md §5), checked against independent computations."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from electra.optim import AdamW, lr_factor, param_groups
 
 
 def reference_adam_weight_decay(p0, grads, lrs, wd, b1=0.9, b2=0.999, eps=1e-6):
-    """Spec §5.2 in float64 numpy: m, v without bias correction; p <- p - lr (m / (sqrt(v) + eps) + wd p)."""
+    """Faithfulness §5.2 in float64 numpy: m, v without bias correction; p <- p - lr (m / (sqrt(v) + eps) + wd p)."""
     p, m, v = p0.astype(np.float64).copy(), np.zeros_like(p0, np.float64), np.zeros_like(p0, np.float64)
     for g, lr in zip(grads, lrs, strict=True):
         m = b1 * m + (1 - b1) * g

@@ -1,4 +1,4 @@
-"""Training FLOPs counted as the ELECTRA paper does (spec §7; `google-research/electra flops_computation.py`).
+"""Training FLOPs counted as the ELECTRA paper does (docs/faithfulness.md §7; official `flops_computation.py`).
 
 Conventions (kept so that our numbers are comparable with the paper's compute column):
 - a matrix multiply costs 2·m·n FLOPs per token (m×n weight); a bias add 1 per element;

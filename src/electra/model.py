@@ -3,8 +3,8 @@
 Read top to bottom: Embeddings -> SelfAttention -> Layer -> ElectraModel (the encoder) -> Generator and
 Discriminator heads -> ELECTRA, the pretraining model whose `forward` is the paper's replaced-token detection.
 Parameter names mirror `transformers`' ELECTRA classes, so converting is (nearly) the identity key map.
-Spec: `electra-spec.md` §3 (objective) and §4 (model). Single-device code: DDP, autocast and `torch.compile`
-wrap it from the outside.
+Details and sources: docs/faithfulness.md §3 (objective) and §4 (model). Single-device code: DDP, autocast and
+`torch.compile` wrap it from the outside.
 """
 
 from __future__ import annotations
@@ -247,8 +247,9 @@ class Discriminator(nn.Module):
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Spec §4: truncated normal (cut at +-2 std, absolute bounds) for embeddings and dense kernels, zero biases,
-    LayerNorm 1/0; Glorot-uniform for `embeddings_project` and the discriminator's final dense."""
+    """As the official code (docs/faithfulness.md §4): truncated normal (cut at +-2 std, absolute bounds) for
+    embeddings and dense kernels, zero biases, LayerNorm 1/0; Glorot-uniform for `embeddings_project` and the
+    discriminator's final dense."""
     for name, m in module.named_modules():
         if isinstance(m, nn.Linear):
             if name.endswith(("embeddings_project", "dense_prediction")):

@@ -1,4 +1,4 @@
-"""Replaced-token detection as small pure functions (spec §3).
+"""Replaced-token detection as small pure functions (docs/faithfulness.md §3).
 
 mask_tokens -> generator logits at the masked slots -> sample_replacements -> replace_tokens (fake input and
 labels) -> generator_loss + discriminator_loss. Randomness comes only from the `torch.Generator` passed in, so a
@@ -43,7 +43,7 @@ def is_any(ids: Tensor, values: tuple[int, ...]) -> Tensor:
 
 
 def num_to_mask(num_tokens: Tensor, mask_prob: float, max_predictions: int) -> Tensor:
-    """k = max(1, min(N, round_half_even(float32(n) * float32(p)))) with n counting [CLS]/[SEP] (spec §3.1)."""
+    """k = max(1, min(N, round_half_even(float32(n) * float32(p)))) with n counting [CLS]/[SEP] (faithfulness §3.1)."""
     product = num_tokens.to(torch.float32) * torch.tensor(mask_prob, dtype=torch.float32)
     return product.round().long().clamp(min=1, max=max_predictions)  # torch.round is half-to-even
 
@@ -175,7 +175,7 @@ def replace_tokens(
 def generator_loss(
     logits: Tensor, targets: Tensor, weights: Tensor, label_smoothing: float = 0.0, total_weight: Tensor | None = None
 ) -> Tensor:
-    """sum(w * nll) / (sum(w) + 1e-6) over the batch and all slots (spec §3.2).
+    """sum(w * nll) / (sum(w) + 1e-6) over the batch and all slots (docs/faithfulness.md §3.2).
 
     `total_weight` replaces sum(w) when this batch is one micro-batch of a larger (global) batch: pass the sum of
     the weights over the whole global batch, and the micro-batch losses add up to the full batch's loss."""
@@ -193,7 +193,7 @@ def discriminator_loss(
     label_smoothing: float = 0.0,
     total_tokens: Tensor | None = None,
 ) -> Tensor:
-    """Sigmoid cross-entropy averaged over every real token in the batch, [CLS]/[SEP] included (spec §3.4).
+    """Sigmoid cross-entropy averaged over every real token in the batch, [CLS]/[SEP] included (faithfulness §3.4).
 
     `total_tokens` replaces the batch's token count for a micro-batch of a larger batch (see `generator_loss`)."""
     targets = labels.float()

@@ -1,4 +1,4 @@
-"""The official optimizer and learning-rate schedule (spec §5).
+"""The official optimizer and learning-rate schedule (docs/faithfulness.md §5).
 
 AdamW without bias correction: m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
 p <- p - lr * (m / (sqrt(v) + eps) + wd * p), with weight decay skipped for LayerNorm parameters and biases.

@@ -1,4 +1,4 @@
-"""The WordPiece tokenizer every workflow shares: BERT uncased by default (spec §2.4), Rust-backed.
+"""The WordPiece tokenizer every workflow shares: BERT uncased by default (docs/faithfulness.md §2.4), Rust-backed.
 
 `load_tokenizer` accepts a `vocab.txt` file, a directory (ours, or any Hugging Face model directory with
 `tokenizer.json` or `vocab.txt`), or a hub id such as `google/electra-small-discriminator`.

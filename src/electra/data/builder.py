@@ -1,4 +1,4 @@
-"""The official `ExampleBuilder` (spec §2.1, `google-research/electra build_pretraining_dataset.py:34-114`).
+"""The official `ExampleBuilder` (faithfulness §2.1, `google-research/electra build_pretraining_dataset.py:34-114`).
 
 A pure class: it takes already-tokenized lines and its own `random.Random`, so a given seed always yields the same
 examples. The order of random draws is the official one: one draw for the single-segment chance, a 0.5 draw only when

@@ -1,6 +1,6 @@
 """Reading GLUE splits (GLUE distribution TSVs or the `datasets` hub copy) and turning them into model inputs.
 
-Per-task quirks of the original files (spec §6.3): CoLA train/dev have no header; the MRPC header starts with a
+Quirks of the original files (docs/faithfulness.md §6.3): CoLA train/dev have no header; the MRPC header starts with a
 UTF-8 byte-order mark; QQP contains malformed rows (skipped and counted, as the official code does); MNLI has
 dev_matched/dev_mismatched/test_matched/test_mismatched and AX lives in `diagnostic/`; STS-B scores are floats.
 Everywhere else a malformed row or an unknown label is an error naming the file and line.

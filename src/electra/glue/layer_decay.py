@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for finetuning (spec §5.3), on Hugging Face-style parameter names.
+"""Layer-wise learning-rate decay for finetuning (docs/faithfulness.md §5.3), on Hugging Face-style parameter names.
 
 Depth 0: `embeddings.*` and `embeddings_project.*`; depth i+1: `encoder.layer.{i}.*`; the task head: depth n+2.
 

@@ -1,4 +1,4 @@
-"""Dev-set metrics (spec §6.3), all x100.
+"""Dev-set metrics (docs/faithfulness.md §6.3), all x100.
 
 CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise.
 """

@@ -1,4 +1,4 @@
-"""The finetuning model (spec §6.2) and where its encoder comes from.
+"""The finetuning model (docs/faithfulness.md §6.2) and where its encoder comes from.
 
 `SequenceClassifier` = the pretrained discriminator's encoder + dropout(0.1) + one dense layer on h[CLS]
 (Glorot-uniform kernel, zero bias, no pooler). Classification: cross-entropy; STS-B: regression on y/5 with squared

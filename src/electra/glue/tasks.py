@@ -1,4 +1,5 @@
-"""The GLUE tasks as a table of small records (spec §6.3): where each split lives, its columns, labels and metrics.
+"""The GLUE tasks as a table of small records (docs/faithfulness.md §6.3): where each split lives, its columns,
+labels and metrics.
 
 Columns are looked up by header name, so a file whose layout differs from the GLUE distribution fails with a clear
 message instead of silently reading the wrong column. CoLA train/dev have no header: they get the names in
@@ -42,7 +43,7 @@ class Task:
     hub_text_b: str | None
     no_header: tuple[str, ...] | None = None  # names for the columns of header-less train/dev files (CoLA)
     skip_malformed: bool = False  # the original data is known to contain malformed rows: skip and count them
-    double_unordered: bool = False  # train also on (b, a) copies (MRPC and STS-B, spec §6.3)
+    double_unordered: bool = False  # train also on (b, a) copies (MRPC and STS-B, docs/faithfulness.md §6.3)
     in_average: bool = True  # WNLI is not part of the GLUE-8 average
     regression_max: float = 5.0  # STS-B targets are y / regression_max
 
@@ -173,7 +174,7 @@ TASKS: dict[str, Task] = {
                 Split("dev_mm", ("MNLI/dev_mismatched.tsv",), ("mnli", "validation_mismatched"), True),
                 Split("test", ("MNLI/test_matched.tsv",), ("mnli", "test_matched"), False, "MNLI-m.tsv"),
                 Split("test_mm", ("MNLI/test_mismatched.tsv",), ("mnli", "test_mismatched"), False, "MNLI-mm.tsv"),
-                # AX, the diagnostic set, is predicted by every MNLI run (spec §6.3)
+                # AX, the diagnostic set, is predicted by every MNLI run (docs/faithfulness.md §6.3)
                 Split(
                     "ax",
                     ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"),
@@ -231,7 +232,7 @@ TASKS: dict[str, Task] = {
     )
 }
 
-# The 8 tasks of the official README's GLUE average (spec §6.5), in its column order.
+# The 8 tasks of the official README's GLUE average (docs/faithfulness.md §6.5), in its column order.
 AVERAGE_TASKS: tuple[str, ...] = tuple(name for name, t in TASKS.items() if t.in_average)
 
 _ALIASES = {"sst": "sst2", "sst-2": "sst2", "sts": "stsb", "sts-b": "stsb", "ax": "mnli", "mnli-m": "mnli"}
