@@ -7,7 +7,7 @@ are run once per mode, each in a fresh process, and the per-step losses are comp
 
 A mode that fails prints its error instead of losses. Expect relative differences around 1e-7; 1e-3 or more means
 the compiled step computes something else. The CUDA-graph modes need one micro-batch per step (`--micro-batch`
-equal to `--batch`, the default), see `electra.pretrain.check_compile_plan`.
+equal to `--batch`, the default), see `electra.step.check_compile_plan`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
 from electra.objective import SpecialIds
 from electra.optim import lr_factor
-from electra.pretrain import BatchPlan, Precision, build_optimizer, check_compile_plan, plan_batches, train_step
+from electra.step import BatchPlan, Precision, build_optimizer, check_compile_plan, plan_batches, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog sat on mat is was big small red blue and or not it he she they we you i".split()
@@ -293,7 +293,7 @@ def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_
 def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(poison):
     """train_step never waits for the device: a non-finite loss (or gradient norm) sets `halted`, and that update
     and all later ones are skipped; the first bad step is what `read_steps` reports."""
-    from electra.pretrain import NonFiniteLoss, read_steps
+    from electra.step import NonFiniteLoss, read_steps
 
     cfg = tiny_cfg()
     torch.manual_seed(0)
@@ -476,7 +476,7 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
 
 def test_bf16_autocast_step_matches_fp32_closely():
     """The mixed-precision path (autocast around the whole forward; fp32 losses and sampling) on CPU."""
-    from electra.pretrain import choose_precision
+    from electra.step import choose_precision
 
     assert choose_precision("auto", torch.device("cpu")).name == "fp32"
     assert choose_precision("bf16", torch.device("cpu")).dtype == torch.bfloat16
@@ -522,7 +522,7 @@ def test_sampling_noise_drawn_before_the_generator_gives_the_same_replacements()
 def test_compiled_training_step_matches_eager():
     """`--compile` (the whole forward as one graph, the random draws eager) trains like eager: same losses step
     by step and the same weights after 3 updates. (Dropout off: compiled dropout draws its masks its own way.)"""
-    from electra.pretrain import compile_model
+    from electra.step import compile_model
 
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))

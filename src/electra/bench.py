@@ -2,7 +2,7 @@
 
     electra bench --preset small --batch 128 --seq-len 128 --steps 20 --precision bf16 --compile reduce-overhead --json
 
-Runs `pretrain.train_step` (masking, generator, sampling, discriminator, backward, clipping, optimizer) on random
+Runs `step.train_step` (masking, generator, sampling, discriminator, backward, clipping, optimizer) on random
 full-length sequences after a few warm-up steps, and reports sequences/s, tokens/s (positions processed),
 achieved FLOP/s (paper count, see `electra.flops`) and peak memory (CUDA: allocated by PyTorch; CPU: the
 process's peak resident set).
@@ -22,7 +22,7 @@ from electra.config import PRESETS, PretrainConfig, add_config_arguments, overri
 from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, count_parameters
 from electra.objective import SpecialIds
-from electra.pretrain import (
+from electra.step import (
     COMPILE_SCOPES,
     StepResult,
     add_compile_argument,
@@ -37,7 +37,7 @@ from electra.pretrain import (
 
 
 class SingleProcessStep:
-    """`pretrain.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
+    """`step.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
     compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
 
     def __init__(self, cfg: PretrainConfig, precision_name: str, compile_mode: str | None, device: str,

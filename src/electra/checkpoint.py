@@ -194,6 +194,7 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         save_model(model, str(tmp / MODEL))
+        io.fault_point("checkpoint.model_written")
         torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None},
                    tmp / OPTIMIZER)  # fmt: skip
         torch.save(_rng_state(), tmp / RNG_STATE)
@@ -206,6 +207,7 @@ def save_checkpoint(
         io.write_json(tmp / TRAINER_STATE, trainer_state)
         io.write_json(tmp / CONFIG, {**config, "format": CHECKPOINT_FORMAT})
         tokenizer.save(tmp / TOKENIZER)
+        io.fault_point("checkpoint.complete")
         io.install_dir(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,6 +220,7 @@ def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
     tmp = root / f".tmp-{dst}-{os.getpid()}-{time.time_ns()}"
     try:
         shutil.copytree(root / src, tmp, copy_function=_link_or_copy)
+        io.fault_point("checkpoint.copied")
         io.install_dir(tmp, root / dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Every preset is a plain dict of field values checked against the dataclasses below, so an unknown key fails
 loudly (with the nearest valid names) instead of being silently ignored. Values and sources are in
-`electra-spec.md` §1 (sizes, generator shape, pretraining defaults) and §5 (optimizer).
+docs/faithfulness.md §1 (sizes, generator shape, pretraining defaults) and §5 (optimizer).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ModelConfig:
             )
 
     def generator(self, size: float, layers: float = 1.0) -> ModelConfig:
-        """The generator's shape (spec §1.3): width, FFN and heads scale by `size`, depth by `layers`."""
+        """The generator's shape (faithfulness §1.3): width, FFN and heads scale by `size`, depth by `layers`."""
         hidden = int(round(self.hidden_size * size))
         return dataclasses.replace(
             self,
@@ -72,7 +72,7 @@ class PretrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: Objective = "electra"  # "mlm": BERT-style masked LM only (same encoder), for same-compute baselines
-    generator_size: float = 0.25  # generator hidden / discriminator hidden (spec §1.3)
+    generator_size: float = 0.25  # generator hidden / discriminator hidden (docs/faithfulness.md §1.3)
     generator_layers: float = 1.0  # generator depth / discriminator depth
     # official: generator and discriminator share the embedding tables and their LayerNorm (paper §3.2);
     # gdes: the discriminator adds its own zero-initialised deltas to the generator's tables, through which its
@@ -82,23 +82,23 @@ class PretrainConfig:
     # data and the discriminator's at the log-odds of a token being replaced, so that predicting the base rates
     # needs no change of the representations (docs/pretraining.md, "Why short runs finetune worse than random")
     output_bias_init: Literal["zero", "prior"] = "zero"
-    # data and masking (spec §3.1)
+    # data and masking (docs/faithfulness.md §3.1)
     max_length: int = 128
     mask_prob: float = 0.15
     masking: Literal["official", "bernoulli"] = "official"  # official: k slots drawn with replacement
     mask_token_prob: float = 0.85  # selected slots that become [MASK]
     random_token_prob: float = 0.0  # selected slots that become a random token (BERT: 0.1)
-    # generator sampling (spec §3.3)
+    # generator sampling (docs/faithfulness.md §3.3)
     sampling: Literal["gumbel", "multinomial"] = "gumbel"
     temperature: float = 1.0
     disallow_correct: bool = False
     uniform_generator: bool = False
-    # losses (spec §3.2, §3.4)
+    # losses (docs/faithfulness.md §3.2, §3.4)
     gen_weight: float = 1.0
     disc_weight: float = 50.0
     gen_label_smoothing: float = 0.0
     disc_label_smoothing: float = 0.0
-    # optimisation (spec §5)
+    # optimisation (docs/faithfulness.md §5)
     learning_rate: float = 5e-4
     batch_size: int = 128
     max_steps: int = 1_000_000
@@ -109,6 +109,8 @@ class PretrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
+    # Adam's epsilon for the generator's own parameters (not the shared embeddings); None: adam_epsilon. Ours.
+    generator_adam_epsilon: float | None = None
     adam_bias_correction: bool = False
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -143,6 +145,8 @@ class PretrainConfig:
             check_range(self, name, 0, None, lo_open=True)
         for name in ("gen_weight", "disc_weight", "weight_decay", "seed"):
             check_range(self, name, 0, None)
+        if self.generator_adam_epsilon is not None:
+            check_range(self, "generator_adam_epsilon", 0, None, lo_open=True)
         if self.warmup_steps > self.max_steps:
             raise ConfigError(
                 f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
@@ -151,7 +155,7 @@ class PretrainConfig:
 
     @property
     def max_predictions(self) -> int:
-        """N = int((mask_prob + 0.005) * max_length): masked slots per sequence (spec §1.1)."""
+        """N = int((mask_prob + 0.005) * max_length): masked slots per sequence (docs/faithfulness.md §1.1)."""
         return int((self.mask_prob + 0.005) * self.max_length)
 
     @property
@@ -186,7 +190,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_length=128,
         adam_epsilon=1e-2,
     ),
-    # The paper's ELECTRA-Small = ELECTRA-Small-OWT = the official default config (spec §1.1, §1.5).
+    # The paper's ELECTRA-Small = ELECTRA-Small-OWT = the official default config (docs/faithfulness.md §1.4, §1.5).
     "small": dict(
         model=_SMALL,
         generator_size=0.25,
@@ -196,7 +200,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         warmup_steps=10_000,
         max_length=128,
     ),
-    # The released ELECTRA-Small: full-size generator, length 512, ~4M steps (spec §1.5).
+    # The released ELECTRA-Small: full-size generator, length 512, ~4M steps (docs/faithfulness.md §1.5).
     "small++": dict(
         model=_SMALL,
         generator_size=1.0,
@@ -215,7 +219,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         warmup_steps=10_000,
         max_length=512,
     ),
-    # The released ELECTRA-Base (Base++): generator 1/3, batch 256, 4M steps (spec §1.5; paper Table 8).
+    # The released ELECTRA-Base (Base++): generator 1/3, batch 256, 4M steps (docs/faithfulness.md §1.5; paper Table 8).
     "base++": dict(
         model=_BASE,
         generator_size=1 / 3,
@@ -235,7 +239,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_length=512,
         mask_prob=0.25,
     ),
-    # The released ELECTRA-Large = ELECTRA-1.75M (spec §1.5).
+    # The released ELECTRA-Large = ELECTRA-1.75M (docs/faithfulness.md §1.5).
     "large++": dict(
         model=_LARGE,
         generator_size=0.25,
@@ -321,7 +325,7 @@ def _check_literals(obj) -> None:
 # ---------------------------------------------------------------------------------------------- CLI support
 
 
-def _flat_fields(*classes: type) -> list[tuple[str, Any]]:
+def flat_fields(*classes: type) -> list[tuple[str, Any]]:
     out = []
     for cls in classes:
         hints = typing.get_type_hints(cls)
@@ -344,16 +348,29 @@ def _parse_bool(text: str) -> bool:
 def add_config_arguments(parser: argparse.ArgumentParser, *classes: type, title: str = "config fields") -> None:
     """One `--field-name VALUE` option per dataclass field (defaults come from the preset, not from here)."""
     group = parser.add_argument_group(title, "override any field of the preset")
-    for name, hint in _flat_fields(*classes):
+    for name, hint in flat_fields(*classes):
         flag = "--" + name.replace("_", "-")
         kwargs: dict[str, Any] = dict(dest=f"cfg__{name}", default=argparse.SUPPRESS, metavar="V")
-        if typing.get_origin(hint) is Literal:
-            kwargs.update(choices=typing.get_args(hint), metavar=None)
+        args = typing.get_args(hint)
+        if type(None) in args and len(args) == 2:  # X | None: "none" gives None
+            inner = args[0] if args[1] is type(None) else args[1]
+            if inner in (int, float, str):
+                kwargs.update(type=_optional(inner))
+        elif typing.get_origin(hint) is Literal:
+            kwargs.update(choices=args, metavar=None)
         elif hint is bool:
             kwargs.update(type=_parse_bool)
         elif hint in (int, float, str):
             kwargs.update(type=hint)
         group.add_argument(flag, **kwargs)
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -271,30 +271,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from electra.loading import is_run_dir
+    from electra.api import export
 
-    source = Path(args.source)
-    if not source.exists():
-        raise ElectraError(f"{source} does not exist")
-    if is_run_dir(source) or (source / "model.safetensors").is_file() and (source / "trainer_state.json").is_file():
-        record = export_run(source, args.out, args.checkpoint, args.force, args.verify)
-        what = f"{record['checkpoint_dir']} (step {record['step']})"
-        print(f"exported {source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
-              f"{args.out}/generator (ElectraForMaskedLM)")  # fmt: skip
-    elif is_glue_run(source):
-        head = export_glue_run(source, args.out, args.force, args.verify, args.tokenizer)
-        print(f"exported {head['display']} run {source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
-              f"{', '.join(head['labels'])})")  # fmt: skip
-    elif (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
-        raise ElectraError(
-            f"{source} is a finetuning sweep; export one of its runs, {source}/<task>/run_<seed> "
-            "(finetuned with --save-model)"
-        )
+    record = export(args.source, args.out, checkpoint=args.checkpoint, force=args.force, verify=args.verify,
+                    tokenizer=args.tokenizer)  # fmt: skip
+    if "labels" in record:  # a GLUE run: encoder + head
+        print(f"exported {record['display']} run {args.source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
+              f"{', '.join(record['labels'])})")  # fmt: skip
     else:
-        raise ElectraError(
-            f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE "
-            "run directory (SWEEP/<task>/run_<seed> with config.json and metrics.json)"
-        )
+        what = f"{record['checkpoint_dir']} (step {record['step']})"
+        print(f"exported {args.source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
+              f"{args.out}/generator (ElectraForMaskedLM)")  # fmt: skip
     if args.verify:
         print("verified: transformers' from_pretrained loads every weight and computes our outputs")
     return 0

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -23,6 +24,20 @@ from typing import Any
 from electra.errors import ElectraError
 
 LOCK_FILE = ".lock"
+FAULT_ENV = "ELECTRA_FAULT"
+
+
+def fault_point(name: str) -> None:
+    """A kill for the tests: SIGKILL this process here when the environment variable ELECTRA_FAULT is `name`, or
+    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or spec.partition("@")[0] != name:
+        return
+    n = int(spec.partition("@")[2] or 1)
+    if n > 1:
+        os.environ[FAULT_ENV] = f"{name}@{n - 1}"
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _umask() -> int:
@@ -77,6 +92,7 @@ def install_dir(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".old-{final.name}-{os.getpid()}-{time.time_ns()}")
         os.rename(final, old)
+        fault_point("install.between_renames")
     os.rename(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -151,47 +167,56 @@ class DirLock:
 
     The kernel releases the lock when its process ends however it ends, so a killed run never leaves a lock that
     blocks its `--resume`; the pid and host left in the file are only used to say who holds a live lock (and, for a
-    lock file left by a process that is gone, that it was stale). On a file system without `flock` (some network
-    mounts) the pid check alone decides, for holders on this host."""
+    lock file left by a process that is gone, that it was stale). A clean release removes the file.
+    On a file system without `flock` (some network mounts) the pid check alone decides, for holders on this host."""
 
     def __init__(self, directory: str | os.PathLike, what: str = "run directory"):
         self.directory = Path(directory)
         self.what = what
         self._fd: int | None = None
+        self._path = self.directory / LOCK_FILE
         self.stale: str | None = None  # the previous holder, when a lock file was left behind
 
     def acquire(self) -> DirLock:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        holder = os.read(fd, 4096).decode(errors="replace").strip()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ElectraError(
-                f"{self.what} {self.directory} is in use by another process ({_describe(holder)}); "
-                f"wait for it to finish or stop it; if it is gone, delete {path}"
-            ) from None
-        except OSError:  # no flock here: fall back to the recorded pid, which only this host can check
-            if _held_elsewhere(holder):
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 os.close(fd)
                 raise ElectraError(
-                    f"{self.what} {self.directory} is in use ({_describe(holder)}); if that process is gone, "
-                    f"delete {path}"
+                    f"{self.what} {self.directory} is in use by another process ({_describe(holder)}); "
+                    f"wait for it to finish or stop it; if it is gone, delete {path}"
                 ) from None
+            except OSError:  # no flock here: fall back to the recorded pid, which only this host can check
+                if _held_elsewhere(holder):
+                    os.close(fd)
+                    raise ElectraError(
+                        f"{self.what} {self.directory} is in use ({_describe(holder)}); if that process is gone, "
+                        f"delete {path}"
+                    ) from None
+            try:  # the holder before us may have removed the file between our open and our lock: then retry
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
         if holder and holder != _me():
             self.stale = holder
         os.ftruncate(fd, 0)
         os.pwrite(fd, _me().encode(), 0)
-        self._fd = fd
+        self._fd, self._path = fd, path
         return self
 
     def release(self) -> None:
+        """Remove the lock file (while still holding the lock, so a waiter notices and retries) and unlock."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)
+            os.unlink(self._path)
         os.close(self._fd)  # closing the descriptor drops the flock
         self._fd = None
 

@@ -7,17 +7,17 @@ Read `train` for the loop. One optimizer step ("step N" = N-th update) processes
 whatever the number of processes: each process takes its contiguous slice of the batch and splits it into
 micro-batches (gradient accumulation). The loss of every micro-batch is normalised by the *global* batch's
 denominators (masked slots, real tokens), so the accumulated gradient is exactly the gradient of the official
-full-batch loss (spec §3.2, §3.4). All randomness of a micro-batch (masking, sampling, dropout) is seeded from
-(seed, step, global micro-batch index): 2 processes × k micro-batches compute what 1 process × 2k does, and a
-resumed run repeats an uninterrupted one exactly. Optimizer and schedule: spec §5 (see `electra.optim`).
+full-batch loss (docs/faithfulness.md §3.2, §3.4). All randomness of a micro-batch (masking, sampling, dropout) is
+seeded from (seed, step, global micro-batch index): 2 processes × k micro-batches compute what 1 process × 2k does,
+and a resumed run repeats an uninterrupted one exactly. Optimizer and schedule: docs/faithfulness.md §5 (see
+`electra.optim`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
+import os
 import shutil
 import sys
 import time
@@ -25,21 +25,44 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from electra import checkpoint as ckpt
-from electra import dist, io
-from electra.config import PRESETS, PretrainConfig, add_config_arguments, from_dict, overrides_from_args, preset
+from electra import dist, io, rundir
+from electra.config import (
+    PRESETS,
+    ModelConfig,
+    PretrainConfig,
+    add_config_arguments,
+    flat_fields,
+    from_dict,
+    overrides_from_args,
+    preset,
+    unknown_key_message,
+)
 from electra.errors import ElectraError
 from electra.flops import format_flops, train_flops_per_sequence
-from electra.model import ELECTRA, LossTotals
+from electra.model import ELECTRA
 from electra.objective import SpecialIds
-from electra.optim import AdamW, lr_factor, param_groups, peak_lr_factor
+from electra.optim import peak_lr_factor
+from electra.step import (
+    MAX_MICRO_TOKENS,
+    NonFiniteLoss,
+    StepResult,
+    add_compile_argument,
+    build_optimizer,
+    check_compile_plan,
+    choose_precision,
+    compile_model,
+    evaluate,
+    plan_batches,
+    read_steps,
+    set_learning_rate,
+    to_device,
+    train_step,
+)
 from electra.tokenizer import WordPiece, load_tokenizer
-
-MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
 
 
 @dataclass
@@ -67,298 +90,6 @@ class RunOptions:
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
     glue_dir: str | None = None  # for a `glue:<task>` probe
     wandb: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------- pieces
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    global_batch: int
-    world_size: int
-    micro: int  # sequences per forward, per process
-
-    @property
-    def per_rank(self) -> int:
-        return self.global_batch // self.world_size
-
-    @property
-    def accum(self) -> int:
-        return self.per_rank // self.micro
-
-
-def plan_batches(global_batch: int, world_size: int, micro: int | None, max_length: int) -> BatchPlan:
-    if global_batch % world_size:
-        raise ElectraError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
-    per_rank = global_batch // world_size
-    if micro is None:  # the largest divisor of the per-process batch within MAX_MICRO_TOKENS positions
-        micro = max(d for d in range(1, per_rank + 1) if per_rank % d == 0 and (d * max_length <= MAX_MICRO_TOKENS
-                                                                                 or d == 1))  # fmt: skip
-    if micro < 1 or per_rank % micro:
-        raise ElectraError(f"--micro-batch-size {micro} must divide the per-process batch {per_rank} "
-                           f"(batch_size {global_batch} / {world_size} processes)")  # fmt: skip
-    return BatchPlan(global_batch, world_size, micro)
-
-
-def micro_seed(seed: int, step: int, index: int, stream: int) -> int:
-    """A 63-bit seed for (seed, step, global micro-batch index, stream); stream 0 masking/sampling, 1 dropout."""
-    words = np.random.SeedSequence([seed, step, index, stream]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
-
-
-@dataclass(frozen=True)
-class Precision:
-    name: str  # fp32 | bf16 | fp16
-    device_type: str
-
-    @property
-    def dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
-
-    def autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    def scaler(self) -> torch.amp.GradScaler | None:
-        return torch.amp.GradScaler(self.device_type) if self.name == "fp16" else None
-
-
-def choose_precision(name: str, device: torch.device) -> Precision:
-    """auto: bf16 on CUDA GPUs that support it, fp16 (+ gradient scaler) on older GPUs, fp32 elsewhere."""
-    if name == "auto":
-        name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
-    if name not in ("fp32", "bf16", "fp16"):
-        raise ElectraError(f"--precision must be auto, fp32, bf16 or fp16, got {name!r}")
-    return Precision(name, device.type)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, step: int) -> float:
-    """lr_t for the update at (pre-increment) step t = step (spec §5.1); returns it."""
-    lr = cfg.learning_rate * lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule)
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-    return lr
-
-
-def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
-    """The spec's AdamW over `model`'s parameters (fused on a GPU: one kernel instead of a dozen per step)."""
-    on_gpu = next(model.parameters()).device.type == "cuda"
-    return AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=0.0,
-                 betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                 bias_correction=cfg.adam_bias_correction, fused=on_gpu)  # fmt: skip
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-COMPILE_SCOPES = ("model", "parts")
-
-
-def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
-    """`torch.compile` the model in place (parameter names, hence checkpoints, stay the same). scope "model":
-    ELECTRA's whole forward -- generator, losses, sampling, discriminator -- as one graph; the draws from explicit
-    `torch.Generator`s (the masking, and the sampling noise, drawn first) stay eager. "parts": the generator and
-    the discriminator only, the losses and sampling eager.
-
-    "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
-    needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
-    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
-    if mode not in COMPILE_MODES:
-        raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
-    if scope not in COMPILE_SCOPES:
-        raise ElectraError(f"unknown compile scope {scope!r}; expected one of {', '.join(COMPILE_SCOPES)}")
-    if scope == "model":
-        model.compile(mode=mode)
-    else:
-        model.generator.compile(mode=mode)
-        if model.cfg.objective == "electra":
-            model.discriminator.compile(mode=mode)
-    return mode in CUDA_GRAPH_MODES
-
-
-def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
-    """CUDA-graph modes need one micro-batch per step: with gradient accumulation the first micro-batch's
-    gradients would live in graph memory that the next micro-batch's replay overwrites."""
-    if mode in CUDA_GRAPH_MODES and plan.accum > 1:
-        raise ElectraError(f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
-                           f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
-                           "if that fits in memory, or use --compile default")  # fmt: skip
-
-
-def add_compile_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
-                        help="torch.compile the model's forward; MODE: default (when omitted), "
-                             "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
-                             "max-autotune-no-cudagraphs")  # fmt: skip
-
-
-def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """Copy a batch to the device without waiting for it: from pinned memory when the device is a GPU (a copy from
-    pageable memory would first wait for everything queued on the GPU)."""
-    if device.type == "cuda":
-        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-STEP_FIELDS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy", "replaced_fraction", "tokens",
-               "grad_norm", "non_finite")  # fmt: skip
-
-
-@dataclass
-class StepResult:
-    """What one update logs, still on the device: reading it waits for the GPU to finish the step, so the loop
-    reads the results of several steps at once (`read_steps`)."""
-
-    values: Tensor  # float64, one entry per STEP_FIELDS name
-
-    def read(self) -> dict[str, float]:
-        return dict(zip(STEP_FIELDS, self.values.tolist(), strict=True))
-
-
-def train_step(
-    model: ELECTRA,
-    wrapped: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    batch: dict[str, Tensor],
-    step: int,
-    cfg: PretrainConfig,
-    plan: BatchPlan,
-    info: dist.DistInfo,
-    precision: Precision,
-    cudagraphs: bool = False,
-    halted: Tensor | None = None,
-) -> StepResult:
-    """One optimizer update on this process's slice of the global batch: masks -> global loss denominators ->
-    forward/backward per micro-batch (gradient sync on the last only) -> clip -> step.
-
-    `model` is the bare ELECTRA, `wrapped` the module to call (DDP or the same model). `cudagraphs`: the model
-    was compiled with a CUDA-graph mode; each micro-batch then starts a new graph step, so that its forward may
-    reuse the previous one's output memory. `halted`: a 0-d bool tensor on the device, set (in place) when the
-    loss or the gradient norm is not finite; from then on no update is applied. Nothing here waits for the GPU:
-    the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
-    device = info.device
-    micro = [{k: v[j * plan.micro : (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
-    rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
-            for j in range(plan.accum)]  # fmt: skip
-    masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
-    totals = torch.stack([sum(mk.weights.sum() for mk in masks),
-                          sum(m["attention_mask"].sum() for m in micro).float()])  # fmt: skip
-    totals = LossTotals(*dist.all_reduce_sum(totals, info))  # denominators of the global batch
-    stats = torch.zeros(6, device=device, dtype=torch.float64)
-    for j, (m, g, mk) in enumerate(zip(micro, rngs, masks, strict=True)):
-        torch.manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 1))  # dropout
-        sync = j == plan.accum - 1 or not info.distributed
-        if cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        with contextlib.nullcontext() if sync else wrapped.no_sync():
-            with precision.autocast():
-                out = wrapped(m["input_ids"], m["attention_mask"], m["token_type_ids"], g, mk, totals)
-            # DDP averages gradients over processes; the losses are already fractions of the global total
-            loss = out.loss * info.world_size
-            (scaler.scale(loss) if scaler else loss).backward()
-        stats += torch.stack(
-            [
-                out.loss.detach(),
-                out.gen_loss,
-                out.disc_loss,
-                out.gen_accuracy / plan.accum,
-                out.disc_accuracy / plan.accum,
-                out.replaced_fraction / plan.accum,
-            ]
-        ).double()
-    stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
-    if scaler:
-        scaler.unscale_(optimizer)
-    # the joint norm over generator and discriminator: every parameter the optimizer holds, each shared one once
-    # (listing the optimizer's groups is cheaper than walking the module tree every step)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    non_finite = ~torch.isfinite(stats[0])
-    if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
-        non_finite |= ~torch.isfinite(grad_norm)
-    if halted is None:
-        halted = torch.zeros((), dtype=torch.bool, device=device)
-    halted |= non_finite
-    if scaler:
-        scaler.step(optimizer, found_inf=halted)
-        scaler.update()
-    else:
-        optimizer.step(found_inf=halted)
-    optimizer.zero_grad(set_to_none=True)
-    W = info.world_size
-    values = torch.cat([stats[:3], stats[3:6] / W, totals.disc.double().view(1), grad_norm.detach().double().view(1),
-                        non_finite.double().view(1)])  # fmt: skip
-    return StepResult(values)
-
-
-class NonFiniteLoss(ElectraError):
-    def __init__(self, step: int, what: str, value: float):
-        self.step = step
-        super().__init__(f"{what} is {value} at step {step}; no update from that step on was applied")
-
-
-def read_steps(results: list[tuple[int, StepResult]]) -> list[tuple[int, dict[str, float]]]:
-    """Read several steps' results in one transfer (one wait for the GPU) and empty the list; raises NonFiniteLoss
-    for the first step whose loss or gradient norm was not finite."""
-    if not results:
-        return []
-    rows = torch.stack([r.values for _, r in results]).tolist()
-    read = [(step, dict(zip(STEP_FIELDS, row, strict=True))) for (step, _), row in zip(results, rows, strict=True)]
-    results.clear()
-    for step, r in read:
-        if r["non_finite"]:
-            what = "loss" if not math.isfinite(r["loss"]) else "the gradient norm"
-            raise NonFiniteLoss(step, what, r["loss"] if what == "loss" else r["grad_norm"])
-    return read
-
-
-@torch.no_grad()
-def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
-             device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
-    """Held-out metrics without dropout (spec §3.5): generator MLM accuracy and loss, sampled-token accuracy,
-    discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded the same
-    way at every evaluation, so successive evaluations see the same corruptions up to the generator's samples."""
-    from sklearn.metrics import roc_auc_score
-
-    was_training = model.training
-    model.eval()
-    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = 0.0
-    scores, truths = [], []
-    for i, b in enumerate(batches):
-        b = to_device(b, device)
-        g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
-        if cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        mk = model.mask(b["input_ids"], b["attention_mask"], g)
-        with precision.autocast():
-            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
-        w, n = float(mk.weights.sum()), float(b["attention_mask"].sum())
-        w_sum, tok_sum = w_sum + w, tok_sum + n
-        gen_loss += float(out.gen_loss) * w
-        gen_correct += float(out.gen_accuracy) * w
-        sampled_correct += float(out.sampled_accuracy) * w
-        disc_loss += float(out.disc_loss) * n
-        if out.disc_logits is not None:
-            real = b["attention_mask"].bool()
-            scores.append(out.disc_logits.float()[real].cpu())
-            truths.append(out.disc_labels[real].cpu())
-    model.train(was_training)
-    metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
-    if scores:
-        s, t = torch.cat(scores), torch.cat(truths)
-        pred = s > 0
-        tp = float((pred & t).sum())
-        metrics.update(
-            sampled_accuracy=sampled_correct / max(w_sum, 1),
-            disc_loss=disc_loss / max(tok_sum, 1),
-            disc_accuracy=float((pred == t).float().mean()),
-            disc_auc=float(roc_auc_score(t.numpy(), s.numpy())) if 0 < int(t.sum()) < len(t) else float("nan"),
-            disc_precision=tp / max(float(pred.sum()), 1.0),
-            disc_recall=tp / max(float(t.sum()), 1.0),
-            replaced_fraction=float(t.float().mean()),
-        )
-    return metrics
 
 
 class LiveProbe:
@@ -398,60 +129,6 @@ class LiveProbe:
         return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
 
 
-# ---------------------------------------------------------------------------------------------- logging
-
-
-class MetricsLog:
-    """metrics.jsonl (+ TensorBoard, + optionally Weights & Biases), written by the main process only."""
-
-    def __init__(self, run_dir: Path, start_step: int, wandb_project: str | None, config: dict[str, Any]):
-        self.path = run_dir / "metrics.jsonl"
-        _truncate_metrics(self.path, start_step)
-        self.file = self.path.open("a")
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
-        self.wandb = None
-        if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                raise ElectraError("--wandb needs the wandb package (pip install 'electra[wandb]')") from None
-            self.wandb = wandb.init(project=wandb_project, name=run_dir.name, config=config, resume="allow")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        split = record.get("split", "train")
-        for key, value in record.items():
-            if key not in ("step", "split") and isinstance(value, (int, float)):
-                self.tb.add_scalar(f"{split}/{key}", value, record["step"])
-        if self.wandb is not None:
-            self.wandb.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")},
-                           step=record["step"])  # fmt: skip
-
-    def close(self) -> None:
-        self.file.close()
-        self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def _truncate_metrics(path: Path, start_step: int) -> None:
-    """Keep only records of steps <= start_step (a killed run may have logged past its last checkpoint)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-        if record.get("step", 0) <= start_step:
-            kept.append(line)
-    io.write_text(path, "".join(line + "\n" for line in kept))
-
-
 # ---------------------------------------------------------------------------------------------- setup
 
 
@@ -465,17 +142,6 @@ class Setup:
     init_model: ELECTRA | None = None  # weights from --init-from
     resume_from: Path | None = None
     run_meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _config_differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key} ({vb!r} in the run, {va!r} now)")
-    return out
 
 
 def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfig, ELECTRA, WordPiece]:
@@ -520,15 +186,18 @@ RESUMED_OPTIONS = ("log_every", "save_every", "eval_every", "eval_examples", "mi
                    "prepare_workers", "vocab", "data_cache", "probe", "glue_dir")  # fmt: skip
 
 
-def run_options(args: argparse.Namespace, saved: dict[str, Any] | None) -> RunOptions:
-    """Options from the command line; on --resume, the run's own for those not given; else the defaults."""
-    values = {k: getattr(args, k) for k in RunOptions.__dataclass_fields__ if hasattr(args, k)}
+def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptions:
+    """The options given (None: not given); on --resume, the run's own for those not given; else the defaults."""
+    values = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
     defaults = RunOptions(out="")
     for key in RESUMED_OPTIONS:
         if values.get(key) is None:
             values[key] = (
-                (saved or {}).get("run", {}).get(key, getattr(defaults, key)) if args.resume else getattr(defaults, key)
+                (saved or {}).get("run", {}).get(key, getattr(defaults, key))
+                if given.get("resume")
+                else getattr(defaults, key)
             )
+    values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
     opts = RunOptions(**values)
     for name in ("log_every", "save_every", "eval_examples"):
         if getattr(opts, name) < 1:
@@ -536,36 +205,22 @@ def run_options(args: argparse.Namespace, saved: dict[str, Any] | None) -> RunOp
     return opts
 
 
-def resolve_setup(args: argparse.Namespace, info: dist.DistInfo) -> Setup:
-    run_dir = Path(args.out)
-    saved = ckpt.read_run_config(run_dir) if (run_dir / ckpt.CONFIG).is_file() else None
-    opts = run_options(args, saved)
-    overrides = overrides_from_args(args)
-    has_checkpoint = (run_dir / ckpt.CHECKPOINTS).is_dir() and any(
-        (p / ckpt.MODEL).is_file() for p in (run_dir / ckpt.CHECKPOINTS).iterdir() if not p.name.startswith(".")
-    )
-    resume_from = None
-    foreign = [n for n in (ckpt.CHECKPOINTS, "tb", "metrics.jsonl") if (run_dir / n).exists()]
-    if saved is None and foreign:  # our runs write config.json before any of these
-        raise ElectraError(f"{run_dir} holds {', '.join(foreign)} but is not an electra pretraining run "
-                           "(no config.json); choose another --out")  # fmt: skip
-    if saved is not None and not opts.resume:
-        finished = saved.get("finished", False)
-        if not opts.force:
-            what = "a finished run" if finished else "a run"
-            raise ElectraError(f"{run_dir} already holds {what}; pass --resume to continue it or --force to "
-                               "start over (its checkpoints and metrics are deleted)")  # fmt: skip
-    if opts.resume and has_checkpoint:
-        resume_from = ckpt.resolve_checkpoint(run_dir, ckpt.LATEST)
+def resolve_setup(given: dict[str, Any], preset_name: str | None, overrides: dict[str, Any],
+                  info: dist.DistInfo) -> Setup:  # fmt: skip
+    """The run to do: its config (the preset with `overrides`, or on --resume the run's own, which `overrides` may
+    not contradict), options, data and tokenizer, and the checkpoint to resume from."""
+    run_dir = Path(given["out"])
+    saved, resume_from = rundir.inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
+    opts = run_options(given, saved)
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
-        if args.preset is not None or overrides:  # what the command line asks for must be what the run is
-            wanted = preset(args.preset, **overrides) if args.preset else _apply(saved_cfg, overrides)
+        if preset_name is not None or overrides:  # what the command line asks for must be what the run is
+            wanted = preset(preset_name, **overrides) if preset_name else _apply(saved_cfg, overrides)
             if opts.init_from:  # the shapes came from the --init-from models
                 wanted = replace(wanted, model=saved_cfg.model, generator_size=saved_cfg.generator_size,
                                  generator_layers=saved_cfg.generator_layers)  # fmt: skip
-            diffs = _config_differences(wanted.to_dict(), saved_cfg.to_dict())
+            diffs = rundir.config_differences(wanted.to_dict(), saved_cfg.to_dict())
             if diffs:
                 raise ElectraError(f"cannot resume {run_dir}: the config differs from the run's: {'; '.join(diffs)}")
         cfg = saved_cfg
@@ -576,9 +231,9 @@ def resolve_setup(args: argparse.Namespace, info: dist.DistInfo) -> Setup:
         if resume_from is not None:
             opts.init_from = None  # the checkpoint has the weights
     else:
-        if args.preset is None:
+        if preset_name is None:
             raise ElectraError("--preset is required (choose one of " + ", ".join(PRESETS) + ")")
-        cfg = preset(args.preset, **overrides)
+        cfg = preset(preset_name, **overrides)
     if opts.init_from:
         cfg, init_model, tokenizer = init_from_hf(cfg, opts.init_from)
     data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)
@@ -656,7 +311,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         step = int(state["step"])
     run_config = ckpt.run_config(cfg, asdict(opts), _data_info(loader, setup))
     if info.is_main:
-        _start_run_dir(setup, run_config, fresh=setup.resume_from is None)
+        rundir.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
     cudagraphs = compile_model(model, opts.compile) if opts.compile else False
     wrapped: nn.Module = model
@@ -668,7 +323,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
-    log = MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
+    log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
     bar = _progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
     _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
     live_probe = LiveProbe.start(opts, cfg, setup.tokenizer, info.device) if info.is_main and eval_batches else None
@@ -724,7 +379,21 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                                                    if k not in ("split", "step")) + f"  (step {step})")  # fmt: skip
                 dist.barrier(info)
             if save_step:
-                last_saved = _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info)
+                if info.is_main:
+                    last_saved = rundir.save(
+                        run_dir,
+                        step=step,
+                        max_steps=cfg.max_steps,
+                        model=model,
+                        optimizer=optimizer,
+                        scaler=scaler,
+                        loader_state=loader.state_dict(),
+                        world_size=info.world_size,
+                        run_config=run_config,
+                        tokenizer=setup.tokenizer,
+                        keep=keep,
+                    )
+                dist.barrier(info)
         if bar is not None:
             bar.close()
     finally:
@@ -761,52 +430,6 @@ def _data_info(loader, setup: Setup) -> dict[str, Any]:
         "num_examples": loader.num_examples,
         "tokenizer_fingerprint": loader.tokenizer.fingerprint(),
     }
-
-
-def _start_run_dir(setup: Setup, run_config: dict[str, Any], fresh: bool) -> None:
-    run_dir = setup.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if fresh:  # --force over an old run, or a new directory: start from a clean slate
-        for name in (ckpt.CHECKPOINTS, "tb", "metrics.jsonl"):
-            p = run_dir / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    io.write_json(run_dir / ckpt.CONFIG, run_config)
-    _install_tokenizer(setup.tokenizer, run_dir / ckpt.TOKENIZER)
-
-
-def _install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
-    """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
-    else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
-
-    if path.is_dir():
-        try:
-            if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
-                return
-        except ElectraError:
-            pass  # unreadable: replaced below
-    io.write_dir(path, tokenizer.save, force=True)
-
-
-def _save(setup, model, optimizer, scaler, loader, step, run_config, keep, info) -> Path | None:
-    """The rolling `latest` checkpoint, plus `step_N` at the kept fractions of training (main process)."""
-    path = None
-    if info.is_main:
-        root = setup.run_dir / ckpt.CHECKPOINTS
-        finished = step == setup.cfg.max_steps
-        state = {"step": step, "max_steps": setup.cfg.max_steps, "finished": finished, "loader": loader.state_dict(),
-                 "world_size": info.world_size, "time": time.time()}  # fmt: skip
-        path = ckpt.save_checkpoint(root, ckpt.LATEST, model, optimizer, scaler, state, run_config, setup.tokenizer)
-        if step in keep:
-            name = f"step_{step}"
-            ckpt.copy_checkpoint(root, ckpt.LATEST, name)
-            ckpt.update_index(root, keep[step], name)
-        if finished:
-            io.write_json(setup.run_dir / ckpt.CONFIG, {**run_config, "finished": True})
-    dist.barrier(info)
-    return path
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -861,7 +484,9 @@ def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=list(PRESETS), help="model/recipe preset (spec §1); optional on --resume")
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), help="model/recipe preset (docs/faithfulness.md §1); optional on --resume"
+    )
     parser.add_argument("--data", metavar="DIR", help="a dataset directory from `electra prepare`")
     parser.add_argument(
         "--corpus", nargs="+", metavar="SRC", help="prepare these sources on the fly instead (cached in --data-cache)"
@@ -924,19 +549,64 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
 
 
-def run_pretrain(args: argparse.Namespace) -> int:
-    info = dist.init_from_env(args.device)
+def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any) -> dict[str, Any]:
+    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does.
+
+    `preset` names the model and recipe (optional on resume); `settings` are run options (the `RunOptions`
+    fields: data or corpus + vocab, resume, force, eval_every, probe, device, ...) and config fields that override
+    the preset's (max_steps, learning_rate, hidden_size, ...). Returns the last logged training record.
+
+        from electra.api import pretrain
+        pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
+    """
+    fields = set(RunOptions.__dataclass_fields__) | {"device"}
+    config_fields = {name for name, _ in flat_fields(PretrainConfig, ModelConfig)}
+    for key in settings:
+        if key not in fields | config_fields:
+            raise ElectraError(unknown_key_message(key, fields | config_fields, "the pretraining settings"))
+    given = {k: _plain(v) for k, v in settings.items() if k in fields}
+    overrides = {k: v for k, v in settings.items() if k in config_fields and k not in fields}
+    given["out"] = str(out)
+    info = dist.init_from_env(given.pop("device", "auto"))
+    lock, created = None, not Path(out).exists()
     try:
-        setup = resolve_setup(args, info)
+        if info.is_main:  # one writer per run directory; the other processes of a torchrun job only read it
+            lock = rundir.lock(Path(out))
+            if lock.stale:
+                print(f"  ({out} was last written by {lock.stale}, which has ended)", flush=True)
+        setup = resolve_setup(given, preset, overrides, info)
         if setup.resume_from is not None:
             state = json.loads((setup.resume_from / ckpt.TRAINER_STATE).read_text())
             if state.get("finished"):
+                if info.is_main and not setup.run_meta.get("finished"):  # killed just before saying so
+                    io.write_json(setup.run_dir / ckpt.CONFIG, {**setup.run_meta, "finished": True})
                 dist.print0(f"{setup.run_dir} is already finished ({state['step']} steps); nothing to do")
-                return 0
+                return {"step": state["step"]}
         elif setup.opts.resume:
             dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
         last = train(setup, info)
         dist.print0(f"done: {setup.run_dir}  ({json.dumps({k: last[k] for k in ('step', 'loss') if k in last})})")
-        return 0
+        return last
+    except BaseException:
+        if created and info.is_main and {p.name for p in Path(out).iterdir()} <= {io.LOCK_FILE}:
+            shutil.rmtree(out, ignore_errors=True)  # nothing was written: leave nothing behind
+        raise
     finally:
+        if lock is not None:
+            lock.release()
         dist.cleanup()
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings (the options are recorded in the run's config.json)."""
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    options = {k: getattr(args, k) for k in [*RunOptions.__dataclass_fields__, "device"] if hasattr(args, k)}
+    pretrain(args.out, args.preset, **{k: v for k, v in options.items() if k != "out"}, **overrides_from_args(args))
+    return 0

@@ -35,16 +35,6 @@ def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _call(argv: list[str]) -> None:
-    """Run an `electra` subcommand in this process; its errors propagate as ElectraError."""
-    from electra.cli import build_parser
-
-    args = build_parser(argv).parse_args(argv)
-    rc = args._run(args)
-    if rc:
-        raise ElectraError(f"`electra {' '.join(argv)}` exited with status {rc}")
-
-
 def hub_reachable(timeout: float = 5.0) -> bool:
     """Whether GLUE can come from the hub: its endpoint answers, or offline mode asks for the local cache."""
     from huggingface_hub import constants
@@ -106,18 +96,29 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
     print(f"{meta['num_examples']} examples, {meta['num_tokens']} tokens in {data}")
 
     _say("3/6 pretrain the tiny preset")
+    from electra.pretrain import pretrain
+
     run = out / "pretrain"
     if (run / "config.json").is_file():
         print(f"continuing or reusing {run}")
-        _call(["pretrain", "--out", str(run), "--resume", "--no-progress"])
+        pretrain(run, resume=True, progress=False)
     else:
         if max_steps is None:
             max_steps, seconds = pretraining_steps(tokenizer.vocab_size, minutes)
             print(f"{seconds:.2f} s per step here: {max_steps} steps fit in about {minutes:g} minutes")
-        _call(["pretrain", "--preset", "tiny", "--vocab-size", str(tokenizer.vocab_size), "--data", str(data),
-               "--out", str(run), "--max-steps", str(max_steps), "--warmup-steps", str(max(1, max_steps // 10)),
-               "--log-every", str(max(1, max_steps // 20)), "--eval-every", str(max(1, max_steps // 4)),
-               "--eval-examples", "128", "--save-every", str(max_steps), "--no-progress"])  # fmt: skip
+        pretrain(
+            run,
+            "tiny",
+            data=str(data),
+            vocab_size=tokenizer.vocab_size,
+            max_steps=max_steps,
+            warmup_steps=max(1, max_steps // 10),
+            log_every=max(1, max_steps // 20),
+            eval_every=max(1, max_steps // 4),
+            eval_examples=128,
+            save_every=max_steps,
+            progress=False,
+        )
     summary["pretrain"] = str(run)
 
     _say("4/6 export to transformers")

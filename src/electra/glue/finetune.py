@@ -4,9 +4,9 @@ One run = (task, seed) in `OUT/<task>/run_<seed>/` (layout in `electra.glue.resu
 written last, so an interrupted sweep continues with the first incomplete run. Runs are independent: start one
 process per GPU with `--device cuda:K --shard K/N` to spread a sweep.
 
-Recipe (paper Table 7, docs/faithfulness.md §6): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 % of the steps
-with the official schedule shape (step 0 has lr 0), clip 1.0, batch 32, layer-wise LR decay 0.8 (0.9 for 24
-layers), lr 3e-4 / 1e-4 / 5e-5 by size, 3 epochs (10 for RTE and STS-B), batch loss = sum over examples.
+Recipe (paper Table 7, docs/faithfulness.md §6): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 %
+of the steps with the official schedule shape (step 0 has lr 0), clip 1.0, batch 32, layer-wise LR decay 0.8 (0.9 for
+24 layers), lr 3e-4 / 1e-4 / 5e-5 by size, 3 epochs (10 for RTE and STS-B), batch loss = sum over examples.
 """
 
 from __future__ import annotations
@@ -375,16 +375,34 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument("--" + f.name.replace("_", "-"), help=f"default: {default}", **kwargs)
 
 
-def run_finetune(args: argparse.Namespace) -> int:
-    if args.runs < 1:
-        raise ElectraError(f"--runs must be at least 1, got {args.runs}")
-    if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
-        raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
-    cfg = from_dict(FinetuneConfig, overrides, "the finetuning options")
-    results = sweep(args.model, parse_tasks(args.tasks), args.out, args.glue_dir, args.runs, args.seed, cfg,
-                    args.device, args.tokenizer, args.shard, args.save_model, args.quiet, args.checkpoint)  # fmt: skip
-    print((Path(args.out) / "results.md").read_text(), end="")
+def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_dir: str | Path | None = None,
+             runs: int = 10, seed: int = 0, *, device: str = "auto", tokenizer: str | None = None,
+             shard: tuple[int, int] = (0, 1), save_model: bool = False, quiet: bool = False,
+             checkpoint: str = "latest", **recipe: Any) -> dict[str, Any]:  # fmt: skip
+    """Finetune `model` on GLUE `tasks` ("all", "cola,sst2" or a list), `runs` seeds each; what `electra finetune`
+    does. `recipe`: `FinetuneConfig` fields that override the official recipe (learning_rate, epochs,
+    max_train_examples, ...). Returns the aggregate results (also in OUT/results.json and OUT/results.md).
+
+        from electra.api import finetune
+        finetune("runs/tiny", "runs/glue", tasks="sst2,rte", glue_dir="glue_data", runs=3, epochs=3)
+    """
+    if runs < 1:
+        raise ElectraError(f"--runs must be at least 1, got {runs}")
+    if glue_dir is not None and not Path(glue_dir).is_dir():
+        raise ElectraError(f"--glue-dir {glue_dir} is not a directory")
+    cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
+    task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
+    results = sweep(model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet,
+                    checkpoint)  # fmt: skip
     if not results["tasks"]:
         raise ElectraError("no task could be finetuned (no train and dev sets found)")
+    return results
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
+    finetune(args.model, args.out, args.tasks, args.glue_dir, args.runs, args.seed, device=args.device,
+             tokenizer=args.tokenizer, shard=args.shard, save_model=args.save_model, quiet=args.quiet,
+             checkpoint=args.checkpoint, **recipe)  # fmt: skip
+    print((Path(args.out) / "results.md").read_text(), end="")
     return 0

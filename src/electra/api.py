@@ -1,0 +1,53 @@
+"""Every workflow of the `electra` command as a Python function; the command only parses its arguments and calls
+these.
+
+    from electra.api import export, finetune, prepare, pretrain, report
+
+    data = prepare(["builtin"], "vocab.txt", 128, "runs/data")          # electra prepare
+    pretrain("runs/tiny", preset="tiny", data=data, max_steps=200)       # electra pretrain
+    export("runs/tiny", "runs/tiny-hf")                                  # electra export
+    finetune("runs/tiny", "runs/glue", tasks="sst2", glue_dir="glue")    # electra finetune
+    report(["runs/tiny", "runs/glue"], "runs/report")                    # electra report
+
+Each raises `electra.errors.ElectraError` (one line: what is wrong, which file or field, what to do) for bad
+input; the command prints that line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from electra.data.prepare import prepare_corpus as prepare
+from electra.errors import ElectraError
+from electra.glue.finetune import finetune
+from electra.pretrain import pretrain
+from electra.report import write_report as report
+
+__all__ = ["export", "finetune", "prepare", "pretrain", "report"]
+
+
+def export(source: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str = "latest", force: bool = False,
+           verify: bool = True, tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Export a pretraining run (discriminator and generator as `transformers` directories) or a GLUE run saved
+    with `save_model` (encoder + head); what `electra export` does. Returns what the export records."""
+    from electra.export import export_glue_run, export_run, is_glue_run
+    from electra.loading import is_run_dir
+
+    source = Path(source)
+    if not source.exists():
+        raise ElectraError(f"{source} does not exist")
+    if is_run_dir(source) or (source / "model.safetensors").is_file() and (source / "trainer_state.json").is_file():
+        return export_run(source, out, checkpoint, force, verify)
+    if is_glue_run(source):
+        return export_glue_run(source, out, force, verify, tokenizer)
+    if (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
+        raise ElectraError(
+            f"{source} is a finetuning sweep; export one of its runs, {source}/<task>/run_<seed> "
+            "(finetuned with --save-model)"
+        )
+    raise ElectraError(
+        f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE run directory "
+        "(SWEEP/<task>/run_<seed> with config.json and metrics.json)"
+    )

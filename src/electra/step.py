@@ -1,0 +1,333 @@
+"""One pretraining update and the held-out evaluation, with what they need: the batch plan (micro-batches and
+processes), per-micro-batch seeds, precision, `torch.compile`, the optimizer and its learning rate.
+
+`train_step` is the whole update: the loss of every micro-batch is normalised by the *global* batch's
+denominators (masked slots, real tokens), so the accumulated gradient is exactly the gradient of the official
+full-batch loss. All randomness of a micro-batch (masking, sampling, dropout) is seeded from (seed, step, global
+micro-batch index): 2 processes x k micro-batches compute what 1 process x 2k does, and a resumed run repeats an
+uninterrupted one exactly. `electra.pretrain` runs it in a loop; `electra.bench` times it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from electra import dist
+from electra.config import PretrainConfig
+from electra.errors import ElectraError
+from electra.model import ELECTRA, LossTotals
+from electra.optim import AdamW, lr_factor, param_groups
+
+MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    global_batch: int
+    world_size: int
+    micro: int  # sequences per forward, per process
+
+    @property
+    def per_rank(self) -> int:
+        return self.global_batch // self.world_size
+
+    @property
+    def accum(self) -> int:
+        return self.per_rank // self.micro
+
+
+def plan_batches(global_batch: int, world_size: int, micro: int | None, max_length: int) -> BatchPlan:
+    if global_batch % world_size:
+        raise ElectraError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
+    per_rank = global_batch // world_size
+    if micro is None:  # the largest divisor of the per-process batch within MAX_MICRO_TOKENS positions
+        micro = max(d for d in range(1, per_rank + 1) if per_rank % d == 0 and (d * max_length <= MAX_MICRO_TOKENS
+                                                                                 or d == 1))  # fmt: skip
+    if micro < 1 or per_rank % micro:
+        raise ElectraError(f"--micro-batch-size {micro} must divide the per-process batch {per_rank} "
+                           f"(batch_size {global_batch} / {world_size} processes)")  # fmt: skip
+    return BatchPlan(global_batch, world_size, micro)
+
+
+def micro_seed(seed: int, step: int, index: int, stream: int) -> int:
+    """A 63-bit seed for (seed, step, global micro-batch index, stream); stream 0 masking/sampling, 1 dropout."""
+    words = np.random.SeedSequence([seed, step, index, stream]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # fp32 | bf16 | fp16
+    device_type: str
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return torch.amp.GradScaler(self.device_type) if self.name == "fp16" else None
+
+
+def choose_precision(name: str, device: torch.device) -> Precision:
+    """auto: bf16 on CUDA GPUs that support it, fp16 (+ gradient scaler) on older GPUs, fp32 elsewhere."""
+    if name == "auto":
+        name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ElectraError(f"--precision must be auto, fp32, bf16 or fp16, got {name!r}")
+    return Precision(name, device.type)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, step: int) -> float:
+    """lr_t for the update at (pre-increment) step t = step (docs/faithfulness.md §5.1); returns it."""
+    lr = cfg.learning_rate * lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return lr
+
+
+def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
+    """The official AdamW over `model`'s parameters (fused on a GPU: one kernel instead of a dozen per step).
+
+    With `cfg.generator_adam_epsilon` the generator's own parameters get that epsilon; parameters it shares with
+    the discriminator (the embeddings) keep `cfg.adam_epsilon`."""
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    named = list(model.named_parameters())  # a shared parameter appears once, under the discriminator's name
+    groups = param_groups(named, cfg.weight_decay)
+    if cfg.generator_adam_epsilon is not None:
+        generator = [(n, p) for n, p in named if n.startswith("generator.")]
+        groups = param_groups([(n, p) for n, p in named if not n.startswith("generator.")], cfg.weight_decay)
+        for group in param_groups(generator, cfg.weight_decay):
+            groups.append({**group, "eps": cfg.generator_adam_epsilon})
+    return AdamW(
+        groups,
+        lr=0.0,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        bias_correction=cfg.adam_bias_correction,
+        fused=on_gpu,
+    )
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+COMPILE_SCOPES = ("model", "parts")
+
+
+def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
+    """`torch.compile` the model in place (parameter names, hence checkpoints, stay the same). scope "model":
+    ELECTRA's whole forward -- generator, losses, sampling, discriminator -- as one graph; the draws from explicit
+    `torch.Generator`s (the masking, and the sampling noise, drawn first) stay eager. "parts": the generator and
+    the discriminator only, the losses and sampling eager.
+
+    "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
+    needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
+    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
+    if mode not in COMPILE_MODES:
+        raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    if scope not in COMPILE_SCOPES:
+        raise ElectraError(f"unknown compile scope {scope!r}; expected one of {', '.join(COMPILE_SCOPES)}")
+    if scope == "model":
+        model.compile(mode=mode)
+    else:
+        model.generator.compile(mode=mode)
+        if model.cfg.objective == "electra":
+            model.discriminator.compile(mode=mode)
+    return mode in CUDA_GRAPH_MODES
+
+
+def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
+    """CUDA-graph modes need one micro-batch per step: with gradient accumulation the first micro-batch's
+    gradients would live in graph memory that the next micro-batch's replay overwrites."""
+    if mode in CUDA_GRAPH_MODES and plan.accum > 1:
+        raise ElectraError(f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
+                           f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
+                           "if that fits in memory, or use --compile default")  # fmt: skip
+
+
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                        help="torch.compile the model's forward; MODE: default (when omitted), "
+                             "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
+                             "max-autotune-no-cudagraphs")  # fmt: skip
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """Copy a batch to the device without waiting for it: from pinned memory when the device is a GPU (a copy from
+    pageable memory would first wait for everything queued on the GPU)."""
+    if device.type == "cuda":
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+STEP_FIELDS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy", "replaced_fraction", "tokens",
+               "grad_norm", "non_finite")  # fmt: skip
+
+
+@dataclass
+class StepResult:
+    """What one update logs, still on the device: reading it waits for the GPU to finish the step, so the loop
+    reads the results of several steps at once (`read_steps`)."""
+
+    values: Tensor  # float64, one entry per STEP_FIELDS name
+
+    def read(self) -> dict[str, float]:
+        return dict(zip(STEP_FIELDS, self.values.tolist(), strict=True))
+
+
+def train_step(
+    model: ELECTRA,
+    wrapped: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    batch: dict[str, Tensor],
+    step: int,
+    cfg: PretrainConfig,
+    plan: BatchPlan,
+    info: dist.DistInfo,
+    precision: Precision,
+    cudagraphs: bool = False,
+    halted: Tensor | None = None,
+) -> StepResult:
+    """One optimizer update on this process's slice of the global batch: masks -> global loss denominators ->
+    forward/backward per micro-batch (gradient sync on the last only) -> clip -> step.
+
+    `model` is the bare ELECTRA, `wrapped` the module to call (DDP or the same model). `cudagraphs`: the model
+    was compiled with a CUDA-graph mode; each micro-batch then starts a new graph step, so that its forward may
+    reuse the previous one's output memory. `halted`: a 0-d bool tensor on the device, set (in place) when the
+    loss or the gradient norm is not finite; from then on no update is applied. Nothing here waits for the GPU:
+    the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
+    device = info.device
+    micro = [{k: v[j * plan.micro : (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
+    rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
+            for j in range(plan.accum)]  # fmt: skip
+    masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
+    totals = torch.stack([sum(mk.weights.sum() for mk in masks),
+                          sum(m["attention_mask"].sum() for m in micro).float()])  # fmt: skip
+    totals = LossTotals(*dist.all_reduce_sum(totals, info))  # denominators of the global batch
+    stats = torch.zeros(6, device=device, dtype=torch.float64)
+    for j, (m, g, mk) in enumerate(zip(micro, rngs, masks, strict=True)):
+        torch.manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 1))  # dropout
+        sync = j == plan.accum - 1 or not info.distributed
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with contextlib.nullcontext() if sync else wrapped.no_sync():
+            with precision.autocast():
+                out = wrapped(m["input_ids"], m["attention_mask"], m["token_type_ids"], g, mk, totals)
+            # DDP averages gradients over processes; the losses are already fractions of the global total
+            loss = out.loss * info.world_size
+            (scaler.scale(loss) if scaler else loss).backward()
+        stats += torch.stack(
+            [
+                out.loss.detach(),
+                out.gen_loss,
+                out.disc_loss,
+                out.gen_accuracy / plan.accum,
+                out.disc_accuracy / plan.accum,
+                out.replaced_fraction / plan.accum,
+            ]
+        ).double()
+    stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
+    if scaler:
+        scaler.unscale_(optimizer)
+    # the joint norm over generator and discriminator: every parameter the optimizer holds, each shared one once
+    # (listing the optimizer's groups is cheaper than walking the module tree every step)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    non_finite = ~torch.isfinite(stats[0])
+    if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
+        non_finite |= ~torch.isfinite(grad_norm)
+    if halted is None:
+        halted = torch.zeros((), dtype=torch.bool, device=device)
+    halted |= non_finite
+    if scaler:
+        scaler.step(optimizer, found_inf=halted)
+        scaler.update()
+    else:
+        optimizer.step(found_inf=halted)
+    optimizer.zero_grad(set_to_none=True)
+    W = info.world_size
+    values = torch.cat([stats[:3], stats[3:6] / W, totals.disc.double().view(1), grad_norm.detach().double().view(1),
+                        non_finite.double().view(1)])  # fmt: skip
+    return StepResult(values)
+
+
+class NonFiniteLoss(ElectraError):
+    def __init__(self, step: int, what: str, value: float):
+        self.step = step
+        super().__init__(f"{what} is {value} at step {step}; no update from that step on was applied")
+
+
+def read_steps(results: list[tuple[int, StepResult]]) -> list[tuple[int, dict[str, float]]]:
+    """Read several steps' results in one transfer (one wait for the GPU) and empty the list; raises NonFiniteLoss
+    for the first step whose loss or gradient norm was not finite."""
+    if not results:
+        return []
+    rows = torch.stack([r.values for _, r in results]).tolist()
+    read = [(step, dict(zip(STEP_FIELDS, row, strict=True))) for (step, _), row in zip(results, rows, strict=True)]
+    results.clear()
+    for step, r in read:
+        if r["non_finite"]:
+            what = "loss" if not math.isfinite(r["loss"]) else "the gradient norm"
+            raise NonFiniteLoss(step, what, r["loss"] if what == "loss" else r["grad_norm"])
+    return read
+
+
+@torch.no_grad()
+def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
+             device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
+    """Held-out metrics without dropout (docs/faithfulness.md §3.5): generator MLM accuracy and loss, sampled-token
+    accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
+    the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
+    samples."""
+    from sklearn.metrics import roc_auc_score
+
+    was_training = model.training
+    model.eval()
+    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = 0.0
+    scores, truths = [], []
+    for i, b in enumerate(batches):
+        b = to_device(b, device)
+        g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        mk = model.mask(b["input_ids"], b["attention_mask"], g)
+        with precision.autocast():
+            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
+        w, n = float(mk.weights.sum()), float(b["attention_mask"].sum())
+        w_sum, tok_sum = w_sum + w, tok_sum + n
+        gen_loss += float(out.gen_loss) * w
+        gen_correct += float(out.gen_accuracy) * w
+        sampled_correct += float(out.sampled_accuracy) * w
+        disc_loss += float(out.disc_loss) * n
+        if out.disc_logits is not None:
+            real = b["attention_mask"].bool()
+            scores.append(out.disc_logits.float()[real].cpu())
+            truths.append(out.disc_labels[real].cpu())
+    model.train(was_training)
+    metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
+    if scores:
+        s, t = torch.cat(scores), torch.cat(truths)
+        pred = s > 0
+        tp = float((pred & t).sum())
+        metrics.update(
+            sampled_accuracy=sampled_correct / max(w_sum, 1),
+            disc_loss=disc_loss / max(tok_sum, 1),
+            disc_accuracy=float((pred == t).float().mean()),
+            disc_auc=float(roc_auc_score(t.numpy(), s.numpy())) if 0 < int(t.sum()) < len(t) else float("nan"),
+            disc_precision=tp / max(float(pred.sum()), 1.0),
+            disc_recall=tp / max(float(t.sum()), 1.0),
+            replaced_fraction=float(t.float().mean()),
+        )
+    return metrics

@@ -1,0 +1,193 @@
+"""Kills at chosen moments leave a run that resumes to exactly the uninterrupted one; one writer per directory.
+
+The kills are placed with the `ELECTRA_FAULT` hook (`electra.io.fault_point`), not by timing: each names a moment
+inside the checkpoint and log writes, and the process SIGKILLs itself there.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_pretrain import TINY, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
+
+from electra import io
+from electra.cli import main
+from electra.errors import ElectraError
+
+TIMING = ("seqs_per_s", "tokens_per_s", "real_tokens_per_s", "flops_per_s")
+
+# (moment, the how-manieth time it is reached) -- with 12 steps, saves every 5 and kept fractions at 1, 2, 3, 6, 12
+KILLS = [
+    ("checkpoint.model_written", 3),  # a temporary checkpoint half written
+    ("checkpoint.complete", 4),  # complete but not yet renamed into place
+    ("install.between_renames", 2),  # the old `latest` moved aside, the new one not yet in place
+    ("save.kept_written", 3),  # step_3 written, its index entry and `latest` not yet
+    ("save.indexed", 4),  # step_6 written and indexed, `latest` still at step 5
+    ("checkpoint.copied", 2),  # `latest` being copied from step_2
+    ("save.finishing", 1),  # the last checkpoint written, config.json not yet marked finished
+    ("metrics.written", 8),  # a log line past the last checkpoint
+]
+
+
+def _run(data: Path, out: Path, *extra: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = subprocess_env()
+    if fault:
+        env[io.FAULT_ENV] = fault
+    args = [*TINY, "--data", str(data), "--max-steps", "12", "--log-every", "1", "--save-every", "5",
+            "--eval-every", "4", "--eval-examples", "8", "--probe", "none"]  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "electra", "pretrain", *args, "--out", str(out), *extra], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def _snapshot(run: Path) -> dict:
+    """Everything of a run directory that must not depend on where it was killed."""
+    root = run / "checkpoints"
+    out = {"index": json.loads((root / "index.json").read_text()), "checkpoints": {}}
+    for ck in sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir()):
+        state = json.loads((ck / "trainer_state.json").read_text())
+        state.pop("time")
+        weights = load_file(ck / "model.safetensors")  # (the file's alias table is not in a fixed order)
+        out["checkpoints"][ck.name] = ({k: v.numpy().tobytes() for k, v in weights.items()}, state)
+    out["metrics"] = [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING} for line in (run / "metrics.jsonl").open()
+    ]
+    out["config"] = json.loads((run / "config.json").read_text())
+    for option in ("out", "resume"):  # where the run is, and how it was started
+        out["config"]["run"].pop(option)
+    out["stray"] = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    return out
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_moment_of_saving_or_logging_resumes_to_the_uninterrupted_run(data_dir, tmp_path):  # noqa: F811
+    full = tmp_path / "full"
+    assert _run(data_dir, full).returncode == 0
+    expected = _snapshot(full)
+    assert set(expected["checkpoints"]) == {"latest", "step_1", "step_2", "step_3", "step_6", "step_12"}
+    assert expected["config"]["finished"] is True
+    for point, n in KILLS:
+        run = tmp_path / point
+        killed = _run(data_dir, run, fault=f"{point}@{n}")
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-2000:])
+        resumed = _run(data_dir, run, "--resume")
+        assert resumed.returncode == 0, (point, resumed.stderr[-2000:])
+        got = _snapshot(run)
+        for key in expected:
+            assert got[key] == expected[key], (point, key)
+
+
+def test_one_writer_per_run_directory(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    base = [*TINY, "--data", str(data_dir), "--max-steps", "3", "--eval-every", "0", "--probe", "none"]
+    assert main(["pretrain", *base, "--out", str(run)]) == 0
+    before = (run / "checkpoints" / "latest" / "model.safetensors").read_bytes()
+    with io.locked(run):  # another process writing the run (a lock is per open file: this process counts too)
+        for extra in (["--resume"], ["--force"]):
+            assert main(["pretrain", *base, "--out", str(run), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"run directory {run} is in use by another process (pid {os.getpid()} on host" in err
+    # --force under a live run deleted nothing
+    assert (run / "checkpoints" / "latest" / "model.safetensors").read_bytes() == before
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over_and_reported(tmp_path):
+    (tmp_path / io.LOCK_FILE).write_text("pid 999999999 on host elsewhere")
+    with io.locked(tmp_path) as lock:
+        assert lock.stale == "pid 999999999 on host elsewhere"
+        assert (tmp_path / io.LOCK_FILE).read_text().startswith(f"pid {os.getpid()} on host ")
+    assert not (tmp_path / io.LOCK_FILE).exists()  # released
+
+
+def test_a_lock_is_refused_while_held_and_free_after_release(tmp_path):
+    lock = io.DirLock(tmp_path, "dataset directory").acquire()
+    with pytest.raises(ElectraError, match=r"dataset directory .* is in use by another process \(pid \d+ on host"):
+        io.DirLock(tmp_path, "dataset directory").acquire()
+    lock.release()
+    io.DirLock(tmp_path).acquire().release()
+
+
+def test_a_failed_start_leaves_no_run_directory_behind(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "new"
+    assert main(["pretrain", *TINY, "--data", str(tmp_path / "missing"), "--out", str(run)]) == 2
+    assert not run.exists()
+
+
+def test_fault_point_counts_down_in_the_environment(monkeypatch):
+    monkeypatch.setenv(io.FAULT_ENV, "somewhere@3")
+    io.fault_point("elsewhere")
+    io.fault_point("somewhere")
+    io.fault_point("somewhere")
+    assert os.environ[io.FAULT_ENV] == "somewhere@1"  # the next one would kill
+
+
+def _short_run(data: Path, run: Path, *extra: str) -> int:
+    return main(["pretrain", *TINY, "--data", str(data), "--out", str(run), "--max-steps", "6", "--eval-every", "0",
+                 "--probe", "none", *extra])  # fmt: skip
+
+
+def test_a_damaged_latest_falls_back_to_the_newest_intact_kept_checkpoint(data_dir, tmp_path, capsys):  # noqa: F811
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert _short_run(data_dir, full) == 0 and _short_run(data_dir, run) == 0
+    latest = run / "checkpoints" / "latest"
+    # back to step 4 as a killed run would be, then damage `latest`: its weights cut short
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"finished": true', '"finished": false'))
+    for name in ("model.safetensors", "optimizer.pt"):
+        data = (latest / name).read_bytes()
+        (latest / name).unlink()  # (a hard link of step_6's: damage this copy only)
+        (latest / name).write_bytes(data[: len(data) // 2])
+    shutil.rmtree(run / "checkpoints" / "step_6")  # (the newest kept one is gone too: step_3 is next)
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "latest/model.safetensors is unreadable" in err
+    assert "resuming from step_3, the newest intact checkpoint" in err
+    a = load_file(full / "checkpoints" / "latest" / "model.safetensors")
+    b = load_file(latest / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_no_intact_checkpoint_is_one_clear_error(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run, "--save-every", "100") == 0
+    for ck in (run / "checkpoints").iterdir():
+        if ck.is_dir():
+            (ck / "optimizer.pt").unlink(missing_ok=True)
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"finished": true', '"finished": false'))
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.pt is missing, and no kept checkpoint is intact; start over with --force" in err
+    assert "Traceback" not in err
+
+
+def test_a_truncated_optimizer_state_is_a_clear_error_not_a_traceback(data_dir, tmp_path):  # noqa: F811
+    from electra import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0
+    latest = run / "checkpoints" / "latest"
+    data = (latest / "optimizer.pt").read_bytes()
+    (latest / "optimizer.pt").unlink()
+    (latest / "optimizer.pt").write_bytes(data[:100])
+    assert "optimizer.pt is truncated or unreadable" in ckpt.problem(latest)
+    model, _, _ = ckpt.load_run(run, "step_3")
+    with pytest.raises(ElectraError, match="could not read .*optimizer.pt"):
+        ckpt.load_checkpoint(latest, model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_checkpoint_names_cannot_leave_the_run(data_dir, tmp_path):  # noqa: F811
+    from electra import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0
+    (run / "checkpoints" / "index.json").write_text(json.dumps({"25%": "../../elsewhere"}))
+    for which in ("25%", "../checkpoints/latest", ".old-latest"):
+        with pytest.raises(ElectraError, match="is not a checkpoint directory of the run"):
+            ckpt.resolve_checkpoint(run, which)
