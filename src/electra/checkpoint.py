@@ -125,6 +125,9 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
         if name not in index:
             raise ElectraError(f"run {run_dir} has no {name} checkpoint (kept: {', '.join(index) or 'none'})")
         name = index[name]
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ElectraError(f"checkpoint name {name!r} of run {run_dir} is not a checkpoint directory of the run "
+                           "(expected latest, step_N or a kept fraction such as 25%)")  # fmt: skip
     if name == LATEST and not (root / LATEST).is_dir():
         steps = [n for n in _checkpoint_names(root) if n.startswith("step_")]
         if steps:  # e.g. a directory copied without its rolling checkpoint
@@ -244,6 +247,41 @@ def update_index(root: Path, label: str, name: str) -> None:
 # ---------------------------------------------------------------------------------------------- load
 
 
+def problem(path: Path) -> str | None:
+    """Why checkpoint directory `path` cannot be resumed from (a missing, truncated or unreadable file), or None.
+    Reads the files' headers and directories only, not the tensors."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for name in (MODEL, OPTIMIZER, TRAINER_STATE):
+        if not (path / name).is_file():
+            return f"{path / name} is missing"
+    try:
+        with safe_open(str(path / MODEL), "pt") as f:
+            f.keys()
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own error types)
+        return f"{path / MODEL} is unreadable ({err})"
+    for name in (OPTIMIZER, RNG_STATE):
+        if (path / name).is_file():
+            try:
+                zipfile.ZipFile(path / name).close()  # torch.save's format; a cut file has no central directory
+            except (OSError, zipfile.BadZipFile) as err:
+                return f"{path / name} is truncated or unreadable ({err})"
+    try:
+        json.loads((path / TRAINER_STATE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{path / TRAINER_STATE} is unreadable ({err})"
+    return None
+
+
+def _torch_load(path: Path, **kwargs) -> Any:
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except Exception as err:  # noqa: BLE001  (a truncated or foreign file)
+        raise ElectraError(f"could not read {path}: {err}") from None
+
+
 def load_checkpoint(
     path: Path,
     model: torch.nn.Module,
@@ -261,14 +299,14 @@ def load_checkpoint(
                            f"unexpected {sorted(unexpected)[:3]})")  # fmt: skip
     state = read_json(path / TRAINER_STATE, "trainer state")
     if state.get("loader") == "loader_state.pt":
-        state["loader"] = torch.load(path / "loader_state.pt", weights_only=True)
+        state["loader"] = _torch_load(path / "loader_state.pt")
     if optimizer is not None:
-        saved = torch.load(path / OPTIMIZER, weights_only=True, map_location=_device_of(model))
+        saved = _torch_load(path / OPTIMIZER, map_location=_device_of(model))
         optimizer.load_state_dict(saved["optimizer"])
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
     if restore_rng and (path / RNG_STATE).is_file():
-        _set_rng_state(torch.load(path / RNG_STATE, weights_only=True))
+        _set_rng_state(_torch_load(path / RNG_STATE))
     return state
 
 

@@ -7,10 +7,15 @@ turns `ElectraError` into one clear line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import json
 import sys
+from pathlib import Path
+from typing import Any, NoReturn
 
 from electra import __version__
+from electra.config import unknown_key_message
 from electra.errors import ElectraError
 
 # subcommand -> (module, one-line help)
@@ -31,29 +36,99 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with no abbreviations and, for a mistyped option, the nearest real one."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            known = [o for p in self._commands() for a in p._actions for o in a.option_strings if o.startswith("--")]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if word.startswith("--") and close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        super().error(message)
+
+    def _commands(self) -> list[argparse.ArgumentParser]:
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return [self, *(p for s in subs for p in s.choices.values())]
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the module of the command named in `argv` is imported (all of them when argv is None)."""
-    parser = argparse.ArgumentParser(prog="electra", description=__doc__.splitlines()[0])
+    parser = Parser(prog="electra", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"electra {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     chosen = next((a for a in argv if a in COMMANDS), None) if argv is not None else None
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if argv is None or name == chosen:
             module = importlib.import_module(module_name)
             getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
-            p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
+            p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)),
+                           _resolve=getattr(module, f"resolved_{name}_config", None))  # fmt: skip
+            p.add_argument(
+                "--config",
+                metavar="FILE",
+                help="JSON file of option values (keys: the options without dashes, or a run's config.json); "
+                "options given on the command line win",
+            )
+            p.add_argument("--print-config", action="store_true", help="print the resolved options as JSON and exit")
     return parser
+
+
+def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Defaults from `--config FILE` for the chosen command's parser: explicit options still override them."""
+    if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
+        return
+    path = Path(argv[argv.index("--config") + 1])
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ElectraError(f"--config {path}: cannot read it as JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise ElectraError(f"--config {path}: expected a JSON object of option values")
+    if "config" in values and "run" in values:  # a pretraining run's own config.json
+        config = dict(values["config"])
+        values = {**config.pop("model"), **config, **{k: v for k, v in values["run"].items() if k != "out"}}
+        values.update(resume=False, force=False)
+    command = next(p for p in parser._commands()[1:] if p._defaults.get("_run"))  # the chosen one
+    dests = {a.dest: a for a in command._actions}
+    defaults = {}
+    for key, value in values.items():
+        dest = next((d for d in (key, f"cfg__{key}", f"ft__{key}") if d in dests), None)
+        if dest is None or dest in ("help", "config", "print_config"):
+            where = f"the options of `electra {command.prog.split()[-1]}`"
+            raise ElectraError(f"--config {path}: " + unknown_key_message(key, _names(dests), where))
+        defaults[dest] = value
+    command.set_defaults(**defaults)
+
+
+def _names(dests: dict[str, argparse.Action]) -> list[str]:
+    return [d.split("__", 1)[-1] for d in dests if d not in ("help", "config", "print_config")]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    command = next((a for a in argv if a in COMMANDS), "electra")
     try:
+        apply_config_file(parser, argv)
+        args = parser.parse_args(argv)
+        if getattr(args, "print_config", False):
+            hidden = ("_run", "_resolve", "command", "config", "print_config")
+            shown = {k.split("__", 1)[-1]: v for k, v in vars(args).items() if k not in hidden}
+            if args._resolve is not None:  # the preset's values too, in the form --config reads back
+                shown = args._resolve(args)
+            print(json.dumps(shown, indent=2, default=str))
+            return 0
         return int(args._run(args) or 0)
     except ElectraError as err:
-        print(f"electra {args.command}: error: {err}", file=sys.stderr)
+        print(f"electra {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"electra {args.command}: interrupted", file=sys.stderr)
+        print(f"electra {command}: interrupted", file=sys.stderr)
         return 130

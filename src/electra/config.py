@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -345,24 +346,32 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *classes: type, title: str = "config fields") -> None:
-    """One `--field-name VALUE` option per dataclass field (defaults come from the preset, not from here)."""
-    group = parser.add_argument_group(title, "override any field of the preset")
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    *classes: type,
+    title: str = "config fields",
+    description: str = "override any field of the preset",
+    prefix: str = "cfg__",
+    describe: Callable[[str], str] | None = None,
+) -> None:
+    """One `--field-name VALUE` option per field of the dataclasses (nested dataclass fields are their own class's
+    fields): bool as true/false, Literal as choices, `X | None` as X or "none". Given values land in `prefix` +
+    name (see `overrides_from_args`); absent ones are not set, so the preset's value applies. `describe(name)`
+    gives the help text (the default)."""
+    group = parser.add_argument_group(title, description)
+    describe = describe or preset_defaults
     for name, hint in flat_fields(*classes):
-        flag = "--" + name.replace("_", "-")
-        kwargs: dict[str, Any] = dict(dest=f"cfg__{name}", default=argparse.SUPPRESS, metavar="V")
+        kwargs: dict[str, Any] = dict(dest=prefix + name, default=argparse.SUPPRESS, metavar="V", help=describe(name))
         args = typing.get_args(hint)
-        if type(None) in args and len(args) == 2:  # X | None: "none" gives None
-            inner = args[0] if args[1] is type(None) else args[1]
-            if inner in (int, float, str):
-                kwargs.update(type=_optional(inner))
-        elif typing.get_origin(hint) is Literal:
-            kwargs.update(choices=args, metavar=None)
-        elif hint is bool:
+        optional = type(None) in args and len(args) == 2
+        inner = next(a for a in args if a is not type(None)) if optional else hint
+        if typing.get_origin(inner) is Literal:
+            kwargs.update(choices=typing.get_args(inner), metavar=None)
+        elif inner is bool:
             kwargs.update(type=_parse_bool)
-        elif hint in (int, float, str):
-            kwargs.update(type=hint)
-        group.add_argument(flag, **kwargs)
+        elif inner in (int, float, str):
+            kwargs.update(type=_optional(inner) if optional else inner)
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
 def _optional(kind: type) -> Any:
@@ -371,6 +380,24 @@ def _optional(kind: type) -> Any:
 
     parse.__name__ = kind.__name__  # argparse names the type in its error message
     return parse
+
+
+def preset_defaults(name: str) -> str:
+    """`default V (tiny: W; base, large: X)`: the official default of a config field and the presets that differ."""
+    base = PretrainConfig()
+    default = getattr(base.model, name) if hasattr(base.model, name) else getattr(base, name)
+    differing: dict[str, list[str]] = {}
+    for preset_name in PRESETS:
+        cfg = preset(preset_name)
+        value = getattr(cfg.model, name) if hasattr(cfg.model, name) else getattr(cfg, name)
+        if value != default:
+            differing.setdefault(_show(value), []).append(preset_name)
+    shown = "; ".join(f"{', '.join(names)}: {value}" for value, names in differing.items())
+    return f"default {_show(default)}" + (f" ({shown})" if shown else "")
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

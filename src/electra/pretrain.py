@@ -231,9 +231,7 @@ def resolve_setup(given: dict[str, Any], preset_name: str | None, overrides: dic
         if resume_from is not None:
             opts.init_from = None  # the checkpoint has the weights
     else:
-        if preset_name is None:
-            raise ElectraError("--preset is required (choose one of " + ", ".join(PRESETS) + ")")
-        cfg = preset(preset_name, **overrides)
+        cfg = config_from(preset_name, overrides)
     if opts.init_from:
         cfg, init_model, tokenizer = init_from_hf(cfg, opts.init_from)
     data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)
@@ -251,6 +249,16 @@ def _vocab_from_data(cfg: PretrainConfig, overrides: dict[str, Any], tokenizer: 
     if "vocab_size" in overrides or opts.init_from or tokenizer.vocab_size == cfg.model.vocab_size:
         return cfg
     return replace(cfg, model=replace(cfg.model, vocab_size=tokenizer.vocab_size))
+
+
+def config_from(preset_name: str | None, overrides: dict[str, Any]) -> PretrainConfig:
+    """The preset with `overrides`; without a preset, `overrides` must give every field (a run's config.json
+    read with --config)."""
+    if preset_name is not None:
+        return preset(preset_name, **overrides)
+    if {name for name, _ in flat_fields(PretrainConfig, ModelConfig)} <= set(overrides):
+        return _apply(PretrainConfig(), overrides)
+    raise ElectraError("--preset is required (choose one of " + ", ".join(PRESETS) + ")")
 
 
 def _apply(cfg: PretrainConfig, overrides: dict[str, Any]) -> PretrainConfig:
@@ -604,6 +612,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def resolved_pretrain_config(args: argparse.Namespace) -> dict[str, Any]:
+    """What `--print-config` shows: the config (preset + overrides) and options, as a run's config.json has them
+    (and `--config` reads them back)."""
+    overrides = overrides_from_args(args)
+    if args.preset is None and args.resume and (Path(args.out) / ckpt.CONFIG).is_file():
+        cfg = _apply(ckpt.pretrain_config(ckpt.read_run_config(args.out), args.out), overrides)
+    else:
+        cfg = config_from(args.preset, overrides)
+    options = {k: getattr(args, k) for k in RunOptions.__dataclass_fields__ if hasattr(args, k)}
+    return ckpt.run_config(cfg, asdict(run_options(options, None)), {})
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

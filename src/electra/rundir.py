@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,20 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
     root = run_dir / ckpt.CHECKPOINTS
     has_checkpoint = root.is_dir() and any((p / ckpt.MODEL).is_file() for p in root.iterdir() if p.name[0] != ".")
     resume_from = ckpt.resolve_checkpoint(run_dir, ckpt.LATEST) if resume and has_checkpoint else None
+    if resume_from is not None and (bad := ckpt.problem(resume_from)):
+        resume_from = _fall_back(run_dir, bad)
     return saved, resume_from
+
+
+def _fall_back(run_dir: Path, bad: str) -> Path:
+    """The newest intact kept checkpoint, when `latest` is damaged (said on stderr); else one clear error."""
+    root = run_dir / ckpt.CHECKPOINTS
+    kept = sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()), key=lambda p: -int(p.name[5:]))
+    for path in kept:
+        if ckpt.problem(path) is None:
+            print(f"  {bad}: resuming from {path.name}, the newest intact checkpoint", file=sys.stderr, flush=True)
+            return path
+    raise ElectraError(f"cannot resume {run_dir}: {bad}, and no kept checkpoint is intact; start over with --force")
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

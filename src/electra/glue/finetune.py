@@ -17,8 +17,6 @@ import math
 import random
 import sys
 import time
-import types
-import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from electra import __version__
-from electra.config import ModelConfig, _check_literals, _parse_bool, from_dict
+from electra.config import ModelConfig, _check_literals, add_config_arguments, from_dict
 from electra.errors import ConfigError, ElectraError
 from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
 from electra.glue.layer_decay import layer_lr_multipliers
@@ -360,19 +358,15 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--save-model", action="store_true", help="keep each run's weights (model.safetensors)")
     parser.add_argument("--quiet", action="store_true")
-    group = parser.add_argument_group("finetuning recipe", "every value of the recipe can be overridden")
-    hints = typing.get_type_hints(FinetuneConfig)
-    for f in dataclasses.fields(FinetuneConfig):
-        hint = hints[f.name]
-        kwargs: dict[str, Any] = dict(dest=f"ft__{f.name}", default=argparse.SUPPRESS, metavar="V")
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: "by size / by task" when absent
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        if typing.get_origin(hint) is Literal:
-            kwargs.update(choices=typing.get_args(hint), metavar=None)
-        else:
-            kwargs.update(type=_parse_bool if hint is bool else hint)
-        default = "by model size / task" if f.default is None else f.default
-        group.add_argument("--" + f.name.replace("_", "-"), help=f"default: {default}", **kwargs)
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    add_config_arguments(
+        parser,
+        FinetuneConfig,
+        title="finetuning recipe",
+        description="every value of the recipe can be overridden",
+        prefix="ft__",
+        describe=lambda name: f"default {'by model size / task' if defaults[name] is None else defaults[name]}",
+    )
 
 
 def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_dir: str | Path | None = None,
@@ -397,6 +391,14 @@ def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_d
     if not results["tasks"]:
         raise ElectraError("no task could be finetuned (no train and dev sets found)")
     return results
+
+
+def resolved_finetune_config(args: argparse.Namespace) -> dict[str, Any]:
+    """What `--print-config` shows: the options and the recipe (None: chosen by model size and task)."""
+    recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
+    shown = {k: v for k, v in vars(args).items() if not k.startswith(("ft__", "_")) and k not in ("command", "config",
+             "print_config")}  # fmt: skip
+    return {**shown, **asdict(from_dict(FinetuneConfig, recipe, "the finetuning options"))}
 
 
 def run_finetune(args: argparse.Namespace) -> int:
