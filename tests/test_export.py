@@ -218,3 +218,17 @@ def test_export_refuses_an_output_overlapping_the_run(run, where, capsys):
     assert main(["export", str(run), "--out", str(out), "--no-verify", "--force"]) == 2
     assert "would overlap the run being exported" in capsys.readouterr().err
     assert sorted(p.relative_to(run.parent) for p in run.parent.rglob("*")) == before
+
+
+def test_the_trainer_example_in_the_docs_runs(exported, tmp_path, monkeypatch):
+    """docs/users.md's `transformers.Trainer` block, as written, on this export (needs the `hf` extra)."""
+    pytest.importorskip("accelerate")
+    text = (Path(__file__).parents[1] / "docs" / "users.md").read_text()
+    code = text.split("<!-- tested: trainer -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert 'model_dir = "models/small/discriminator"' in code
+    code = code.replace('"models/small/discriminator"', repr(str(exported / "discriminator")))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/users.md", "exec"), namespace)
+    assert namespace["trainer"].state.global_step == 8  # 32 examples / 8 x 2 epochs
+    assert "eval_loss" in namespace["trainer"].evaluate()

@@ -191,3 +191,44 @@ def test_checkpoint_names_cannot_leave_the_run(data_dir, tmp_path):  # noqa: F81
     for which in ("25%", "../checkpoints/latest", ".old-latest"):
         with pytest.raises(ElectraError, match="is not a checkpoint directory of the run"):
             ckpt.resolve_checkpoint(run, which)
+
+
+@pytest.fixture
+def hub_down(monkeypatch):
+    """The hub cannot be reached, and offline mode is not set."""
+    from electra import hub
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hub, "offline", lambda: False)
+    monkeypatch.setattr(hub, "reachable", lambda timeout=3.0: False)
+
+
+def test_hub_names_fail_at_once_with_one_line_when_the_hub_is_unreachable(hub_down, tmp_path, capsys):
+    cases = [
+        ["detect", "--model", "google/electra-small-discriminator", "some text"],
+        ["prepare", "--corpus", "builtin", "--tokenizer", "google/electra-small-discriminator", "--out",
+         str(tmp_path / "data")],
+        ["finetune", "--model", "random:tiny", "--tasks", "rte", "--out", str(tmp_path / "glue")],
+        ["prepare", "--corpus", "hf:openwebtext", "--vocab", str(tmp_path / "missing-vocab"), "--out",
+         str(tmp_path / "owt")],
+    ]  # fmt: skip
+    (tmp_path / "missing-vocab").mkdir()
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]
+    (tmp_path / "missing-vocab" / "vocab.txt").write_text("\n".join(tokens))
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # (not progress bars)
+        assert len(err) == 1 and "the hub (huggingface.co) cannot be reached" in err[0], (argv, err)
+        assert "HF_HUB_OFFLINE=1" in err[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "glue").exists() and not (tmp_path / "owt").exists()
+
+
+def test_a_local_path_that_is_not_a_dataset_or_model_is_never_sent_to_the_hub(hub_down, tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    assert main(["pretrain", "--preset", "tiny", "--data", str(tmp_path / "half"), "--out", str(tmp_path / "r")]) == 2
+    assert "is not a prepared dataset" in capsys.readouterr().err
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{not json")
+    assert main(["detect", "--model", str(tmp_path / "model"), "text"]) == 2
+    assert "config.json is not a readable JSON model config" in capsys.readouterr().err

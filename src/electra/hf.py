@@ -129,7 +129,10 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ElectraError(f"model directory {source} has no config.json")
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            raise ElectraError(f"{path / 'config.json'} is not a readable JSON model config ({err})") from None
         if model_type != "electra":
             raise ElectraError(f"model directory {source} holds a {model_type!r} model, not an ELECTRA model")
         if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json",
@@ -138,6 +141,10 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
     elif str(source).startswith((".", "/")) or str(source).count("/") != 1:
         raise ElectraError(f"model {source} not found: expected a model directory or a hub id such as "
                            "google/electra-small-discriminator")  # fmt: skip
+    else:
+        from electra import hub
+
+        hub.require(str(source), "model")
     try:
         with quiet_transformers():
             hf_cfg = transformers.AutoConfig.from_pretrained(str(source))

@@ -274,6 +274,9 @@ def _prepare_data(opts: RunOptions, cfg: PretrainConfig, run_dir: Path, tokenize
     if bool(opts.data) == bool(opts.corpus):
         raise ElectraError("give exactly one of --data DIR (from `electra prepare`) or --corpus SRC ...")
     if opts.data:
+        from electra.data import load_dataset_meta
+
+        load_dataset_meta(opts.data)  # one clear line for a path that is not a complete prepared dataset
         return Path(opts.data)
     from electra.data import prepare_corpus
 

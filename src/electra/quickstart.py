@@ -20,10 +20,8 @@ import argparse
 import json
 import math
 import shutil
-import socket
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from electra.errors import ElectraError
 
@@ -37,16 +35,9 @@ def _say(text: str) -> None:
 
 def hub_reachable(timeout: float = 5.0) -> bool:
     """Whether GLUE can come from the hub: its endpoint answers, or offline mode asks for the local cache."""
-    from huggingface_hub import constants
+    from electra import hub
 
-    if constants.HF_HUB_OFFLINE:  # HF_HUB_OFFLINE=1: `datasets` reads its cache; missing tasks are reported
-        return True
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return hub.offline() or hub.reachable(timeout)
 
 
 def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:

@@ -120,6 +120,9 @@ def load_tokenizer(source: str | os.PathLike, lowercase: bool | None = None) -> 
 
 
 def _from_hub(model_id: str, lowercase: bool | None) -> WordPiece:
+    from electra import hub
+
+    hub.require(model_id, "tokenizer")
     try:
         from transformers import AutoTokenizer
 

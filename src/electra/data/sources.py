@@ -264,6 +264,10 @@ def _hf_documents(source: Source, text_field: str) -> Iterator[list[str]]:
             if isinstance(dataset, datasets.DatasetDict):
                 dataset = dataset[source.hf_split]
         else:
+            if not local:
+                from electra import hub
+
+                hub.require(source.hf_id, "dataset")
             dataset = datasets.load_dataset(source.hf_id, source.hf_config, split=source.hf_split, streaming=True)
     except Exception as err:  # unknown id, no network, bad config ...
         raise ElectraError(f"could not load dataset {source.spec!r}: {err}") from None

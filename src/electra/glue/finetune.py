@@ -385,6 +385,11 @@ def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_d
     if glue_dir is not None and not Path(glue_dir).is_dir():
         raise ElectraError(f"--glue-dir {glue_dir} is not a directory")
     cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
+    if glue_dir is None:  # GLUE from the hub: say so now if it cannot be reached, before anything is written
+        from electra import hub
+        from electra.glue.data import HUB_DATASET
+
+        hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
     results = sweep(model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet,
                     checkpoint)  # fmt: skip

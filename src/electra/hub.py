@@ -1,0 +1,46 @@
+"""The Hugging Face hub: reached only for names that are not local paths, and given up on at once when it cannot
+be reached, with one line that says so (instead of half a minute of retries and a library's traceback)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+from electra.errors import ElectraError
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE=1 (or the older TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE): only the local cache is read."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(n, "").upper() in ("1", "ON", "YES", "TRUE") for n in ("TRANSFORMERS_OFFLINE",
+             "HF_DATASETS_OFFLINE"))  # fmt: skip
+    return bool(constants.HF_HUB_OFFLINE) or any(flags)
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's endpoint accepts a connection within `timeout` seconds."""
+    url = urlparse(endpoint())
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def require(name: str, what: str) -> None:
+    """Call before fetching `name` (a `what`: "model", "tokenizer", "dataset") from the hub: raises one line when
+    the hub cannot be reached. In offline mode the libraries read their cache and name what is missing."""
+    if offline() or reachable():
+        return
+    raise ElectraError(
+        f"{what} {name!r} is not a local path and the hub ({urlparse(endpoint()).hostname}) cannot be reached; "
+        "give a local path, or set HF_HUB_OFFLINE=1 to use what is already in the local cache"
+    )
