@@ -53,8 +53,20 @@ def main() -> None:
         return
     results = {}
     for mode in ["eager", *args.modes]:
-        cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps), "--batch", str(args.batch),
-               "--device", args.device, "--scope", args.scope]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            mode,
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+            "--device",
+            args.device,
+            "--scope",
+            args.scope,
+        ]
         if args.micro_batch:
             cmd += ["--micro-batch", str(args.micro_batch)]
         proc = subprocess.run(cmd, capture_output=True, text=True)

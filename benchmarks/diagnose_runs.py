@@ -86,8 +86,10 @@ def plot(results, path: Path) -> None:
         for i, (name, rows) in enumerate(results.items()):
             steps = [s for s, _ in rows]
             if key == "probe":
-                values = [max(v for k, v in r.items() if k.endswith((" cls", " mean")) and k.startswith("builtin"))
-                          for _, r in rows]  # fmt: skip
+                values = [
+                    max(v for k, v in r.items() if k.endswith((" cls", " mean")) and k.startswith("builtin"))
+                    for _, r in rows
+                ]
             else:
                 values = [r[key] for _, r in rows]
             ax.plot(steps, values, "o-", color=f"C{i}", ms=3, lw=1, label=name)

@@ -45,8 +45,12 @@ def probe(run: str, data: str, checkpoint: str = "latest", batches: int = 8, rat
         labels.append(((fake != ids) & real)[real])
         scores.append(model.discriminator(fake, mask, types)[real])
     y, s = torch.cat(labels).numpy(), torch.cat(scores).float().numpy()
-    return {"auc": float(roc_auc_score(y, s)), "accuracy": float(((s > 0) == y).mean()),
-            "all_original": float(1 - y.mean()), "tokens": int(len(y))}  # fmt: skip
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "accuracy": float(((s > 0) == y).mean()),
+        "all_original": float(1 - y.mean()),
+        "tokens": int(len(y)),
+    }
 
 
 def main() -> None:
@@ -57,8 +61,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8, help="held-out batches of 64 examples")
     args = parser.parse_args()
     r = probe(args.run, args.data, args.checkpoint, args.batches)
-    print(f"{args.run} [{args.checkpoint}]: AUC {r['auc']:.3f}, accuracy {r['accuracy']:.4f} "
-          f"(all-original {r['all_original']:.4f}) over {r['tokens']:,} held-out tokens")  # fmt: skip
+    print(
+        f"{args.run} [{args.checkpoint}]: AUC {r['auc']:.3f}, accuracy {r['accuracy']:.4f} "
+        f"(all-original {r['all_original']:.4f}) over {r['tokens']:,} held-out tokens"
+    )
 
 
 if __name__ == "__main__":

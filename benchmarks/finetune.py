@@ -69,11 +69,19 @@ def main() -> None:
         labels=torch.randint(0, 2, (args.batch,), generator=g),
     )
     steps = {
-        "ours": make_step(ours, lambda b: ours(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
-                          cfg.num_hidden_layers),
-        "transformers": make_step(hf, lambda b: hf(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                                   token_type_ids=b["token_type_ids"]).logits, cfg.num_hidden_layers),
-    }  # fmt: skip
+        "ours": make_step(
+            ours, lambda b: ours(b["input_ids"], b["attention_mask"], b["token_type_ids"]), cfg.num_hidden_layers
+        ),
+        "transformers": make_step(
+            hf,
+            lambda b: (
+                hf(
+                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]
+                ).logits
+            ),
+            cfg.num_hidden_layers,
+        ),
+    }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(args.warmup + args.steps):
         for name, step in steps.items():

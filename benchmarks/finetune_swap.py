@@ -74,9 +74,17 @@ def main() -> None:
     for name in args.variants:
         e, model_changes, ft_changes = variant(name, encoder, initial, model_cfg.num_hidden_layers)
         losses: list[float] = []
-        _, outputs = finetune_run(data, e, dataclasses.replace(model_cfg, **model_changes),
-                                  dataclasses.replace(cfg, **ft_changes), 0, torch.device("cpu"), tok.pad_id, None,
-                                  losses)  # fmt: skip
+        _, outputs = finetune_run(
+            data,
+            e,
+            dataclasses.replace(model_cfg, **model_changes),
+            dataclasses.replace(cfg, **ft_changes),
+            0,
+            torch.device("cpu"),
+            tok.pad_id,
+            None,
+            losses,
+        )
         acc = evaluate(task, data.evals, outputs)["acc"]
         print(
             f"{name:14s} SST-2 acc {acc:.2f}  train loss per epoch {', '.join(f'{x:.3f}' for x in losses)}", flush=True

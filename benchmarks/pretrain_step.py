@@ -57,8 +57,14 @@ def reference(B: int, L: int):
     import transformers
 
     def cfg(hidden, heads, ffn):
-        return transformers.ElectraConfig(vocab_size=V, embedding_size=128, hidden_size=hidden, num_hidden_layers=12,
-                                          num_attention_heads=heads, intermediate_size=ffn)  # fmt: skip
+        return transformers.ElectraConfig(
+            vocab_size=V,
+            embedding_size=128,
+            hidden_size=hidden,
+            num_hidden_layers=12,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+        )
 
     gen = transformers.ElectraForMaskedLM(cfg(64, 1, 256))
     disc = transformers.ElectraForPreTraining(cfg(256, 4, 1024))
@@ -129,20 +135,38 @@ def main() -> None:
         return
     results = {}
     for variant in ("reference", "ours"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch), "--seq-len",
-               str(args.seq_len), "--steps", str(args.steps), "--threads", str(args.threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            variant,
+            "--batch",
+            str(args.batch),
+            "--seq-len",
+            str(args.seq_len),
+            "--steps",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
     r, o = results["reference"], results["ours"]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads available, "
-          f"torch {torch.__version__}")  # fmt: skip
-    print(f"ELECTRA-Small step, batch {args.batch} x {args.seq_len}, fp32, {args.threads} threads, median of "
-          f"{args.steps} steps")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads available, "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"ELECTRA-Small step, batch {args.batch} x {args.seq_len}, fp32, {args.threads} threads, median of "
+        f"{args.steps} steps"
+    )
     print("| variant | step (s) | tokens/s | peak RSS (MB) |\n|---|---|---|---|")
     for v in (r, o):
         print(f"| {v['variant']} | {v['step_s']:.3f} | {v['tokens_per_s']:.0f} | {v['peak_rss_mb']:.0f} |")
-    print(f"speed-up: {o['tokens_per_s'] / r['tokens_per_s']:.2f}x, peak memory ratio: "
-          f"{o['peak_rss_mb'] / r['peak_rss_mb']:.2f}")  # fmt: skip
+    print(
+        f"speed-up: {o['tokens_per_s'] / r['tokens_per_s']:.2f}x, peak memory ratio: "
+        f"{o['peak_rss_mb'] / r['peak_rss_mb']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,30 @@ import torch
 from electra.bench import device_name
 from electra.cli import main
 
-TINY = ["bench", "--preset", "tiny", "--vocab-size", "200", "--hidden-size", "32", "--embedding-size", "16",
-        "--num-hidden-layers", "1", "--intermediate-size", "64", "--batch", "4", "--seq-len", "16",
-        "--steps", "2", "--warmup", "1", "--json"]  # fmt: skip
+TINY = [
+    "bench",
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "200",
+    "--hidden-size",
+    "32",
+    "--embedding-size",
+    "16",
+    "--num-hidden-layers",
+    "1",
+    "--intermediate-size",
+    "64",
+    "--batch",
+    "4",
+    "--seq-len",
+    "16",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--json",
+]
 
 
 def test_bench_json_reports_consistent_throughput(capsys):

@@ -35,11 +35,37 @@ def test_a_mistyped_option_names_the_nearest_one(capsys):
 
 
 def test_none_is_accepted_for_optional_fields(tmp_path, capsys):
-    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--generator-adam-epsilon", "1e-6",
-                 "--print-config"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "tiny",
+                "--out",
+                str(tmp_path),
+                "--generator-adam-epsilon",
+                "1e-6",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["config"]["generator_adam_epsilon"] == 1e-6
-    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path), "--generator-adam-epsilon", "none",
-                 "--print-config"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "tiny",
+                "--out",
+                str(tmp_path),
+                "--generator-adam-epsilon",
+                "none",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["config"]["generator_adam_epsilon"] is None
 
 
@@ -48,8 +74,21 @@ def test_print_config_is_read_back_by_config_under_explicit_options(tmp_path, ca
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["warmup_steps"] == 5  # the preset's warm-up fraction of the shortened run
     (tmp_path / "c.json").write_text(json.dumps(shown))
-    assert main(["pretrain", "--config", str(tmp_path / "c.json"), "--out", "b", "--learning-rate", "0.002",
-                 "--print-config"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(tmp_path / "c.json"),
+                "--out",
+                "b",
+                "--learning-rate",
+                "0.002",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     again = json.loads(capsys.readouterr().out)
     assert again["config"] == {**shown["config"], "learning_rate": 0.002}
     assert again["run"]["out"] == "b"
@@ -68,8 +107,25 @@ def test_config_rejects_unknown_keys_and_unreadable_files(tmp_path, capsys):
 
 def test_a_runs_config_json_reproduces_the_run(data_dir, tmp_path):  # noqa: F811
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(a), "--max-steps", "3",
-                 "--eval-every", "0", "--probe", "none"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                *TINY,
+                "--data",
+                str(data_dir),
+                "--out",
+                str(a),
+                "--max-steps",
+                "3",
+                "--eval-every",
+                "0",
+                "--probe",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert main(["pretrain", "--config", str(a / "config.json"), "--out", str(b)]) == 0
     assert (
         json.loads((b / "config.json").read_text())["config"] == json.loads((a / "config.json").read_text())["config"]

@@ -12,9 +12,14 @@ from electra.tokenizer import load_tokenizer
 
 def _hf_config(vocab_size):
     return transformers.ElectraConfig(
-        vocab_size=vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, max_position_embeddings=24,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=24,
+    )
 
 
 @pytest.fixture

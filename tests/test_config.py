@@ -29,8 +29,10 @@ def test_presets_match_spec(name):
     assert (c.warmup_steps, c.weight_decay, c.adam_epsilon, c.gen_weight, c.disc_weight) == (10_000, 0.01, 1e-6, 1, 50)
 
 
-@pytest.mark.parametrize("name,hidden,ffn,heads", [("small", 64, 256, 1), ("small++", 256, 1024, 4),
-                                                   ("base", 256, 1024, 4), ("large", 256, 1024, 4)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,hidden,ffn,heads",
+    [("small", 64, 256, 1), ("small++", 256, 1024, 4), ("base", 256, 1024, 4), ("large", 256, 1024, 4)],
+)
 def test_generator_shape_spec_table(name, hidden, ffn, heads):
     g = preset(name).generator_model
     assert (g.hidden_size, g.intermediate_size, g.num_attention_heads) == (hidden, ffn, heads)
@@ -58,8 +60,9 @@ def test_round_trip_through_dict():
 def test_every_field_is_a_cli_option():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, PretrainConfig, type(preset("tiny").model))
-    args = parser.parse_args(["--learning-rate", "3e-4", "--hidden-size", "96", "--disallow-correct", "true",
-                              "--sampling", "multinomial"])  # fmt: skip
+    args = parser.parse_args(
+        ["--learning-rate", "3e-4", "--hidden-size", "96", "--disallow-correct", "true", "--sampling", "multinomial"]
+    )
     over = overrides_from_args(args)
     assert over == {"learning_rate": 3e-4, "hidden_size": 96, "disallow_correct": True, "sampling": "multinomial"}
     c = preset("tiny", **over)
@@ -67,12 +70,21 @@ def test_every_field_is_a_cli_option():
     assert set(PRESETS) >= {"tiny", "small", "small++", "base", "base++", "large", "large++"}
 
 
-@pytest.mark.parametrize(("field", "value", "allowed"), [
-    ("hidden_dropout_prob", 2.0, "in [0, 1)"), ("type_vocab_size", 1, ">= 2"), ("max_grad_norm", -1.0, "> 0"),
-    ("adam_beta1", 1.5, "in [0, 1)"), ("learning_rate", -1e-4, "> 0"), ("generator_size", 0.0, "in (0, 1]"),
-    ("temperature", 0.0, "> 0"), ("weight_decay", -0.1, ">= 0"), ("vocab_size", 0, ">= 1"),
-    ("learning_rate", float("nan"), "> 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("hidden_dropout_prob", 2.0, "in [0, 1)"),
+        ("type_vocab_size", 1, ">= 2"),
+        ("max_grad_norm", -1.0, "> 0"),
+        ("adam_beta1", 1.5, "in [0, 1)"),
+        ("learning_rate", -1e-4, "> 0"),
+        ("generator_size", 0.0, "in (0, 1]"),
+        ("temperature", 0.0, "> 0"),
+        ("weight_decay", -0.1, ">= 0"),
+        ("vocab_size", 0, ">= 1"),
+        ("learning_rate", float("nan"), "> 0"),
+    ],
+)
 def test_out_of_range_values_name_the_field_and_the_allowed_range(field, value, allowed):
     with pytest.raises(ConfigError, match=re.escape(f"{field} must be {allowed}, got {value!r}")):
         preset("tiny", **{field: value})

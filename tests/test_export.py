@@ -13,9 +13,29 @@ from glue_fixtures import VOCAB, WORDS, write_glue, write_vocab
 from electra.checkpoint import load_run
 from electra.cli import main
 
-TINY = ["--preset", "tiny", "--vocab-size", str(len(VOCAB)), "--hidden-size", "32", "--embedding-size", "16",
-        "--num-hidden-layers", "2", "--intermediate-size", "64", "--max-length", "32", "--batch-size", "8",
-        "--warmup-steps", "1", "--no-progress", "--eval-every", "0"]  # fmt: skip
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    str(len(VOCAB)),
+    "--hidden-size",
+    "32",
+    "--embedding-size",
+    "16",
+    "--num-hidden-layers",
+    "2",
+    "--intermediate-size",
+    "64",
+    "--max-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--warmup-steps",
+    "1",
+    "--no-progress",
+    "--eval-every",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +46,33 @@ def run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("export_run")
     rng = random.Random(0)
-    docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + " ." for _ in range(10))
-            for _ in range(40)]  # fmt: skip
+    docs = [
+        "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + " ." for _ in range(10))
+        for _ in range(40)
+    ]
     (root / "corpus.txt").write_text("\n\n".join(docs) + "\n")
-    data = prepare_corpus([str(root / "corpus.txt")], load_tokenizer(write_vocab(root / "vocab.txt")), 32,
-                          root / "data")  # fmt: skip
-    assert main(["pretrain", *TINY, "--data", str(data), "--out", str(root / "run"), "--max-steps", "4",
-                 "--save-every", "2", "--hidden-dropout-prob", "0.1"]) == 0  # fmt: skip
+    data = prepare_corpus(
+        [str(root / "corpus.txt")], load_tokenizer(write_vocab(root / "vocab.txt")), 32, root / "data"
+    )
+    assert (
+        main(
+            [
+                "pretrain",
+                *TINY,
+                "--data",
+                str(data),
+                "--out",
+                str(root / "run"),
+                "--max-steps",
+                "4",
+                "--save-every",
+                "2",
+                "--hidden-dropout-prob",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     return root / "run"
 
 
@@ -60,8 +100,10 @@ def test_export_loads_in_transformers_and_computes_our_outputs(run, exported):
     model, cfg, tok = load_run(run)
     batch = padded_batch(cfg.model.vocab_size)
     real = batch["attention_mask"].bool()
-    for kind, cls, ours in (("discriminator", transformers.ElectraForPreTraining, model.discriminator),
-                            ("generator", transformers.ElectraForMaskedLM, model.generator)):  # fmt: skip
+    for kind, cls, ours in (
+        ("discriminator", transformers.ElectraForPreTraining, model.discriminator),
+        ("generator", transformers.ElectraForMaskedLM, model.generator),
+    ):
         hf, info = cls.from_pretrained(exported / kind, output_loading_info=True)
         assert not [k for k in info["missing_keys"] if not k.endswith("position_ids")], info
         assert not info["unexpected_keys"] and not info["mismatched_keys"], info
@@ -153,17 +195,45 @@ def test_continued_pretraining_from_an_export(run, exported, tmp_path):
     weights; training then goes on (step 2 changes them)."""
     data = json.loads((run / "config.json").read_text())["data"]["path"]
     out = tmp_path / "continued"
-    assert main(["pretrain", "--preset", "tiny", "--max-length", "32", "--batch-size", "8", "--no-progress",
-                 "--eval-every", "0", "--data", data, "--out", str(out), "--max-steps", "2", "--save-every", "1",
-                 "--init-from", str(exported / "discriminator"), str(exported / "generator")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "tiny",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--eval-every",
+                "0",
+                "--data",
+                data,
+                "--out",
+                str(out),
+                "--max-steps",
+                "2",
+                "--save-every",
+                "1",
+                "--init-from",
+                str(exported / "discriminator"),
+                str(exported / "generator"),
+            ]
+        )
+        == 0
+    )
     source, _, _ = load_run(run)
     first, cfg, _ = load_run(out, "step_1")
     last, _, _ = load_run(out)
     assert cfg.model.hidden_size == 32 and cfg.generator_model.hidden_size == source.cfg.generator_model.hidden_size
     for (name, a), b in zip(source.state_dict().items(), first.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    changed = [n for (n, a), c in zip(source.state_dict().items(), last.state_dict().values(), strict=True)
-               if not torch.equal(a, c)]  # fmt: skip
+    changed = [
+        n
+        for (n, a), c in zip(source.state_dict().items(), last.state_dict().values(), strict=True)
+        if not torch.equal(a, c)
+    ]
     assert len(changed) > 10
 
 
@@ -178,16 +248,58 @@ def test_export_of_a_finetuned_glue_run(run, tmp_path, capsys):
 
     glue = write_glue(tmp_path / "glue", n_train=16, n_dev=10, n_test=4)
     sweep = tmp_path / "sweep"
-    assert main(["finetune", "--model", str(run), "--tasks", "rte", "--glue-dir", str(glue), "--runs", "1",
-                 "--out", str(sweep), "--epochs", "1", "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(run),
+                "--tasks",
+                "rte",
+                "--glue-dir",
+                str(glue),
+                "--runs",
+                "1",
+                "--out",
+                str(sweep),
+                "--epochs",
+                "1",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["export", str(sweep / "rte" / "run_0"), "--out", str(tmp_path / "x")]) == 2
     assert "finetune with --save-model" in capsys.readouterr().err
     assert main(["export", str(sweep), "--out", str(tmp_path / "x")]) == 2
     assert "is a finetuning sweep; export one of its runs" in capsys.readouterr().err
-    assert main(["finetune", "--model", str(run), "--tasks", "rte", "--glue-dir", str(glue), "--runs", "1",
-                 "--out", str(tmp_path / "sweep2"), "--epochs", "1", "--quiet", "--device", "cpu",
-                 "--save-model"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(run),
+                "--tasks",
+                "rte",
+                "--glue-dir",
+                str(glue),
+                "--runs",
+                "1",
+                "--out",
+                str(tmp_path / "sweep2"),
+                "--epochs",
+                "1",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--save-model",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "rte_model"
     assert main(["export", str(tmp_path / "sweep2" / "rte" / "run_0"), "--out", str(out)]) == 0
     head = json.loads((out / "head.json").read_text())
@@ -203,8 +315,9 @@ def test_export_of_a_finetuned_glue_run(run, tmp_path, capsys):
     feats = featurize(TASKS["rte"], load_split(TASKS["rte"], "dev", glue).examples, tok, 128)
     batch = collate(feats, range(len(feats)), tok.pad_id)
     with torch.no_grad():
-        h = encoder.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           token_type_ids=batch["token_type_ids"]).last_hidden_state[:, 0]  # fmt: skip
+        h = encoder.eval()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+        ).last_hidden_state[:, 0]
         logits = h @ weights["weight"].T + weights["bias"]
     stored = np.load(tmp_path / "sweep2" / "rte" / "run_0" / "predictions_dev.npz")
     np.testing.assert_allclose(logits.numpy(), stored["outputs"], atol=1e-5, rtol=0)

@@ -22,8 +22,15 @@ from electra.hf import save_hf
 from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer
 
-MICRO = dict(vocab_size=len(VOCAB), embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+MICRO = dict(
+    vocab_size=len(VOCAB),
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +49,26 @@ def workdir(tmp_path_factory) -> Path:
 def swept(workdir) -> Path:
     out = workdir / "sweep"
     cfg = FinetuneConfig(epochs=1, max_length=32)
-    sweep(str(workdir / "micro"), parse_tasks("sst2,stsb,mnli"), out, workdir / "glue", runs=2, seed=0, cfg=cfg,
-          device="cpu", quiet=True)  # fmt: skip
+    sweep(
+        str(workdir / "micro"),
+        parse_tasks("sst2,stsb,mnli"),
+        out,
+        workdir / "glue",
+        runs=2,
+        seed=0,
+        cfg=cfg,
+        device="cpu",
+        quiet=True,
+    )
     return out
 
 
 def test_sweep_writes_every_run_and_consistent_metrics(swept, workdir):
-    for task, splits in (("sst2", ["dev", "test"]), ("stsb", ["dev", "test"]),
-                         ("mnli", ["dev", "dev_mm", "test", "test_mm", "ax"])):  # fmt: skip
+    for task, splits in (
+        ("sst2", ["dev", "test"]),
+        ("stsb", ["dev", "test"]),
+        ("mnli", ["dev", "dev_mm", "test", "test_mm", "ax"]),
+    ):
         for seed in (0, 1):
             d = swept / task / f"run_{seed}"
             record = json.loads((d / "metrics.json").read_text())
@@ -75,8 +94,17 @@ def test_resume_equals_uninterrupted(swept, workdir):
     before = json.loads((swept / "sst2/run_1/metrics.json").read_text())
     kept = (swept / "sst2/run_0/metrics.json").stat().st_mtime_ns
     (swept / "sst2/run_1/metrics.json").unlink()  # as if interrupted before run_1 finished
-    sweep(str(workdir / "micro"), parse_tasks("sst2,stsb,mnli"), swept, workdir / "glue", runs=2, seed=0,
-          cfg=FinetuneConfig(epochs=1, max_length=32), device="cpu", quiet=True)  # fmt: skip
+    sweep(
+        str(workdir / "micro"),
+        parse_tasks("sst2,stsb,mnli"),
+        swept,
+        workdir / "glue",
+        runs=2,
+        seed=0,
+        cfg=FinetuneConfig(epochs=1, max_length=32),
+        device="cpu",
+        quiet=True,
+    )
     after = json.loads((swept / "sst2/run_1/metrics.json").read_text())
     assert after == before
     assert (swept / "sst2/run_0/metrics.json").stat().st_mtime_ns == kept  # complete runs are not redone
@@ -122,32 +150,60 @@ def test_finetuning_learns_a_separable_task(tmp_path):
     ft = FinetuneConfig(epochs=4, learning_rate=2e-3, layerwise_lr_decay=1.0, max_length=16).resolve(cfg, TASKS["sst2"])
     data = finetune.prepare_task(TASKS["sst2"], tmp_path / "glue", tok, ft)
     epoch_losses: list[float] = []
-    _, outputs = finetune.finetune_run(data, None, cfg, ft, 0, torch.device("cpu"), tok.pad_id,
-                                       epoch_losses=epoch_losses)  # fmt: skip
+    _, outputs = finetune.finetune_run(
+        data, None, cfg, ft, 0, torch.device("cpu"), tok.pad_id, epoch_losses=epoch_losses
+    )
     assert finetune.evaluate(TASKS["sst2"], data.evals, outputs)["acc"] >= 90.0
     # one mean training loss per epoch; it starts near ln 2 (two balanced classes) and falls as the task is learnt
     assert len(epoch_losses) == 4 and 0.4 < epoch_losses[0] < 1.2 and epoch_losses[-1] < 0.5 * epoch_losses[0]
 
 
 def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
-    sweep(str(workdir / "micro"), parse_tasks("rte"), tmp_path / "o", workdir / "glue", runs=1, seed=0,
-          cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=10), device="cpu", quiet=True)  # fmt: skip
+    sweep(
+        str(workdir / "micro"),
+        parse_tasks("rte"),
+        tmp_path / "o",
+        workdir / "glue",
+        runs=1,
+        seed=0,
+        cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=10),
+        device="cpu",
+        quiet=True,
+    )
     record = json.loads((tmp_path / "o/rte/run_0/metrics.json").read_text())
     assert record["n_train"] == 10 and record["max_train_examples"] == 10
     assert len(record["train_loss_per_epoch"]) == 1 and record["train_loss_per_epoch"][0] > 0
     n = record["n_train_available"]
     assert n > 10 and f"Train sets subsampled: RTE to 10 of {n}." in (tmp_path / "o/results.md").read_text()
     # a cap at or above the train set's size removes nothing: not recorded, not labelled as subsampled
-    sweep(str(workdir / "micro"), parse_tasks("rte"), tmp_path / "p", workdir / "glue", runs=1, seed=0,
-          cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=n), device="cpu", quiet=True)  # fmt: skip
+    sweep(
+        str(workdir / "micro"),
+        parse_tasks("rte"),
+        tmp_path / "p",
+        workdir / "glue",
+        runs=1,
+        seed=0,
+        cfg=FinetuneConfig(epochs=1, max_length=32, max_train_examples=n),
+        device="cpu",
+        quiet=True,
+    )
     record = json.loads((tmp_path / "p/rte/run_0/metrics.json").read_text())
     assert record["n_train"] == n and record["max_train_examples"] is None
     assert "subsampled" not in (tmp_path / "p/results.md").read_text()
 
 
 def test_missing_task_files_are_skipped_with_a_notice(workdir, tmp_path, capsys):
-    results = sweep(str(workdir / "micro"), parse_tasks("qqp,rte"), tmp_path / "o", workdir / "glue" / "RTE", runs=1,
-                    seed=0, cfg=FinetuneConfig(epochs=1, max_length=32), device="cpu", quiet=True)  # fmt: skip
+    results = sweep(
+        str(workdir / "micro"),
+        parse_tasks("qqp,rte"),
+        tmp_path / "o",
+        workdir / "glue" / "RTE",
+        runs=1,
+        seed=0,
+        cfg=FinetuneConfig(epochs=1, max_length=32),
+        device="cpu",
+        quiet=True,
+    )
     assert results["tasks"] == {}
     err = capsys.readouterr().err
     assert "QQP: no train set" in err and "RTE: no train set" in err
@@ -159,8 +215,17 @@ def test_model_without_tokenizer_is_one_clear_error(workdir, tmp_path):
     for f in ("config.json", "model.safetensors"):
         (bare / f).write_bytes((workdir / "micro" / f).read_bytes())
     with pytest.raises(ElectraError, match="has no tokenizer"):
-        sweep(str(bare), parse_tasks("rte"), tmp_path / "o", workdir / "glue", runs=1, seed=0,
-              cfg=FinetuneConfig(), device="cpu", quiet=True)  # fmt: skip
+        sweep(
+            str(bare),
+            parse_tasks("rte"),
+            tmp_path / "o",
+            workdir / "glue",
+            runs=1,
+            seed=0,
+            cfg=FinetuneConfig(),
+            device="cpu",
+            quiet=True,
+        )
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
@@ -172,9 +237,29 @@ def _cli(monkeypatch):
 
 
 def test_cli_recipe_flags_reach_the_config(monkeypatch):
-    args = _cli(monkeypatch).build_parser().parse_args(
-        ["finetune", "--model", "m", "--out", "o", "--learning-rate", "1e-4", "--loss-reduction", "mean",
-         "--layer-decay-mode", "paper", "--double-unordered", "false", "--max-train-examples", "7"])  # fmt: skip
+    args = (
+        _cli(monkeypatch)
+        .build_parser()
+        .parse_args(
+            [
+                "finetune",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--learning-rate",
+                "1e-4",
+                "--loss-reduction",
+                "mean",
+                "--layer-decay-mode",
+                "paper",
+                "--double-unordered",
+                "false",
+                "--max-train-examples",
+                "7",
+            ]
+        )
+    )
     cfg = FinetuneConfig(**{k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")})
     assert (cfg.learning_rate, cfg.loss_reduction, cfg.layer_decay_mode, cfg.double_unordered) == (
         1e-4,

@@ -15,25 +15,43 @@ def _run(out, task, seed, metrics, test_outputs=None):
     if test_outputs is not None:
         for split, outputs in test_outputs.items():
             save_predictions(d / f"predictions_{split}.npz", [str(i) for i in range(len(outputs))], outputs, None)
-    write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": metrics,
-                                           "score": metrics[TASKS[task].score], "n_train": 100,
-                                           "max_train_examples": None})  # fmt: skip
+    write_json(
+        d / "metrics.json",
+        {
+            "task": task,
+            "seed": seed,
+            "metrics": metrics,
+            "score": metrics[TASKS[task].score],
+            "n_train": 100,
+            "max_train_examples": None,
+        },
+    )
 
 
 def test_statistics_over_runs(tmp_path):
     for seed, mcc in enumerate([50.0, 60.0, 40.0, 70.0]):
         _run(tmp_path, "cola", seed, {"mcc": mcc})
     s = aggregate(tmp_path)["tasks"]["cola"]["metrics"]["mcc"]
-    assert s == pytest.approx({"n": 4, "median": 55.0, "mean": 55.0, "std": np.std([50, 60, 40, 70], ddof=1),
-                               "max": 70.0, "min": 40.0})  # fmt: skip
+    assert s == pytest.approx(
+        {"n": 4, "median": 55.0, "mean": 55.0, "std": np.std([50, 60, 40, 70], ddof=1), "max": 70.0, "min": 40.0}
+    )
 
 
 def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):
     def record(task, seed, n_train, cap, available):
         d = tmp_path / task / f"run_{seed}"
-        write_json(d / "metrics.json", {"task": task, "seed": seed, "metrics": {"acc": 50.0}, "score": 50.0,
-                                               "n_train": n_train, "max_train_examples": cap,
-                                               **({"n_train_available": available} if available else {})})  # fmt: skip
+        write_json(
+            d / "metrics.json",
+            {
+                "task": task,
+                "seed": seed,
+                "metrics": {"acc": 50.0},
+                "score": 50.0,
+                "n_train": n_train,
+                "max_train_examples": cap,
+                **({"n_train_available": available} if available else {}),
+            },
+        )
 
     record("wnli", 0, 635, 2000, None)  # older record: the cap is stored although it removed nothing
     record("wnli", 1, 635, None, 635)  # newer record of the same sweep

@@ -10,8 +10,15 @@ from electra.model import Discriminator, ElectraModel, Generator, init_weights
 
 
 def tiny_config(embedding_size: int) -> ModelConfig:
-    return ModelConfig(vocab_size=99, embedding_size=embedding_size, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)  # fmt: skip
+    return ModelConfig(
+        vocab_size=99,
+        embedding_size=embedding_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
 
 
 def batch(seed=1, B=3, L=12, V=99):
@@ -69,8 +76,10 @@ def test_generator_positions_equal_full_logits_gathered():
 
 def test_export_key_sets_are_exact():
     cfg = tiny_config(16)
-    for cls, hf_cls in ((Discriminator, transformers.ElectraForPreTraining),
-                        (Generator, transformers.ElectraForMaskedLM)):  # fmt: skip
+    for cls, hf_cls in (
+        (Discriminator, transformers.ElectraForPreTraining),
+        (Generator, transformers.ElectraForMaskedLM),
+    ):
         ours = cls(cfg)
         hf_keys = {k for k in hf_cls(to_hf(ours).config).state_dict() if not k.endswith("_ids")}
         assert set(ours.state_dict()) == hf_keys

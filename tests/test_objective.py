@@ -82,8 +82,17 @@ def test_mask_tokens_draws_with_replacement_and_85_15_split():
 
 def test_bert_style_corruption_split():
     ids, mask = make_batch([128] * 2000, seed=4)
-    m = obj.mask_tokens(ids, mask, 0.15, 19, SPECIAL, mask_token_prob=0.8, random_token_prob=0.1,
-                        vocab_size=30522, rng=torch.Generator().manual_seed(5))  # fmt: skip
+    m = obj.mask_tokens(
+        ids,
+        mask,
+        0.15,
+        19,
+        SPECIAL,
+        mask_token_prob=0.8,
+        random_token_prob=0.1,
+        vocab_size=30522,
+        rng=torch.Generator().manual_seed(5),
+    )
     single = torch.zeros_like(ids).scatter_add_(1, m.positions, m.weights.long()) == 1
     n = single.sum()
     masked = ((m.input_ids == SPECIAL.mask) & single).sum() / n

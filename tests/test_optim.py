@@ -40,10 +40,12 @@ def test_update_equals_spec_formula_over_many_steps(dtype, tol, fused):
         a.grad = torch.tensor(grads_d[t], dtype=dtype)
         b.grad = torch.tensor(grads_p[t], dtype=dtype)
         opt.step()
-    np.testing.assert_allclose(a.detach().double().numpy(), reference_adam_weight_decay(decayed0, grads_d, lrs, 0.01),
-                               rtol=tol, atol=tol)  # fmt: skip
-    np.testing.assert_allclose(b.detach().double().numpy(), reference_adam_weight_decay(plain0, grads_p, lrs, 0.0),
-                               rtol=tol, atol=tol)  # fmt: skip
+    np.testing.assert_allclose(
+        a.detach().double().numpy(), reference_adam_weight_decay(decayed0, grads_d, lrs, 0.01), rtol=tol, atol=tol
+    )
+    np.testing.assert_allclose(
+        b.detach().double().numpy(), reference_adam_weight_decay(plain0, grads_p, lrs, 0.0), rtol=tol, atol=tol
+    )
 
 
 def test_step_zero_has_lr_zero_but_fills_the_moments():
@@ -187,5 +189,8 @@ def test_lr_scale_groups():
     model = nn.ModuleDict({"dense": nn.Linear(2, 2), "LayerNorm": nn.LayerNorm(2)})
     groups = param_groups(model.named_parameters(), 0.1, lr_scale=lambda n: 0.5 if n.startswith("dense") else 1.0)
     got = {(g["weight_decay"], g["lr_scale"]): sorted(g["names"]) for g in groups}
-    assert got == {(0.1, 0.5): ["dense.weight"], (0.0, 0.5): ["dense.bias"],
-                   (0.0, 1.0): ["LayerNorm.bias", "LayerNorm.weight"]}  # fmt: skip
+    assert got == {
+        (0.1, 0.5): ["dense.weight"],
+        (0.0, 0.5): ["dense.bias"],
+        (0.0, 1.0): ["LayerNorm.bias", "LayerNorm.weight"],
+    }

@@ -47,14 +47,39 @@ def data_dir(tmp_path_factory) -> Path:
     return prepare_corpus([str(root / "corpus.txt")], load_tokenizer(root / "vocab.txt"), 32, root / "data")
 
 
-TINY = ["--preset", "tiny", "--vocab-size", str(len(TOKENS)), "--hidden-size", "32", "--embedding-size", "16",
-        "--num-hidden-layers", "2", "--intermediate-size", "64", "--max-length", "32", "--batch-size", "8",
-        "--warmup-steps", "3", "--no-progress"]  # fmt: skip
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    str(len(TOKENS)),
+    "--hidden-size",
+    "32",
+    "--embedding-size",
+    "16",
+    "--num-hidden-layers",
+    "2",
+    "--intermediate-size",
+    "64",
+    "--max-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--warmup-steps",
+    "3",
+    "--no-progress",
+]
 
 
 def tiny_cfg(**overrides):
-    values = dict(vocab_size=len(TOKENS), hidden_size=32, embedding_size=16, num_hidden_layers=2,
-                  intermediate_size=64, max_length=32, batch_size=8)  # fmt: skip
+    values = dict(
+        vocab_size=len(TOKENS),
+        hidden_size=32,
+        embedding_size=16,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        max_length=32,
+        batch_size=8,
+    )
     return preset("tiny", **{**values, **overrides})
 
 
@@ -91,16 +116,19 @@ def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient():
     model = ELECTRA(cfg, SPECIAL)  # temperature ~0: sampling is the argmax, independent of the RNG
     batch = random_batch()
     halves = [{k: v[i * 4 : (i + 1) * 4] for k, v in batch.items()} for i in range(2)]
-    masks = [model.mask(h["input_ids"], h["attention_mask"], torch.Generator().manual_seed(i))
-             for i, h in enumerate(halves)]  # fmt: skip
+    masks = [
+        model.mask(h["input_ids"], h["attention_mask"], torch.Generator().manual_seed(i)) for i, h in enumerate(halves)
+    ]
     full_mask = type(masks[0])(*(torch.cat(parts) for parts in zip(*masks, strict=True)))
     full = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], None, full_mask)
     full.loss.backward()
     full_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     totals = LossTotals(full_mask.weights.sum(), batch["attention_mask"].sum().float())
-    parts = [model(h["input_ids"], h["attention_mask"], h["token_type_ids"], None, m, totals)
-             for h, m in zip(halves, masks, strict=True)]  # fmt: skip
+    parts = [
+        model(h["input_ids"], h["attention_mask"], h["token_type_ids"], None, m, totals)
+        for h, m in zip(halves, masks, strict=True)
+    ]
     for part in parts:
         part.loss.backward()
     torch.testing.assert_close(sum(p.loss for p in parts), full.loss, rtol=1e-6, atol=0)
@@ -125,8 +153,9 @@ def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
 
     monkeypatch.setattr(optimizer, "step", capture)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
-    r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
-                   Precision("fp32", "cpu"))  # fmt: skip
+    r = train_step(
+        model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info, Precision("fp32", "cpu")
+    )
     assert r.read()["grad_norm"] > 1e-2  # the raw norm was far above the threshold
     assert seen["gen"] > 0 and seen["rest"] > 0
     assert (seen["gen"] + seen["rest"]) ** 0.5 == pytest.approx(1e-3, rel=1e-4)  # one joint norm
@@ -148,8 +177,29 @@ def test_batch_plan():
 
 def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
     run = tmp_path / "run"
-    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "16", "--log-every", "1",
-                 "--save-every", "5", "--eval-every", "8", "--eval-examples", "16"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                *TINY,
+                "--data",
+                str(data_dir),
+                "--out",
+                str(run),
+                "--max-steps",
+                "16",
+                "--log-every",
+                "1",
+                "--save-every",
+                "5",
+                "--eval-every",
+                "8",
+                "--eval-examples",
+                "16",
+            ]
+        )
+        == 0
+    )
     train = metrics(run)
     assert [r["step"] for r in train] == list(range(1, 17))
     for r in train:
@@ -170,8 +220,14 @@ def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
     assert names == ["index.json", "latest", "step_1", "step_16", "step_2", "step_4", "step_8"]
     for name in ("latest", "step_8"):
         d = run / "checkpoints" / name
-        assert {p.name for p in d.iterdir()} >= {"model.safetensors", "optimizer.pt", "trainer_state.json",
-                                                  "config.json", "tokenizer", "rng_state.pt"}  # fmt: skip
+        assert {p.name for p in d.iterdir()} >= {
+            "model.safetensors",
+            "optimizer.pt",
+            "trainer_state.json",
+            "config.json",
+            "tokenizer",
+            "rng_state.pt",
+        }
     state = json.loads((run / "checkpoints" / "step_8" / "trainer_state.json").read_text())
     assert state["step"] == 8 and state["loader"]["batch"] == 8 and not state["finished"]
     assert json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())["finished"]
@@ -232,8 +288,25 @@ def test_resume_refuses_other_data(data_dir, tmp_path, capsys):
     from electra.tokenizer import load_tokenizer
 
     run = tmp_path / "run"
-    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "6", "--save-every", "2",
-                 "--eval-every", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                *TINY,
+                "--data",
+                str(data_dir),
+                "--out",
+                str(run),
+                "--max-steps",
+                "6",
+                "--save-every",
+                "2",
+                "--eval-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     cfg_file = run / "config.json"  # pretend it stopped at step 2
     meta = json.loads(cfg_file.read_text())
     meta.pop("finished")
@@ -264,8 +337,24 @@ def poison_training_forward(monkeypatch, n: int) -> None:
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_dir, tmp_path, capsys, monkeypatch):
     poison_training_forward(monkeypatch, 7)
     run = tmp_path / "run"
-    code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
-                 "--save-every", "5", "--log-every", "1", "--eval-every", "0"])  # fmt: skip
+    code = main(
+        [
+            "pretrain",
+            *TINY,
+            "--data",
+            str(data_dir),
+            "--out",
+            str(run),
+            "--max-steps",
+            "20",
+            "--save-every",
+            "5",
+            "--log-every",
+            "1",
+            "--eval-every",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "loss is nan at step 7" in err and "checkpoints/latest" in err
     state = json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())
@@ -275,14 +364,31 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(data_
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_it_saved(data_dir, tmp_path, capsys,
-                                                                                        monkeypatch):  # fmt: skip
+def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_it_saved(
+    data_dir, tmp_path, capsys, monkeypatch
+):
     """Results are read only at steps that log, evaluate or save (no wait for the GPU in between): a NaN at step 7
     is found at step 10, still named as step 7, and neither step 10's checkpoint nor its metrics are written."""
     poison_training_forward(monkeypatch, 7)
     run = tmp_path / "run"
-    code = main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "20",
-                 "--save-every", "5", "--log-every", "5", "--eval-every", "0"])  # fmt: skip
+    code = main(
+        [
+            "pretrain",
+            *TINY,
+            "--data",
+            str(data_dir),
+            "--out",
+            str(run),
+            "--max-steps",
+            "20",
+            "--save-every",
+            "5",
+            "--log-every",
+            "5",
+            "--eval-every",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "loss is nan at step 7; no update from that step on was applied" in err
     assert json.loads((run / "checkpoints" / "latest" / "trainer_state.json").read_text())["step"] == 5
@@ -310,8 +416,19 @@ def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(p
             hook = model.register_forward_hook(lambda m, a, out: setattr(out, "loss", out.loss * float("nan")))
         elif step == 1:
             hook = model.discriminator.discriminator_predictions.dense.weight.register_hook(lambda g: g * float("inf"))
-        r = train_step(model, model, optimizer, None, random_batch(seed=step), step, cfg, BatchPlan(8, 1, 8), info,
-                       Precision("fp32", "cpu"), halted=halted)  # fmt: skip
+        r = train_step(
+            model,
+            model,
+            optimizer,
+            None,
+            random_batch(seed=step),
+            step,
+            cfg,
+            BatchPlan(8, 1, 8),
+            info,
+            Precision("fp32", "cpu"),
+            halted=halted,
+        )
         if hook is not None:
             hook.remove()
         results.append((step + 1, r))
@@ -319,16 +436,19 @@ def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(p
     assert bool(halted)
     for later in snapshots[1:]:
         assert all(torch.equal(a, b) for a, b in zip(snapshots[0], later, strict=True))
-    with pytest.raises(NonFiniteLoss, match=("loss is nan" if poison == "loss" else "gradient norm is inf")
-                       + " at step 2"):  # fmt: skip
+    with pytest.raises(
+        NonFiniteLoss, match=("loss is nan" if poison == "loss" else "gradient norm is inf") + " at step 2"
+    ):
         read_steps(results)
     assert results == []
 
 
 def test_interrupted_checkpoint_writes_leave_the_previous_one(data_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "3",
-                 "--eval-every", "0"]) == 0  # fmt: skip
+    assert (
+        main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--max-steps", "3", "--eval-every", "0"])
+        == 0
+    )
     root = run / "checkpoints"
     before = (root / "latest" / "model.safetensors").read_bytes()
 
@@ -338,8 +458,9 @@ def test_interrupted_checkpoint_writes_leave_the_previous_one(data_dir, tmp_path
     monkeypatch.setattr(ckpt.torch, "save", fail)
     model, _, tok = ckpt.load_run(run)
     with pytest.raises(OSError):
-        ckpt.save_checkpoint(root, "latest", model, torch.optim.SGD(model.parameters(), lr=0.1), None, {"step": 9},
-                             {}, tok)  # fmt: skip
+        ckpt.save_checkpoint(
+            root, "latest", model, torch.optim.SGD(model.parameters(), lr=0.1), None, {"step": 9}, {}, tok
+        )
     monkeypatch.undo()
     assert (root / "latest" / "model.safetensors").read_bytes() == before
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
@@ -351,12 +472,30 @@ def test_interrupted_checkpoint_writes_leave_the_previous_one(data_dir, tmp_path
 
 @pytest.mark.slow
 def test_sigkill_then_resume_logs_the_same_losses(data_dir, tmp_path):
-    args = [sys.executable, "-m", "electra", "pretrain", *TINY, "--data", str(data_dir), "--max-steps", "60",
-            "--log-every", "1", "--save-every", "7", "--eval-every", "20", "--eval-examples", "16"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "electra",
+        "pretrain",
+        *TINY,
+        "--data",
+        str(data_dir),
+        "--max-steps",
+        "60",
+        "--log-every",
+        "1",
+        "--save-every",
+        "7",
+        "--eval-every",
+        "20",
+        "--eval-examples",
+        "16",
+    ]
     full, cut = tmp_path / "full", tmp_path / "cut"
     subprocess.run([*args, "--out", str(full)], env=subprocess_env(), check=True, capture_output=True)
-    proc = subprocess.Popen([*args, "--out", str(cut)], env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*args, "--out", str(cut)], env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if (cut / "metrics.jsonl").exists() and len(metrics(cut)) >= 17:
@@ -366,8 +505,12 @@ def test_sigkill_then_resume_logs_the_same_losses(data_dir, tmp_path):
     assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
     killed_at = len(metrics(cut))
     assert 17 <= killed_at < 60
-    subprocess.run([*args[:4], "--out", str(cut), "--resume", "--no-progress"], env=subprocess_env(), check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*args[:4], "--out", str(cut), "--resume", "--no-progress"],
+        env=subprocess_env(),
+        check=True,
+        capture_output=True,
+    )
     keys = ("step", "loss", "gen_loss", "disc_loss", "lr", "grad_norm", "gen_accuracy", "disc_accuracy")
     expected = [{k: r[k] for k in keys} for r in metrics(full)]
     assert [{k: r[k] for k in keys} for r in metrics(cut)] == expected  # exactly, every step
@@ -382,15 +525,46 @@ def test_sigkill_then_resume_logs_the_same_losses(data_dir, tmp_path):
 def test_two_process_ddp_equals_one_process(data_dir, tmp_path, compiled):
     """gloo DDP, 2 processes x 2 micro-batches of 2 == 1 process x 4 micro-batches of 2, dropout included; also
     with --compile (DDP around the compiled model, as `torchrun ... --compile` runs on GPUs)."""
-    common = [*TINY, "--data", str(data_dir), "--max-steps", "5", "--log-every", "1", "--eval-every", "0",
-              "--micro-batch-size", "2", *(["--compile"] if compiled else [])]  # fmt: skip
+    common = [
+        *TINY,
+        "--data",
+        str(data_dir),
+        "--max-steps",
+        "5",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--micro-batch-size",
+        "2",
+        *(["--compile"] if compiled else []),
+    ]
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "electra", "pretrain", *common, "--out", str(one)], env=subprocess_env(),
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "electra", "pretrain", *common, "--out", str(one)],
+        env=subprocess_env(),
+        check=True,
+        capture_output=True,
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "electra",
-         "pretrain", *common, "--out", str(two)], env=subprocess_env(), capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "electra",
+            "pretrain",
+            *common,
+            "--out",
+            str(two),
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout and "2 x 2 micro-batch(es) of 2" in result.stdout
     for a, b in zip(metrics(one), metrics(two), strict=True):
@@ -417,8 +591,18 @@ def test_gradient_scaler_unscales_before_clipping():
             group["lr"] = 1e-3
         info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
         for step in range(2):
-            train_step(model, model, optimizer, scaler, random_batch(seed=step), step, cfg, BatchPlan(8, 1, 4), info,
-                       Precision("fp32", "cpu"))  # fmt: skip
+            train_step(
+                model,
+                model,
+                optimizer,
+                scaler,
+                random_batch(seed=step),
+                step,
+                cfg,
+                BatchPlan(8, 1, 4),
+                info,
+                Precision("fp32", "cpu"),
+            )
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
@@ -429,8 +613,22 @@ def test_corpus_on_the_fly_is_prepared_once_and_reused(data_dir, tmp_path, capsy
     corpus.write_text("the cat sat on the mat.\nit was big and red.\nshe is not small.\n\n" * 30)
     vocab = data_dir / "tokenizer" / "vocab.txt"
     run = tmp_path / "run"
-    args = ["pretrain", *TINY, "--corpus", str(corpus), "--vocab", str(vocab), "--out", str(run), "--max-steps", "4",
-            "--save-every", "2", "--eval-every", "0"]  # fmt: skip
+    args = [
+        "pretrain",
+        *TINY,
+        "--corpus",
+        str(corpus),
+        "--vocab",
+        str(vocab),
+        "--out",
+        str(run),
+        "--max-steps",
+        "4",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "0",
+    ]
     assert main(args) == 0
     meta = json.loads((run / "data" / "meta.json").read_text())
     assert meta["max_length"] == 32
@@ -454,9 +652,32 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
     save_hf(source.discriminator, tmp_path / "disc", tok)
     save_hf(source.generator, tmp_path / "gen", tok)
     run = tmp_path / "run"
-    assert main(["pretrain", "--preset", "tiny", "--max-length", "32", "--batch-size", "8", "--no-progress",
-                 "--data", str(data_dir), "--out", str(run), "--max-steps", "3", "--eval-every", "0",
-                 "--init-from", str(tmp_path / "disc"), str(tmp_path / "gen")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "tiny",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--data",
+                str(data_dir),
+                "--out",
+                str(run),
+                "--max-steps",
+                "3",
+                "--eval-every",
+                "0",
+                "--init-from",
+                str(tmp_path / "disc"),
+                str(tmp_path / "gen"),
+            ]
+        )
+        == 0
+    )
     model, cfg, _ = ckpt.load_run(run, "step_1")
     assert cfg.generator_size == 0.5 and cfg.model.hidden_size == 32
     for (name, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
@@ -468,8 +689,26 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
     (tmp_path / "c.txt").write_text("the cat sat on the mat.\nit was big.\n\n" * 40)
     other = prepare_corpus([str(tmp_path / "c.txt")], load_tokenizer(tmp_path / "v.txt"), 32, tmp_path / "o")
     capsys.readouterr()
-    assert main(["pretrain", "--preset", "tiny", "--max-length", "32", "--batch-size", "8", "--data", str(other),
-                 "--out", str(tmp_path / "r2"), "--init-from", str(tmp_path / "disc")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "tiny",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--data",
+                str(other),
+                "--out",
+                str(tmp_path / "r2"),
+                "--init-from",
+                str(tmp_path / "disc"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "vocabulary of 37 tokens" in err or "another tokenizer" in err
 
@@ -487,8 +726,9 @@ def test_bf16_autocast_step_matches_fp32_closely():
         torch.manual_seed(0)
         model = ELECTRA(cfg, SPECIAL)
         optimizer = build_optimizer(model, cfg)
-        r = train_step(model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info,
-                       Precision(name, "cpu"))  # fmt: skip
+        r = train_step(
+            model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info, Precision(name, "cpu")
+        )
         v = r.read()
         losses[name] = (v["gen_loss"], v["disc_loss"])
         assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
@@ -539,8 +779,9 @@ def test_compiled_training_step_matches_eager():
                 group["lr"] = 1e-3
             batch = random_batch(seed=step)
             batch["attention_mask"][::3, 24:] = 0  # some padding
-            r = train_step(model, model, optimizer, None, batch, step, cfg, BatchPlan(8, 1, 8), info,
-                           Precision("fp32", "cpu"))  # fmt: skip
+            r = train_step(
+                model, model, optimizer, None, batch, step, cfg, BatchPlan(8, 1, 8), info, Precision("fp32", "cpu")
+            )
             losses.append(r.read()["loss"])
         runs[compiled] = losses, [p.detach().clone() for p in model.parameters()]
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
@@ -584,8 +825,10 @@ def test_resume_never_rewrites_the_runs_tokenizer(data_dir, tmp_path):
     import shutil
 
     run = tmp_path / "run"
-    assert main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--eval-every", "0",
-                 "--max-steps", "6"]) == 0  # fmt: skip
+    assert (
+        main(["pretrain", *TINY, "--data", str(data_dir), "--out", str(run), "--eval-every", "0", "--max-steps", "6"])
+        == 0
+    )
     files = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (run / "tokenizer").iterdir()}
     latest = run / "checkpoints" / "latest"
     shutil.rmtree(latest)

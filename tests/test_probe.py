@@ -64,8 +64,14 @@ def test_probe_on_token_identity_beats_a_constant_encoder(tmp_path, tiny_vocab):
         rows.append({"text": text, "label": label})
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     probe_set = file_probe_set(tmp_path / "p.jsonl")
-    cfg = ModelConfig(vocab_size=tok.vocab_size, embedding_size=32, hidden_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        embedding_size=32,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     encoder = random_encoder(cfg, 0)
     assert probe(encoder, tok, probe_set)["probe_mean"] > 0.9
     with torch.no_grad():
@@ -81,8 +87,14 @@ def test_effective_rank_and_collapse_statistics():
     assert effective_rank(torch.randn(2000, 8)) == pytest.approx(8, rel=0.05)
     line = torch.randn(500, 1) * torch.randn(1, 8)
     assert effective_rank(line) == pytest.approx(1, abs=1e-3)
-    cfg = ModelConfig(vocab_size=50, embedding_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=32)  # fmt: skip
+    cfg = ModelConfig(
+        vocab_size=50,
+        embedding_size=16,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     encoder = random_encoder(cfg, 0)
     ids = torch.randint(5, 50, (4, 12))
     mask = torch.ones_like(ids)
@@ -105,8 +117,14 @@ def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsy
     from electra.model import Discriminator
 
     tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
-    cfg = ModelConfig(vocab_size=tok.vocab_size, embedding_size=16, hidden_size=16, num_hidden_layers=1,
-                      num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        embedding_size=16,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     model_dir = tmp_path / "model"
     to_hf(Discriminator(cfg)).save_pretrained(model_dir)
     tok.save(model_dir)

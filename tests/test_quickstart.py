@@ -23,8 +23,15 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(10)) + " ." for _ in range(3)) for _ in range(300)]
     (tmp_path / "corpus.txt").write_text("\n\n".join(docs) + "\n")
     out = tmp_path / "qs"
-    options = dict(max_steps=2, corpus=(str(tmp_path / "corpus.txt"),), tasks="rte,wnli", runs=2,
-                   max_train_examples=16, epochs=1, vocab_size=60)  # fmt: skip
+    options = dict(
+        max_steps=2,
+        corpus=(str(tmp_path / "corpus.txt"),),
+        tasks="rte,wnli",
+        runs=2,
+        max_train_examples=16,
+        epochs=1,
+        vocab_size=60,
+    )
 
     # no --glue-dir and no hub: finetuning is skipped with a clear message, the rest is done
     monkeypatch.setattr(qs, "hub_reachable", lambda timeout=5.0: False)

@@ -14,8 +14,17 @@ SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 
 
 def small_cfg(**overrides):
-    return preset("tiny", vocab_size=40, hidden_size=32, embedding_size=16, num_hidden_layers=2,
-                  intermediate_size=64, max_length=16, batch_size=4, **overrides)  # fmt: skip
+    return preset(
+        "tiny",
+        vocab_size=40,
+        hidden_size=32,
+        embedding_size=16,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        max_length=16,
+        batch_size=4,
+        **overrides,
+    )
 
 
 def batch(seed=0):
@@ -116,8 +125,16 @@ def test_prior_output_biases_start_the_heads_at_the_base_rates():
 
 def test_prior_biases_match_the_observed_replacement_rate():
     """The discriminator's starting bias predicts the share of replaced tokens the masking actually produces."""
-    cfg = preset("tiny", vocab_size=40, hidden_size=32, embedding_size=16, num_hidden_layers=1,
-                 intermediate_size=64, max_length=128, batch_size=64)  # fmt: skip
+    cfg = preset(
+        "tiny",
+        vocab_size=40,
+        hidden_size=32,
+        embedding_size=16,
+        num_hidden_layers=1,
+        intermediate_size=64,
+        max_length=128,
+        batch_size=64,
+    )
     model = ELECTRA(cfg, SPECIAL)
     model.init_output_biases(torch.ones(40, dtype=torch.long))
     ids = torch.randint(5, 40, (512, 128))

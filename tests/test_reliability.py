@@ -40,10 +40,29 @@ def _run(data: Path, out: Path, *extra: str, fault: str | None = None) -> subpro
     env = subprocess_env()
     if fault:
         env[io.FAULT_ENV] = fault
-    args = [*TINY, "--data", str(data), "--max-steps", "12", "--log-every", "1", "--save-every", "5",
-            "--eval-every", "4", "--eval-examples", "8", "--probe", "none"]  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "electra", "pretrain", *args, "--out", str(out), *extra], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    args = [
+        *TINY,
+        "--data",
+        str(data),
+        "--max-steps",
+        "12",
+        "--log-every",
+        "1",
+        "--save-every",
+        "5",
+        "--eval-every",
+        "4",
+        "--eval-examples",
+        "8",
+        "--probe",
+        "none",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "electra", "pretrain", *args, "--out", str(out), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _snapshot(run: Path) -> dict:
@@ -128,8 +147,23 @@ def test_fault_point_counts_down_in_the_environment(monkeypatch):
 
 
 def _short_run(data: Path, run: Path, *extra: str) -> int:
-    return main(["pretrain", *TINY, "--data", str(data), "--out", str(run), "--max-steps", "6", "--eval-every", "0",
-                 "--probe", "none", *extra])  # fmt: skip
+    return main(
+        [
+            "pretrain",
+            *TINY,
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "0",
+            "--probe",
+            "none",
+            *extra,
+        ]
+    )
 
 
 def test_a_damaged_latest_falls_back_to_the_newest_intact_kept_checkpoint(data_dir, tmp_path, capsys):  # noqa: F811
@@ -207,12 +241,26 @@ def hub_down(monkeypatch):
 def test_hub_names_fail_at_once_with_one_line_when_the_hub_is_unreachable(hub_down, tmp_path, capsys):
     cases = [
         ["detect", "--model", "google/electra-small-discriminator", "some text"],
-        ["prepare", "--corpus", "builtin", "--tokenizer", "google/electra-small-discriminator", "--out",
-         str(tmp_path / "data")],
+        [
+            "prepare",
+            "--corpus",
+            "builtin",
+            "--tokenizer",
+            "google/electra-small-discriminator",
+            "--out",
+            str(tmp_path / "data"),
+        ],
         ["finetune", "--model", "random:tiny", "--tasks", "rte", "--out", str(tmp_path / "glue")],
-        ["prepare", "--corpus", "hf:openwebtext", "--vocab", str(tmp_path / "missing-vocab"), "--out",
-         str(tmp_path / "owt")],
-    ]  # fmt: skip
+        [
+            "prepare",
+            "--corpus",
+            "hf:openwebtext",
+            "--vocab",
+            str(tmp_path / "missing-vocab"),
+            "--out",
+            str(tmp_path / "owt"),
+        ],
+    ]
     (tmp_path / "missing-vocab").mkdir()
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]
     (tmp_path / "missing-vocab" / "vocab.txt").write_text("\n".join(tokens))

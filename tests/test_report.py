@@ -25,9 +25,18 @@ def write_sweep(root: Path, scores: dict[str, list[float]], model: str = "runs/p
             d.mkdir(parents=True)
             metrics = {m: v - i for i, m in enumerate(TASKS[task].metrics)}  # second metric (e.g. MRPC acc) = v - 1
             (d / "config.json").write_text(json.dumps({"task": task, "seed": seed, "model": model, "finetune": {}}))
-            (d / "metrics.json").write_text(json.dumps({"task": task, "seed": seed, "metrics": metrics,
-                                                        "score": metrics[TASKS[task].score], "n_train": 100,
-                                                        "max_train_examples": None}))  # fmt: skip
+            (d / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "task": task,
+                        "seed": seed,
+                        "metrics": metrics,
+                        "score": metrics[TASKS[task].score],
+                        "n_train": 100,
+                        "max_train_examples": None,
+                    }
+                )
+            )
     return root
 
 
@@ -60,9 +69,19 @@ def write_pretrain_run(root: Path) -> Path:
             lines.append({**lines[-1], "loss": 99.0})
     lines.insert(1, {"split": "train", "step": 20, "loss": 1.0, "gen_loss": 1.0, "disc_loss": 0.1})  # superseded
     for step in (25, 50):
-        lines.append({"split": "eval", "step": step, "gen_loss": 9.0, "gen_accuracy": 0.1, "disc_loss": 0.39,
-                      "disc_accuracy": 0.86, "disc_auc": 0.5 + step / 500, "disc_precision": 0.2,
-                      "disc_recall": 0.1})  # fmt: skip
+        lines.append(
+            {
+                "split": "eval",
+                "step": step,
+                "gen_loss": 9.0,
+                "gen_accuracy": 0.1,
+                "disc_loss": 0.39,
+                "disc_accuracy": 0.86,
+                "disc_auc": 0.5 + step / 500,
+                "disc_precision": 0.2,
+                "disc_recall": 0.1,
+            }
+        )
     text = "\n".join(json.dumps(r) for r in lines) + "\n" + '{"split": "train", "st'  # a line still being written
     (root / "metrics.jsonl").write_text(text)
     return root
@@ -171,9 +190,22 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     runs that predict one class, and each sweep against the majority class and against random weights."""
     run = write_pretrain_run(tmp_path / "run")
     records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
-    records.append(json.dumps({"split": "eval", "step": 60, "disc_recall": 0.004, "disc_precision": 0.5,
-                               "disc_auc": 0.55, "probe_cls": 0.30, "probe_mean": 0.35, "probe_random_cls": 0.45,
-                               "probe_random_mean": 0.44, "probe_majority": 0.15}))  # fmt: skip
+    records.append(
+        json.dumps(
+            {
+                "split": "eval",
+                "step": 60,
+                "disc_recall": 0.004,
+                "disc_precision": 0.5,
+                "disc_auc": 0.55,
+                "probe_cls": 0.30,
+                "probe_mean": 0.35,
+                "probe_random_cls": 0.45,
+                "probe_random_mean": 0.44,
+                "probe_majority": 0.15,
+            }
+        )
+    )
     (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
     pretrained = write_sweep(tmp_path / "glue", {"rte": [50.0, 52.0], "sst2": [51.0, 51.0]})
     random_ = write_sweep(tmp_path / "glue_random", {"rte": [55.0, 57.0], "sst2": [70.0, 72.0]}, model="random:tiny")

@@ -28,8 +28,15 @@ from electra.report import write_report as report
 __all__ = ["export", "finetune", "prepare", "pretrain", "report"]
 
 
-def export(source: str | os.PathLike, out: str | os.PathLike, *, checkpoint: str = "latest", force: bool = False,
-           verify: bool = True, tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
+def export(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    checkpoint: str = "latest",
+    force: bool = False,
+    verify: bool = True,
+    tokenizer: str | None = None,
+) -> dict[str, Any]:
     """Export a pretraining run (discriminator and generator as `transformers` directories) or a GLUE run saved
     with `save_model` (encoder + head); what `electra export` does. Returns what the export records."""
     from electra.export import export_glue_run, export_run, is_glue_run

@@ -40,8 +40,15 @@ class SingleProcessStep:
     """`step.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
     compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
 
-    def __init__(self, cfg: PretrainConfig, precision_name: str, compile_mode: str | None, device: str,
-                 micro_batch_size: int | None = None, compile_scope: str = "model"):  # fmt: skip
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        precision_name: str,
+        compile_mode: str | None,
+        device: str,
+        micro_batch_size: int | None = None,
+        compile_scope: str = "model",
+    ):
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
         self.precision = choose_precision(precision_name, self.info.device)
@@ -56,12 +63,32 @@ class SingleProcessStep:
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
         set_learning_rate(self.optimizer, self.cfg, step + 1)
-        return train_step(self.model, self.model, self.optimizer, self.scaler, batch, step, self.cfg, self.plan,
-                          self.info, self.precision, self.cudagraphs, self.halted)  # fmt: skip
+        return train_step(
+            self.model,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            batch,
+            step,
+            self.cfg,
+            self.plan,
+            self.info,
+            self.precision,
+            self.cudagraphs,
+            self.halted,
+        )
 
 
-def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, compile_mode: str | None, device: str,
-            micro_batch_size: int | None = None, compile_scope: str = "model") -> dict[str, float]:  # fmt: skip
+def measure(
+    cfg: PretrainConfig,
+    steps: int,
+    warmup: int,
+    precision_name: str,
+    compile_mode: str | None,
+    device: str,
+    micro_batch_size: int | None = None,
+    compile_scope: str = "model",
+) -> dict[str, float]:
     run = SingleProcessStep(cfg, precision_name, compile_mode, device, micro_batch_size, compile_scope)
     dev = run.info.device
     special = SpecialIds()
@@ -85,12 +112,21 @@ def measure(cfg: PretrainConfig, steps: int, warmup: int, precision_name: str, c
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     seqs = steps * B / elapsed
-    return {"tokens_per_s": seqs * L, "seqs_per_s": seqs, "peak_mem_mb": peak,
-            "flops_per_s": seqs * train_flops_per_sequence(cfg), "params": count_parameters(run.model),
-            "device": device_name(dev),
-            "precision": run.precision.name, "compile": compile_mode or False,
-            "compile_scope": compile_scope if compile_mode else None, "batch": B, "seq_len": L,
-            "micro_batch": run.plan.micro, "steps": steps}  # fmt: skip
+    return {
+        "tokens_per_s": seqs * L,
+        "seqs_per_s": seqs,
+        "peak_mem_mb": peak,
+        "flops_per_s": seqs * train_flops_per_sequence(cfg),
+        "params": count_parameters(run.model),
+        "device": device_name(dev),
+        "precision": run.precision.name,
+        "compile": compile_mode or False,
+        "compile_scope": compile_scope if compile_mode else None,
+        "batch": B,
+        "seq_len": L,
+        "micro_batch": run.plan.micro,
+        "steps": steps,
+    }
 
 
 def device_name(device: torch.device) -> str:
@@ -111,9 +147,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     add_compile_argument(parser)
-    parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
-                        help="what --compile compiles: the whole model forward (default), or the generator and "
-                             "discriminator only (losses and sampling eager)")  # fmt: skip
+    parser.add_argument(
+        "--compile-scope",
+        default="model",
+        choices=COMPILE_SCOPES,
+        help="what --compile compiles: the whole model forward (default), or the generator and "
+        "discriminator only (losses and sampling eager)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--json",

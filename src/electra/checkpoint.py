@@ -77,8 +77,7 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def run_config(cfg: PretrainConfig, options: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     from electra import __version__
 
-    return {"format": RUN_FORMAT, "electra_version": __version__, "config": cfg.to_dict(), "run": options,
-            "data": data}  # fmt: skip
+    return {"format": RUN_FORMAT, "electra_version": __version__, "config": cfg.to_dict(), "run": options, "data": data}
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -126,8 +125,10 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
             raise ElectraError(f"run {run_dir} has no {name} checkpoint (kept: {', '.join(index) or 'none'})")
         name = index[name]
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ElectraError(f"checkpoint name {name!r} of run {run_dir} is not a checkpoint directory of the run "
-                           "(expected latest, step_N or a kept fraction such as 25%)")  # fmt: skip
+        raise ElectraError(
+            f"checkpoint name {name!r} of run {run_dir} is not a checkpoint directory of the run "
+            "(expected latest, step_N or a kept fraction such as 25%)"
+        )
     if name == LATEST and not (root / LATEST).is_dir():
         steps = [n for n in _checkpoint_names(root) if n.startswith("step_")]
         if steps:  # e.g. a directory copied without its rolling checkpoint
@@ -145,8 +146,12 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state["numpy"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    state["numpy"] = {
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -198,8 +203,9 @@ def save_checkpoint(
     try:
         save_model(model, str(tmp / MODEL))
         io.fault_point("checkpoint.model_written")
-        torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None},
-                   tmp / OPTIMIZER)  # fmt: skip
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}, tmp / OPTIMIZER
+        )
         torch.save(_rng_state(), tmp / RNG_STATE)
         loader_state = trainer_state.get("loader")
         try:
@@ -295,8 +301,10 @@ def load_checkpoint(
     except Exception as err:  # a truncated or foreign file
         raise ElectraError(f"could not read {path / MODEL}: {err}") from None
     if missing or unexpected:
-        raise ElectraError(f"checkpoint {path} does not match the model (missing {sorted(missing)[:3]}, "
-                           f"unexpected {sorted(unexpected)[:3]})")  # fmt: skip
+        raise ElectraError(
+            f"checkpoint {path} does not match the model (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
     state = read_json(path / TRAINER_STATE, "trainer state")
     if state.get("loader") == "loader_state.pt":
         state["loader"] = _torch_load(path / "loader_state.pt")

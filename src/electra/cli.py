@@ -68,8 +68,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         if argv is None or name == chosen:
             module = importlib.import_module(module_name)
             getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
-            p.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)),
-                           _resolve=getattr(module, f"resolved_{name}_config", None))  # fmt: skip
+            p.set_defaults(
+                _run=getattr(module, f"run_{name}", getattr(module, "run", None)),
+                _resolve=getattr(module, f"resolved_{name}_config", None),
+            )
             p.add_argument(
                 "--config",
                 metavar="FILE",

@@ -38,8 +38,15 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings"):  # fmt: skip
+        for name in (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        ):
             check_range(self, name, 1, None)
         check_range(self, "type_vocab_size", 1, None)
         check_range(self, "hidden_dropout_prob", 0, 1, hi_open=True)
@@ -297,12 +304,14 @@ def unknown_key_message(key: str, known: typing.Iterable[str], where: str) -> st
     return f"unknown config key {key!r} in {where}{hint}"
 
 
-def check_range(obj, name: str, lo: float | None, hi: float | None, lo_open: bool = False,
-                hi_open: bool = False) -> None:  # fmt: skip
+def check_range(
+    obj, name: str, lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
+) -> None:
     """Raise a ConfigError naming the field and its allowed range when obj.<name> lies outside it."""
     value = getattr(obj, name)
-    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or \
-        (hi is not None and (value > hi or (hi_open and value == hi)))  # fmt: skip
+    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
+        hi is not None and (value > hi or (hi_open and value == hi))
+    )
     if isinstance(value, bool) or not isinstance(value, int | float) or bad or value != value:  # (NaN)
         if hi is None:
             allowed = f"{'>' if lo_open else '>='} {lo:g}"

@@ -89,19 +89,27 @@ def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dic
     real = am.bool()
     layers = []
     for i, h in enumerate(states):
-        layers.append({
-            "layer": i,
-            "norm": float(h.float().norm(dim=-1)[real].mean()),
-            "token_cosine": _masked_mean_cosine(h, mask),
-            "cls_cosine": _mean_pairwise_cosine(h[:, 0]),
-            "attention_entropy": entropies[i] if i < len(entropies) else None,
-        })  # fmt: skip
+        layers.append(
+            {
+                "layer": i,
+                "norm": float(h.float().norm(dim=-1)[real].mean()),
+                "token_cosine": _masked_mean_cosine(h, mask),
+                "cls_cosine": _mean_pairwise_cosine(h[:, 0]),
+                "attention_entropy": entropies[i] if i < len(entropies) else None,
+            }
+        )
     final = states[-1][real]
     n = mask.sum(1)
     max_entropy = float((n * n.log()).sum() / n.sum())  # uniform attention, averaged over queries like the above
-    layer_norms = {name: {"gain_mean": float(m.weight.mean()), "gain_std": float(m.weight.std()),
-                          "bias_abs_mean": float(m.bias.abs().mean())}
-                   for name, m in encoder.named_modules() if isinstance(m, nn.LayerNorm)}  # fmt: skip
+    layer_norms = {
+        name: {
+            "gain_mean": float(m.weight.mean()),
+            "gain_std": float(m.weight.std()),
+            "bias_abs_mean": float(m.bias.abs().mean()),
+        }
+        for name, m in encoder.named_modules()
+        if isinstance(m, nn.LayerNorm)
+    }
     encoder.train(was_training)
     return {
         "layers": layers,
@@ -131,10 +139,11 @@ def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000,
         "word_norm_unused": float(table[unused].norm(dim=-1).mean()),
         "word_cosine_used": _mean_pairwise_cosine(table[used]),
         "word_cosine_unused": _mean_pairwise_cosine(table[unused]),
-        "word_cosine_used_unused": float(F.normalize(table[used].float(), dim=-1).mean(0)
-                                         @ F.normalize(table[unused].float(), dim=-1).mean(0)),
+        "word_cosine_used_unused": float(
+            F.normalize(table[used].float(), dim=-1).mean(0) @ F.normalize(table[unused].float(), dim=-1).mean(0)
+        ),
         "position_norm": float(pos.norm(dim=-1).mean()),
-    }  # fmt: skip
+    }
 
 
 @torch.no_grad()
@@ -170,8 +179,14 @@ def text_batch(tokenizer, texts: list[str], max_length: int = 128) -> dict[str, 
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def diagnose_models(models: list[str], texts: str = "builtin", glue_dir: str | None = None,
-                    checkpoint: str = "latest", n: int = 64, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def diagnose_models(
+    models: list[str],
+    texts: str = "builtin",
+    glue_dir: str | None = None,
+    checkpoint: str = "latest",
+    n: int = 64,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """`representation_stats` (and `discriminator_stats` for run directories) for a randomly initialised encoder
     of the first model's shape and for each model, on the first `n` test texts of a probe set."""
     from electra.checkpoint import is_run_dir, load_run
@@ -185,8 +200,9 @@ def diagnose_models(models: list[str], texts: str = "builtin", glue_dir: str | N
         encoder, tokenizer = load_model(source, "encoder", checkpoint)
         batch = text_batch(tokenizer, sample)
         if not rows:
-            rows.append({"model": "random initialisation",
-                         **representation_stats(random_encoder(encoder.config, seed), batch)})  # fmt: skip
+            rows.append(
+                {"model": "random initialisation", **representation_stats(random_encoder(encoder.config, seed), batch)}
+            )
         row = {"model": source, **representation_stats(encoder, batch)}
         if is_run_dir(source):
             model, cfg, _ = load_run(source, checkpoint)
@@ -200,20 +216,27 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     """A plain-text table per model: one line per layer, then the global statistics."""
     out = []
     for r in rows:
-        out.append(f"{r['model']}: effective rank {r['effective_rank']:.1f} of {r['hidden_size']}; word embeddings: "
-                   f"norm {r['word_norm_used']:.3f} (tokens in the batch) / {r['word_norm_unused']:.3f} (others), "
-                   f"mean cosine {r['word_cosine_used']:.3f} / {r['word_cosine_unused']:.3f}")  # fmt: skip
-        out.append(f"  layer   norm  token-cos  1-[CLS]-cos  attention entropy (uniform: "
-                   f"{r['uniform_attention_entropy']:.2f})")  # fmt: skip
+        out.append(
+            f"{r['model']}: effective rank {r['effective_rank']:.1f} of {r['hidden_size']}; word embeddings: "
+            f"norm {r['word_norm_used']:.3f} (tokens in the batch) / {r['word_norm_unused']:.3f} (others), "
+            f"mean cosine {r['word_cosine_used']:.3f} / {r['word_cosine_unused']:.3f}"
+        )
+        out.append(
+            f"  layer   norm  token-cos  1-[CLS]-cos  attention entropy (uniform: {r['uniform_attention_entropy']:.2f})"
+        )
         for layer in r["layers"]:
             ent = layer["attention_entropy"]
-            out.append(f"  {layer['layer']:>5}  {layer['norm']:5.2f}  {layer['token_cosine']:9.3f}  "
-                       f"{1 - layer['cls_cosine']:11.2e}  {'' if ent is None else f'{ent:.2f}'}")  # fmt: skip
+            out.append(
+                f"  {layer['layer']:>5}  {layer['norm']:5.2f}  {layer['token_cosine']:9.3f}  "
+                f"{1 - layer['cls_cosine']:11.2e}  {'' if ent is None else f'{ent:.2f}'}"
+            )
         if "discriminator" in r:
             d = r["discriminator"]
-            out.append(f"  discriminator logits: original {d['logit_mean_original']:+.2f} ± "
-                       f"{d['logit_std_original']:.2f}, replaced {d['logit_mean_replaced']:+.2f} ± "
-                       f"{d['logit_std_replaced']:.2f}")  # fmt: skip
+            out.append(
+                f"  discriminator logits: original {d['logit_mean_original']:+.2f} ± "
+                f"{d['logit_std_original']:.2f}, replaced {d['logit_mean_replaced']:+.2f} ± "
+                f"{d['logit_std_replaced']:.2f}"
+            )
     return "\n".join(out)
 
 

@@ -60,8 +60,9 @@ def init_from_env(device: str = "auto", timeout_minutes: float = 30.0) -> DistIn
             torch.cuda.set_device(dev)
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        td.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(minutes=timeout_minutes),
-                              **kwargs)  # fmt: skip
+        td.init_process_group(
+            backend, rank=rank, world_size=world, timeout=timedelta(minutes=timeout_minutes), **kwargs
+        )
     return DistInfo(rank, world, local_rank, dev)
 
 

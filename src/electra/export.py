@@ -60,8 +60,11 @@ def verify_export(directory: Path, ours: nn.Module, kind: str) -> float:
     difference between its outputs and `ours` on a padded probe batch (padded positions excluded)."""
     import transformers
 
-    cls = {"discriminator": transformers.ElectraForPreTraining, "generator": transformers.ElectraForMaskedLM,
-           "encoder": transformers.ElectraModel}[kind]  # fmt: skip
+    cls = {
+        "discriminator": transformers.ElectraForPreTraining,
+        "generator": transformers.ElectraForMaskedLM,
+        "encoder": transformers.ElectraModel,
+    }[kind]
     with quiet_transformers():
         hf, info = cls.from_pretrained(str(directory), output_loading_info=True)
     bad = {k: [n for n in v if not n.endswith("position_ids")] for k, v in info.items() if k != "error_msgs"}
@@ -77,8 +80,9 @@ def verify_export(directory: Path, ours: nn.Module, kind: str) -> float:
     return diff
 
 
-def _save_model_dir(module: nn.Module, directory: Path, tokenizer: WordPiece, verify: bool, kind: str,
-                    **config_extra) -> float | None:  # fmt: skip
+def _save_model_dir(
+    module: nn.Module, directory: Path, tokenizer: WordPiece, verify: bool, kind: str, **config_extra
+) -> float | None:
     with quiet_transformers():
         to_hf(module, **config_extra).save_pretrained(directory)
     tokenizer.save(directory)
@@ -88,30 +92,44 @@ def _save_model_dir(module: nn.Module, directory: Path, tokenizer: WordPiece, ve
 # ---------------------------------------------------------------------------------------------- pretraining runs
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "latest", force: bool = False,
-               verify: bool = True) -> dict[str, Any]:  # fmt: skip
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    checkpoint: str = "latest",
+    force: bool = False,
+    verify: bool = True,
+) -> dict[str, Any]:
     """Export a pretraining run's discriminator and generator; returns what export.json records."""
     from electra.checkpoint import read_json, resolve_checkpoint
 
     model, cfg, tokenizer = _load_run(run_dir, checkpoint)
     ckpt_dir = resolve_checkpoint(run_dir, checkpoint)
-    state = read_json(ckpt_dir / "trainer_state.json", "trainer state") if (ckpt_dir / "trainer_state.json").is_file() \
-        else {}  # fmt: skip
+    state = (
+        read_json(ckpt_dir / "trainer_state.json", "trainer state")
+        if (ckpt_dir / "trainer_state.json").is_file()
+        else {}
+    )
     if cfg.objective != "electra":
         raise ElectraError(f"run {run_dir} was trained with objective {cfg.objective!r}: it has no discriminator")
     record: dict[str, Any] = {
-        "format": "electra-export", "source": str(Path(run_dir).resolve()), "checkpoint": str(checkpoint),
-        "checkpoint_dir": ckpt_dir.name, "step": state.get("step"), "config": cfg.to_dict(),
+        "format": "electra-export",
+        "source": str(Path(run_dir).resolve()),
+        "checkpoint": str(checkpoint),
+        "checkpoint_dir": ckpt_dir.name,
+        "step": state.get("step"),
+        "config": cfg.to_dict(),
         "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "discriminator": "ElectraForPreTraining", "generator": "ElectraForMaskedLM",
-    }  # fmt: skip
+        "discriminator": "ElectraForPreTraining",
+        "generator": "ElectraForMaskedLM",
+    }
 
     def write(tmp: Path) -> None:
         diffs = {
-            "discriminator": _save_model_dir(model.discriminator, tmp / "discriminator", tokenizer, verify,
-                                             "discriminator"),
+            "discriminator": _save_model_dir(
+                model.discriminator, tmp / "discriminator", tokenizer, verify, "discriminator"
+            ),
             "generator": _save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator"),
-        }  # fmt: skip
+        }
         if verify:
             record["verified_max_abs_diff"] = diffs
         write_json(tmp / "export.json", record)
@@ -177,8 +195,9 @@ def load_glue_run(run: str | os.PathLike, tokenizer: str | None = None):
         raise ElectraError(f"cannot read {weights}: {err}") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ElectraError(f"{weights} does not match a {task.display} classifier (missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]})")  # fmt: skip
+        raise ElectraError(
+            f"{weights} does not match a {task.display} classifier (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.eval(), task, config, _glue_tokenizer(run, config, tokenizer)
 
 
@@ -214,8 +233,13 @@ the official ELECTRA finetuning head is the single dense layer above. Dev metric
 """
 
 
-def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool = False, verify: bool = True,
-                    tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
+def export_glue_run(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    force: bool = False,
+    verify: bool = True,
+    tokenizer: str | None = None,
+) -> dict[str, Any]:
     """Export a finetuned GLUE run: the encoder as an ElectraModel directory plus the head and its labels."""
     from safetensors.torch import save_file
 
@@ -224,20 +248,35 @@ def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool 
     metrics = json.loads((run / "metrics.json").read_text())
     labels = list(task.labels) if task.labels is not None else [f"{task.display} score / {task.regression_max:g}"]
     head = {
-        "format": "electra-glue-head", "task": task.name, "display": task.display, "seed": config.get("seed"),
-        "labels": labels, "id2label": {i: name for i, name in enumerate(labels)}, "num_outputs": task.num_outputs,
-        "regression": task.is_regression, "regression_max": task.regression_max if task.is_regression else None,
-        "hidden_size": model.config.hidden_size, "dropout": model.dropout.p, "input": "hidden state of [CLS]",
-        "weights": GLUE_HEAD, "source": str(run.resolve()), "pretrained_model": config.get("model"),
+        "format": "electra-glue-head",
+        "task": task.name,
+        "display": task.display,
+        "seed": config.get("seed"),
+        "labels": labels,
+        "id2label": {i: name for i, name in enumerate(labels)},
+        "num_outputs": task.num_outputs,
+        "regression": task.is_regression,
+        "regression_max": task.regression_max if task.is_regression else None,
+        "hidden_size": model.config.hidden_size,
+        "dropout": model.dropout.p,
+        "input": "hidden state of [CLS]",
+        "weights": GLUE_HEAD,
+        "source": str(run.resolve()),
+        "pretrained_model": config.get("model"),
         "metrics": metrics.get("metrics", {}),
         "example": '"a sentence", "a second sentence"' if task.text_b else '"a sentence"',
-    }  # fmt: skip
+    }
 
     def write(tmp: Path) -> None:
         extra = {"id2label": head["id2label"], "label2id": {n: i for i, n in enumerate(labels)}}
         diff = _save_model_dir(model.electra, tmp, tok, verify, "encoder", **extra)
-        save_file({"weight": model.classifier.weight.detach().contiguous(),
-                   "bias": model.classifier.bias.detach().contiguous()}, str(tmp / GLUE_HEAD))  # fmt: skip
+        save_file(
+            {
+                "weight": model.classifier.weight.detach().contiguous(),
+                "bias": model.classifier.bias.detach().contiguous(),
+            },
+            str(tmp / GLUE_HEAD),
+        )
         if verify:
             head["verified_max_abs_diff"] = diff
         write_json(tmp / "head.json", head)
@@ -251,17 +290,24 @@ def export_glue_run(run: str | os.PathLike, out: str | os.PathLike, force: bool 
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="RUN_DIR",
-                        help="a pretraining run directory (or one of its checkpoint directories), or a GLUE run "
-                             "directory SWEEP/<task>/run_<seed> finetuned with --save-model")  # fmt: skip
+    parser.add_argument(
+        "source",
+        metavar="RUN_DIR",
+        help="a pretraining run directory (or one of its checkpoint directories), or a GLUE run "
+        "directory SWEEP/<task>/run_<seed> finetuned with --save-model",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
-    parser.add_argument("--checkpoint", default="latest",
-                        help="pretraining runs: latest (default), a kept fraction (6.25%%, 12.5%%, 25%%, 50%%, 100%%) "
-                             "or step_N")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        help="pretraining runs: latest (default), a kept fraction (6.25%%, 12.5%%, 25%%, 50%%, 100%%) or step_N",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty --out directory")
-    parser.add_argument("--tokenizer", metavar="SRC",
-                        help="GLUE runs: the tokenizer (vocab file, directory or hub id) if the run's own cannot be "
-                             "found any more")  # fmt: skip
+    parser.add_argument(
+        "--tokenizer",
+        metavar="SRC",
+        help="GLUE runs: the tokenizer (vocab file, directory or hub id) if the run's own cannot be found any more",
+    )
     parser.add_argument(
         "--no-verify",
         dest="verify",
@@ -273,15 +319,25 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from electra.api import export
 
-    record = export(args.source, args.out, checkpoint=args.checkpoint, force=args.force, verify=args.verify,
-                    tokenizer=args.tokenizer)  # fmt: skip
+    record = export(
+        args.source,
+        args.out,
+        checkpoint=args.checkpoint,
+        force=args.force,
+        verify=args.verify,
+        tokenizer=args.tokenizer,
+    )
     if "labels" in record:  # a GLUE run: encoder + head
-        print(f"exported {record['display']} run {args.source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
-              f"{', '.join(record['labels'])})")  # fmt: skip
+        print(
+            f"exported {record['display']} run {args.source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
+            f"{', '.join(record['labels'])})"
+        )
     else:
         what = f"{record['checkpoint_dir']} (step {record['step']})"
-        print(f"exported {args.source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
-              f"{args.out}/generator (ElectraForMaskedLM)")  # fmt: skip
+        print(
+            f"exported {args.source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
+            f"{args.out}/generator (ElectraForMaskedLM)"
+        )
     if args.verify:
         print("verified: transformers' from_pretrained loads every weight and computes our outputs")
     return 0

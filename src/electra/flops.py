@@ -49,9 +49,15 @@ class EncoderShape:
 
     @classmethod
     def of(cls, cfg: ModelConfig, seq_len: int, embedding: int | None = None) -> EncoderShape:
-        return cls(cfg.hidden_size, cfg.num_hidden_layers, seq_len, cfg.vocab_size,
-                   embedding if embedding is not None else cfg.embedding_size, cfg.intermediate_size,
-                   cfg.num_attention_heads)  # fmt: skip
+        return cls(
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            seq_len,
+            cfg.vocab_size,
+            embedding if embedding is not None else cfg.embedding_size,
+            cfg.intermediate_size,
+            cfg.num_attention_heads,
+        )
 
 
 def block_flops(m: EncoderShape, faithful: bool = True) -> float:
@@ -69,10 +75,15 @@ def block_flops(m: EncoderShape, faithful: bool = True) -> float:
         + LAYER_NORM * (1 if faithful else h)  # the official count's missing factor h
     )
     feed_forward = (
-        2 * h * i + i + GELU * i  # intermediate dense, bias, GELU
-        + 2 * i * h + h + DROPOUT * h + h  # output dense, bias, dropout, residual
+        2 * h * i
+        + i
+        + GELU * i  # intermediate dense, bias, GELU
+        + 2 * i * h
+        + h
+        + DROPOUT * h
+        + h  # output dense, bias, dropout, residual
         + LAYER_NORM * h
-    )  # fmt: skip
+    )
     return (attention + feed_forward) * s
 
 
@@ -106,9 +117,13 @@ def forward_flops(m: EncoderShape, head: str, output_frac: float = OUTPUT_FRAC, 
 
 
 def electra_train_flops(
-    disc: EncoderShape | None, gen: EncoderShape, batch_size: int, steps: float, output_frac: float = OUTPUT_FRAC,
+    disc: EncoderShape | None,
+    gen: EncoderShape,
+    batch_size: int,
+    steps: float,
+    output_frac: float = OUTPUT_FRAC,
     faithful: bool = True,
-) -> float:  # fmt: skip
+) -> float:
     """Training FLOPs of ELECTRA (generator + discriminator) or, with `disc=None`, of the MLM model alone:
     2 (forward + equal backward) · batch · steps · forward FLOPs per sequence."""
     per_seq = forward_flops(gen, "mlm", output_frac, faithful)

@@ -22,10 +22,20 @@ from electra.model import Discriminator, ElectraModel, Generator
 Kind = Literal["discriminator", "generator", "encoder"]
 
 _HF_FIELDS = (
-    "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-    "max_position_embeddings", "type_vocab_size", "hidden_dropout_prob", "attention_probs_dropout_prob",
-    "layer_norm_eps", "initializer_range", "pad_token_id",
-)  # fmt: skip
+    "vocab_size",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "layer_norm_eps",
+    "initializer_range",
+    "pad_token_id",
+)
 
 
 @contextlib.contextmanager
@@ -92,9 +102,12 @@ def copy_state(src: nn.Module, dst: nn.Module, what: str = "model") -> None:
 def to_hf(module: Discriminator | Generator | ElectraModel, **config_extra) -> nn.Module:
     """The equivalent transformers model (ElectraForPreTraining / ElectraForMaskedLM / ElectraModel)."""
     kind: Kind = (
-        "discriminator" if isinstance(module, Discriminator) else "generator" if isinstance(module, Generator)
+        "discriminator"
+        if isinstance(module, Discriminator)
+        else "generator"
+        if isinstance(module, Generator)
         else "encoder"
-    )  # fmt: skip
+    )
     cfg = module.config
     hf = _hf_class(kind)(hf_config(cfg, **config_extra))
     copy_state(module, hf, f"export of the {kind}")
@@ -135,12 +148,15 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
             raise ElectraError(f"{path / 'config.json'} is not a readable JSON model config ({err})") from None
         if model_type != "electra":
             raise ElectraError(f"model directory {source} holds a {model_type!r} model, not an ELECTRA model")
-        if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json",
-                                                   "pytorch_model.bin")):  # fmt: skip
+        if not any(
+            (path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+        ):
             raise ElectraError(f"model directory {source} has no weights (model.safetensors or pytorch_model.bin)")
     elif str(source).startswith((".", "/")) or str(source).count("/") != 1:
-        raise ElectraError(f"model {source} not found: expected a model directory or a hub id such as "
-                           "google/electra-small-discriminator")  # fmt: skip
+        raise ElectraError(
+            f"model {source} not found: expected a model directory or a hub id such as "
+            "google/electra-small-discriminator"
+        )
     else:
         from electra import hub
 

@@ -14,8 +14,10 @@ def offline() -> bool:
     """HF_HUB_OFFLINE=1 (or the older TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE): only the local cache is read."""
     from huggingface_hub import constants
 
-    flags = (os.environ.get(n, "").upper() in ("1", "ON", "YES", "TRUE") for n in ("TRANSFORMERS_OFFLINE",
-             "HF_DATASETS_OFFLINE"))  # fmt: skip
+    flags = (
+        os.environ.get(n, "").upper() in ("1", "ON", "YES", "TRUE")
+        for n in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
     return bool(constants.HF_HUB_OFFLINE) or any(flags)
 
 

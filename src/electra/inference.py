@@ -46,8 +46,9 @@ def fill_masks(generator, tokenizer: WordPiece, text: str, top_k: int = 5) -> li
 
 
 def _add_model_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--model", required=True, metavar="M",
-                        help=f"pretraining run directory, HF-format {what} directory, or hub id")  # fmt: skip
+    parser.add_argument(
+        "--model", required=True, metavar="M", help=f"pretraining run directory, HF-format {what} directory, or hub id"
+    )
     parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N")
     parser.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per text")
 

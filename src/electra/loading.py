@@ -5,17 +5,24 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from typing import Any
 
+import torch
 from torch import nn
 
 from electra.checkpoint import is_run_dir, load_run
+from electra.config import PretrainConfig
 from electra.errors import ElectraError
 from electra.hf import Kind, load_hf
+from electra.model import ELECTRA
+from electra.objective import SpecialIds
 from electra.tokenizer import WordPiece, load_tokenizer
 
 
-def load_model(source: str | os.PathLike, kind: Kind = "discriminator", checkpoint: str = "latest"
-               ) -> tuple[nn.Module, WordPiece]:  # fmt: skip
+def load_model(
+    source: str | os.PathLike, kind: Kind = "discriminator", checkpoint: str = "latest"
+) -> tuple[nn.Module, WordPiece]:
     """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer."""
     if is_run_dir(source):
         model, _, tokenizer = load_run(source, checkpoint)
@@ -37,3 +44,44 @@ def load_model(source: str | os.PathLike, kind: Kind = "discriminator", checkpoi
             f"{module.config.vocab_size}"
         )
     return module, tokenizer
+
+
+def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfig, ELECTRA, WordPiece]:
+    """Continued pretraining: discriminator (and optionally generator) weights and shapes from HF-format models.
+
+    The model shape comes from the discriminator; the generator's width and depth from the generator when one is
+    given (e.g. 1.0 for the released ELECTRA-Small), else from the config. The shared embeddings are the
+    discriminator's."""
+    from electra.hf import copy_state, load_hf
+
+    if not 1 <= len(sources) <= 2:
+        raise ElectraError("--init-from takes a discriminator and optionally a generator")
+    disc = load_hf(sources[0], "discriminator")
+    gen = load_hf(sources[1], "generator") if len(sources) == 2 else None
+    model_cfg = replace(
+        disc.config,
+        hidden_dropout_prob=cfg.model.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.model.attention_probs_dropout_prob,
+    )
+    updates: dict[str, Any] = {"model": model_cfg}
+    if gen is not None:
+        g = gen.config
+        if g.vocab_size != model_cfg.vocab_size or g.embedding_size != model_cfg.embedding_size:
+            raise ElectraError(
+                f"generator {sources[1]} does not fit discriminator {sources[0]} (vocabulary or embedding size differ)"
+            )
+        updates["generator_size"] = g.hidden_size / model_cfg.hidden_size
+        updates["generator_layers"] = g.num_hidden_layers / model_cfg.num_hidden_layers
+    cfg = replace(cfg, **updates)
+    if gen is not None and (cfg.generator_model.hidden_size, cfg.generator_model.num_hidden_layers) != (
+        gen.config.hidden_size,
+        gen.config.num_hidden_layers,
+    ):
+        raise ElectraError(f"generator {sources[1]} has a shape this toolkit cannot express")
+    tokenizer = load_tokenizer(sources[0])
+    torch.manual_seed(cfg.seed)  # for the generator, when none is given
+    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+    if gen is not None:  # first, so that the discriminator's copy of the shared embeddings wins
+        copy_state(gen, model.generator, f"generator {sources[1]}")
+    copy_state(disc, model.discriminator, f"discriminator {sources[0]}")
+    return cfg, model, tokenizer

@@ -392,20 +392,30 @@ class ELECTRA(nn.Module):
         if cfg.objective == "mlm":
             zero = gen_loss.new_zeros(())
             return PretrainOutput(
-                loss=cfg.gen_weight * gen_loss, gen_loss=gen_loss.detach(), disc_loss=zero,
+                loss=cfg.gen_weight * gen_loss,
+                gen_loss=gen_loss.detach(),
+                disc_loss=zero,
                 gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
-                sampled_accuracy=zero, disc_accuracy=zero, disc_precision=zero, disc_recall=zero,
+                sampled_accuracy=zero,
+                disc_accuracy=zero,
+                disc_precision=zero,
+                disc_recall=zero,
                 replaced_fraction=zero,
-            )  # fmt: skip
+            )
         # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
         with torch.no_grad():
-            sampled = obj.sample_replacements(logits.detach(), cfg.temperature, cfg.sampling, rng,
-                                              masked.targets if cfg.disallow_correct else None, noise)  # fmt: skip
+            sampled = obj.sample_replacements(
+                logits.detach(),
+                cfg.temperature,
+                cfg.sampling,
+                rng,
+                masked.targets if cfg.disallow_correct else None,
+                noise,
+            )
             fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
         # 4. discriminator loss over every real token
         disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)
-        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing,
-                                           disc_total)  # fmt: skip
+        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing, disc_total)
         loss = cfg.gen_weight * gen_loss + cfg.disc_weight * disc_loss
         with torch.no_grad():
             d = obj.discriminator_metrics(disc_logits, labels, attention_mask)

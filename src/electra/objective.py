@@ -100,8 +100,9 @@ def mask_tokens(
     weights = weights * has_candidate[:, None]
     positions = torch.multinomial(probs, N, replacement=True, generator=rng) * weights.long()  # (B, N)
     targets = input_ids.gather(1, positions) * weights.long()
-    corrupted = _corrupt(input_ids, positions, weights, special.mask, mask_token_prob, random_token_prob,
-                         vocab_size, rng)  # fmt: skip
+    corrupted = _corrupt(
+        input_ids, positions, weights, special.mask, mask_token_prob, random_token_prob, vocab_size, rng
+    )
     return Masked(corrupted, positions, weights, targets)
 
 
@@ -125,8 +126,9 @@ def mask_tokens_bernoulli(
     weights = (torch.arange(N, device=input_ids.device)[None, :] < counts[:, None]).float()
     positions = order * weights.long()
     targets = input_ids.gather(1, positions) * weights.long()
-    corrupted = _corrupt(input_ids, positions, weights, special.mask, mask_token_prob, random_token_prob,
-                         vocab_size, rng)  # fmt: skip
+    corrupted = _corrupt(
+        input_ids, positions, weights, special.mask, mask_token_prob, random_token_prob, vocab_size, rng
+    )
     return Masked(corrupted, positions, weights, targets)
 
 
@@ -180,8 +182,9 @@ def generator_loss(
     `total_weight` replaces sum(w) when this batch is one micro-batch of a larger (global) batch: pass the sum of
     the weights over the whole global batch, and the micro-batch losses add up to the full batch's loss."""
     V = logits.shape[-1]
-    nll = F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none",
-                          label_smoothing=label_smoothing)  # fmt: skip
+    nll = F.cross_entropy(
+        logits.float().reshape(-1, V), targets.reshape(-1), reduction="none", label_smoothing=label_smoothing
+    )
     total = weights.sum() if total_weight is None else total_weight
     return (nll * weights.reshape(-1)).sum() / (total + 1e-6)
 

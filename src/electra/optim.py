@@ -80,8 +80,16 @@ class AdamW(torch.optim.Optimizer):
     without bias correction it is given the step 2^40, for which 1 - b^t is exactly 1 in floating point.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
-                 bias_correction: bool = False, fused: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        bias_correction: bool = False,
+        fused: bool = False,
+    ):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
         super().__init__(params, defaults)
         self.fused = fused
@@ -147,7 +155,19 @@ class AdamW(torch.optim.Optimizer):
         # the kernel: p <- p (1 - lr wd); then p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         t = torch.full((), float(step) if group["bias_correction"] else 2.0**40, device=params[0].device)
         beta1, beta2 = group["betas"]
-        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [t] * len(params), lr=group["lr"],
-                            beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                            amsgrad=False, maximize=False,
-                            found_inf=None if found_inf is None else found_inf.float())  # fmt: skip
+        torch._fused_adamw_(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            [t] * len(params),
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+            found_inf=None if found_inf is None else found_inf.float(),
+        )

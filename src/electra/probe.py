@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from electra.config import ModelConfig
+from electra import dist
+from electra.config import ModelConfig, PretrainConfig
 from electra.errors import ElectraError
-from electra.model import ElectraModel, init_weights
+from electra.model import ELECTRA, ElectraModel, init_weights
+from electra.tokenizer import WordPiece
 
 BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # label -> stdlib packages; left out of the built-in corpus
     "asyncio": ("asyncio",),
@@ -126,8 +128,9 @@ def glue_probe_set(task_name: str, glue_dir: str | Path | None) -> ProbeSet:
     test = splits["dev"][:MAX_TEST]
     labels = list(task.labels)
     index = {label: i for i, label in enumerate(labels)}
-    return ProbeSet(f"glue:{task.name}", labels, [(a, b, index[y]) for a, b, y in train],
-                    [(a, b, index[y]) for a, b, y in test])  # fmt: skip
+    return ProbeSet(
+        f"glue:{task.name}", labels, [(a, b, index[y]) for a, b, y in train], [(a, b, index[y]) for a, b, y in test]
+    )
 
 
 def file_probe_set(path: str | Path) -> ProbeSet:
@@ -165,8 +168,13 @@ def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
 
 
 @torch.no_grad()
-def features(encoder: ElectraModel, tokenizer, rows: list[tuple[str, str | None, int]], max_length: int = 128,
-             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def features(
+    encoder: ElectraModel,
+    tokenizer,
+    rows: list[tuple[str, str | None, int]],
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
     """([CLS] states, mean-pooled states) of the final layer, each (N, H), in eval mode."""
     from electra.glue.data import Features, collate, encode_texts
 
@@ -206,8 +214,10 @@ def probe(encoder: ElectraModel, tokenizer, probe_set: ProbeSet, max_length: int
     test_y = np.array([y for *_, y in probe_set.test])
     tr_cls, tr_mean = features(encoder, tokenizer, probe_set.train, max_length)
     te_cls, te_mean = features(encoder, tokenizer, probe_set.test, max_length)
-    return {"probe_cls": fit_probe(tr_cls, train_y, te_cls, test_y),
-            "probe_mean": fit_probe(tr_mean, train_y, te_mean, test_y)}  # fmt: skip
+    return {
+        "probe_cls": fit_probe(tr_cls, train_y, te_cls, test_y),
+        "probe_mean": fit_probe(tr_mean, train_y, te_mean, test_y),
+    }
 
 
 def random_encoder(cfg: ModelConfig, seed: int = 0) -> ElectraModel:
@@ -221,8 +231,13 @@ def random_encoder(cfg: ModelConfig, seed: int = 0) -> ElectraModel:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def probe_models(models: list[str], probe_spec: str = "builtin", glue_dir: str | None = None,
-                 checkpoint: str = "latest", seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def probe_models(
+    models: list[str],
+    probe_spec: str = "builtin",
+    glue_dir: str | None = None,
+    checkpoint: str = "latest",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """The probe for each model (a run directory, an HF-format directory or a hub id), preceded by the same
     probe on a randomly initialised encoder of the first model's shape and by the majority class."""
     from electra.loading import load_model
@@ -243,9 +258,13 @@ def add_probe_arguments(parser) -> None:
     parser.add_argument(
         "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
     )
-    parser.add_argument("--probe", default="builtin", metavar="SET",
-                        help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
-                             "with text and label columns")  # fmt: skip
+    parser.add_argument(
+        "--probe",
+        default="builtin",
+        metavar="SET",
+        help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
+        "with text and label columns",
+    )
     parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe (default: the hub)")
     parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -262,3 +281,44 @@ def run_probe(args) -> int:
     for r in rows:
         print(f"{r['model']:<{width}}  {r['probe_cls']:.3f}  {r['probe_mean']:.3f}")
     return 0
+
+
+class LiveProbe:
+    """The linear probe of `electra.probe` on the encoder being trained, with the same probe on the randomly
+    initialised encoder of this shape (computed once) as the baseline it has to beat."""
+
+    def __init__(self, probe_set, tokenizer, max_length: int, baseline: dict[str, float]):
+        self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline
+
+    @classmethod
+    def start(
+        cls, name: str, glue_dir: str | None, cfg: PretrainConfig, tokenizer: WordPiece, device: torch.device
+    ) -> LiveProbe | None:
+        """The probe `name` ("none": no probe; see `load_probe_set`) with its random-weights baseline."""
+        if name == "none":
+            return None
+        try:
+            probe_set = load_probe_set(name, glue_dir)
+        except ElectraError as err:
+            dist.print0(f"  (no probe: {err})", flush=True)
+            return None
+        encoder_cfg = cfg.model if cfg.objective == "electra" else cfg.generator_model
+        rng_state = torch.get_rng_state()  # the baseline's initialisation must not move the run's random stream
+        result = probe(random_encoder(encoder_cfg, cfg.seed).to(device), tokenizer, probe_set, cfg.max_length)
+        torch.set_rng_state(rng_state)
+        baseline = {
+            "probe_random_cls": result["probe_cls"],
+            "probe_random_mean": result["probe_mean"],
+            "probe_majority": probe_set.majority,
+        }
+        dist.print0(
+            f"  probe {probe_set.name} ({len(probe_set.train)} train / {len(probe_set.test)} test): random "
+            f"initialisation {result['probe_cls']:.3f} ([CLS]) {result['probe_mean']:.3f} (mean), majority "
+            f"class {probe_set.majority:.3f}",
+            flush=True,
+        )
+        return cls(probe_set, tokenizer, cfg.max_length, baseline)
+
+    def __call__(self, model: ELECTRA) -> dict[str, float]:
+        encoder = model.discriminator.electra if model.cfg.objective == "electra" else model.generator.electra
+        return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}

@@ -51,10 +51,19 @@ def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:
     return max(10, min(cfg.max_steps, math.floor(minutes * 60 / seconds))), seconds
 
 
-def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None, minutes: float = 3.0,
-               max_steps: int | None = None, corpus: tuple[str, ...] = ("builtin",), tasks: str = "all",
-               runs: int = 2, max_train_examples: int = 128, epochs: int = 3, vocab_size: int = VOCAB_SIZE,
-               force: bool = False) -> dict:  # fmt: skip
+def quickstart(
+    out: str | Path = "runs/quickstart",
+    glue_dir: str | None = None,
+    minutes: float = 3.0,
+    max_steps: int | None = None,
+    corpus: tuple[str, ...] = ("builtin",),
+    tasks: str = "all",
+    runs: int = 2,
+    max_train_examples: int = 128,
+    epochs: int = 3,
+    vocab_size: int = VOCAB_SIZE,
+    force: bool = False,
+) -> dict:
     """Run the six stages; returns paths and a few numbers (also written to OUT/quickstart.json)."""
     from electra.data import prepare_corpus
     from electra.data.vocab import train_vocab
@@ -144,14 +153,17 @@ def quickstart(out: str | Path = "runs/quickstart", glue_dir: str | None = None,
         results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0, cfg)
         if results["tasks"]:
             print((sweep / "results.md").read_text())
-            baseline = run_sweep("random:tiny", parse_tasks(tasks), random_sweep, glue_dir, runs, 0, cfg,
-                                 tokenizer=str(vocab_dir))  # fmt: skip
+            baseline = run_sweep(
+                "random:tiny", parse_tasks(tasks), random_sweep, glue_dir, runs, 0, cfg, tokenizer=str(vocab_dir)
+            )
             print((random_sweep / "results.md").read_text())
             summary["glue"] = str(sweep)
             summary["glue_random"] = str(random_sweep)
-            summary["glue_average"] = {"label": results["average"]["label"],
-                                       "median": results["average"].get("median"),
-                                       "random_median": baseline["average"].get("median")}  # fmt: skip
+            summary["glue_average"] = {
+                "label": results["average"]["label"],
+                "median": results["average"].get("median"),
+                "random_median": baseline["average"].get("median"),
+            }
         else:
             print(f"no GLUE task could be read from {where}; finetuning skipped")
             summary["glue"] = None
@@ -215,6 +227,17 @@ def run_quickstart(args: argparse.Namespace) -> int:
         raise ElectraError("--max-steps must be at least 1")
     if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
         raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
-    quickstart(args.out, args.glue_dir, args.minutes, args.max_steps, tuple(args.corpus), args.tasks, args.runs,
-               args.max_train_examples, args.epochs, args.vocab_size, args.force)  # fmt: skip
+    quickstart(
+        args.out,
+        args.glue_dir,
+        args.minutes,
+        args.max_steps,
+        tuple(args.corpus),
+        args.tasks,
+        args.runs,
+        args.max_train_examples,
+        args.epochs,
+        args.vocab_size,
+        args.force,
+    )
     return 0

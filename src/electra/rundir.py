@@ -8,7 +8,9 @@
       metrics.jsonl    one record per logged step and per evaluation; tb/: the same for TensorBoard
 
 Policy: a directory that holds a run is only continued (`--resume`) or replaced (`--force`); one that holds other
-files of these names is refused; a resumed run's metrics are cut back to its checkpoint's step.
+files of these names is refused; a resumed run's metrics are cut back to its checkpoint's step; a damaged `latest`
+falls back to the newest intact kept checkpoint. `resolve_setup` turns the options into the run to do (config,
+data, tokenizer, checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from electra import checkpoint as ckpt
-from electra import io
+from electra import dist, io
+from electra.config import PRESETS, ModelConfig, PretrainConfig, flat_fields, from_dict, preset
 from electra.errors import ElectraError
+from electra.loading import init_from_hf
+from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
 
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
@@ -176,8 +182,9 @@ class MetricsLog:
             if key not in ("step", "split") and isinstance(value, (int, float)):
                 self.tb.add_scalar(f"{split}/{key}", value, record["step"])
         if self.wandb is not None:
-            self.wandb.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")},
-                           step=record["step"])  # fmt: skip
+            self.wandb.log(
+                {f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=record["step"]
+            )
 
     def close(self) -> None:
         self.file.close()
@@ -199,3 +206,207 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
         if record.get("step", 0) <= start_step:
             kept.append(line)
     io.write_text(path, "".join(line + "\n" for line in kept))
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run happens; unlike `PretrainConfig`, none of this changes the trained weights."""
+
+    out: str
+    data: str | None = None
+    corpus: list[str] | None = None
+    vocab: str | None = None
+    data_cache: str | None = None
+    prepare_workers: int = 1
+    init_from: list[str] | None = None
+    resume: bool = False
+    force: bool = False
+    log_every: int = 10
+    save_every: int = 1000
+    eval_every: int = 1000
+    eval_examples: int = 1000
+    micro_batch_size: int | None = None
+    precision: str = "auto"
+    compile: str | None = None  # a torch.compile mode; None: eager
+    device: str = "auto"
+    progress: bool = True
+    probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
+    glue_dir: str | None = None  # for a `glue:<task>` probe
+    wandb: str | None = None
+
+
+@dataclass
+class Setup:
+    cfg: PretrainConfig
+    opts: RunOptions
+    run_dir: Path
+    data_dir: Path
+    tokenizer: WordPiece
+    init_model: ELECTRA | None = None  # weights from --init-from
+    resume_from: Path | None = None
+    run_meta: dict[str, Any] = field(default_factory=dict)
+
+
+# run options that `--resume` takes from the run when they are not given again
+RESUMED_OPTIONS = (
+    "log_every",
+    "save_every",
+    "eval_every",
+    "eval_examples",
+    "micro_batch_size",
+    "precision",
+    "prepare_workers",
+    "vocab",
+    "data_cache",
+    "probe",
+    "glue_dir",
+)
+
+
+def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptions:
+    """The options given (None: not given); on --resume, the run's own for those not given; else the defaults."""
+    values = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
+    defaults = RunOptions(out="")
+    for key in RESUMED_OPTIONS:
+        if values.get(key) is None:
+            values[key] = (
+                (saved or {}).get("run", {}).get(key, getattr(defaults, key))
+                if given.get("resume")
+                else getattr(defaults, key)
+            )
+    values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
+    opts = RunOptions(**values)
+    for name in ("log_every", "save_every", "eval_examples"):
+        if getattr(opts, name) < 1:
+            raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
+    return opts
+
+
+def resolve_setup(
+    given: dict[str, Any], preset_name: str | None, overrides: dict[str, Any], info: dist.DistInfo
+) -> Setup:
+    """The run to do: its config (the preset with `overrides`, or on --resume the run's own, which `overrides` may
+    not contradict), options, data and tokenizer, and the checkpoint to resume from."""
+    run_dir = Path(given["out"])
+    saved, resume_from = inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
+    opts = run_options(given, saved)
+    init_model, tokenizer = None, None
+    if opts.resume and saved is not None:
+        saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
+        if preset_name is not None or overrides:  # what the command line asks for must be what the run is
+            wanted = preset(preset_name, **overrides) if preset_name else apply_overrides(saved_cfg, overrides)
+            if opts.init_from:  # the shapes came from the --init-from models
+                wanted = replace(
+                    wanted,
+                    model=saved_cfg.model,
+                    generator_size=saved_cfg.generator_size,
+                    generator_layers=saved_cfg.generator_layers,
+                )
+            diffs = config_differences(wanted.to_dict(), saved_cfg.to_dict())
+            if diffs:
+                raise ElectraError(f"cannot resume {run_dir}: the config differs from the run's: {'; '.join(diffs)}")
+        cfg = saved_cfg
+        if not opts.data and not opts.corpus:
+            opts.data = saved.get("data", {}).get("path")
+        if (run_dir / ckpt.TOKENIZER).is_dir():
+            tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
+        if resume_from is not None:
+            opts.init_from = None  # the checkpoint has the weights
+    else:
+        cfg = config_from(preset_name, overrides)
+    if opts.init_from:
+        cfg, init_model, tokenizer = init_from_hf(cfg, opts.init_from)
+    data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(data_dir / "tokenizer")
+    if saved is None or not opts.resume:
+        cfg = _vocab_from_data(cfg, overrides, tokenizer, opts)
+    return Setup(cfg, opts, run_dir, data_dir, tokenizer, init_model, resume_from, saved or {})
+
+
+def _vocab_from_data(
+    cfg: PretrainConfig, overrides: dict[str, Any], tokenizer: WordPiece, opts: RunOptions
+) -> PretrainConfig:
+    """A new run's vocabulary size is its tokenizer's, unless --vocab-size says otherwise (a conflict is then
+    reported by the data check) or the weights come from --init-from."""
+    if "vocab_size" in overrides or opts.init_from or tokenizer.vocab_size == cfg.model.vocab_size:
+        return cfg
+    return replace(cfg, model=replace(cfg.model, vocab_size=tokenizer.vocab_size))
+
+
+def config_from(preset_name: str | None, overrides: dict[str, Any]) -> PretrainConfig:
+    """The preset with `overrides`; without a preset, `overrides` must give every field (a run's config.json
+    read with --config)."""
+    if preset_name is not None:
+        return preset(preset_name, **overrides)
+    if {name for name, _ in flat_fields(PretrainConfig, ModelConfig)} <= set(overrides):
+        return apply_overrides(PretrainConfig(), overrides)
+    raise ElectraError("--preset is required (choose one of " + ", ".join(PRESETS) + ")")
+
+
+def apply_overrides(cfg: PretrainConfig, overrides: dict[str, Any]) -> PretrainConfig:
+    values = cfg.to_dict()
+    for key, value in overrides.items():
+        (values["model"] if key in values["model"] else values)[key] = value
+    return from_dict(PretrainConfig, values)
+
+
+def _prepare_data(
+    opts: RunOptions, cfg: PretrainConfig, run_dir: Path, tokenizer: WordPiece | None, info: dist.DistInfo
+) -> Path:
+    """--data DIR as given, or --corpus SRC... prepared (once, by the main process; reused when cached)."""
+    if bool(opts.data) == bool(opts.corpus):
+        raise ElectraError("give exactly one of --data DIR (from `electra prepare`) or --corpus SRC ...")
+    if opts.data:
+        from electra.data import load_dataset_meta
+
+        load_dataset_meta(opts.data)  # one clear line for a path that is not a complete prepared dataset
+        return Path(opts.data)
+    from electra.data import prepare_corpus
+
+    if tokenizer is None:
+        if not opts.vocab:
+            raise ElectraError("--corpus needs --vocab FILE|DIR|HUB_ID (the tokenizer) unless --init-from gives one")
+        tokenizer = load_tokenizer(opts.vocab)
+    out = Path(opts.data_cache) if opts.data_cache else run_dir / "data"
+    if info.is_main:
+        prepare_corpus(list(opts.corpus), tokenizer, cfg.max_length, out, workers=opts.prepare_workers, seed=cfg.seed)
+    dist.barrier(info)
+    return out
+
+
+def check_data(loader, setup: Setup) -> None:
+    cfg, tok = setup.cfg, loader.tokenizer
+    if loader.max_length != cfg.max_length:
+        raise ElectraError(
+            f"{setup.data_dir} was prepared with max length {loader.max_length}, but the config has "
+            f"max_length {cfg.max_length}; prepare it again or pass --max-length {loader.max_length}"
+        )
+    if tok.vocab_size != cfg.model.vocab_size:
+        raise ElectraError(
+            f"{setup.data_dir} uses a vocabulary of {tok.vocab_size} tokens, but --vocab-size is "
+            f"{cfg.model.vocab_size}; leave --vocab-size out to use the data's"
+        )
+    if tok.fingerprint() != setup.tokenizer.fingerprint():
+        raise ElectraError(
+            f"{setup.data_dir} was prepared with another tokenizer than the model's "
+            f"({setup.tokenizer.source}); prepare the corpus with that tokenizer"
+        )
+    saved = setup.run_meta.get("data")
+    if setup.resume_from is not None and saved and saved.get("key") != loader.meta.get("key"):
+        raise ElectraError(
+            f"cannot resume {setup.run_dir}: it was trained on other data ({saved.get('path')}, "
+            f"key {saved.get('key')}) than {setup.data_dir} (key {loader.meta.get('key')})"
+        )
+
+
+def data_info(loader, setup: Setup) -> dict[str, Any]:
+    return {
+        "path": str(Path(setup.data_dir).resolve()),
+        "key": loader.meta.get("key"),
+        "num_examples": loader.num_examples,
+        "tokenizer_fingerprint": loader.tokenizer.fingerprint(),
+    }

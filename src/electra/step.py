@@ -48,11 +48,14 @@ def plan_batches(global_batch: int, world_size: int, micro: int | None, max_leng
         raise ElectraError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
     per_rank = global_batch // world_size
     if micro is None:  # the largest divisor of the per-process batch within MAX_MICRO_TOKENS positions
-        micro = max(d for d in range(1, per_rank + 1) if per_rank % d == 0 and (d * max_length <= MAX_MICRO_TOKENS
-                                                                                 or d == 1))  # fmt: skip
+        micro = max(
+            d for d in range(1, per_rank + 1) if per_rank % d == 0 and (d * max_length <= MAX_MICRO_TOKENS or d == 1)
+        )
     if micro < 1 or per_rank % micro:
-        raise ElectraError(f"--micro-batch-size {micro} must divide the per-process batch {per_rank} "
-                           f"(batch_size {global_batch} / {world_size} processes)")  # fmt: skip
+        raise ElectraError(
+            f"--micro-batch-size {micro} must divide the per-process batch {per_rank} "
+            f"(batch_size {global_batch} / {world_size} processes)"
+        )
     return BatchPlan(global_batch, world_size, micro)
 
 
@@ -151,16 +154,24 @@ def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
     """CUDA-graph modes need one micro-batch per step: with gradient accumulation the first micro-batch's
     gradients would live in graph memory that the next micro-batch's replay overwrites."""
     if mode in CUDA_GRAPH_MODES and plan.accum > 1:
-        raise ElectraError(f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
-                           f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
-                           "if that fits in memory, or use --compile default")  # fmt: skip
+        raise ElectraError(
+            f"--compile {mode} (CUDA graphs) needs one micro-batch per step, but this run accumulates "
+            f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
+            "if that fits in memory, or use --compile default"
+        )
 
 
 def add_compile_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
-                        help="torch.compile the model's forward; MODE: default (when omitted), "
-                             "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
-                             "max-autotune-no-cudagraphs")  # fmt: skip
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="torch.compile the model's forward; MODE: default (when omitted), "
+        "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
+        "max-autotune-no-cudagraphs",
+    )
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -171,8 +182,17 @@ def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tenso
     return {k: v.to(device) for k, v in batch.items()}
 
 
-STEP_FIELDS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy", "replaced_fraction", "tokens",
-               "grad_norm", "non_finite")  # fmt: skip
+STEP_FIELDS = (
+    "loss",
+    "gen_loss",
+    "disc_loss",
+    "gen_accuracy",
+    "disc_accuracy",
+    "replaced_fraction",
+    "tokens",
+    "grad_norm",
+    "non_finite",
+)
 
 
 @dataclass
@@ -210,11 +230,12 @@ def train_step(
     the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
     device = info.device
     micro = [{k: v[j * plan.micro : (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
-    rngs = [torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
-            for j in range(plan.accum)]  # fmt: skip
+    rngs = [
+        torch.Generator(device).manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 0))
+        for j in range(plan.accum)
+    ]
     masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
-    totals = torch.stack([sum(mk.weights.sum() for mk in masks),
-                          sum(m["attention_mask"].sum() for m in micro).float()])  # fmt: skip
+    totals = torch.stack([sum(mk.weights.sum() for mk in masks), sum(m["attention_mask"].sum() for m in micro).float()])
     totals = LossTotals(*dist.all_reduce_sum(totals, info))  # denominators of the global batch
     stats = torch.zeros(6, device=device, dtype=torch.float64)
     for j, (m, g, mk) in enumerate(zip(micro, rngs, masks, strict=True)):
@@ -258,8 +279,15 @@ def train_step(
         optimizer.step(found_inf=halted)
     optimizer.zero_grad(set_to_none=True)
     W = info.world_size
-    values = torch.cat([stats[:3], stats[3:6] / W, totals.disc.double().view(1), grad_norm.detach().double().view(1),
-                        non_finite.double().view(1)])  # fmt: skip
+    values = torch.cat(
+        [
+            stats[:3],
+            stats[3:6] / W,
+            totals.disc.double().view(1),
+            grad_norm.detach().double().view(1),
+            non_finite.double().view(1),
+        ]
+    )
     return StepResult(values)
 
 
@@ -285,8 +313,14 @@ def read_steps(results: list[tuple[int, StepResult]]) -> list[tuple[int, dict[st
 
 
 @torch.no_grad()
-def evaluate(model: ELECTRA, batches: list[dict[str, Tensor]], cfg: PretrainConfig, precision: Precision,
-             device: torch.device, cudagraphs: bool = False) -> dict[str, float]:  # fmt: skip
+def evaluate(
+    model: ELECTRA,
+    batches: list[dict[str, Tensor]],
+    cfg: PretrainConfig,
+    precision: Precision,
+    device: torch.device,
+    cudagraphs: bool = False,
+) -> dict[str, float]:
     """Held-out metrics without dropout (docs/faithfulness.md §3.5): generator MLM accuracy and loss, sampled-token
     accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's

@@ -182,8 +182,9 @@ def truncate_pair(a: list[int], b: list[int], max_tokens: int) -> tuple[list[int
     return a, b
 
 
-def encode_texts(tokenizer, texts_a: Sequence[str], texts_b: Sequence[str | None],
-                 max_length: int = 128) -> tuple[list[list[int]], list[list[int]]]:  # fmt: skip
+def encode_texts(
+    tokenizer, texts_a: Sequence[str], texts_b: Sequence[str | None], max_length: int = 128
+) -> tuple[list[list[int]], list[list[int]]]:
     """(input ids, segment ids) of `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where b is not None, truncated to
     `max_length` (pairs by popping from the longer text)."""
     if max_length < 4:

@@ -80,8 +80,12 @@ class FinetuneConfig:
         decay = self.layerwise_lr_decay
         if decay is None:
             decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
-        return dataclasses.replace(self, learning_rate=lr, layerwise_lr_decay=decay,
-                                   epochs=self.epochs if self.epochs is not None else task.epochs)  # fmt: skip
+        return dataclasses.replace(
+            self,
+            learning_rate=lr,
+            layerwise_lr_decay=decay,
+            epochs=self.epochs if self.epochs is not None else task.epochs,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- data per task
@@ -170,9 +174,15 @@ def finetune_run(
     names = [n for n, _ in model.named_parameters()]
     scale = layer_lr_multipliers(names, model_cfg.num_hidden_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode)
     groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
-    opt = AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                weight_decay=cfg.weight_decay, bias_correction=cfg.adam_bias_correction,
-                fused=device.type == "cuda")  # fmt: skip
+    opt = AdamW(
+        groups,
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        weight_decay=cfg.weight_decay,
+        bias_correction=cfg.adam_bias_correction,
+        fused=device.type == "cuda",
+    )
     n = len(data.train)
     total = train_steps(n, cfg)
     warmup = cfg.warmup_proportion * total
@@ -203,8 +213,9 @@ def finetune_run(
             if progress is not None:
                 progress.update(1)
                 if step % 20 == 1:  # (reading the loss waits for the GPU: not every step)
-                    progress.set_postfix(task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}",
-                                         refresh=False)  # fmt: skip
+                    progress.set_postfix(
+                        task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}", refresh=False
+                    )
         if epoch_losses is not None:
             epoch_losses.append(loss_sum.item() / max(n, 1))
     outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
@@ -221,8 +232,15 @@ def evaluate(task: Task, evals: dict[str, Features], outputs: dict[str, np.ndarr
     return metrics
 
 
-def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray], metrics: dict[str, float],
-             config: dict[str, Any], model=None) -> None:  # fmt: skip
+def save_run(
+    out: Path,
+    data: TaskData,
+    seed: int,
+    outputs: dict[str, np.ndarray],
+    metrics: dict[str, float],
+    config: dict[str, Any],
+    model=None,
+) -> None:
     """Predictions and config first, metrics.json last (it marks the run complete)."""
     d = run_dir(out, data.task, seed)
     d.mkdir(parents=True, exist_ok=True)
@@ -238,24 +256,43 @@ def save_run(out: Path, data: TaskData, seed: int, outputs: dict[str, np.ndarray
         tmp.replace(d / "model.safetensors")
     cap = config["finetune"]["max_train_examples"]
     dev = data.evals.get("dev")
-    write_json(d / "metrics.json", {
-        "task": data.task.name, "seed": seed, "metrics": metrics, "score": metrics[data.task.score],
-        # the floor to clear, and whether this run fell to it: one class (or one value) for every dev example
-        "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,
-        "constant_predictions": is_constant(data.task, outputs["dev"]) if dev is not None else None,
-        "n_train": len(data.train), "n_train_available": data.n_train_available,
-        "train_loss_per_epoch": config.get("train_loss_per_epoch"),
-        # the cap only when it removed examples: a task smaller than the cap is not "subsampled"
-        "max_train_examples": cap if cap is not None and cap < data.n_train_available else None,
-    })  # fmt: skip
+    write_json(
+        d / "metrics.json",
+        {
+            "task": data.task.name,
+            "seed": seed,
+            "metrics": metrics,
+            "score": metrics[data.task.score],
+            # the floor to clear, and whether this run fell to it: one class (or one value) for every dev example
+            "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,
+            "constant_predictions": is_constant(data.task, outputs["dev"]) if dev is not None else None,
+            "n_train": len(data.train),
+            "n_train_available": data.n_train_available,
+            "train_loss_per_epoch": config.get("train_loss_per_epoch"),
+            # the cap only when it removed examples: a task smaller than the cap is not "subsampled"
+            "max_train_examples": cap if cap is not None and cap < data.n_train_available else None,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sweep
 
 
-def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path | None, runs: int, seed: int,
-          cfg: FinetuneConfig, device: str = "auto", tokenizer: str | None = None, shard: tuple[int, int] = (0, 1),
-          save_model: bool = False, quiet: bool = False, checkpoint: str = "latest") -> dict[str, Any]:  # fmt: skip
+def sweep(
+    model: str,
+    tasks: list[Task],
+    out: str | Path,
+    glue_dir: str | Path | None,
+    runs: int,
+    seed: int,
+    cfg: FinetuneConfig,
+    device: str = "auto",
+    tokenizer: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    save_model: bool = False,
+    quiet: bool = False,
+    checkpoint: str = "latest",
+) -> dict[str, Any]:
     """Every pending (task, seed) run of this shard, then the aggregate results of all complete runs."""
     out = Path(out)
     seeds = list(range(seed, seed + runs))
@@ -268,8 +305,9 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
         dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
         if cfg.max_length > model_cfg.max_position_embeddings:
-            raise ElectraError(f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} "
-                               "positions")  # fmt: skip
+            raise ElectraError(
+                f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} positions"
+            )
         by_task: dict[str, list[int]] = {}
         for t, s in pending:
             by_task.setdefault(t.name, []).append(s)
@@ -280,8 +318,9 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
                 data = prepare_task(t, glue_dir, tok, task_cfg)
                 if data is not None:
                     prepared[t.name] = (data, task_cfg)
-        total = sum(train_steps(len(prepared[t][0].train), prepared[t][1]) * len(s)
-                    for t, s in by_task.items() if t in prepared)  # fmt: skip
+        total = sum(
+            train_steps(len(prepared[t][0].train), prepared[t][1]) * len(s) for t, s in by_task.items() if t in prepared
+        )
         with tqdm(total=total, desc="finetune", unit="step", disable=quiet, file=sys.stderr) as bar:
             for t, s in pending:
                 if t.name not in prepared:
@@ -289,19 +328,28 @@ def sweep(model: str, tasks: list[Task], out: str | Path, glue_dir: str | Path |
                 data, task_cfg = prepared[t.name]
                 started = time.time()
                 epoch_losses: list[float] = []
-                trained, outputs = finetune_run(data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar,
-                                                epoch_losses)  # fmt: skip
+                trained, outputs = finetune_run(
+                    data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar, epoch_losses
+                )
                 metrics = evaluate(t, data.evals, outputs)
                 config = {
-                    "task": t.name, "seed": s, "model": model, "checkpoint": checkpoint,
+                    "task": t.name,
+                    "seed": s,
+                    "model": model,
+                    "checkpoint": checkpoint,
                     "model_config": asdict(model_cfg),
-                    "finetune": asdict(task_cfg), "glue_dir": str(glue_dir) if glue_dir else "hub",
-                    "tokenizer": tok.source, "tokenizer_fingerprint": tok.fingerprint(),
-                    "n_train_available": data.n_train_available, "n_train": len(data.train),
-                    "skipped_rows": data.skipped_rows, "device": str(dev), "electra_version": __version__,
+                    "finetune": asdict(task_cfg),
+                    "glue_dir": str(glue_dir) if glue_dir else "hub",
+                    "tokenizer": tok.source,
+                    "tokenizer_fingerprint": tok.fingerprint(),
+                    "n_train_available": data.n_train_available,
+                    "n_train": len(data.train),
+                    "skipped_rows": data.skipped_rows,
+                    "device": str(dev),
+                    "electra_version": __version__,
                     "seconds": round(time.time() - started, 1),
                     "train_loss_per_epoch": [round(x, 6) for x in epoch_losses],
-                }  # fmt: skip
+                }
                 save_run(out, data, s, outputs, metrics, config, trained if save_model else None)
                 if not quiet:
                     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
@@ -369,10 +417,22 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_dir: str | Path | None = None,
-             runs: int = 10, seed: int = 0, *, device: str = "auto", tokenizer: str | None = None,
-             shard: tuple[int, int] = (0, 1), save_model: bool = False, quiet: bool = False,
-             checkpoint: str = "latest", **recipe: Any) -> dict[str, Any]:  # fmt: skip
+def finetune(
+    model: str,
+    out: str | Path,
+    tasks: str | list[str] = "all",
+    glue_dir: str | Path | None = None,
+    runs: int = 10,
+    seed: int = 0,
+    *,
+    device: str = "auto",
+    tokenizer: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    save_model: bool = False,
+    quiet: bool = False,
+    checkpoint: str = "latest",
+    **recipe: Any,
+) -> dict[str, Any]:
     """Finetune `model` on GLUE `tasks` ("all", "cola,sst2" or a list), `runs` seeds each; what `electra finetune`
     does. `recipe`: `FinetuneConfig` fields that override the official recipe (learning_rate, epochs,
     max_train_examples, ...). Returns the aggregate results (also in OUT/results.json and OUT/results.md).
@@ -391,8 +451,9 @@ def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_d
 
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
-    results = sweep(model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet,
-                    checkpoint)  # fmt: skip
+    results = sweep(
+        model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet, checkpoint
+    )
     if not results["tasks"]:
         raise ElectraError("no task could be finetuned (no train and dev sets found)")
     return results
@@ -401,15 +462,30 @@ def finetune(model: str, out: str | Path, tasks: str | list[str] = "all", glue_d
 def resolved_finetune_config(args: argparse.Namespace) -> dict[str, Any]:
     """What `--print-config` shows: the options and the recipe (None: chosen by model size and task)."""
     recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
-    shown = {k: v for k, v in vars(args).items() if not k.startswith(("ft__", "_")) and k not in ("command", "config",
-             "print_config")}  # fmt: skip
+    shown = {
+        k: v
+        for k, v in vars(args).items()
+        if not k.startswith(("ft__", "_")) and k not in ("command", "config", "print_config")
+    }
     return {**shown, **asdict(from_dict(FinetuneConfig, recipe, "the finetuning options"))}
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
-    finetune(args.model, args.out, args.tasks, args.glue_dir, args.runs, args.seed, device=args.device,
-             tokenizer=args.tokenizer, shard=args.shard, save_model=args.save_model, quiet=args.quiet,
-             checkpoint=args.checkpoint, **recipe)  # fmt: skip
+    finetune(
+        args.model,
+        args.out,
+        args.tasks,
+        args.glue_dir,
+        args.runs,
+        args.seed,
+        device=args.device,
+        tokenizer=args.tokenizer,
+        shard=args.shard,
+        save_model=args.save_model,
+        quiet=args.quiet,
+        checkpoint=args.checkpoint,
+        **recipe,
+    )
     print((Path(args.out) / "results.md").read_text(), end="")
     return 0

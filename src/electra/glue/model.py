@@ -28,8 +28,9 @@ class SequenceClassifier(nn.Module):
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         h = self.electra(input_ids, attention_mask, token_type_ids)  # (B, L, H)
         return self.classifier(self.dropout(h[:, 0]))  # (B, num_outputs): logits, or the regression value
 
@@ -69,13 +70,15 @@ def load_encoder(
         encoder = load_model(source, "encoder", checkpoint)[0] if is_run_dir(source) else load_hf(source, "encoder")
     cfg = encoder.config
     if tok.vocab_size > cfg.vocab_size:
-        raise ElectraError(f"tokenizer {tok.source} has {tok.vocab_size} tokens but model {source} only "
-                           f"{cfg.vocab_size}")  # fmt: skip
+        raise ElectraError(
+            f"tokenizer {tok.source} has {tok.vocab_size} tokens but model {source} only {cfg.vocab_size}"
+        )
     return encoder, cfg, tok
 
 
-def build_model(encoder: ElectraModel | None, cfg: ModelConfig, num_outputs: int, dropout: float = 0.1,
-                init_seed: int = 0) -> SequenceClassifier:  # fmt: skip
+def build_model(
+    encoder: ElectraModel | None, cfg: ModelConfig, num_outputs: int, dropout: float = 0.1, init_seed: int = 0
+) -> SequenceClassifier:
     """A fresh classifier: pretrained encoder weights when given (else trunc-normal init), a new Glorot head."""
     torch.manual_seed(init_seed)
     model = SequenceClassifier(cfg, num_outputs, dropout)

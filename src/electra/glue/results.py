@@ -193,8 +193,11 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     notes = []
     if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
         notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
-    constant = [f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"
-                for n in per_task if per_task[n].get("constant_runs")]  # fmt: skip
+    constant = [
+        f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"
+        for n in per_task
+        if per_task[n].get("constant_runs")
+    ]
     if constant:
         notes.append(
             "Runs that predict one class (or one value) for every dev example, i.e. learnt nothing "

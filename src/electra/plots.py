@@ -1,0 +1,155 @@
+"""The PNG plots of `electra report`: pretraining losses, held-out accuracy and AUC, the live probe against its
+random-weights baseline, and GLUE scores per sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electra.io import save_figure
+from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun
+from electra.report_markdown import task_columns
+
+
+def _figure(nrows: int, ncols: int, width: float, height: float):
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global backend state
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def plot_losses(runs: list[PretrainRun], path: Path) -> None:
+    fig, axes = _figure(1, 3, 15, 4)
+    for ax, key in zip(axes[0], LOSS_KEYS, strict=True):
+        for i, r in enumerate(runs):
+            color = f"C{i % 10}"
+            xs = [x["step"] for x in r.train if x.get(key) is not None]
+            ax.plot(xs, [x[key] for x in r.train if x.get(key) is not None], color=color, lw=1, label=r.name)
+            ev = [x for x in r.eval if x.get(key) is not None]
+            if ev:
+                ax.plot(
+                    [x["step"] for x in ev],
+                    [x[key] for x in ev],
+                    "o--",
+                    color=color,
+                    ms=4,
+                    lw=0.8,
+                    label=f"{r.name} (held-out)",
+                )
+        ax.set_title(LOSS_TITLES[key])
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
+    fig, axes = _figure(1, 3, 15, 4)
+    panels = [
+        ("generator accuracy at masked positions", "gen_accuracy"),
+        ("discriminator accuracy (all real tokens)", "disc_accuracy"),
+    ]
+    for ax, (title, key) in zip(axes[0][:2], panels, strict=True):
+        for i, r in enumerate(runs):
+            color = f"C{i % 10}"
+            tr = [x for x in r.train if x.get(key) is not None]
+            ax.plot([x["step"] for x in tr], [x[key] for x in tr], color=color, lw=1, label=f"{r.name} (train)")
+            ev = [x for x in r.eval if x.get(key) is not None]
+            if ev:
+                ax.plot(
+                    [x["step"] for x in ev],
+                    [x[key] for x in ev],
+                    "o--",
+                    color=color,
+                    ms=4,
+                    lw=0.8,
+                    label=f"{r.name} (held-out)",
+                )
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    ax = axes[0][2]
+    styles = {"disc_auc": "o-", "disc_precision": "s--", "disc_recall": "^:"}
+    for i, r in enumerate(runs):
+        for key, style in styles.items():
+            ev = [x for x in r.eval if x.get(key) is not None]
+            if ev:
+                ax.plot(
+                    [x["step"] for x in ev],
+                    [x[key] for x in ev],
+                    style,
+                    color=f"C{i % 10}",
+                    ms=4,
+                    lw=1,
+                    label=f"{r.name} {key.removeprefix('disc_')}",
+                )
+    ax.set_title("held-out discriminator AUC / precision / recall")
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    for a in axes[0]:
+        if a.has_data():
+            a.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_probe(runs: list[PretrainRun], path: Path) -> None:
+    """Probe accuracy over evaluations, with the random-initialisation and majority-class levels as lines."""
+    fig, axes = _figure(1, 2, 11, 4)
+    for ax, (kind, title) in zip(axes[0], (("cls", "[CLS] state"), ("mean", "mean-pooled states")), strict=True):
+        for i, r in enumerate(runs):
+            ev = [x for x in r.eval if x.get(f"probe_{kind}") is not None]
+            if not ev:
+                continue
+            color = f"C{i % 10}"
+            steps = [x["step"] for x in ev]
+            ax.plot(steps, [x[f"probe_{kind}"] for x in ev], "o-", color=color, ms=4, lw=1, label=r.name)
+            ax.axhline(
+                ev[-1][f"probe_random_{kind}"], color=color, ls="--", lw=1, label=f"{r.name}: random initialisation"
+            )
+            ax.axhline(ev[-1]["probe_majority"], color="grey", ls=":", lw=1, label="majority class")
+        ax.set_title(f"linear probe on the {title}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("probe test accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_glue(report: dict[str, Any], path: Path) -> None:
+    from electra.glue.tasks import TASKS
+
+    columns = [t for t in task_columns(report) if any(t in g["scores"] for g in report["glue"])]
+    k = len(report["glue"])
+    width = 0.8 / max(k, 1)
+    fig, axes = _figure(1, 1, max(6.0, 1.1 * len(columns) + 2), 4.5)
+    ax = axes[0][0]
+    x = np.arange(len(columns))
+    for i, g in enumerate(report["glue"]):
+        heights = [g["scores"].get(t, np.nan) for t in columns]
+        errors = [g["std"].get(t, 0.0) for t in columns]
+        pos = x - 0.4 + width * (i + 0.5)
+        avg = f", {g['label']} {g['average']:.1f}" if g["average"] is not None else ""
+        ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}", label=f"{g['name']}{avg}")
+        for px, h, err in zip(pos, heights, errors, strict=True):
+            if not np.isnan(h):  # the value above its error bar
+                ax.annotate(
+                    f"{h:.1f}",
+                    (px, max(h, 0) + err),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
+    ax.set_xticks(x, [f"{TASKS[t].display}\n({TASKS[t].score})" for t in columns])
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel(f"dev score ({report['stat']} over runs; error bar: std)")
+    ax.set_title("GLUE dev results per task")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
