@@ -205,3 +205,16 @@ def test_real_glue_files_read_with_documented_counts():
     for (name, split), n in counts.items():
         assert len(load_split(TASKS[name], split, SHARED / "glue").examples) == n
     assert load_split(TASKS["qnli"], "train", SHARED / "glue") is None
+
+
+def test_an_empty_second_text_is_one_segment_as_in_the_official_code(tmp_path):
+    """(classification_tasks.py: `if example.text_b:` -- an empty string is no second segment)"""
+    from glue_fixtures import write_vocab
+
+    from electra.glue.data import encode_texts
+    from electra.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
+    ids, types = encode_texts(tok, ["the cat", "the cat"], ["", None])
+    assert ids[0] == ids[1] == [tok.cls_id, *tok.encode("the cat"), tok.sep_id]
+    assert types[0] == types[1] == [0, 0, 0, 0]

@@ -280,3 +280,57 @@ def test_a_local_path_that_is_not_a_dataset_or_model_is_never_sent_to_the_hub(hu
     (tmp_path / "model" / "config.json").write_text("{not json")
     assert main(["detect", "--model", str(tmp_path / "model"), "text"]) == 2
     assert "config.json is not a readable JSON model config" in capsys.readouterr().err
+
+
+def test_a_resume_with_another_cpu_thread_count_says_so(data_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run, "--save-every", "2") == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["environment"]["cpu_threads"] == torch.get_num_threads()
+    config["environment"]["cpu_threads"] += 3
+    config["finished"] = False
+    (run / "config.json").write_text(json.dumps(config))
+    shutil.rmtree(run / "checkpoints" / "latest")
+    shutil.copytree(run / "checkpoints" / "step_3", run / "checkpoints" / "latest")
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert f"trained with {torch.get_num_threads() + 3} CPU threads and resumes with" in capsys.readouterr().out
+
+
+def test_one_writer_per_finetuning_sweep_and_no_leftovers(tmp_path, capsys):
+    from glue_fixtures import write_glue, write_vocab
+
+    glue, vocab = write_glue(tmp_path / "glue"), write_vocab(tmp_path / "vocab.txt")
+    sweep = tmp_path / "sweep"
+    base = [
+        "finetune",
+        "--model",
+        "random:tiny",
+        "--tokenizer",
+        str(vocab),
+        "--glue-dir",
+        str(glue),
+        "--tasks",
+        "rte",
+        "--runs",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(sweep),
+        "--quiet",
+        "--max-length",
+        "32",
+    ]
+    with io.locked(sweep, "finetuning sweep"):
+        assert main(base) == 2
+        assert "finetuning sweep" in capsys.readouterr().err
+    orphan = sweep / "rte" / "run_0" / ".predictions_dev.npz.x1y2.tmp"  # as a killed sweep leaves it
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"half")
+    assert main(base) == 0
+    assert not orphan.exists() and (sweep / "rte" / "run_0" / "metrics.json").is_file()
+    empty = tmp_path / "empty"
+    (tmp_path / "noglue").mkdir()
+    assert main([*base[:5], "--glue-dir", str(tmp_path / "noglue"), "--tasks", "rte", "--out", str(empty)]) == 2
+    assert "no task could be finetuned" in capsys.readouterr().err and not empty.exists()

@@ -101,6 +101,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         loader.load_state_dict(state["loader"])
         step = int(state["step"])
     run_config = ckpt.run_config(cfg, asdict(opts), data_info(loader, setup))
+    run_config["environment"] = {"device": info.device.type, "cpu_threads": torch.get_num_threads()}
+    _note_thread_change(setup, info)
     if info.is_main:
         rundir.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
@@ -215,6 +217,18 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         if log:
             log.close()
     return last
+
+
+def _note_thread_change(setup: Setup, info: dist.DistInfo) -> None:
+    """On a CPU, a resumed run repeats the uninterrupted one bit for bit only with the same number of threads."""
+    saved = setup.run_meta.get("environment", {}).get("cpu_threads")
+    now = torch.get_num_threads()
+    if setup.resume_from is not None and info.device.type == "cpu" and saved not in (None, now):
+        dist.print0(
+            f"  note: this run was trained with {saved} CPU threads and resumes with {now}; on a CPU the "
+            f"result is bit-exact only with the same count (OMP_NUM_THREADS={saved})",
+            flush=True,
+        )
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

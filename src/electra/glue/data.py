@@ -185,8 +185,9 @@ def truncate_pair(a: list[int], b: list[int], max_tokens: int) -> tuple[list[int
 def encode_texts(
     tokenizer, texts_a: Sequence[str], texts_b: Sequence[str | None], max_length: int = 128
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """(input ids, segment ids) of `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where b is not None, truncated to
-    `max_length` (pairs by popping from the longer text)."""
+    """(input ids, segment ids) of `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where b is a non-empty text (the
+    official `if example.text_b:`: an empty second text is one segment), truncated to `max_length` (pairs by
+    popping from the longer text)."""
     if max_length < 4:
         raise ElectraError(f"max_length must be at least 4, got {max_length}")
     enc_a = tokenizer.encode_batch(list(texts_a))
@@ -194,7 +195,7 @@ def encode_texts(
     ids, types = [], []
     cls, sep = tokenizer.cls_id, tokenizer.sep_id
     for a, b, text_b in zip(enc_a, enc_b, texts_b, strict=True):
-        if text_b is None:
+        if not text_b:
             a = a[: max_length - 2]
             ids.append([cls, *a, sep])
             types.append([0] * (len(a) + 2))

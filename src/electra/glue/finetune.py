@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import math
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from electra import __version__
+from electra import __version__, io
 from electra.config import ModelConfig, _check_literals, add_config_arguments, from_dict
 from electra.errors import ConfigError, ElectraError
 from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
@@ -451,11 +452,25 @@ def finetune(
 
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
-    results = sweep(
-        model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet, checkpoint
-    )
-    if not results["tasks"]:
-        raise ElectraError("no task could be finetuned (no train and dev sets found)")
+    out, created = Path(out), not Path(out).exists()
+    # one writer per sweep; --shard processes write disjoint runs of one sweep and share its directory
+    lock = io.DirLock(out, "finetuning sweep").acquire() if shard == (0, 1) else None
+    try:
+        if lock is not None:  # what a killed sweep left half-written (complete runs have metrics.json)
+            for tmp in out.glob("**/.*.tmp"):
+                tmp.unlink(missing_ok=True)
+        results = sweep(
+            model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet, checkpoint
+        )
+        if not results["tasks"]:
+            raise ElectraError("no task could be finetuned (no train and dev sets found)")
+    except BaseException:
+        if created and out.is_dir() and not any(out.glob("*/run_*/metrics.json")):
+            shutil.rmtree(out, ignore_errors=True)  # no run finished: leave nothing behind
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
     return results
 
 
