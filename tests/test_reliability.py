@@ -334,3 +334,28 @@ def test_one_writer_per_finetuning_sweep_and_no_leftovers(tmp_path, capsys):
     (tmp_path / "noglue").mkdir()
     assert main([*base[:5], "--glue-dir", str(tmp_path / "noglue"), "--tasks", "rte", "--out", str(empty)]) == 2
     assert "no task could be finetuned" in capsys.readouterr().err and not empty.exists()
+
+
+def test_one_writer_per_dataset_directory(tmp_path, capsys):
+    from glue_fixtures import write_vocab
+
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    (tmp_path / "corpus.txt").write_text("the cat sat on the mat .\nthe dog ran .\n\nthe bird sat .\n")
+    argv = [
+        "prepare",
+        "--corpus",
+        str(tmp_path / "corpus.txt"),
+        "--vocab",
+        str(vocab),
+        "--max-length",
+        "16",
+        "--out",
+        str(tmp_path / "data"),
+        "--quiet",
+    ]
+    with io.locked(tmp_path / "data", "dataset directory"):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "dataset directory" in err and "is in use by another process" in err
+    assert main(argv) == 0
+    assert (tmp_path / "data" / "meta.json").is_file() and not (tmp_path / "data" / ".lock").exists()

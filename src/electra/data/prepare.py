@@ -131,7 +131,9 @@ def _cache_key(sources: list[Source], fingerprints: list[str], settings: dict[st
 
 
 def _ours(name: str) -> bool:
-    return name in (store.META, store.TOKENIZER, *store.DATA_FILES) or name.startswith((PARTIAL_PREFIX, ".meta.json"))
+    return name in (store.META, store.TOKENIZER, io.LOCK_FILE, *store.DATA_FILES) or name.startswith(
+        (PARTIAL_PREFIX, ".meta.json")
+    )
 
 
 def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
@@ -258,7 +260,7 @@ def build_or_reuse(
             )
 
     created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = io.DirLock(out_dir, "dataset directory").acquire()  # one writer at a time
     partial = out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{time.time_ns()}"
     partial.mkdir()
     try:
@@ -292,6 +294,7 @@ def build_or_reuse(
         _install(partial, out_dir, meta)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        lock.release()
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
     return out_dir, False
