@@ -359,3 +359,88 @@ def test_one_writer_per_dataset_directory(tmp_path, capsys):
         assert "dataset directory" in err and "is in use by another process" in err
     assert main(argv) == 0
     assert (tmp_path / "data" / "meta.json").is_file() and not (tmp_path / "data" / ".lock").exists()
+
+
+def test_every_command_answers_a_broken_input_or_environment_with_one_line(tmp_path, capsys):
+    """Missing inputs, unwritable outputs (under /proc, which not even root can write), malformed files, bad
+    config values: exit 2, one line naming the file or field, no traceback, nothing written."""
+    from glue_fixtures import write_glue, write_vocab
+
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    glue = write_glue(tmp_path / "glue")
+    missing = str(tmp_path / "missing")
+    (tmp_path / "corpus.txt").write_text("the cat sat .\nthe dog ran .\n")
+    sweep = tmp_path / "sweep"  # a sweep whose metrics.json is cut short
+    (sweep / "rte" / "run_0").mkdir(parents=True)
+    (sweep / "rte" / "run_0" / "metrics.json").write_text('{"task": "rte", "metr')
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("[1, 2")
+    bad_glue = tmp_path / "badglue"  # RTE with non-UTF-8 bytes, SST-2 with a header-only dev file
+    (bad_glue / "RTE").mkdir(parents=True)
+    (bad_glue / "RTE" / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\tcaf\xe9\tx\tentailment\n")
+    (bad_glue / "RTE" / "dev.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    (bad_glue / "SST-2").mkdir()
+    (bad_glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\na good film\t1\na bad film\t0\n")
+    (bad_glue / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
+    cases = {
+        "missing corpus": ["prepare", "--corpus", missing, "--vocab", str(vocab), "--out", str(tmp_path / "o")],
+        "missing vocab corpus": ["vocab", "--corpus", missing, "--out", str(tmp_path / "o")],
+        "missing data": ["pretrain", "--preset", "tiny", "--data", missing, "--out", str(tmp_path / "o")],
+        "missing run": ["export", missing, "--out", str(tmp_path / "o")],
+        "missing model": ["finetune", "--model", missing, "--glue-dir", str(glue), "--out", str(tmp_path / "o")],
+        "missing sweep": ["submit", missing, "--out", str(tmp_path / "o.zip")],
+        "missing report input": ["report", missing, "--out", str(tmp_path / "o")],
+        "missing probe model": ["probe", missing],
+        "missing diagnose model": ["diagnose", missing],
+        "missing detect model": ["detect", "--model", missing, "text"],
+        "missing fill model": ["fill", "--model", missing, "a [MASK]"],
+        "out of range": ["bench", "--preset", "tiny", "--hidden-dropout-prob", "2"],
+        "negative lr": ["pretrain", "--preset", "tiny", "--learning-rate", "-1", "--data", missing, "--out", "x"],
+        "unwritable prepare": [
+            "prepare",
+            "--corpus",
+            str(tmp_path / "corpus.txt"),
+            "--vocab",
+            str(vocab),
+            "--out",
+            "/proc/electra-test/data",
+        ],
+        "unwritable vocab": ["vocab", "--corpus", str(tmp_path / "corpus.txt"), "--out", "/proc/electra-test/v"],
+        "unwritable report": ["report", str(sweep), "--out", "/proc/electra-test/r"],
+        "malformed metrics (report)": ["report", str(sweep), "--out", str(tmp_path / "r")],
+        "malformed metrics (submit)": ["submit", str(sweep), "--out", str(tmp_path / "s.zip")],
+        "malformed model config": ["detect", "--model", str(tmp_path / "model"), "text"],
+        "non-UTF-8 GLUE file": [
+            "finetune",
+            "--model",
+            "random:tiny",
+            "--tokenizer",
+            str(vocab),
+            "--glue-dir",
+            str(bad_glue),
+            "--tasks",
+            "rte",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+        "header-only GLUE file": [
+            "finetune",
+            "--model",
+            "random:tiny",
+            "--tokenizer",
+            str(vocab),
+            "--glue-dir",
+            str(bad_glue),
+            "--tasks",
+            "sst2",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    }
+    for what, argv in cases.items():
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("electra")]
+        assert len(lines) == 1 and ": error: " in lines[0], (what, err)
+        assert "Traceback" not in err, what
+    assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()

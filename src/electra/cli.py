@@ -1,7 +1,8 @@
 """The `electra` command: one subcommand per workflow.
 
 Each workflow module exposes `add_arguments(parser)` and `run(args) -> int`; this file only wires them up and
-turns `ElectraError` into one clear line on stderr and exit code 2.
+turns `ElectraError` (bad input) and `OSError` (the environment: a full or read-only disk, an unreadable path)
+into one clear line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ElectraError as err:
         print(f"electra {command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the environment: a full or read-only disk, a path that cannot be created or read
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"electra {command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"electra {command}: interrupted", file=sys.stderr)

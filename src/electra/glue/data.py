@@ -52,8 +52,21 @@ def find_split_file(task: Task, split: Split, glue_dir: str | Path) -> Path | No
 
 
 def read_tsv_split(task: Task, split: Split, path: str | Path) -> SplitData:
-    """Read one split from a GLUE-format TSV file."""
+    """Read one split from a GLUE-format TSV file (UTF-8; a header line, then at least one row)."""
     path = Path(path)
+    try:
+        data = _read_tsv(task, split, path)
+    except UnicodeDecodeError as err:
+        raise ElectraError(
+            f"{path} is not UTF-8 text (byte {err.object[err.start]:#x} at offset {err.start}); "
+            "the GLUE files are UTF-8"
+        ) from None
+    if not data.examples:
+        raise ElectraError(f"{path} has no {task.display} rows after its header")
+    return data
+
+
+def _read_tsv(task: Task, split: Split, path: Path) -> SplitData:
     with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops MRPC's byte-order mark
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         if task.no_header and split.labelled:
