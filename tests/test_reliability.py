@@ -379,6 +379,7 @@ def test_every_command_answers_a_broken_input_or_environment_with_one_line(tmp_p
     (bad_glue / "RTE").mkdir(parents=True)
     (bad_glue / "RTE" / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\tcaf\xe9\tx\tentailment\n")
     (bad_glue / "RTE" / "dev.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    (tmp_path / "plain.txt").write_text("the\ncat\nsat\n")
     (bad_glue / "SST-2").mkdir()
     (bad_glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\na good film\t1\na bad film\t0\n")
     (bad_glue / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
@@ -422,6 +423,15 @@ def test_every_command_answers_a_broken_input_or_environment_with_one_line(tmp_p
             "rte",
             "--out",
             str(tmp_path / "g"),
+        ],
+        "vocab without special tokens": [
+            "prepare",
+            "--corpus",
+            str(tmp_path / "corpus.txt"),
+            "--vocab",
+            str(tmp_path / "plain.txt"),
+            "--out",
+            str(tmp_path / "o"),
         ],
         "header-only GLUE file": [
             "finetune",

@@ -94,6 +94,12 @@ def from_vocab_file(path: str | os.PathLike, lowercase: bool = True) -> WordPiec
     if not lines:
         raise ElectraError(f"vocabulary file {path} is empty; expected one WordPiece token per line")
     vocab = {token: i for i, token in enumerate(lines)}
+    absent = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in vocab]
+    if absent:
+        raise ElectraError(
+            f"vocabulary file {path} lacks the special token(s) {', '.join(absent)}; a BERT-style "
+            "vocab.txt has [PAD], [UNK], [CLS], [SEP] and [MASK] (electra vocab writes one)"
+        )
     bert = BertWordPieceTokenizer(vocab, lowercase=lowercase, strip_accents=None, clean_text=True)
     return WordPiece(bert._tokenizer, lowercase=lowercase, source=str(path))
 
