@@ -37,6 +37,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EPILOG = """examples:
+  electra quickstart --out runs/quickstart                       the whole pipeline on a CPU, nothing to download
+  electra prepare --corpus corpus.txt --vocab vocab.txt --out data
+  electra pretrain --preset small --data data --out runs/small   (--resume continues it exactly)
+  electra finetune --model runs/small --glue-dir glue --out runs/glue
+  electra report runs/small runs/glue --out runs/report
+
+every command: --help, --config FILE, --print-config. Docs: docs/cli.md (all options), docs/*.md (guides)."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with no abbreviations and, for a mistyped option, the nearest real one."""
 
@@ -60,7 +70,12 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the module of the command named in `argv` is imported (all of them when argv is None)."""
-    parser = Parser(prog="electra", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="electra",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"electra {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     chosen = next((a for a in argv if a in COMMANDS), None) if argv is not None else None
