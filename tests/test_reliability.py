@@ -454,3 +454,14 @@ def test_every_command_answers_a_broken_input_or_environment_with_one_line(tmp_p
         assert len(lines) == 1 and ": error: " in lines[0], (what, err)
         assert "Traceback" not in err, what
     assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
+
+
+def test_an_unreadable_index_is_reported_before_training_resumes(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"finished": true', '"finished": false'))
+    (run / "checkpoints" / "index.json").write_text('{"25%": "step_')
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint index" in err and "is not valid JSON" in err

@@ -58,6 +58,8 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
             "(its checkpoints and metrics are deleted)"
         )
     root = run_dir / ckpt.CHECKPOINTS
+    if resume and (root / ckpt.INDEX).is_file():  # read now, not first at the next kept checkpoint
+        ckpt.read_json(root / ckpt.INDEX, "checkpoint index")
     has_checkpoint = root.is_dir() and any((p / ckpt.MODEL).is_file() for p in root.iterdir() if p.name[0] != ".")
     resume_from = ckpt.resolve_checkpoint(run_dir, ckpt.LATEST) if resume and has_checkpoint else None
     if resume_from is not None and (bad := ckpt.problem(resume_from)):
