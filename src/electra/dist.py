@@ -87,15 +87,6 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(obj, info: DistInfo):
-    """`obj` from rank 0 on every rank."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    td.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def cleanup() -> None:
     if td.is_available() and td.is_initialized():
         td.destroy_process_group()

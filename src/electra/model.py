@@ -278,14 +278,9 @@ class PretrainOutput:
     gen_accuracy: Tensor  # argmax of the generator at the masked slots == original
     sampled_accuracy: Tensor  # sampled replacement == original
     disc_accuracy: Tensor  # over all real tokens
-    disc_precision: Tensor
-    disc_recall: Tensor
     replaced_fraction: Tensor  # share of real tokens whose label is "replaced"
     disc_logits: Tensor | None = None  # (B, L) for evaluation (AUC); None for the MLM objective
     disc_labels: Tensor | None = None  # (B, L) bool: replaced
-
-    def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items() if v is not None and v.dim() == 0}
 
 
 class LossTotals(NamedTuple):
@@ -398,8 +393,6 @@ class ELECTRA(nn.Module):
                 gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
                 sampled_accuracy=zero,
                 disc_accuracy=zero,
-                disc_precision=zero,
-                disc_recall=zero,
                 replaced_fraction=zero,
             )
         # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
@@ -426,8 +419,6 @@ class ELECTRA(nn.Module):
                 gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
                 sampled_accuracy=obj.weighted_accuracy(sampled, masked.targets, masked.weights),
                 disc_accuracy=d["accuracy"],
-                disc_precision=d["precision"],
-                disc_recall=d["recall"],
                 replaced_fraction=d["replaced_fraction"],
                 disc_logits=disc_logits.detach(),
                 disc_labels=labels,

@@ -213,15 +213,13 @@ def weighted_accuracy(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
 
 
 def discriminator_metrics(logits: Tensor, labels: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
-    """Accuracy, precision and recall of "replaced" over real tokens; a logit of exactly 0 predicts original."""
+    """Accuracy of "replaced" over real tokens (a logit of exactly 0 predicts original) and the replaced share;
+    precision, recall and AUC are computed over the whole held-out set (`electra.step.evaluate`)."""
     real = attention_mask.bool()
     pred = (logits > 0) & real
     truth = labels & real
-    tp = (pred & truth).sum().float()
     n_real = real.sum().clamp(min=1).float()
     return {
         "accuracy": ((pred == truth) & real).sum().float() / n_real,
-        "precision": tp / pred.sum().clamp(min=1).float(),
-        "recall": tp / truth.sum().clamp(min=1).float(),
         "replaced_fraction": truth.sum().float() / n_real,
     }
