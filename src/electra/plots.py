@@ -20,6 +20,16 @@ def _figure(nrows: int, ncols: int, width: float, height: float):
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
+def _min_span(ax, span: float, relative: bool = False) -> None:
+    """Widen the y-axis to at least `span` (a fraction of the values' size when `relative`) around the data, so
+    that a run with one or two evaluations does not show a 0.003 difference as the whole height."""
+    lo, hi = ax.get_ylim()
+    want = span * max(abs(lo), abs(hi)) if relative else span
+    if hi - lo < want:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - want / 2, mid + want / 2)
+
+
 def plot_losses(runs: list[PretrainRun], path: Path) -> None:
     fig, axes = _figure(1, 3, 15, 4)
     for ax, key in zip(axes[0], LOSS_KEYS, strict=True):
@@ -41,6 +51,7 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
         ax.set_title(LOSS_TITLES[key])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        _min_span(ax, 0.2, relative=True)
     axes[0][0].legend(fontsize=8)
     save_figure(fig, path)
 
@@ -70,6 +81,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        _min_span(ax, 0.1)
     ax = axes[0][2]
     styles = {"disc_auc": "o-", "disc_precision": "s--", "disc_recall": "^:"}
     for i, r in enumerate(runs):
