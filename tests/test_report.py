@@ -237,3 +237,17 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert "51.00 against 51.80 for always predicting the majority class" in text  # (51 + 51) / 2, (52.7 + 50.9) / 2
     assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text
     assert "51.00 against 63.50 (-12.50)" in text
+
+
+def test_a_glue_average_close_to_random_weights_is_reported_as_level():
+    from electra.report import LEVEL_POINTS, findings
+
+    def glue(name, model, average):
+        return {"name": name, "model": model, "tasks": ["rte"], "average": average, "label": "GLUE-1", "runs": {}}
+
+    report = {"glue": [glue("a", "run", 50.3), glue("r", "random:tiny", 50.0)], "pretrain": []}
+    from types import SimpleNamespace
+
+    sweeps = [SimpleNamespace(per_task={"rte": {"constant_runs": 0, "n_runs": 3}})] * 2
+    text = "\n".join(findings(report, sweeps))
+    assert LEVEL_POINTS == 0.5 and "**a** is level with (within 0.5 points of) random initialisation (r)" in text

@@ -277,6 +277,8 @@ def fmt_number(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+LEVEL_POINTS = 0.5  # GLUE averages closer than this to random initialisation's are reported as level
+
 PROBE_KEYS = ("probe_cls", "probe_mean", "probe_random_cls", "probe_random_mean", "probe_majority")
 
 
@@ -343,9 +345,12 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
             for base in random_sweeps:
                 if base["tasks"] == g["tasks"] and base["average"] is not None:
                     diff = g["average"] - base["average"]
-                    word = "better" if diff > 0 else "worse"
+                    if abs(diff) < LEVEL_POINTS:  # well inside the spread of a few finetuning seeds
+                        word = f"level with (within {LEVEL_POINTS} points of)"
+                    else:
+                        word = "better than" if diff > 0 else "worse than"
                     out.append(
-                        f"**{g['name']}** is {word} than random initialisation ({base['name']}): "
+                        f"**{g['name']}** is {word} random initialisation ({base['name']}): "
                         f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f})."
                     )
     return out
