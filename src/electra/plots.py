@@ -30,6 +30,14 @@ def _min_span(ax, span: float, relative: bool = False) -> None:
         ax.set_ylim(mid - want / 2, mid + want / 2)
 
 
+def _held_out(ax, run: PretrainRun, key: str, color: str) -> None:
+    """The held-out evaluations of `key` as dashed points over the training curve."""
+    ev = [x for x in run.eval if x.get(key) is not None]
+    if ev:
+        xs, ys = [x["step"] for x in ev], [x[key] for x in ev]
+        ax.plot(xs, ys, "o--", color=color, ms=4, lw=0.8, label=f"{run.name} (held-out)")
+
+
 def plot_losses(runs: list[PretrainRun], path: Path) -> None:
     fig, axes = _figure(1, 3, 15, 4)
     for ax, key in zip(axes[0], LOSS_KEYS, strict=True):
@@ -37,17 +45,7 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
             color = f"C{i % 10}"
             xs = [x["step"] for x in r.train if x.get(key) is not None]
             ax.plot(xs, [x[key] for x in r.train if x.get(key) is not None], color=color, lw=1, label=r.name)
-            ev = [x for x in r.eval if x.get(key) is not None]
-            if ev:
-                ax.plot(
-                    [x["step"] for x in ev],
-                    [x[key] for x in ev],
-                    "o--",
-                    color=color,
-                    ms=4,
-                    lw=0.8,
-                    label=f"{r.name} (held-out)",
-                )
+            _held_out(ax, r, key, color)
         ax.set_title(LOSS_TITLES[key])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -67,17 +65,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
             color = f"C{i % 10}"
             tr = [x for x in r.train if x.get(key) is not None]
             ax.plot([x["step"] for x in tr], [x[key] for x in tr], color=color, lw=1, label=f"{r.name} (train)")
-            ev = [x for x in r.eval if x.get(key) is not None]
-            if ev:
-                ax.plot(
-                    [x["step"] for x in ev],
-                    [x[key] for x in ev],
-                    "o--",
-                    color=color,
-                    ms=4,
-                    lw=0.8,
-                    label=f"{r.name} (held-out)",
-                )
+            _held_out(ax, r, key, color)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
