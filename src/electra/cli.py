@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
     "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
     "export": ("electra.export", "a pretraining run (or finetuned GLUE run) -> transformers model directories"),
-    "finetune": ("electra.glue.finetune", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
+    "finetune": ("electra.glue.command", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
     "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
     "probe": ("electra.probe", "linear probe of frozen features against random weights: are they useful yet?"),

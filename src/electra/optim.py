@@ -68,6 +68,12 @@ def param_groups(
     return list(groups.values())
 
 
+def set_group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's learning rate: `lr` times the group's `lr_scale` (layer-wise decay; 1 when absent)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay and, by default, no bias correction (the official AdamWeightDecay).
 

@@ -23,7 +23,7 @@ from electra import dist
 from electra.config import PretrainConfig
 from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
-from electra.optim import AdamW, lr_factor, param_groups
+from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
 MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
 
@@ -95,8 +95,7 @@ def choose_precision(name: str, device: torch.device) -> Precision:
 def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, step: int) -> float:
     """lr_t for the update at (pre-increment) step t = step (docs/faithfulness.md §5.1); returns it."""
     lr = cfg.learning_rate * lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule)
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+    set_group_lrs(optimizer, lr)
     return lr
 
 

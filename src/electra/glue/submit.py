@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
+from electra.glue.metrics import predictions_from_outputs
 from electra.glue.results import load_predictions, load_runs
 from electra.glue.tasks import TASKS, Task
 from electra.io import write_bytes
@@ -96,11 +97,11 @@ def combine_outputs(task: Task, outputs: list[np.ndarray]) -> np.ndarray:
 def format_predictions(task: Task, index: np.ndarray, outputs: np.ndarray) -> str:
     """The server's TSV: header `index\tprediction`; label strings, or STS-B scores clipped to [0, 5]."""
     lines = ["index\tprediction"]
+    values = predictions_from_outputs(task, outputs)
     if task.is_regression:
-        values = np.clip(outputs.reshape(-1) * task.regression_max, 0.0, task.regression_max)
         lines += [f"{i}\t{v:.3f}" for i, v in zip(index, values, strict=True)]
     else:
-        lines += [f"{i}\t{task.labels[c]}" for i, c in zip(index, outputs.argmax(-1), strict=True)]
+        lines += [f"{i}\t{task.labels[c]}" for i, c in zip(index, values, strict=True)]
     return "\n".join(lines) + "\n"
 
 
