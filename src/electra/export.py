@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from electra.errors import ElectraError
-from electra.hf import quiet_transformers, to_hf
+from electra.hf import hf_class, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
 
@@ -58,13 +58,7 @@ def _hf_outputs(hf_model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
 def verify_export(directory: Path, ours: nn.Module, kind: str) -> float:
     """Load `directory` with transformers (no missing or unexpected keys allowed) and return the largest absolute
     difference between its outputs and `ours` on a padded probe batch (padded positions excluded)."""
-    import transformers
-
-    cls = {
-        "discriminator": transformers.ElectraForPreTraining,
-        "generator": transformers.ElectraForMaskedLM,
-        "encoder": transformers.ElectraModel,
-    }[kind]
+    cls = hf_class(kind)
     with quiet_transformers():
         hf, info = cls.from_pretrained(str(directory), output_loading_info=True)
     bad = {k: [n for n in v if not n.endswith("position_ids")] for k, v in info.items() if k != "error_msgs"}

@@ -69,7 +69,8 @@ def model_config_from_hf(hf_cfg) -> ModelConfig:
     return ModelConfig(**{f: getattr(hf_cfg, f) for f in _HF_FIELDS if getattr(hf_cfg, f, None) is not None})
 
 
-def _hf_class(kind: Kind):
+def hf_class(kind: Kind):
+    """transformers' class for a discriminator, generator or bare encoder."""
     import transformers
 
     return {
@@ -109,7 +110,7 @@ def to_hf(module: Discriminator | Generator | ElectraModel, **config_extra) -> n
         else "encoder"
     )
     cfg = module.config
-    hf = _hf_class(kind)(hf_config(cfg, **config_extra))
+    hf = hf_class(kind)(hf_config(cfg, **config_extra))
     copy_state(module, hf, f"export of the {kind}")
     if kind == "generator":
         hf.tie_weights()
@@ -165,7 +166,7 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
         with quiet_transformers():
             hf_cfg = transformers.AutoConfig.from_pretrained(str(source))
             model_config_from_hf(hf_cfg)
-            hf, info = _hf_class(kind).from_pretrained(str(source), output_loading_info=True)
+            hf, info = hf_class(kind).from_pretrained(str(source), output_loading_info=True)
     except ElectraError as err:
         raise ElectraError(f"model {source}: {err}") from None
     except Exception as err:  # unreachable hub, corrupt file, ...
