@@ -377,7 +377,7 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any)
     given = {k: _plain(v) for k, v in settings.items() if k in fields}
     overrides = {k: v for k, v in settings.items() if k in config_fields and k not in fields}
     given["out"] = str(out)
-    info = dist.init_from_env(given.pop("device", "auto"))
+    info = dist.init_from_env(given.get("device") or "auto")
     lock, created = None, not Path(out).exists()
     try:
         if info.is_main:  # one writer per run directory; the other processes of a torchrun job only read it
