@@ -154,7 +154,16 @@ def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
     monkeypatch.setattr(optimizer, "step", capture)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
     r = train_step(
-        model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info, Precision("fp32", "cpu")
+        model,
+        model,
+        optimizer,
+        None,
+        random_batch(),
+        step=0,
+        cfg=cfg,
+        plan=BatchPlan(8, 1, 8),
+        info=info,
+        precision=Precision("fp32", "cpu"),
     )
     assert r.read()["grad_norm"] > 1e-2  # the raw norm was far above the threshold
     assert seen["gen"] > 0 and seen["rest"] > 0
@@ -422,11 +431,11 @@ def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(p
             optimizer,
             None,
             random_batch(seed=step),
-            step,
-            cfg,
-            BatchPlan(8, 1, 8),
-            info,
-            Precision("fp32", "cpu"),
+            step=step,
+            cfg=cfg,
+            plan=BatchPlan(8, 1, 8),
+            info=info,
+            precision=Precision("fp32", "cpu"),
             halted=halted,
         )
         if hook is not None:
@@ -597,11 +606,11 @@ def test_gradient_scaler_unscales_before_clipping():
                 optimizer,
                 scaler,
                 random_batch(seed=step),
-                step,
-                cfg,
-                BatchPlan(8, 1, 4),
-                info,
-                Precision("fp32", "cpu"),
+                step=step,
+                cfg=cfg,
+                plan=BatchPlan(8, 1, 4),
+                info=info,
+                precision=Precision("fp32", "cpu"),
             )
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results, strict=True):
@@ -727,7 +736,16 @@ def test_bf16_autocast_step_matches_fp32_closely():
         model = ELECTRA(cfg, SPECIAL)
         optimizer = build_optimizer(model, cfg)
         r = train_step(
-            model, model, optimizer, None, random_batch(), 0, cfg, BatchPlan(8, 1, 8), info, Precision(name, "cpu")
+            model,
+            model,
+            optimizer,
+            None,
+            random_batch(),
+            step=0,
+            cfg=cfg,
+            plan=BatchPlan(8, 1, 8),
+            info=info,
+            precision=Precision(name, "cpu"),
         )
         v = r.read()
         losses[name] = (v["gen_loss"], v["disc_loss"])
@@ -780,7 +798,16 @@ def test_compiled_training_step_matches_eager():
             batch = random_batch(seed=step)
             batch["attention_mask"][::3, 24:] = 0  # some padding
             r = train_step(
-                model, model, optimizer, None, batch, step, cfg, BatchPlan(8, 1, 8), info, Precision("fp32", "cpu")
+                model,
+                model,
+                optimizer,
+                None,
+                batch,
+                step=step,
+                cfg=cfg,
+                plan=BatchPlan(8, 1, 8),
+                info=info,
+                precision=Precision("fp32", "cpu"),
             )
             losses.append(r.read()["loss"])
         runs[compiled] = losses, [p.detach().clone() for p in model.parameters()]

@@ -69,13 +69,13 @@ class SingleProcessStep:
             self.optimizer,
             self.scaler,
             batch,
-            step,
-            self.cfg,
-            self.plan,
-            self.info,
-            self.precision,
-            self.cudagraphs,
-            self.halted,
+            step=step,
+            cfg=self.cfg,
+            plan=self.plan,
+            info=self.info,
+            precision=self.precision,
+            cudagraphs=self.cudagraphs,
+            halted=self.halted,
         )
 
 

@@ -339,20 +339,20 @@ class ELECTRA(nn.Module):
                 cfg.mask_prob,
                 cfg.max_predictions,
                 self.special,
-                cfg.mask_token_prob,
-                cfg.random_token_prob,
-                cfg.model.vocab_size,
-                rng,
+                mask_token_prob=cfg.mask_token_prob,
+                random_token_prob=cfg.random_token_prob,
+                vocab_size=cfg.model.vocab_size,
+                rng=rng,
             )
         return obj.mask_tokens_bernoulli(
             input_ids,
             attention_mask,
             cfg.mask_prob,
             self.special,
-            cfg.mask_token_prob,
-            cfg.random_token_prob,
-            cfg.model.vocab_size,
-            rng,
+            mask_token_prob=cfg.mask_token_prob,
+            random_token_prob=cfg.random_token_prob,
+            vocab_size=cfg.model.vocab_size,
+            rng=rng,
         )
 
     def forward(

@@ -137,7 +137,18 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             batch = to_device(next(loader), info.device)
             lr = set_learning_rate(optimizer, cfg, step)
             r = train_step(
-                model, wrapped, optimizer, scaler, batch, step, cfg, plan, info, precision, cudagraphs, halted
+                model,
+                wrapped,
+                optimizer,
+                scaler,
+                batch,
+                step=step,
+                cfg=cfg,
+                plan=plan,
+                info=info,
+                precision=precision,
+                cudagraphs=cudagraphs,
+                halted=halted,
             )
             step += 1
             unread.append((step, r))

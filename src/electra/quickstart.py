@@ -150,11 +150,20 @@ def quickstart(
             f"examples, {epochs} epochs; then the same from random weights, the baseline pretraining must beat"
         )
         cfg = FinetuneConfig(max_train_examples=max_train_examples, epochs=epochs)
-        results = run_sweep(str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs, 0, cfg)
+        results = run_sweep(
+            str(out / "export" / "discriminator"), parse_tasks(tasks), sweep, glue_dir, runs=runs, seed=0, cfg=cfg
+        )
         if results["tasks"]:
             print((sweep / "results.md").read_text())
             baseline = run_sweep(
-                "random:tiny", parse_tasks(tasks), random_sweep, glue_dir, runs, 0, cfg, tokenizer=str(vocab_dir)
+                "random:tiny",
+                parse_tasks(tasks),
+                random_sweep,
+                glue_dir,
+                runs=runs,
+                seed=0,
+                cfg=cfg,
+                tokenizer=str(vocab_dir),
             )
             print((random_sweep / "results.md").read_text())
             summary["glue"] = str(sweep)

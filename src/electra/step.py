@@ -211,6 +211,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     batch: dict[str, Tensor],
+    *,
     step: int,
     cfg: PretrainConfig,
     plan: BatchPlan,

@@ -281,6 +281,7 @@ def sweep(
     tasks: list[Task],
     out: str | Path,
     glue_dir: str | Path | None,
+    *,
     runs: int,
     seed: int,
     cfg: FinetuneConfig,
@@ -400,7 +401,19 @@ def finetune(
             for tmp in out.glob("**/.*.tmp"):
                 tmp.unlink(missing_ok=True)
         results = sweep(
-            model, task_list, out, glue_dir, runs, seed, cfg, device, tokenizer, shard, save_model, quiet, checkpoint
+            model,
+            task_list,
+            out,
+            glue_dir,
+            runs=runs,
+            seed=seed,
+            cfg=cfg,
+            device=device,
+            tokenizer=tokenizer,
+            shard=shard,
+            save_model=save_model,
+            quiet=quiet,
+            checkpoint=checkpoint,
         )
         if not results["tasks"]:
             raise ElectraError("no task could be finetuned (no train and dev sets found)")
