@@ -1,14 +1,7 @@
-import os
 from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
-VOCAB_FILE = SHARED_DATA / "vocab" / "bert-base-uncased-vocab.txt"
-
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
 
 
 @pytest.fixture(autouse=True)
