@@ -32,9 +32,7 @@ class WordPiece:
         self.lowercase = lowercase
         self.source = source
         vocab = tokenizer.get_vocab()
-        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-        if missing:
-            raise ElectraError(f"vocabulary {source} lacks the special token(s) {', '.join(missing)}")
+        check_special_tokens(vocab, source)
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
 
     @property
@@ -83,6 +81,15 @@ class WordPiece:
         (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def check_special_tokens(vocab: dict[str, int], source: str) -> None:
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise ElectraError(
+            f"vocabulary {source} lacks the special token(s) {', '.join(missing)}; a BERT-style vocab.txt has "
+            f"{', '.join(SPECIAL_TOKENS)} (electra vocab writes one)"
+        )
+
+
 def from_vocab_file(path: str | os.PathLike, lowercase: bool = True) -> WordPiece:
     path = Path(path)
     if not path.is_file():
@@ -94,12 +101,7 @@ def from_vocab_file(path: str | os.PathLike, lowercase: bool = True) -> WordPiec
     if not lines:
         raise ElectraError(f"vocabulary file {path} is empty; expected one WordPiece token per line")
     vocab = {token: i for i, token in enumerate(lines)}
-    absent = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in vocab]
-    if absent:
-        raise ElectraError(
-            f"vocabulary file {path} lacks the special token(s) {', '.join(absent)}; a BERT-style "
-            "vocab.txt has [PAD], [UNK], [CLS], [SEP] and [MASK] (electra vocab writes one)"
-        )
+    check_special_tokens(vocab, str(path))  # before `tokenizers`, which fails on a missing one with a TypeError
     bert = BertWordPieceTokenizer(vocab, lowercase=lowercase, strip_accents=None, clean_text=True)
     return WordPiece(bert._tokenizer, lowercase=lowercase, source=str(path))
 
