@@ -368,7 +368,9 @@ def add_config_arguments(
     name (see `overrides_from_args`); absent ones are not set, so the preset's value applies. `describe(name)`
     gives the help text (the default)."""
     group = parser.add_argument_group(title, description)
-    describe = describe or preset_defaults
+    if describe is None:  # the presets built once here, not once per field
+        configs = {name: preset(name) for name in PRESETS}
+        describe = lambda field: preset_defaults(field, configs)  # noqa: E731
     for name, hint in flat_fields(*classes):
         kwargs: dict[str, Any] = dict(dest=prefix + name, default=argparse.SUPPRESS, metavar="V", help=describe(name))
         args = typing.get_args(hint)
@@ -391,13 +393,13 @@ def _optional(kind: type) -> Any:
     return parse
 
 
-def preset_defaults(name: str) -> str:
-    """`default V (tiny: W; base, large: X)`: the official default of a config field and the presets that differ."""
+def preset_defaults(name: str, configs: dict[str, PretrainConfig] | None = None) -> str:
+    """`default V (tiny: W; base, large: X)`: the official default of a config field and the presets that differ
+    (`configs`: the presets, already built)."""
     base = PretrainConfig()
     default = getattr(base.model, name) if hasattr(base.model, name) else getattr(base, name)
     differing: dict[str, list[str]] = {}
-    for preset_name in PRESETS:
-        cfg = preset(preset_name)
+    for preset_name, cfg in (configs or {n: preset(n) for n in PRESETS}).items():
         value = getattr(cfg.model, name) if hasattr(cfg.model, name) else getattr(cfg, name)
         if value != default:
             differing.setdefault(_show(value), []).append(preset_name)
