@@ -244,10 +244,32 @@ def _held_elsewhere(holder: str) -> bool:
 
 
 @contextlib.contextmanager
-def locked(directory: str | os.PathLike, what: str = "run directory") -> Iterator[DirLock]:
-    """`with locked(dir):` -- hold `dir`'s lock for the block (see `DirLock`)."""
-    lock = DirLock(directory, what).acquire()
+def claimed(
+    directory: str | os.PathLike,
+    what: str = "run directory",
+    *,
+    lock: bool = True,
+    clean_up: bool = True,
+    worth_keeping: Callable[[Path], bool] | None = None,
+) -> Iterator[DirLock | None]:
+    """`with claimed(out, "run directory"):` -- write `out` as its one writer (`lock`; see `DirLock`), and if the
+    block fails in a directory it created, remove it again unless `worth_keeping(out)` (default: it holds anything
+    but the lock file), so that a failed start leaves nothing behind."""
+    directory = Path(directory)
+    created = not directory.exists()
+    held = DirLock(directory, what).acquire() if lock else None
     try:
-        yield lock
+        yield held
+    except BaseException:
+        keep = worth_keeping or (lambda d: any(p.name != LOCK_FILE for p in d.iterdir()))
+        if clean_up and created and directory.is_dir() and not keep(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     finally:
-        lock.release()
+        if held is not None:
+            held.release()
+
+
+def locked(directory: str | os.PathLike, what: str = "run directory") -> contextlib.AbstractContextManager:
+    """`with locked(dir):` -- hold `dir`'s lock for the block (see `DirLock`)."""
+    return claimed(directory, what, clean_up=False)

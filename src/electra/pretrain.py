@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -389,32 +388,26 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any)
     overrides = {k: v for k, v in settings.items() if k in config_fields and k not in fields}
     given["out"] = str(out)
     info = dist.init_from_env(given.get("device") or "auto")
-    lock, created = None, not Path(out).exists()
     try:
-        if info.is_main:  # one writer per run directory; the other processes of a torchrun job only read it
-            lock = rundir.lock(Path(out))
-            if lock.stale:
+        # one writer per run directory; the other processes of a torchrun job only read it
+        with io.claimed(out, "run directory", lock=info.is_main, clean_up=info.is_main) as lock:
+            if lock is not None and lock.stale:
                 print(f"  ({out} was last written by {lock.stale}, which has ended)", flush=True)
-        setup = resolve_setup(given, preset, overrides, info)
-        if setup.resume_from is not None:
-            state = json.loads((setup.resume_from / ckpt.TRAINER_STATE).read_text())
-            if state.get("finished"):
-                if info.is_main and not setup.run_meta.get("finished"):  # killed just before saying so
-                    io.write_json(setup.run_dir / ckpt.CONFIG, {**setup.run_meta, "finished": True})
-                dist.print0(f"{setup.run_dir} is already finished ({state['step']} steps); nothing to do")
-                return {"step": state["step"]}
-        elif setup.opts.resume:
-            dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
-        last = train(setup, info)
-        dist.print0(f"done: {setup.run_dir}  ({json.dumps({k: last[k] for k in ('step', 'loss') if k in last})})")
-        return last
-    except BaseException:
-        if created and info.is_main and {p.name for p in Path(out).iterdir()} <= {io.LOCK_FILE}:
-            shutil.rmtree(out, ignore_errors=True)  # nothing was written: leave nothing behind
-        raise
+            setup = resolve_setup(given, preset, overrides, info)
+            if setup.resume_from is not None:
+                state = json.loads((setup.resume_from / ckpt.TRAINER_STATE).read_text())
+                if state.get("finished"):
+                    if info.is_main and not setup.run_meta.get("finished"):  # killed just before saying so
+                        io.write_json(setup.run_dir / ckpt.CONFIG, {**setup.run_meta, "finished": True})
+                    dist.print0(f"{setup.run_dir} is already finished ({state['step']} steps); nothing to do")
+                    return {"step": state["step"]}
+            elif setup.opts.resume:
+                dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
+            last = train(setup, info)
+            summary = json.dumps({k: last[k] for k in ("step", "loss") if k in last})
+            dist.print0(f"done: {setup.run_dir}  ({summary})")
+            return last
     finally:
-        if lock is not None:
-            lock.release()
         dist.cleanup()
 
 

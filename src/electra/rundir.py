@@ -34,11 +34,6 @@ from electra.tokenizer import WordPiece, load_tokenizer
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
 
 
-def lock(run_dir: Path) -> io.DirLock:
-    """Take `run_dir`'s lock (refused, with the holder's pid and host, while another process writes it)."""
-    return io.DirLock(run_dir, "run directory").acquire()
-
-
 def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
     """The run's saved config (None for a new directory) and the checkpoint to resume from (None: start anew).
 

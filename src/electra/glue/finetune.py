@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -393,10 +392,10 @@ def finetune(
 
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
-    out, created = Path(out), not Path(out).exists()
+    out = Path(out)
     # one writer per sweep; --shard processes write disjoint runs of one sweep and share its directory
-    lock = io.DirLock(out, "finetuning sweep").acquire() if shard == (0, 1) else None
-    try:
+    finished_runs = lambda d: any(d.glob("*/run_*/metrics.json"))  # noqa: E731
+    with io.claimed(out, "finetuning sweep", lock=shard == (0, 1), worth_keeping=finished_runs) as lock:
         if lock is not None:  # what a killed sweep left half-written (complete runs have metrics.json)
             for tmp in out.glob("**/.*.tmp"):
                 tmp.unlink(missing_ok=True)
@@ -417,11 +416,4 @@ def finetune(
         )
         if not results["tasks"]:
             raise ElectraError("no task could be finetuned (no train and dev sets found)")
-    except BaseException:
-        if created and out.is_dir() and not any(out.glob("*/run_*/metrics.json")):
-            shutil.rmtree(out, ignore_errors=True)  # no run finished: leave nothing behind
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
     return results
