@@ -155,6 +155,30 @@ def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
     return math.ceil(n_train / cfg.batch_size) * cfg.epochs
 
 
+def finetune_optimizer(
+    model: torch.nn.Module,
+    num_layers: int,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    head_prefixes: tuple[str, ...] = ("classifier.",),
+) -> AdamW:
+    """The recipe's Adam (no bias correction by default) with layer-wise learning-rate decay: the encoder's
+    parameters are named `electra.*`, the task head's start with one of `head_prefixes`. Set the learning rate of
+    each step with `set_group_lrs(opt, cfg.learning_rate * lr_factor(...))` as `finetune_run` does."""
+    names = [n for n, _ in model.named_parameters()]
+    scale = layer_lr_multipliers(names, num_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode, head_prefixes)
+    groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
+    return AdamW(
+        groups,
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        weight_decay=cfg.weight_decay,
+        bias_correction=cfg.adam_bias_correction,
+        fused=device.type == "cuda",
+    )
+
+
 def finetune_run(
     data: TaskData,
     encoder,
@@ -170,18 +194,7 @@ def finetune_run(
     `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
     task = data.task
     model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed).to(device)
-    names = [n for n, _ in model.named_parameters()]
-    scale = layer_lr_multipliers(names, model_cfg.num_hidden_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode)
-    groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
-    opt = AdamW(
-        groups,
-        lr=cfg.learning_rate,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_epsilon,
-        weight_decay=cfg.weight_decay,
-        bias_correction=cfg.adam_bias_correction,
-        fused=device.type == "cuda",
-    )
+    opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device)
     n = len(data.train)
     total = train_steps(n, cfg)
     warmup = cfg.warmup_proportion * total
