@@ -14,9 +14,14 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from electra.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")  # a config dataclass
 
 
 @dataclass
@@ -289,7 +294,7 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def from_dict(cls: type, values: dict[str, Any], where: str = ""):
+def from_dict(cls: type[_D], values: dict[str, Any], where: str = "") -> _D:
     """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
     known = {f.name for f in fields(cls)}
     for key in values:
@@ -305,7 +310,7 @@ def unknown_key_message(key: str, known: typing.Iterable[str], where: str) -> st
 
 
 def check_range(
-    obj, name: str, lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
+    obj: DataclassInstance, name: str, lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
 ) -> None:
     """Raise a ConfigError naming the field and its allowed range when obj.<name> lies outside it."""
     value = getattr(obj, name)
@@ -320,7 +325,7 @@ def check_range(
         raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _check_literals(obj) -> None:
+def _check_literals(obj: DataclassInstance) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in fields(obj):
         hint = hints[f.name]

@@ -13,7 +13,7 @@ Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.model import ELECTRA, ElectraModel, SelfAttention, attention_bias
+
+if TYPE_CHECKING:
+    import argparse
+
+    from electra.tokenizer import WordPiece
 
 
 def _masked_mean_cosine(h: Tensor, mask: Tensor) -> float:
@@ -170,7 +175,7 @@ def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0)
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def text_batch(tokenizer, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
+def text_batch(tokenizer: WordPiece, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
     """[CLS] text [SEP] for each text, padded: a batch for the statistics above."""
     from electra.glue.data import Features, collate, encode_texts
 
@@ -240,7 +245,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def add_diagnose_arguments(parser) -> None:
+def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
     )
@@ -255,7 +260,7 @@ def add_diagnose_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
-def run_diagnose(args) -> int:
+def run_diagnose(args: argparse.Namespace) -> int:
     import json
 
     rows = diagnose_models(args.models, args.texts, args.glue_dir, args.checkpoint)

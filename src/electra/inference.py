@@ -6,6 +6,7 @@ import argparse
 import json
 
 import torch
+from torch import nn
 
 from electra.errors import ElectraError
 from electra.loading import load_model
@@ -25,14 +26,14 @@ def encode(tokenizer: WordPiece, text: str, max_length: int) -> dict[str, torch.
 
 
 @torch.no_grad()
-def replaced_probabilities(discriminator, tokenizer: WordPiece, text: str) -> tuple[list[str], list[float]]:
+def replaced_probabilities(discriminator: nn.Module, tokenizer: WordPiece, text: str) -> tuple[list[str], list[float]]:
     batch = encode(tokenizer, text, discriminator.config.max_position_embeddings)
     probs = torch.sigmoid(discriminator(**batch))[0]
     return tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), probs.tolist()
 
 
 @torch.no_grad()
-def fill_masks(generator, tokenizer: WordPiece, text: str, top_k: int = 5) -> list[list[dict]]:
+def fill_masks(generator: nn.Module, tokenizer: WordPiece, text: str, top_k: int = 5) -> list[list[dict]]:
     batch = encode(tokenizer, text, generator.config.max_position_embeddings)
     positions = (batch["input_ids"][0] == tokenizer.mask_id).nonzero().flatten()
     if len(positions) == 0:

@@ -19,9 +19,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from electra.errors import ElectraError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOCK_FILE = ".lock"
 FAULT_ENV = "ELECTRA_FAULT"
@@ -71,7 +74,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """`fig.savefig` to a temporary PNG beside `path`, then renamed over it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")

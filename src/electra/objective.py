@@ -7,11 +7,14 @@ step is reproducible from its seed.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from electra.tokenizer import WordPiece
 
 
 class SpecialIds(NamedTuple):
@@ -22,7 +25,7 @@ class SpecialIds(NamedTuple):
     mask: int = 103
 
     @classmethod
-    def from_tokenizer(cls, tok) -> SpecialIds:
+    def from_tokenizer(cls, tok: WordPiece) -> SpecialIds:
         return cls(pad=tok.pad_id, unk=tok.unk_id, cls=tok.cls_id, sep=tok.sep_id, mask=tok.mask_id)
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 NO_DECAY = re.compile(r"LayerNorm|layer_norm|bias")
 
@@ -88,9 +92,9 @@ class AdamW(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params,
+        params: ParamsT,
         lr: float = 1e-3,
-        betas=(0.9, 0.999),
+        betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
         bias_correction: bool = False,
@@ -106,7 +110,7 @@ class AdamW(torch.optim.Optimizer):
                 raise ValueError(f"fused AdamW needs floating-point parameters of one dtype on one device: {kinds}")
 
     @torch.no_grad()
-    def step(self, closure=None, found_inf: torch.Tensor | None = None):
+    def step(self, closure: Callable[[], float] | None = None, found_inf: torch.Tensor | None = None) -> float | None:
         """One update. `found_inf`: a 0-d tensor; nonzero skips the update. The fused path skips on the device,
         so the host never waits for the GPU to read it; the foreach path reads it. Either way the step counters
         advance (a run stops at a skipped update, see `electra.pretrain`)."""
@@ -139,7 +143,14 @@ class AdamW(torch.optim.Optimizer):
         return loss
 
     @staticmethod
-    def _foreach_update(group, params, grads, exp_avgs, exp_avg_sqs, step: int) -> None:
+    def _foreach_update(
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        exp_avgs: list[torch.Tensor],
+        exp_avg_sqs: list[torch.Tensor],
+        step: int,
+    ) -> None:
         beta1, beta2 = group["betas"]
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # m <- b1 m + (1 - b1) g
         torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -157,7 +168,15 @@ class AdamW(torch.optim.Optimizer):
         torch._foreach_add_(params, update, alpha=-lr)
 
     @staticmethod
-    def _fused_update(group, params, grads, exp_avgs, exp_avg_sqs, step: int, found_inf) -> None:
+    def _fused_update(
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        exp_avgs: list[torch.Tensor],
+        exp_avg_sqs: list[torch.Tensor],
+        step: int,
+        found_inf: torch.Tensor | None,
+    ) -> None:
         # the kernel: p <- p (1 - lr wd); then p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         t = torch.full((), float(step) if group["bias_correction"] else 2.0**40, device=params[0].device)
         beta1, beta2 = group["betas"]

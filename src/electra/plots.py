@@ -4,7 +4,7 @@ random-weights baseline, and GLUE scores per sweep."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,15 +12,19 @@ from electra.io import save_figure
 from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun
 from electra.report_markdown import task_columns
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(nrows: int, ncols: int, width: float, height: float):
+
+def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend state
 
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
-def _min_span(ax, span: float, relative: bool = False) -> None:
+def _min_span(ax: Axes, span: float, relative: bool = False) -> None:
     """Widen the y-axis to at least `span` (a fraction of the values' size when `relative`) around the data, so
     that a run with one or two evaluations does not show a 0.003 difference as the whole height."""
     lo, hi = ax.get_ylim()
@@ -30,7 +34,7 @@ def _min_span(ax, span: float, relative: bool = False) -> None:
         ax.set_ylim(mid - want / 2, mid + want / 2)
 
 
-def _held_out(ax, run: PretrainRun, key: str, color: str) -> None:
+def _held_out(ax: Axes, run: PretrainRun, key: str, color: str) -> None:
     """The held-out evaluations of `key` as dashed points over the training curve."""
     ev = [x for x in run.eval if x.get(key) is not None]
     if ev:

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -56,7 +56,9 @@ from electra.rundir import (
 )
 from electra.step import (
     MAX_MICRO_TOKENS,
+    BatchPlan,
     NonFiniteLoss,
+    Precision,
     StepResult,
     add_compile_argument,
     build_optimizer,
@@ -70,6 +72,9 @@ from electra.step import (
     to_device,
     train_step,
 )
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 # ---------------------------------------------------------------------------------------------- the run
 
@@ -241,7 +246,7 @@ def _note_thread_change(setup: Setup, info: dist.DistInfo) -> None:
         )
 
 
-def _progress_bar(total: int, initial: int, enabled: bool):
+def _progress_bar(total: int, initial: int, enabled: bool) -> tqdm | None:
     if not enabled:
         return None
     from tqdm import tqdm
@@ -251,14 +256,14 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     )  # disable=None: off when stderr is not a terminal
 
 
-def _say(bar, text: str) -> None:
+def _say(bar: tqdm | None, text: str) -> None:
     if bar is not None and not bar.disable:
         bar.write(text)
     else:
         dist.print0(text, flush=True)
 
 
-def _report(bar, r: dict[str, Any], step: int, total: int) -> None:
+def _report(bar: tqdm | None, r: dict[str, Any], step: int, total: int) -> None:
     if bar is not None and not bar.disable:
         bar.update(step - bar.n)
         bar.set_postfix(
@@ -277,7 +282,16 @@ def _report(bar, r: dict[str, Any], step: int, total: int) -> None:
         )
 
 
-def _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup) -> None:
+def _print_header(
+    cfg: PretrainConfig,
+    plan: BatchPlan,
+    precision: Precision,
+    info: dist.DistInfo,
+    model: ELECTRA,
+    flops_per_seq: float,
+    step: int,
+    setup: Setup,
+) -> None:
     from electra.model import count_parameters
 
     what = f"resuming from {setup.resume_from} at step {step}" if setup.resume_from else "starting"

@@ -14,6 +14,7 @@ Labelled sets (`--probe`):
 
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import functools
@@ -170,7 +171,7 @@ def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
 @torch.no_grad()
 def features(
     encoder: ElectraModel,
-    tokenizer,
+    tokenizer: WordPiece,
     rows: list[tuple[str, str | None, int]],
     max_length: int = 128,
     batch_size: int = 64,
@@ -208,7 +209,7 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     return float((clf.predict(test_x) == test_y).mean())
 
 
-def probe(encoder: ElectraModel, tokenizer, probe_set: ProbeSet, max_length: int = 128) -> dict[str, float]:
+def probe(encoder: ElectraModel, tokenizer: WordPiece, probe_set: ProbeSet, max_length: int = 128) -> dict[str, float]:
     """{"probe_cls", "probe_mean"}: test accuracies of the two linear probes on `encoder`'s frozen features."""
     train_y = np.array([y for *_, y in probe_set.train])
     test_y = np.array([y for *_, y in probe_set.test])
@@ -254,7 +255,7 @@ def probe_models(
     return rows
 
 
-def add_probe_arguments(parser) -> None:
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
     )
@@ -270,7 +271,7 @@ def add_probe_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def run_probe(args) -> int:
+def run_probe(args: argparse.Namespace) -> int:
     rows = probe_models(args.models, args.probe, args.glue_dir, args.checkpoint)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -287,7 +288,7 @@ class LiveProbe:
     """The linear probe of `electra.probe` on the encoder being trained, with the same probe on the randomly
     initialised encoder of this shape (computed once) as the baseline it has to beat."""
 
-    def __init__(self, probe_set, tokenizer, max_length: int, baseline: dict[str, float]):
+    def __init__(self, probe_set: ProbeSet, tokenizer: WordPiece, max_length: int, baseline: dict[str, float]):
         self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline
 
     @classmethod

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from electra import checkpoint as ckpt
 from electra import dist, io
@@ -30,6 +30,11 @@ from electra.errors import ElectraError
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from electra.data.loader import PretrainLoader
 
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
 
@@ -117,9 +122,9 @@ def save(
     *,
     step: int,
     max_steps: int,
-    model,
-    optimizer,
-    scaler,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
     loader_state: dict[str, Any],
     world_size: int,
     run_config: dict[str, Any],
@@ -375,7 +380,7 @@ def _prepare_data(
     return out
 
 
-def check_data(loader, setup: Setup) -> None:
+def check_data(loader: PretrainLoader, setup: Setup) -> None:
     cfg, tok = setup.cfg, loader.tokenizer
     if loader.max_length != cfg.max_length:
         raise ElectraError(
@@ -400,7 +405,7 @@ def check_data(loader, setup: Setup) -> None:
         )
 
 
-def data_info(loader, setup: Setup) -> dict[str, Any]:
+def data_info(loader: PretrainLoader, setup: Setup) -> dict[str, Any]:
     return {
         "path": str(Path(setup.data_dir).resolve()),
         "key": loader.meta.get("key"),

@@ -74,7 +74,7 @@ class Precision:
     def dtype(self) -> torch.dtype | None:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
 
-    def autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)

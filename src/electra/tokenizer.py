@@ -9,12 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer as _RustTokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 
 from electra.errors import ElectraError
+
+if TYPE_CHECKING:
+    import torch
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_INPUT_CHARS_PER_WORD = 200  # longer words become [UNK] (BERT/ELECTRA tokenization.py; `tokenizers` defaults to 100)
@@ -51,7 +56,7 @@ class WordPiece:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
 
-    def convert_ids_to_tokens(self, ids) -> list[str]:
+    def convert_ids_to_tokens(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
         return [self.backend.id_to_token(int(i)) for i in ids]
 
     def fingerprint(self) -> str:

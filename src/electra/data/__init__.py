@@ -9,6 +9,7 @@ See docs/data.md. Names are imported on first use, so worker processes of `prepa
 """
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "PretrainLoader": "electra.data.loader",
@@ -19,7 +20,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'electra.data' has no attribute {name!r}")

@@ -22,17 +22,20 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from electra import __version__, io
 from electra.data import store
-from electra.data.builder import MIN_MAX_LENGTH, ExampleBuilder, next_target_length, serialize
+from electra.data.builder import MIN_MAX_LENGTH, Example, ExampleBuilder, next_target_length, serialize
 from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 CHUNK_CHARS = 1 << 20  # ~1 MB of text per chunk: ~250k tokens, large enough to amortise the batched tokenizer
 MAX_LENGTH_LIMIT = (1 << 16) - 1  # segment-A lengths are stored as uint16
@@ -63,7 +66,7 @@ def build_chunk(
     lengths: list[int] = []
     segment_a: list[int] = []
 
-    def emit(example) -> None:
+    def emit(example: Example) -> None:
         serialized, a_len = serialize(example, cls_id, sep_id)
         tokens.extend(serialized)
         lengths.append(len(serialized))
@@ -88,7 +91,9 @@ def _init_worker(tokenizer_json: str) -> None:
     _worker_tokenizer = Tokenizer.from_str(tokenizer_json)
 
 
-def _build_chunk_in_worker(docs, chunk_index, seed, max_length, cls_id, sep_id):
+def _build_chunk_in_worker(
+    docs: list[list[str]], chunk_index: int, seed: int, max_length: int, cls_id: int, sep_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return build_chunk(_worker_tokenizer, docs, chunk_index, seed, max_length, cls_id, sep_id)
 
 
@@ -193,7 +198,13 @@ def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def prepare_corpus(
-    sources: list[str], tokenizer, max_length: int, out_dir, workers: int = 1, seed: int = 0, **options
+    sources: list[str],
+    tokenizer: WordPiece | str | os.PathLike,
+    max_length: int,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    seed: int = 0,
+    **options,
 ) -> Path:
     """Build (or reuse) the ELECTRA examples of `sources` in `out_dir` and return `out_dir`.
 
@@ -300,7 +311,18 @@ def build_or_reuse(
     return out_dir, False
 
 
-def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, text_field, chunk_chars, progress):
+def _build(
+    srcs: list[Source],
+    tokenizer: WordPiece,
+    max_length: int,
+    partial: Path,
+    workers: int,
+    seed: int,
+    skip_bad_lines: bool,
+    text_field: str,
+    chunk_chars: int,
+    progress: bool,
+) -> tuple[ReadStats, store.ExampleWriter, float]:
     stats = ReadStats()
     writer = store.ExampleWriter(partial, store.token_dtype(tokenizer.vocab_size), max_length)
     docs = iter_documents(srcs, stats, skip_bad_lines=skip_bad_lines, text_field=text_field)
@@ -309,7 +331,7 @@ def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, 
     bar = _progress_bar(total_bytes(srcs)) if progress else None
     start = time.perf_counter()
 
-    def write(result) -> None:
+    def write(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         writer.write(*result)
         if bar is not None:
             bar.update(stats.bytes_read - bar.n)
@@ -344,7 +366,7 @@ def _build(srcs, tokenizer, max_length, partial, workers, seed, skip_bad_lines, 
     return stats, writer, time.perf_counter() - start
 
 
-def _progress_bar(total: int | None):
+def _progress_bar(total: int | None) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(
