@@ -7,6 +7,7 @@ these.
     pretrain("runs/tiny", preset="tiny", data=data, max_steps=200)       # electra pretrain
     export("runs/tiny", "runs/tiny-hf")                                  # electra export
     finetune("runs/tiny", "runs/glue", tasks="sst2", glue_dir="glue")    # electra finetune
+    finetune_own("runs/tiny", "runs/mine", train="train.csv", dev="dev.csv")  # electra finetune --train --dev
     report(["runs/tiny", "runs/glue"], "runs/report")                    # electra report
 
 Each raises `electra.errors.ElectraError` (one line: what is wrong, which file or field, what to do) for bad
@@ -22,10 +23,11 @@ from typing import Any
 from electra.data.prepare import prepare_corpus as prepare
 from electra.errors import ElectraError
 from electra.glue.finetune import finetune
+from electra.glue.own import finetune_own
 from electra.pretrain import pretrain
 from electra.report import write_report as report
 
-__all__ = ["export", "finetune", "prepare", "pretrain", "report"]
+__all__ = ["export", "finetune", "finetune_own", "prepare", "pretrain", "report"]
 
 
 def export(

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from electra.errors import ElectraError
-from electra.hf import hf_class, quiet_transformers, to_hf
+from electra.hf import copy_state, hf_class, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
 
@@ -68,6 +68,8 @@ def verify_export(directory: Path, ours: nn.Module, kind: str) -> float:
     mine = ours.eval()(**batch)
     theirs = _hf_outputs(hf.eval(), batch)
     real = batch["attention_mask"].bool()
+    if mine.shape[:2] != real.shape:  # one output per sequence (a classifier): every row counts
+        real = torch.ones(mine.shape[0], dtype=torch.bool)
     diff = (mine.float() - theirs.float()).abs()[real].max().item()
     if not diff <= VERIFY_TOLERANCE:
         raise ElectraError(f"export {directory}: transformers computes outputs that differ from ours by {diff:.3g}")
@@ -171,6 +173,7 @@ def load_glue_run(run: str | os.PathLike, tokenizer: str | None = None):
 
     from electra.config import ModelConfig, from_dict
     from electra.glue.model import SequenceClassifier
+    from electra.glue.own import task_from_record
     from electra.glue.tasks import TASKS
 
     run = Path(run)
@@ -178,11 +181,17 @@ def load_glue_run(run: str | os.PathLike, tokenizer: str | None = None):
     weights = run / "model.safetensors"
     if not weights.is_file():
         raise ElectraError(f"GLUE run {run} has no model.safetensors: finetune with --save-model to keep the weights")
-    if config["task"] not in TASKS:
+    if "own_task" in config:  # your own data (electra.glue.own)
+        task = task_from_record(config["task"], config["own_task"])
+    elif config["task"] in TASKS:
+        task = TASKS[config["task"]]
+    else:
         raise ElectraError(f"GLUE run {run}: unknown task {config['task']!r}")
-    task = TASKS[config["task"]]
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
-    model = SequenceClassifier(model_cfg, task.num_outputs, config["finetune"].get("head_dropout", 0.1))
+    recipe = config["finetune"]
+    model = SequenceClassifier(
+        model_cfg, task.num_outputs, recipe.get("head_dropout", 0.1), recipe.get("head", "official")
+    )
     try:
         state = load_file(str(weights))
     except Exception as err:
@@ -240,7 +249,10 @@ def export_glue_run(
     run = Path(run)
     model, task, config, tok = load_glue_run(run, tokenizer)
     metrics = json.loads((run / "metrics.json").read_text())
-    labels = list(task.labels) if task.labels is not None else [f"{task.display} score / {task.regression_max:g}"]
+    if model.head == "transformers":
+        return _export_sequence_classifier(run, out, model, task, config, tok, metrics, force, verify)
+    scale = f" / {task.regression_max:g}" if task.regression_max else ""
+    labels = list(task.labels) if task.labels is not None else [f"{task.display} score{scale}"]
     head = {
         "format": "electra-glue-head",
         "task": task.name,
@@ -251,6 +263,7 @@ def export_glue_run(
         "num_outputs": task.num_outputs,
         "regression": task.is_regression,
         "regression_max": task.regression_max if task.is_regression else None,
+        "multilabel": task.multilabel,
         "hidden_size": model.config.hidden_size,
         "dropout": model.dropout.p,
         "input": "hidden state of [CLS]",
@@ -278,6 +291,57 @@ def export_glue_run(
 
     write_dir(out, write, force, source=run, source_name="the run being exported")
     return head
+
+
+def _export_sequence_classifier(
+    run: Path,
+    out: str | os.PathLike,
+    model: nn.Module,
+    task: Any,
+    config: dict[str, Any],
+    tok: WordPiece,
+    metrics: dict[str, Any],
+    force: bool,
+    verify: bool,
+) -> dict[str, Any]:
+    """A run finetuned with `head="transformers"`: an `ElectraForSequenceClassification` directory, which
+    `pipeline("text-classification", model=DIR)` loads, with the label names in its config."""
+    from electra.hf import hf_class, hf_config
+
+    if task.is_regression:
+        labels, problem = ["score"], "regression"
+    else:
+        labels = list(task.labels)
+        problem = "multi_label_classification" if task.multilabel else "single_label_classification"
+    record = {
+        "format": "electra-sequence-classification",
+        "class": "ElectraForSequenceClassification",
+        "head": "transformers (dense, GELU, out_proj on [CLS]), as trained",
+        "task": task.name,
+        "kind": task.kind,
+        "problem_type": problem,
+        "labels": labels,
+        "regression_scale": task.regression_max if task.is_regression else None,
+        "seed": config.get("seed"),
+        "source": str(run.resolve()),
+        "pretrained_model": config.get("model"),
+        "metrics": metrics.get("metrics", {}),
+    }
+
+    def write(tmp: Path) -> None:
+        id2label = dict(enumerate(labels))
+        extra = {"num_labels": len(labels), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
+        hf = hf_class("sequence_classification")(hf_config(model.config, problem_type=problem, **extra))
+        copy_state(model, hf, "export of the classifier")
+        with quiet_transformers():
+            hf.eval().save_pretrained(tmp)
+        tok.save(tmp)
+        if verify:
+            record["verified_max_abs_diff"] = verify_export(tmp, model, "sequence_classification")
+        write_json(tmp / "export.json", record)
+
+    write_dir(out, write, force, source=run, source_name="the run being exported")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- CLI

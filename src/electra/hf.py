@@ -20,6 +20,7 @@ from electra.errors import ElectraError
 from electra.model import Discriminator, ElectraModel, Generator
 
 Kind = Literal["discriminator", "generator", "encoder"]
+HeadKind = Literal["sequence_classification", "token_classification", "question_answering"]
 
 _HF_FIELDS = (
     "vocab_size",
@@ -69,14 +70,18 @@ def model_config_from_hf(hf_cfg) -> ModelConfig:
     return ModelConfig(**{f: getattr(hf_cfg, f) for f in _HF_FIELDS if getattr(hf_cfg, f, None) is not None})
 
 
-def hf_class(kind: Kind):
-    """transformers' class for a discriminator, generator or bare encoder."""
+def hf_class(kind: Kind | HeadKind) -> type:
+    """transformers' class for a discriminator, generator, bare encoder or finetuned model."""
     import transformers
 
     return {
         "discriminator": transformers.ElectraForPreTraining,
         "generator": transformers.ElectraForMaskedLM,
         "encoder": transformers.ElectraModel,
+        # finetuned models whose head has the same parameters as transformers' (export them with copy_state)
+        "sequence_classification": transformers.ElectraForSequenceClassification,
+        "token_classification": transformers.ElectraForTokenClassification,
+        "question_answering": transformers.ElectraForQuestionAnswering,
     }[kind]
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from electra.config import add_config_arguments, from_dict
+from electra.errors import ElectraError
 from electra.glue.finetune import FinetuneConfig, finetune
+from electra.glue.own import KINDS as OWN_KINDS
+from electra.glue.own import finetune_own
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -31,15 +35,18 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tasks",
-        default="all",
-        help="all, or a comma-separated list: cola,sst2,mrpc,stsb,qqp,"
+        help="GLUE: all (the default), or a comma-separated list: cola,sst2,mrpc,stsb,qqp,"
         "mnli,qnli,rte,wnli (AX is predicted by the MNLI runs)",
     )
     parser.add_argument(
         "--glue-dir",
         help="GLUE data in the original distribution layout (default: the hub's nyu-mll/glue through `datasets`)",
     )
-    parser.add_argument("--runs", type=int, default=10, help="runs (seeds) per task (default %(default)s)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="runs (seeds) per task (default 10 for GLUE, as the paper's medians; 1 for your own data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ...")
     parser.add_argument("--out", required=True, help="output directory (an existing sweep is continued)")
     parser.add_argument(
@@ -58,6 +65,31 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--save-model", action="store_true", help="keep each run's weights (model.safetensors)")
     parser.add_argument("--quiet", action="store_true")
+    own = parser.add_argument_group(
+        "your own data",
+        "instead of GLUE: --train and --dev (and --test) files, .csv, .tsv (no quoting) or .jsonl, or "
+        "hf:NAME[:CONFIG][@SPLIT] datasets; see docs/downstream.md",
+    )
+    own.add_argument("--train", help="training examples")
+    own.add_argument("--dev", help="labelled examples to evaluate on")
+    own.add_argument("--test", help="examples to predict (for classification: predictions_test.csv beside the ids)")
+    own.add_argument(
+        "--kind",
+        choices=(*OWN_KINDS, "tagging", "qa"),
+        default="classification",
+        help="classification (one label), regression (a number), multilabel (several labels), tagging (a tag per "
+        "word, CoNLL files), qa (SQuAD) (default %(default)s)",
+    )
+    own.add_argument("--text-column", default="text", help="the text (default %(default)s)")
+    own.add_argument("--text-pair-column", help="a second text, for pairs: [CLS] text [SEP] pair [SEP]")
+    own.add_argument("--label-column", default="label", help="the label, number or labels (default %(default)s)")
+    own.add_argument("--labels", help="the label names in order, comma-separated (default: those of the train file)")
+    own.add_argument("--label-separator", default=",", help="multilabel: between the labels of one example")
+    own.add_argument("--id-column", help="test predictions are written beside this column (default: the row number)")
+    own.add_argument("--name", default=None, help="the task's name: its output folder (default by kind)")
+    own.add_argument("--token-column", type=int, default=0, help="tagging: the word's column (default %(default)s)")
+    own.add_argument("--tag-column", type=int, default=-1, help="tagging: the tag's column (default: the last)")
+    own.add_argument("--qa-version", choices=("1.1", "2.0"), default="1.1", help="qa: SQuAD 1.1 or 2.0 (no-answer)")
     defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
     add_config_arguments(
         parser,
@@ -80,22 +112,100 @@ def resolved_finetune_config(args: argparse.Namespace) -> dict[str, Any]:
     return {**shown, **asdict(from_dict(FinetuneConfig, recipe, "the finetuning options"))}
 
 
+def _own_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The own-data options given on the command line, refused where they cannot apply."""
+    if args.train is None:
+        given = [o for o in ("dev", "test") if getattr(args, o) is not None]
+        if given:
+            raise ElectraError(f"--{given[0]} needs --train (your own data); GLUE tasks are chosen with --tasks")
+        return {}
+    if args.dev is None:
+        raise ElectraError("--train needs --dev: the labelled examples to evaluate on")
+    if args.tasks is not None or args.glue_dir is not None:
+        raise ElectraError("--train (your own data) and --tasks/--glue-dir (GLUE) cannot be combined")
+    return {"train": args.train, "dev": args.dev, "test": args.test}
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
-    finetune(
-        args.model,
-        args.out,
-        args.tasks,
-        args.glue_dir,
-        args.runs,
-        args.seed,
+    own = _own_options(args)
+    common = dict(
         device=args.device,
         tokenizer=args.tokenizer,
-        shard=args.shard,
         save_model=args.save_model,
         quiet=args.quiet,
         checkpoint=args.checkpoint,
-        **recipe,
     )
+    if own and args.kind in ("tagging", "qa"):
+        return _run_other_kind(args, own, common, recipe)
+    if own:
+        finetune_own(
+            args.model,
+            args.out,
+            **own,
+            kind=args.kind,
+            text_column=args.text_column,
+            pair_column=args.text_pair_column,
+            label_column=args.label_column,
+            labels=[x.strip() for x in args.labels.split(",")] if args.labels else None,
+            id_column=args.id_column,
+            label_separator=args.label_separator,
+            name=args.name or args.kind,
+            runs=args.runs or 1,
+            seed=args.seed,
+            shard=args.shard,
+            **common,
+            **recipe,
+        )
+    else:
+        finetune(
+            args.model,
+            args.out,
+            args.tasks or "all",
+            args.glue_dir,
+            args.runs or 10,
+            args.seed,
+            shard=args.shard,
+            **common,
+            **recipe,
+        )
     print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def _run_other_kind(
+    args: argparse.Namespace, own: dict[str, Any], common: dict[str, Any], recipe: dict[str, Any]
+) -> int:
+    """Tagging and SQuAD: their own training loops, the same recipe options."""
+    if args.kind == "tagging":
+        from electra.tagging.finetune import finetune_tagging
+
+        results = finetune_tagging(
+            args.model,
+            args.out,
+            **own,
+            token_column=args.token_column,
+            tag_column=args.tag_column,
+            runs=args.runs or 1,
+            seed=args.seed,
+            **common,
+            **recipe,
+        )
+    else:
+        if own["test"] is not None:
+            raise ElectraError("--test is not used for qa: SQuAD predictions are written for --dev")
+        from electra.qa.finetune import finetune_squad
+
+        del own["test"]
+        results = finetune_squad(
+            args.model,
+            args.out,
+            **own,
+            version=args.qa_version,
+            runs=args.runs or 1,
+            seed=args.seed,
+            **common,
+            **recipe,
+        )
+    print(json.dumps(results.get("median", results), indent=2))
     return 0

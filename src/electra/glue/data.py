@@ -28,7 +28,7 @@ class Example:
     index: str  # the row's id (the `index`/`id` column of test files; the row number otherwise)
     text_a: str
     text_b: str | None
-    label: int | float | None  # class index into task.labels, a float score (STS-B) or None (test)
+    label: int | float | tuple[int, ...] | None  # class index, a score, class indices (multilabel), None (test)
 
 
 @dataclass
@@ -156,6 +156,10 @@ def read_hub_split(task: Task, split: Split, dataset: str = HUB_DATASET) -> Spli
 def load_split(task: Task, split_name: str, glue_dir: str | Path | None) -> SplitData | None:
     """A split from `glue_dir` (GLUE layout) or, when glue_dir is None, from the hub; None when it is absent."""
     split = task.split(split_name)
+    if task.files is not None:  # your own data (electra.glue.own): the split names its file or hub id
+        from electra.glue.own import read_split
+
+        return read_split(task, split)
     if glue_dir is None:
         return read_hub_split(task, split)
     path = find_split_file(task, split, glue_dir)
@@ -177,7 +181,7 @@ def double_unordered(examples: Sequence[Example]) -> list[Example]:
 class Features:
     input_ids: list[list[int]]  # [CLS] a [SEP] (b [SEP]); unpadded, padded per batch by `collate`
     token_type_ids: list[list[int]]
-    labels: np.ndarray  # int64 class ids, float32 targets (already / regression_max), or -1 / nan for test
+    labels: np.ndarray  # int64 class ids, float32 targets (/ regression_max), multi-hot rows; -1 / nan for test
     index: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -224,7 +228,15 @@ def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: in
     texts_b = [e.text_b for e in examples] if task.text_b else [None] * len(examples)
     ids, types = encode_texts(tokenizer, [e.text_a for e in examples], texts_b, max_length)
     if task.is_regression:
-        labels = np.array([np.nan if e.label is None else e.label / task.regression_max for e in examples], np.float32)
+        scale = task.regression_max or 1.0
+        labels = np.array([np.nan if e.label is None else e.label / scale for e in examples], np.float32)
+    elif task.multilabel:  # multi-hot rows; test rows are all -1
+        labels = np.zeros((len(examples), task.num_outputs), np.float32)
+        for row, e in enumerate(examples):
+            if e.label is None:
+                labels[row] = -1.0
+            else:
+                labels[row, list(e.label)] = 1.0
     else:
         labels = np.array([-1 if e.label is None else e.label for e in examples], np.int64)
     return Features(ids, types, labels, [e.index for e in examples])

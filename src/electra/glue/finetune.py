@@ -31,7 +31,8 @@ from electra.glue.data import Features, SplitData, collate, double_unordered, fe
 from electra.glue.layer_decay import layer_lr_multipliers
 from electra.glue.metrics import compute_metrics, is_constant, majority_metrics
 from electra.glue.model import build_model, load_encoder, per_example_loss
-from electra.glue.results import run_dir, save_predictions, write_results
+from electra.glue.own import task_record
+from electra.glue.results import run_dir, save_predictions, write_prediction_csv, write_results
 from electra.glue.tasks import Task, parse_tasks
 from electra.io import write_json
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
@@ -53,6 +54,7 @@ class FinetuneConfig:
     loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
     max_grad_norm: float = 1.0
     head_dropout: float = 0.1
+    head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
     double_unordered: bool = True  # MRPC and STS-B train only
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -147,7 +149,7 @@ def predict(model, features: Features, device: torch.device, cfg: FinetuneConfig
         with _autocast(device, cfg.precision):
             y = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
         out.append(y.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.num_outputs), np.float32)
 
 
 def train_steps(n_train: int, cfg: FinetuneConfig) -> int:
@@ -193,7 +195,8 @@ def finetune_run(
     """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
     `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
     task = data.task
-    model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed).to(device)
+    model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed, head=cfg.head)
+    model = model.to(device)
     opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device)
     n = len(data.train)
     total = train_steps(n, cfg)
@@ -211,7 +214,7 @@ def finetune_run(
             b = {k: v.to(device) for k, v in collate(data.train, rows, pad_id).items()}
             with _autocast(device, cfg.precision):
                 outputs = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            losses = per_example_loss(outputs, b["labels"], task.is_regression)
+            losses = per_example_loss(outputs, b["labels"], task.kind)
             loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -258,6 +261,8 @@ def save_run(
     for split, feats in {**data.evals, **data.tests}.items():
         labels = feats.labels if split in data.evals else None
         save_predictions(d / f"predictions_{split}.npz", feats.index, outputs[split], labels)
+        if data.task.files is not None and split in data.tests:  # your own data: the predictions beside the ids
+            write_prediction_csv(d / f"predictions_{split}.csv", data.task, feats.index, outputs[split])
     if model is not None:
         from safetensors.torch import save_file
 
@@ -351,6 +356,7 @@ def sweep(
                     "model_config": asdict(model_cfg),
                     "finetune": asdict(task_cfg),
                     "glue_dir": str(glue_dir) if glue_dir else "hub",
+                    **({"own_task": task_record(t), "files": asdict(t.files)} if t.files else {}),
                     "tokenizer": tok.source,
                     "tokenizer_fingerprint": tok.fingerprint(),
                     "n_train_available": data.n_train_available,
@@ -365,7 +371,7 @@ def sweep(
                 if not quiet:
                     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
                     bar.write(f"{t.display} seed {s}: {shown}")
-    return write_results(out, model)
+    return write_results(out, model, tasks)
 
 
 # ---------------------------------------------------------------------------------------------- API
@@ -374,7 +380,7 @@ def sweep(
 def finetune(
     model: str,
     out: str | Path,
-    tasks: str | list[str] = "all",
+    tasks: str | list[str] | list[Task] = "all",
     glue_dir: str | Path | None = None,
     runs: int = 10,
     seed: int = 0,
@@ -399,12 +405,16 @@ def finetune(
     if glue_dir is not None and not Path(glue_dir).is_dir():
         raise ElectraError(f"--glue-dir {glue_dir} is not a directory")
     cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
-    if glue_dir is None:  # GLUE from the hub: say so now if it cannot be reached, before anything is written
+    if isinstance(tasks, list) and all(isinstance(t, Task) for t in tasks):
+        task_list = list(tasks)  # your own data (electra.glue.own)
+    else:
+        task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
+    if glue_dir is None and any(t.files is None for t in task_list):
+        # GLUE from the hub: say so now if it cannot be reached, before anything is written
         from electra import hub
         from electra.glue.data import HUB_DATASET
 
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
-    task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
     out = Path(out)
     # one writer per sweep; --shard processes write disjoint runs of one sweep and share its directory
     finished_runs = lambda d: any(d.glob("*/run_*/metrics.json"))  # noqa: E731

@@ -158,9 +158,25 @@ _HEADINGS = {
 }
 
 
-def markdown_table(results: dict[str, Any], model: str = "") -> str:
-    """The GLUE table: one row per statistic over runs; average over the covered tasks' score metrics."""
-    per_task, average = results["tasks"], results["average"]
+def _detail_table(per_task: dict[str, Any], metrics: dict[str, tuple[str, ...]]) -> list[str]:
+    """One row per (task, metric): the statistics over runs and the train-set size."""
+    lines = ["| task | metric | runs | median | mean | std | max | min | train examples |", "|---" * 9 + "|"]
+    for n, names in metrics.items():
+        t = per_task[n]
+        n_train = "/".join(str(x) for x in t["n_train"])
+        for k in names:
+            if k not in t["metrics"]:
+                continue
+            s = t["metrics"][k]
+            lines.append(
+                f"| {t['display']} | {k} | {s['n']} | {s['median']:.2f} | {s['mean']:.2f} | {s['std']:.2f} "
+                f"| {s['max']:.2f} | {s['min']:.2f} | {n_train} |"
+            )
+    return lines
+
+
+def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -> list[str]:
+    """A row per statistic over runs, a column per GLUE task and the average; then the details."""
     columns = [n for n in _CELLS if n in per_task or TASKS[n].in_average]
     head = ["", *(_HEADINGS[n] for n in columns), f"Avg. {average['label']}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,21 +191,17 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
         cells.append(f"{average[stat]:.2f}" if stat in average else "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("| task | metric | runs | median | mean | std | max | min | train examples |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for n in columns:
-        if n not in per_task:
-            continue
-        t = per_task[n]
-        n_train = "/".join(str(x) for x in t["n_train"])
-        for k in _CELLS[n]:
-            if k not in t["metrics"]:
-                continue
-            s = t["metrics"][k]
-            lines.append(
-                f"| {t['display']} | {k} | {s['n']} | {s['median']:.2f} | {s['mean']:.2f} | {s['std']:.2f} "
-                f"| {s['max']:.2f} | {s['min']:.2f} | {n_train} |"
-            )
+    lines += _detail_table(per_task, {n: _CELLS[n] for n in columns if n in per_task})
+    return lines
+
+
+def markdown_table(results: dict[str, Any], model: str = "") -> str:
+    """The GLUE table: one row per statistic over runs; average over the covered tasks' score metrics."""
+    per_task, average = results["tasks"], results["average"]
+    if per_task and not any(n in _CELLS for n in per_task):  # your own data: no GLUE table, only the details
+        lines = _detail_table(per_task, {n: tuple(t["metrics"]) for n, t in per_task.items()})
+    else:
+        lines = _glue_table(per_task, average, model)
     notes = []
     if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
         notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
@@ -218,9 +230,33 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def write_results(out: str | Path, model: str = "") -> dict[str, Any]:
-    """Aggregate every complete run under `out` into results.json and results.md."""
-    results = aggregate(out)
+def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], outputs: np.ndarray) -> None:
+    """`id,prediction` rows: a label name, the predicted value, or the predicted labels joined by the task's
+    separator (several labels per example)."""
+    import csv
+    import io
+
+    from electra.glue.metrics import predictions_from_outputs
+
+    separator = task.files.label_separator if task.files is not None else ","
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "prediction"])
+    for i, pred in zip(index, predictions_from_outputs(task, outputs), strict=True):
+        if task.is_regression:
+            value = f"{float(pred):.6g}"
+        elif task.multilabel:
+            value = separator.join(task.labels[k] for k in np.flatnonzero(pred))
+        else:
+            value = task.labels[int(pred)]
+        writer.writerow([i, value])
+    write_bytes(path, buf.getvalue().encode())
+
+
+def write_results(out: str | Path, model: str = "", tasks: Iterable[Task] | None = None) -> dict[str, Any]:
+    """Aggregate every complete run under `out` into results.json and results.md (`tasks`: the GLUE tasks by
+    default; your own data's task when it is one)."""
+    results = aggregate(out, tasks)
     write_json(Path(out) / "results.json", results)
     write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
     return results

@@ -9,8 +9,12 @@ message instead of silently reading the wrong column. CoLA train/dev have no hea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from electra.errors import ElectraError
+
+if TYPE_CHECKING:
+    from electra.glue.own import OwnFiles
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -45,11 +49,17 @@ class Task:
     skip_malformed: bool = False  # the original data is known to contain malformed rows: skip and count them
     double_unordered: bool = False  # train also on (b, a) copies (MRPC and STS-B, docs/faithfulness.md §6.3)
     in_average: bool = True  # WNLI is not part of the GLUE-8 average
-    regression_max: float = 5.0  # STS-B targets are y / regression_max
+    regression_max: float | None = 5.0  # STS-B targets are y / regression_max, predictions clipped to [0, max]
+    multilabel: bool = False  # your own data: several labels per example (one sigmoid output each)
+    files: OwnFiles | None = None  # your own data: where the splits are and how to read them (electra.glue.own)
 
     @property
     def is_regression(self) -> bool:
         return self.labels is None
+
+    @property
+    def kind(self) -> str:
+        return "regression" if self.labels is None else "multilabel" if self.multilabel else "classification"
 
     @property
     def num_outputs(self) -> int:
@@ -67,7 +77,7 @@ class Task:
 
     @property
     def test_splits(self) -> tuple[Split, ...]:
-        return tuple(s for s in self.splits if s.submission)
+        return tuple(s for s in self.splits if not s.labelled)
 
 
 def _splits(directory: str, config: str, test_index: str = "index") -> tuple[Split, ...]:
