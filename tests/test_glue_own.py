@@ -16,9 +16,10 @@ from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.glue.data import load_split
 from electra.glue.metrics import compute_metrics
-from electra.glue.own import OwnFiles, own_task, parse_hub_source
+from electra.glue.own import OwnFiles, own_task
 from electra.glue.results import load_predictions
 from electra.hf import save_hf
+from electra.hub import DatasetSource, parse_dataset
 from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer
 
@@ -126,10 +127,11 @@ def test_metrics_by_kind_against_hand_computed_values(tmp_path):
 
 
 def test_hub_sources_are_parsed_and_fail_at_once_offline(tmp_path, monkeypatch):
-    assert parse_hub_source("hf:imdb", "dev") == ("imdb", None, "validation")
-    assert parse_hub_source("hf:glue:sst2@train", "train") == ("glue", "sst2", "train")
+    assert parse_dataset("hf:imdb", "dev") == DatasetSource("imdb", None, "validation", None)
+    assert parse_dataset("hf:glue:sst2@train", "train") == DatasetSource("glue", "sst2", "train", None)
+    assert parse_dataset("hf:conll2003#chunk_tags", "test") == DatasetSource("conll2003", None, "test", "chunk_tags")
     with pytest.raises(ElectraError, match="hf:NAME"):
-        parse_hub_source("hf:", "train")
+        parse_dataset("hf:", "train")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ElectraError, match="imdb"):
         own_task(OwnFiles("hf:imdb", "hf:imdb"))
@@ -305,3 +307,27 @@ def test_an_official_head_run_of_your_own_data_exports_its_head_exactly(tmp_path
         logits = encoder(**batch).last_hidden_state[:, 0] @ weights["weight"].T + weights["bias"]
     ours = load_predictions(run / "predictions_dev.npz")["outputs"]
     np.testing.assert_allclose(logits.numpy(), ours, atol=1e-4)
+
+
+def test_the_command_line_reads_your_files_and_refuses_mixed_or_partial_options(tmp_path, micro, capsys):
+    from electra.cli import main
+
+    train, dev = _cue_rows(32, 0), _cue_rows(8, 1)
+    tr = _write_jsonl(tmp_path / "train.jsonl", [{"review": t, "stars": y} for t, y in train])
+    dv = _write_jsonl(tmp_path / "dev.jsonl", [{"review": t, "stars": y} for t, y in dev])
+    te = _write_jsonl(tmp_path / "test.jsonl", [{"id": f"r{i}", "review": t} for i, (t, _) in enumerate(dev)])
+    base = ["finetune", "--model", str(micro), "--out", str(tmp_path / "o"), "--quiet", "--max-length", "32"]
+    own = ["--train", str(tr), "--dev", str(dv), "--text-column", "review", "--label-column", "stars"]
+    assert main([*base, *own, "--test", str(te), "--id-column", "id", "--name", "reviews", "--epochs", "1"]) == 0
+    assert "| reviews | acc | 1 |" in capsys.readouterr().out
+    assert (tmp_path / "o" / "reviews" / "run_0" / "predictions_test.csv").read_text().startswith("id,prediction\nr0,")
+    for extra, message in (
+        (["--dev", str(dv)], "--dev needs --train"),
+        ([*own, "--tasks", "sst2"], "cannot be combined"),
+        (["--train", str(tr)], "--train needs --dev"),
+        ([*own, "--text-column", "body"], "no column 'body'; the columns are ['review', 'stars']"),
+    ):
+        assert main([*base[:-3], "--out", str(tmp_path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

@@ -8,6 +8,7 @@ these.
     export("runs/tiny", "runs/tiny-hf")                                  # electra export
     finetune("runs/tiny", "runs/glue", tasks="sst2", glue_dir="glue")    # electra finetune
     finetune_own("runs/tiny", "runs/mine", train="train.csv", dev="dev.csv")  # electra finetune --train --dev
+    finetune_tagging("runs/tiny", "runs/chunk", train="train.txt", dev="dev.txt")  # ... --kind tagging
     report(["runs/tiny", "runs/glue"], "runs/report")                    # electra report
 
 Each raises `electra.errors.ElectraError` (one line: what is wrong, which file or field, what to do) for bad
@@ -26,8 +27,9 @@ from electra.glue.finetune import finetune
 from electra.glue.own import finetune_own
 from electra.pretrain import pretrain
 from electra.report import write_report as report
+from electra.tagging import finetune_tagging
 
-__all__ = ["export", "finetune", "finetune_own", "prepare", "pretrain", "report"]
+__all__ = ["export", "finetune", "finetune_own", "finetune_tagging", "prepare", "pretrain", "report"]
 
 
 def export(
@@ -39,9 +41,11 @@ def export(
     verify: bool = True,
     tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    """Export a pretraining run (discriminator and generator as `transformers` directories) or a GLUE run saved
-    with `save_model` (encoder + head); what `electra export` does. Returns what the export records."""
-    from electra.export import export_glue_run, export_run, is_glue_run
+    """Export a pretraining run (discriminator and generator as `transformers` directories) or a finetuning run
+    saved with `save_model` (GLUE or your own data: encoder + head, or `ElectraForSequenceClassification` for the
+    transformers head; tagging: `ElectraForTokenClassification`); what `electra export` does. Returns what the
+    export records."""
+    from electra.export import export_glue_run, export_run, finetuned_task, is_glue_run
     from electra.loading import is_run_dir
 
     source = Path(source)
@@ -50,6 +54,10 @@ def export(
     if is_run_dir(source) or (source / "model.safetensors").is_file() and (source / "trainer_state.json").is_file():
         return export_run(source, out, checkpoint, force, verify)
     if is_glue_run(source):
+        if finetuned_task(source) == "tagging":
+            from electra.tagging import export_tagging_run
+
+            return export_tagging_run(source, out, force)
         return export_glue_run(source, out, force, verify, tokenizer)
     if (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
         raise ElectraError(

@@ -153,6 +153,17 @@ def is_glue_run(path: str | os.PathLike) -> bool:
     return isinstance(config, dict) and "task" in config and "finetune" in config and (path / "metrics.json").is_file()
 
 
+def finetuned_task(path: str | os.PathLike) -> str | None:
+    """What a finetuning run was: the GLUE task it names, "own" (your own data), "tagging", ..."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return "own" if "own_task" in config else config.get("task")
+
+
 def _glue_tokenizer(run: Path, config: dict[str, Any], tokenizer: str | None) -> WordPiece:
     source = tokenizer or config.get("tokenizer")
     try:
@@ -385,7 +396,10 @@ def run_export(args: argparse.Namespace) -> int:
         verify=args.verify,
         tokenizer=args.tokenizer,
     )
-    if "labels" in record:  # a GLUE run: encoder + head
+    if "class" in record:  # a finetuned model of a transformers class
+        labels = f", labels {', '.join(record['labels'])}" if record.get("labels") else ""
+        print(f"exported {args.source} to {args.out} ({record['class']}{labels})")
+    elif "labels" in record:  # a GLUE run: encoder + head
         print(
             f"exported {record['display']} run {args.source} to {args.out} (ElectraModel + {GLUE_HEAD}, labels "
             f"{', '.join(record['labels'])})"

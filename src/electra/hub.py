@@ -4,7 +4,9 @@ be reached, with one line that says so (instead of half a minute of retries and 
 from __future__ import annotations
 
 import os
+import re
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from electra.errors import ElectraError
@@ -46,3 +48,26 @@ def require(name: str, what: str) -> None:
         f"{what} {name!r} is not a local path and the hub ({urlparse(endpoint()).hostname}) cannot be reached; "
         "give a local path, or set HF_HUB_OFFLINE=1 to use what is already in the local cache"
     )
+
+
+DEFAULT_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+DATASET_SYNTAX = "hf:NAME[:CONFIG][@SPLIT][#COLUMN]"
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A `datasets` dataset named on the command line (`--train hf:conll2003@train#chunk_tags`)."""
+
+    name: str
+    config: str | None
+    split: str
+    column: str | None  # a column to read, where the dataset has several candidates (tagging: which tags)
+
+
+def parse_dataset(source: str, role: str) -> DatasetSource:
+    """`hf:NAME[:CONFIG][@SPLIT][#COLUMN]` → its parts; the split defaults to train / validation / test for the
+    train / dev / test role."""
+    m = re.fullmatch(r"hf:([^:@#\s]+)(?::([^@#\s]+))?(?:@([^#\s]+))?(?:#(\S+))?", source)
+    if not m:
+        raise ElectraError(f"--{role} {source}: expected {DATASET_SYNTAX}, e.g. hf:imdb@test")
+    return DatasetSource(m.group(1), m.group(2), m.group(3) or DEFAULT_SPLITS[role], m.group(4))

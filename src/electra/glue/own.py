@@ -15,7 +15,7 @@ results table — is the same code. Kinds:
 
 File formats, by suffix: `.csv` (RFC 4180 quoting, a header row), `.tsv` (a header row, tab-separated, no quoting:
 quotes are text, as in the GLUE files), `.jsonl` (one JSON object per line). `hf:NAME[:CONFIG][@SPLIT]` reads a
-`datasets` dataset (split by default train / validation / test for the three roles).
+`datasets` dataset (`electra.hub.parse_dataset`; the split by default train / validation / test for the three roles).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from electra.glue.tasks import Split, Task
 
 Kind = Literal["classification", "regression", "multilabel"]
 KINDS: tuple[str, ...] = ("classification", "regression", "multilabel")
-_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 _METRICS = {
     "classification": ("acc", "macro_f1"),
     "regression": ("pearson", "spearman"),
@@ -119,23 +118,15 @@ def _read_jsonl(path: Path) -> list[_Row]:
     return rows
 
 
-def parse_hub_source(source: str, role: str) -> tuple[str, str | None, str]:
-    """`hf:NAME[:CONFIG][@SPLIT]` → (name, config, split); the split defaults to train/validation/test by role."""
-    m = re.fullmatch(r"hf:([^:@\s]+)(?::([^@\s]+))?(?:@(\S+))?", source)
-    if not m:
-        raise ElectraError(f"--{role} {source}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:imdb@test")
-    return m.group(1), m.group(2), m.group(3) or _HUB_SPLITS[role]
-
-
 def _read_hub(source: str, role: str) -> list[_Row]:
     from electra import hub
 
-    name, config, split = parse_hub_source(source, role)
-    hub.require(name, f"--{role} dataset")
+    spec = hub.parse_dataset(source, role)
+    hub.require(spec.name, f"--{role} dataset")
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, config, split=split)
+        ds = datasets.load_dataset(spec.name, spec.config, split=spec.split)
     except Exception as err:  # a missing split, config or dataset
         raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}") from None
     names = {col: getattr(feature, "names", None) for col, feature in ds.features.items()}

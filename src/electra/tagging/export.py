@@ -1,0 +1,156 @@
+"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory.
+
+    export_tagging_run("runs/chunk/tagging/run_0", "models/chunk")   # a run finetuned with save_model=True
+    pipeline("token-classification", model="models/chunk")             # or ElectraForTokenClassification
+
+The encoder's weights go under `electra.*` (our names are transformers' names), the head under `classifier.*`
+(the same Linear), the labels into config.json (`id2label`, `label2id`), the tokenizer beside them. Two details
+make transformers compute exactly what the run computed:
+
+- token type: the run fed token type 1 to every position (google-research/electra tagging_tasks.py), while
+  tokenizers and the pipeline feed 0 to a single sentence. Row 0 of the exported token-type embeddings is
+  therefore a copy of row 1, so that type 0 there means what type 1 meant here (row 1 is kept as it is).
+- dropout: `classifier_dropout` is the run's head dropout (transformers would otherwise use hidden_dropout_prob
+  before the classifier; it matters only if the export is trained further).
+
+After writing, the directory is loaded back with `from_pretrained` (no missing or unexpected keys) and its logits
+are compared with ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from electra.errors import ElectraError
+from electra.io import write_dir, write_json
+from electra.tagging.data import TOKEN_TYPE
+from electra.tagging.model import TokenTagger
+
+VERIFY_TOLERANCE = 1e-4
+
+
+def _read(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ElectraError(f"tagging run: cannot read its {what} {path} ({err})") from None
+
+
+def load_tagging_run(run: str | os.PathLike):
+    """(TokenTagger in eval mode, the run's config, its tokenizer) from a run finetuned with save_model=True."""
+    from safetensors.torch import load_file
+
+    from electra.config import ModelConfig, from_dict
+    from electra.tokenizer import load_tokenizer
+
+    run = Path(run)
+    if not run.is_dir():
+        raise ElectraError(f"tagging run {run} is not a directory")
+    config = _read(run / "config.json", "config")
+    if config.get("task") != "tagging" or "labels" not in config:
+        raise ElectraError(f"{run} is not a tagging run (its config.json has no task 'tagging' and labels)")
+    if not (run / "metrics.json").is_file():
+        raise ElectraError(f"tagging run {run} is incomplete (no metrics.json)")
+    weights = run / "model.safetensors"
+    if not weights.is_file():
+        raise ElectraError(f"tagging run {run} has no model.safetensors: finetune with save_model=True")
+    model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
+    model = TokenTagger(model_cfg, len(config["labels"]), config["finetune"].get("head_dropout", 0.0))
+    try:
+        state = load_file(str(weights))
+    except Exception as err:
+        raise ElectraError(f"cannot read {weights}: {err}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ElectraError(
+            f"{weights} does not match the run's tagger (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    tok = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else load_tokenizer(config["tokenizer"])
+    if tok.fingerprint() != config.get("tokenizer_fingerprint"):
+        raise ElectraError(f"tagging run {run}: tokenizer {tok.source} is not the one the run used")
+    return model.eval(), config, tok
+
+
+def to_hf_tagger(model: TokenTagger, labels: list[str], token_type: int = TOKEN_TYPE):
+    """transformers' ElectraForTokenClassification computing `model`'s logits for token type `token_type` when
+    given token type 0."""
+    from transformers import ElectraForTokenClassification
+
+    from electra.hf import copy_state, hf_config
+
+    extra = {
+        "id2label": dict(enumerate(labels)),
+        "label2id": {t: i for i, t in enumerate(labels)},
+        "classifier_dropout": model.dropout.p,
+    }
+    hf = ElectraForTokenClassification(hf_config(model.config, **extra))
+    copy_state(model.electra, hf.electra, "export of the tagging encoder")
+    hf.classifier.load_state_dict(model.classifier.state_dict())
+    with torch.no_grad():
+        types = hf.electra.embeddings.token_type_embeddings.weight
+        types[0] = types[token_type]
+    return hf.eval()
+
+
+@torch.no_grad()
+def verify_tagging_export(directory: Path, model: TokenTagger, token_type: int = TOKEN_TYPE) -> float:
+    """Largest |our logits - transformers' logits| on a padded probe batch (ours with `token_type`, theirs 0)."""
+    from transformers import ElectraForTokenClassification
+
+    from electra.hf import quiet_transformers
+
+    with quiet_transformers():
+        hf, info = ElectraForTokenClassification.from_pretrained(str(directory), output_loading_info=True)
+    bad = {k: [n for n in v if not n.endswith("position_ids")] for k, v in info.items() if k != "error_msgs"}
+    if any(bad.values()) or info.get("error_msgs"):
+        raise ElectraError(f"export {directory}: transformers reports {bad} {info.get('error_msgs') or ''}".strip())
+    g = torch.Generator().manual_seed(0)
+    length = min(16, model.config.max_position_embeddings)
+    ids = torch.randint(model.config.vocab_size, (2, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, length // 2 :] = 0
+    ours = model.eval()(ids, mask, mask * token_type)
+    theirs = hf.eval()(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).logits
+    diff = (ours - theirs).abs()[mask.bool()].max().item()
+    if not diff <= VERIFY_TOLERANCE:
+        raise ElectraError(f"export {directory}: transformers computes logits that differ from ours by {diff:.3g}")
+    return diff
+
+
+def export_tagging_run(run: str | Path, out: str | Path, force: bool = False) -> dict:
+    """Write `out`: an ElectraForTokenClassification directory (config with id2label/label2id, weights, tokenizer)
+    that `pipeline("token-classification", model=out)` loads, plus tagging.json (what was exported, from where).
+    An existing non-empty `out` is replaced only with `force`. Returns the tagging.json record."""
+    from electra.hf import quiet_transformers
+
+    run = Path(run)
+    model, config, tok = load_tagging_run(run)
+    labels = list(config["labels"])
+    token_type = int(config.get("token_type_id", TOKEN_TYPE))
+    metrics = _read(run / "metrics.json", "metrics")
+    record: dict[str, Any] = {
+        "format": "electra-tagging-export",
+        "class": "ElectraForTokenClassification",
+        "source": str(run.resolve()),
+        "seed": config.get("seed"),
+        "pretrained_model": config.get("model"),
+        "labels": labels,
+        "scheme": config.get("scheme"),
+        "token_type_folded": f"row 0 of token_type_embeddings = row {token_type} (the run's token type)",
+        "metrics": metrics.get("metrics", {}),
+    }
+
+    def write(tmp: Path) -> None:
+        with quiet_transformers():
+            to_hf_tagger(model, labels, token_type).save_pretrained(tmp)
+        tok.save(tmp)
+        record["verified_max_abs_diff"] = verify_tagging_export(tmp, model, token_type)
+        write_json(tmp / "tagging.json", record)
+
+    write_dir(out, write, force, source=run, source_name="the run being exported")
+    return record

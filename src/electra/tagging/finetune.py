@@ -1,0 +1,373 @@
+"""Finetune an ELECTRA encoder on a tagging task (chunking, NER, POS), several seeds, resumable.
+
+One run per seed in `OUT/tagging/run_<seed>/`: config.json (the recipe and the label list), predictions_dev.txt
+(and predictions_test.txt), model.safetensors + tokenizer/ with `save_model`, and metrics.json written last: a run
+whose metrics.json exists is complete and skipped when the sweep is started again. OUT/results.json holds every
+requested run's metrics and their medians.
+
+Recipe: GLUE's (`electra.glue.finetune.FinetuneConfig`, the official finetuning hyperparameters of
+google-research/electra configure_finetuning.py: Adam without bias correction, layer-wise decay 0.8 / 0.9 for 24
+layers, lr 3e-4 / 1e-4 / 5e-5 by size, warm-up 10 %, batch 32, 3 epochs, clipping 1.0), with the official tagging
+defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on the head (tagging_tasks.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from electra import __version__, io
+from electra.config import ModelConfig, from_dict
+from electra.errors import ElectraError
+from electra.glue.finetune import FinetuneConfig, finetune_optimizer, train_steps
+from electra.optim import lr_factor, set_group_lrs
+from electra.tagging.data import (
+    TOKEN_TYPE,
+    TaggingFeatures,
+    TaggingSplit,
+    check_tags,
+    collate,
+    featurize,
+    label_list,
+    load_split,
+    span_scheme,
+    subsample,
+)
+from electra.tagging.model import TokenTagger, build_tagger, tagging_loss, tagging_metrics
+
+TAGGING_DEFAULTS = {"max_length": 256, "head_dropout": 0.0, "epochs": 3}
+SUBDIR = "tagging"
+
+
+def run_dir(out: str | Path, seed: int) -> Path:
+    return Path(out) / SUBDIR / f"run_{seed}"
+
+
+def resolve(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
+    """A copy with the size-dependent defaults filled in, as for GLUE (configure_finetuning.py): learning rate
+    3e-4 for hidden <= 256, 1e-4 for <= 768, else 5e-5; layer-wise decay 0.9 for 24+ layers, else 0.8; 3 epochs."""
+    h = model_cfg.hidden_size
+    lr = cfg.learning_rate if cfg.learning_rate is not None else 3e-4 if h <= 256 else 1e-4 if h <= 768 else 5e-5
+    decay = cfg.layerwise_lr_decay
+    if decay is None:
+        decay = 0.9 if model_cfg.num_hidden_layers >= 24 else 0.8
+    epochs = cfg.epochs if cfg.epochs is not None else TAGGING_DEFAULTS["epochs"]
+    return dataclasses.replace(cfg, learning_rate=lr, layerwise_lr_decay=decay, epochs=epochs)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class TaggingData:
+    labels: list[str]
+    scheme: str | None  # BIO, BIOES or None (accuracy only)
+    splits: dict[str, TaggingSplit]  # train, dev, test (when given)
+    features: dict[str, TaggingFeatures]
+    n_train_available: int
+    token_column: int = 0
+    tag_column: int = -1
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.labels)}
+
+
+def read_data(
+    train: str,
+    dev: str,
+    test: str | None = None,
+    token_column: int = 0,
+    tag_column: int = -1,
+    max_train_examples: int | None = None,
+) -> TaggingData:
+    """Read every split, take the label set from train, refuse dev/test tags it lacks (features: `featurize_data`)."""
+    splits = {"train": load_split(train, "train", token_column, tag_column)}
+    splits["dev"] = load_split(dev, "dev", token_column, tag_column)
+    if test is not None:
+        splits["test"] = load_split(test, "test", token_column, tag_column)
+    labels = label_list(splits["train"])
+    for name in ("dev", "test"):
+        if name in splits:
+            check_tags(splits[name], labels)
+    n_available = len(splits["train"].sentences)
+    splits["train"] = subsample(splits["train"], max_train_examples)
+    return TaggingData(labels, span_scheme(labels), splits, {}, n_available, token_column, tag_column)
+
+
+def featurize_data(data: TaggingData, tokenizer, max_length: int) -> TaggingData:
+    data.features = {k: featurize(s, tokenizer, data.label2id, max_length) for k, s in data.splits.items()}
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and device.type == "cuda")
+
+
+def train_tagger(
+    data: TaggingData,
+    encoder,
+    model_cfg: ModelConfig,
+    cfg: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    pad_id: int,
+    progress=None,
+    epoch_losses: list[float] | None = None,
+) -> TokenTagger:
+    """Train one seed (a new shuffle every epoch); `epoch_losses` receives each epoch's mean loss per word."""
+    model = build_tagger(encoder, model_cfg, len(data.labels), cfg.head_dropout, init_seed=seed).to(device)
+    opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device, head_prefixes=("classifier.",))
+    feats = data.features["train"]
+    n = len(feats)
+    total = train_steps(n, cfg)
+    warmup = cfg.warmup_proportion * total
+    shuffle = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
+    step = 0
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=shuffle).tolist()
+        loss_sum, words = torch.zeros((), device=device), 0
+        for start in range(0, n, cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
+            set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
+            b = {k: v.to(device) for k, v in collate(feats, rows, pad_id).items()}
+            with _autocast(device, cfg.precision):
+                logits = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            loss, n_words = tagging_loss(logits, b["labels"], cfg.loss_reduction)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            loss_sum += loss.detach() * (1 if cfg.loss_reduction == "sum" else n_words)
+            words += n_words
+            step += 1
+            if progress is not None:
+                progress.update(1)
+        if epoch_losses is not None:
+            epoch_losses.append(loss_sum.item() / max(words, 1))
+    return model
+
+
+@torch.no_grad()
+def predict_tags(
+    model: TokenTagger, feats: TaggingFeatures, labels: list[str], device: torch.device, cfg, pad_id: int
+) -> list[list[str]]:
+    """Per sentence, the predicted tag of every word that has a position (argmax at its first piece); words cut
+    by truncation are left out, so a list may be shorter than its sentence."""
+    model.eval()
+    out: list[list[str]] = []
+    for start in range(0, len(feats), cfg.eval_batch_size):
+        rows = range(start, min(start + cfg.eval_batch_size, len(feats)))
+        b = collate(feats, rows, pad_id)
+        with _autocast(device, cfg.precision):
+            logits = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
+        best = logits.argmax(-1).cpu()
+        for i, r in enumerate(rows):
+            out.append([labels[int(best[i, p])] for p in feats.word_positions[r] if p >= 0])
+    return out
+
+
+def fallback_tag(labels: list[str]) -> str:
+    """What the predictions file shows for a word cut by truncation (it has no prediction)."""
+    return "O" if "O" in labels else labels[0]
+
+
+def conll_predictions(split: TaggingSplit, preds: list[list[str]], fallback: str) -> str:
+    """CoNLL text: `token gold predicted` (or `token predicted` without gold), a blank line between sentences."""
+    blocks = []
+    for s, p in zip(split.sentences, preds, strict=True):
+        p = p + [fallback] * (len(s.words) - len(p))
+        rows = zip(s.words, s.tags, p, strict=True) if s.tags is not None else zip(s.words, p, strict=True)
+        blocks.append("\n".join(" ".join(r) for r in rows))
+    return "\n\n".join(blocks) + "\n"
+
+
+def evaluate(data: TaggingData, preds: dict[str, list[list[str]]]) -> dict[str, float]:
+    """Dev metrics (accuracy, precision/recall/f1 for BIO/BIOES), then test_* ones when the test set has tags."""
+    metrics: dict[str, float] = {}
+    for name in ("dev", "test"):
+        split = data.splits.get(name)
+        if split is None or not split.labelled:
+            continue
+        gold = [s.tags for s in split.sentences]
+        prefix = "" if name == "dev" else "test_"
+        metrics.update({prefix + k: v for k, v in tagging_metrics(gold, preds[name], data.scheme).items()})
+    return metrics
+
+
+def save_run(
+    d: Path, data: TaggingData, seed: int, preds, metrics, config: dict[str, Any], model=None, tokenizer=None
+) -> dict[str, Any]:
+    """config.json, predictions, weights; metrics.json last (it marks the run complete)."""
+    d.mkdir(parents=True, exist_ok=True)
+    io.write_json(d / "config.json", config)
+    fallback = fallback_tag(data.labels)
+    for name in ("dev", "test"):
+        if name in data.splits:
+            io.write_text(d / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds[name], fallback))
+    if model is not None:
+        from safetensors.torch import save_file
+
+        tmp = d / ".model.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        tmp.replace(d / "model.safetensors")
+        tokenizer.save(d / "tokenizer")
+    record = {
+        "task": "tagging",
+        "seed": seed,
+        "metrics": metrics,
+        "score": metrics.get("f1", metrics.get("accuracy")),
+        "score_name": "f1" if "f1" in metrics else "accuracy",
+        "scheme": data.scheme,
+        "n_train": len(data.splits["train"].sentences),
+        "n_train_available": data.n_train_available,
+        "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
+        "train_loss_per_epoch": config.get("train_loss_per_epoch"),
+    }
+    io.write_json(d / "metrics.json", record)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    keys = sorted({k for r in runs for k in r["metrics"]})
+    return {k: statistics.median(r["metrics"][k] for r in runs if k in r["metrics"]) for k in keys}
+
+
+def finetune_tagging(
+    model: str,
+    out: str | Path,
+    *,
+    train: str,
+    dev: str,
+    test: str | None = None,
+    token_column: int = 0,
+    tag_column: int = -1,
+    runs: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    tokenizer: str | None = None,
+    checkpoint: str = "latest",
+    save_model: bool = False,
+    quiet: bool = False,
+    max_train_examples: int | None = None,
+    **recipe: Any,
+) -> dict[str, Any]:
+    """Finetune `model` (a pretraining run, an HF directory, a hub id or `random:<preset>`) to tag the words of
+    `train` (CoNLL-style file or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`), evaluated on `dev` (and `test`),
+    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length, ...).
+    Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written to OUT/results.json.
+
+        from electra.tagging import finetune_tagging
+        finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
+    """
+    if runs < 1:
+        raise ElectraError(f"runs must be at least 1, got {runs}")
+    recipe = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
+    recipe["max_train_examples"] = max_train_examples
+    cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
+    out = Path(out)
+    seeds = list(range(seed, seed + runs))
+    finished = lambda d: any(d.glob(f"{SUBDIR}/run_*/metrics.json"))  # noqa: E731
+    with io.claimed(out, "tagging sweep", worth_keeping=finished):
+        for tmp in out.glob(f"{SUBDIR}/**/.*.tmp"):  # what a killed sweep left half-written
+            tmp.unlink(missing_ok=True)
+        pending = [s for s in seeds if not (run_dir(out, s) / "metrics.json").is_file()]
+        if len(pending) < len(seeds) and not quiet:
+            print(
+                f"{len(seeds) - len(pending)} of {len(seeds)} runs already complete in {out}; continuing",
+                file=sys.stderr,
+            )
+        if pending:
+            data = read_data(train, dev, test, token_column, tag_column, cfg.max_train_examples)
+            _sweep(model, out, pending, cfg, data, device, tokenizer, checkpoint, save_model, quiet)
+        done = [_read_json(run_dir(out, s) / "metrics.json") for s in seeds]
+        results = {"runs": done, "median": _medians(done)}
+        io.write_json(out / "results.json", results)
+    return results
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ElectraError(f"cannot read {path}: {err}") from None
+
+
+def _sweep(
+    model: str,
+    out: Path,
+    seeds: list[int],
+    cfg: FinetuneConfig,
+    data: TaggingData,
+    device: str,
+    tokenizer: str | None,
+    checkpoint: str,
+    save_model: bool,
+    quiet: bool,
+) -> None:
+    from electra.glue.model import load_encoder
+
+    dev_ = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
+    if cfg.max_length > model_cfg.max_position_embeddings:
+        raise ElectraError(
+            f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} positions; "
+            f"pass max_length={model_cfg.max_position_embeddings} or less"
+        )
+    cfg = resolve(cfg, model_cfg)
+    featurize_data(data, tok, cfg.max_length)
+    total = train_steps(len(data.features["train"]), cfg) * len(seeds)
+    with tqdm(total=total, desc="tagging", unit="step", disable=quiet, file=sys.stderr) as bar:
+        for s in seeds:
+            started = time.time()
+            losses: list[float] = []
+            trained = train_tagger(data, encoder, model_cfg, cfg, s, dev_, tok.pad_id, bar, losses)
+            preds = {
+                k: predict_tags(trained, data.features[k], data.labels, dev_, cfg, tok.pad_id)
+                for k in ("dev", "test")
+                if k in data.splits
+            }
+            metrics = evaluate(data, preds)
+            config = {
+                "task": "tagging",
+                "seed": s,
+                "model": model,
+                "checkpoint": checkpoint,
+                "model_config": asdict(model_cfg),
+                "finetune": asdict(cfg),
+                "labels": data.labels,
+                "scheme": data.scheme,
+                "train": data.splits["train"].source,
+                "dev": data.splits["dev"].source,
+                "test": data.splits["test"].source if "test" in data.splits else None,
+                "token_column": data.token_column,
+                "tag_column": data.tag_column,
+                "token_type_id": TOKEN_TYPE,
+                "tokenizer": tok.source,
+                "tokenizer_fingerprint": tok.fingerprint(),
+                "device": str(dev_),
+                "electra_version": __version__,
+                "seconds": round(time.time() - started, 1),
+                "train_loss_per_epoch": [round(x, 6) for x in losses],
+            }
+            save_run(run_dir(out, s), data, s, preds, metrics, config, trained if save_model else None, tok)
+            if not quiet:
+                bar.write(f"tagging seed {s}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
