@@ -1,15 +1,16 @@
 """Every workflow of the `electra` command as a Python function; the command only parses its arguments and calls
 these.
 
-    from electra.api import export, finetune, prepare, pretrain, report
+    from electra.api import export, finetune, finetune_own, finetune_squad, finetune_tagging, prepare, pretrain, report
 
-    data = prepare(["builtin"], "vocab.txt", 128, "runs/data")          # electra prepare
-    pretrain("runs/tiny", preset="tiny", data=data, max_steps=200)       # electra pretrain
-    export("runs/tiny", "runs/tiny-hf")                                  # electra export
-    finetune("runs/tiny", "runs/glue", tasks="sst2", glue_dir="glue")    # electra finetune
-    finetune_own("runs/tiny", "runs/mine", train="train.csv", dev="dev.csv")  # electra finetune --train --dev
-    finetune_tagging("runs/tiny", "runs/chunk", train="train.txt", dev="dev.txt")  # ... --kind tagging
-    report(["runs/tiny", "runs/glue"], "runs/report")                    # electra report
+    data = prepare(["builtin"], "vocab.txt", 128, "runs/data")             # electra prepare
+    pretrain("runs/tiny", preset="tiny", data=data, max_steps=200)          # electra pretrain
+    export("runs/tiny", "runs/tiny-hf")                                     # electra export
+    finetune("runs/tiny", "runs/glue", tasks="sst2", glue_dir="glue")       # electra finetune
+    finetune_own("runs/tiny", "runs/mine", train="a.csv", dev="b.csv")      # electra finetune --train --dev
+    finetune_tagging("runs/tiny", "runs/chunk", train="a.txt", dev="b.txt")  # ... --kind tagging
+    finetune_squad("runs/tiny", "runs/squad", train="a.json", dev="b.json")  # ... --kind qa
+    report(["runs/tiny", "runs/glue"], "runs/report")                       # electra report
 
 Each raises `electra.errors.ElectraError` (one line: what is wrong, which file or field, what to do) for bad
 input; the command prints that line and exits with status 2.
@@ -26,10 +27,11 @@ from electra.errors import ElectraError
 from electra.glue.finetune import finetune
 from electra.glue.own import finetune_own
 from electra.pretrain import pretrain
+from electra.qa import export_qa_run, finetune_squad
 from electra.report import write_report as report
-from electra.tagging import finetune_tagging
+from electra.tagging import export_tagging_run, finetune_tagging
 
-__all__ = ["export", "finetune", "finetune_own", "finetune_tagging", "prepare", "pretrain", "report"]
+__all__ = ["export", "finetune", "finetune_own", "finetune_squad", "finetune_tagging", "prepare", "pretrain", "report"]
 
 
 def export(
@@ -43,7 +45,8 @@ def export(
 ) -> dict[str, Any]:
     """Export a pretraining run (discriminator and generator as `transformers` directories) or a finetuning run
     saved with `save_model` (GLUE or your own data: encoder + head, or `ElectraForSequenceClassification` for the
-    transformers head; tagging: `ElectraForTokenClassification`); what `electra export` does. Returns what the
+    transformers head; tagging: `ElectraForTokenClassification`; SQuAD: `ElectraForQuestionAnswering` or encoder +
+    official head); what `electra export` does. Returns what the
     export records."""
     from electra.export import export_glue_run, export_run, finetuned_task, is_glue_run
     from electra.loading import is_run_dir
@@ -54,10 +57,11 @@ def export(
     if is_run_dir(source) or (source / "model.safetensors").is_file() and (source / "trainer_state.json").is_file():
         return export_run(source, out, checkpoint, force, verify)
     if is_glue_run(source):
-        if finetuned_task(source) == "tagging":
-            from electra.tagging import export_tagging_run
-
+        kind = finetuned_task(source)
+        if kind == "tagging":
             return export_tagging_run(source, out, force)
+        if kind in ("squad11", "squad20"):
+            return export_qa_run(source, out, force)
         return export_glue_run(source, out, force, verify, tokenizer)
     if (source / "results.json").is_file() or any(source.glob("*/run_*/metrics.json")):
         raise ElectraError(
