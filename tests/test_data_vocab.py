@@ -6,6 +6,7 @@ from _data_helpers import random_documents, write_corpus
 from electra import cli
 from electra.cli import main
 from electra.data import PretrainLoader, load_dataset_meta, prepare_corpus
+from electra.data.vocab import train_vocab
 from electra.errors import ElectraError
 from electra.tokenizer import SPECIAL_TOKENS, load_tokenizer
 
@@ -41,3 +42,17 @@ def test_trained_vocabulary_round_trip(tmp_path, capsys):
     assert not cased_tok.lowercase and cased_tok.fingerprint() != tok.fingerprint()
     with pytest.raises(ElectraError, match="tokenizer_fingerprint"):
         prepare_corpus([str(corpus)], cased_tok, 32, data)
+
+
+def test_training_is_deterministic():
+    # tokenizers' trainer alone gives another 2,000-token vocabulary on every call here (huggingface/tokenizers#1794)
+    first, second = train_vocab(["builtin"], 2000), train_vocab(["builtin"], 2000)
+    assert first.vocab() == second.vocab()
+    specials = [t.content for t in first.backend.get_added_tokens_decoder().values()]
+    assert sorted(specials) == sorted(SPECIAL_TOKENS)  # the ##c pieces listed for training are ordinary tokens
+    assert first.backend.encode("x ##a", add_special_tokens=False).tokens == ["x", "#", "#", "a"]
+
+
+def test_a_vocabulary_too_small_for_the_corpus_characters_is_refused():
+    with pytest.raises(ElectraError, match="give --size above"):
+        train_vocab(["builtin"], 20)

@@ -39,16 +39,41 @@ def train_vocab(
             yield from doc
 
     bert = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=not cased)
+    pieces = continuing_pieces(bert, lines())
+    if stats.documents == 0:
+        raise ElectraError(f"corpus {' '.join(sources)} contains no text")
+    if len(SPECIAL_TOKENS) + len(pieces) >= vocab_size:
+        raise ElectraError(
+            f"vocabulary size {vocab_size} leaves no room for merges: the corpus has {len(pieces)} characters that "
+            f"continue words; give --size above {len(SPECIAL_TOKENS) + len(pieces)}"
+        )
     bert.train_from_iterator(
         lines(),
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *pieces],
         show_progress=False,
     )
-    if stats.documents == 0:
-        raise ElectraError(f"corpus {' '.join(sources)} contains no text")
-    return WordPiece(bert._tokenizer, lowercase=not cased, source="trained")
+    # the trainer's vocabulary, with only the five special tokens special (the pieces were listed only for their ids)
+    vocab = bert.get_vocab()
+    plain = BertWordPieceTokenizer(vocab, clean_text=True, strip_accents=None, lowercase=not cased)
+    return WordPiece(plain._tokenizer, lowercase=not cased, source="trained")
+
+
+def continuing_pieces(bert: BertWordPieceTokenizer, lines: Iterator[str]) -> list[str]:
+    """`##c` for every character c that continues a word of the corpus, sorted.
+
+    `tokenizers`' WordPiece (BPE) trainer numbers these pieces in hash-map order as it meets them, and breaks ties
+    between equally frequent merges by those numbers, so two trainings on the same text gave vocabularies that
+    differ in a few dozen tokens and number thousands differently (huggingface/tokenizers#1794). Listed up front
+    (as special tokens of the training run) they get fixed numbers, and the training is deterministic.
+    """
+    backend = bert._tokenizer
+    chars: set[str] = set()
+    for line in lines:
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(line)):
+            chars.update(word[1:])
+    return ["##" + c for c in sorted(chars)]
 
 
 def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
