@@ -331,3 +331,21 @@ def test_the_command_line_reads_your_files_and_refuses_mixed_or_partial_options(
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_sweep_of_your_own_data_is_aggregated_and_reported_apart_from_glue(tmp_path, micro):
+    from electra.api import report
+    from electra.glue.results import aggregate
+
+    rows = [list(r) for r in _cue_rows(16, 0)]
+    data = _write_csv(tmp_path / "d.csv", ["sentence", "label"], rows)
+    # named like a GLUE task on purpose: it must still not count as SST-2
+    finetune_own(
+        str(micro), tmp_path / "o", train=str(data), dev=str(data), text_column="sentence", name="sst2", **FAST
+    )
+    results = aggregate(tmp_path / "o")  # tasks found from the runs' config.json
+    assert set(results["tasks"]) == {"sst2"} and results["tasks"]["sst2"]["glue"] is False
+    assert results["average"]["tasks"] == [] and set(results["tasks"]["sst2"]["metrics"]) == {"acc", "macro_f1"}
+    report([tmp_path / "o"], tmp_path / "rep")
+    text = (tmp_path / "rep" / "index.md").read_text()
+    assert "GLUE dev results" not in text and "| o | sst2 | macro_f1 | 1 |" in text

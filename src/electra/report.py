@@ -63,7 +63,8 @@ class Sweep:
     name: str
     results: dict[str, Any]  # electra.glue.results.aggregate()
     model: str = ""
-    per_task: dict[str, Any] = field(default_factory=dict)
+    per_task: dict[str, Any] = field(default_factory=dict)  # GLUE tasks
+    own_tasks: dict[str, Any] = field(default_factory=dict)  # your own data (electra.glue.own)
 
 
 def is_pretrain_run(path: Path) -> bool:
@@ -120,7 +121,9 @@ def load_sweep(path: Path, name: str) -> Sweep:
     model = ""
     for config_file in sorted(path.glob("*/run_*/config.json"))[:1]:
         model = str(json.loads(config_file.read_text()).get("model", ""))
-    return Sweep(path, name, results, model, results.get("tasks", {}))
+    tasks = results.get("tasks", {})
+    glue = {n: t for n, t in tasks.items() if t.get("glue", True)}
+    return Sweep(path, name, results, model, glue, {n: t for n, t in tasks.items() if n not in glue})
 
 
 def discover(paths: list[str | os.PathLike]) -> tuple[list[PretrainRun], list[Sweep]]:
@@ -231,6 +234,7 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                 "std": {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()},
                 "runs": {t: v["n_runs"] for t, v in s.per_task.items()},
                 "metrics": {t: v["metrics"] for t, v in s.per_task.items()},
+                "own": {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()},
             }
         )
     pretrain = []

@@ -33,7 +33,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
         TASKS[t].score.replace("mcc", "MCC").replace("acc", "Acc").replace("spearman", "Spearman") for t in columns
     ]
     n = 0
-    if report["glue"]:
+    glue_rows = [g for g in report["glue"] if g["scores"]]  # sweeps with GLUE tasks (not only your own data)
+    if glue_rows:
         n += 1
         out += [
             f"## Table {n}: GLUE dev results ({stat} over finetuning runs)",
@@ -42,11 +43,11 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             "|" + "---|" * (len(heads) + 2),
             _row(["Metrics", *metrics_row, ""]),
         ]
-        for g in report["glue"]:
+        for g in glue_rows:
             cells = [fmt_number(g["scores"].get(t)) for t in columns]
             label = g["label"].replace(" (no ", ", no ").rstrip(")")  # GLUE-5 (no QQP) -> GLUE-5, no QQP
             out.append(_row([g["name"], *cells, f"{fmt_number(g['average'])} ({label})"]))
-        out.append(_row(["runs", *["/".join(str(g["runs"].get(t, 0)) for g in report["glue"]) for t in columns], ""]))
+        out.append(_row(["runs", *["/".join(str(g["runs"].get(t, 0)) for g in glue_rows) for t in columns], ""]))
         out += [
             "",
             "Each cell is the task's score metric (the official README's choice); `runs` gives the number "
@@ -54,6 +55,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             "the tasks present; it is not the 8-task GLUE average.",
             "",
         ]
+    if report["glue"]:
         n += 1
         out += [
             f"## Table {n}: run statistics per task",
@@ -62,13 +64,15 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             "|" + "---|" * 9,
         ]
         for g in report["glue"]:
-            for t in [c for c in columns if c in g["metrics"]]:
-                for metric, s in g["metrics"][t].items():
+            tasks = [(TASKS[t].display, g["metrics"][t]) for t in columns if t in g["metrics"]]
+            tasks += [(v["display"], v["metrics"]) for v in g.get("own", {}).values()]  # your own data
+            for display, metrics in tasks:
+                for metric, s in metrics.items():
                     out.append(
                         _row(
                             [
                                 g["name"],
-                                TASKS[t].display,
+                                display,
                                 metric,
                                 str(s["n"]),
                                 *(fmt_number(s[k]) for k in ("median", "mean", "std", "max", "min")),
@@ -76,6 +80,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                         )
                     )
         out.append("")
+    if glue_rows:
         n += 1
         out += [
             f"## Table {n}: standard deviation of finetuning runs (same pretrained model, different seeds)",
@@ -84,7 +89,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             "|" + "---|" * (len(heads) + 1),
             _row(["Metrics", *metrics_row]),
         ]
-        for g in report["glue"]:
+        for g in glue_rows:
             out.append(_row([g["name"], *[fmt_number(g["std"].get(t)) for t in columns]]))
         out.append("")
     st = report["stability"]

@@ -409,7 +409,7 @@ def finetune(
         task_list = list(tasks)  # your own data (electra.glue.own)
     else:
         task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
-    if glue_dir is None and any(t.files is None for t in task_list):
+    if glue_dir is None and any(t.glue for t in task_list):
         # GLUE from the hub: say so now if it cannot be reached, before anything is written
         from electra import hub
         from electra.glue.data import HUB_DATASET

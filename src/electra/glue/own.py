@@ -259,6 +259,7 @@ def own_task(
         in_average=False,
         regression_max=None,
         multilabel=kind == "multilabel",
+        glue=False,
         files=files,
     )
 
@@ -304,6 +305,7 @@ def task_from_record(name: str, record: dict[str, Any]) -> Task:
         in_average=False,
         regression_max=None,
         multilabel=kind == "multilabel",
+        glue=False,
     )
 
 

@@ -90,9 +90,31 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
+def sweep_tasks(out: str | Path) -> list[Task]:
+    """The tasks a sweep directory holds runs of: GLUE tasks, and your own data's (from the runs' config.json)."""
+    from electra.glue.own import task_from_record
+
+    found: dict[str, Task] = {}
+    for metrics_file in sorted(Path(out).glob("*/run_*/metrics.json")):
+        name = metrics_file.parent.parent.name
+        config_file = metrics_file.parent / "config.json"
+        if name in found:
+            continue
+        try:
+            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        except (OSError, json.JSONDecodeError) as err:
+            raise ElectraError(f"cannot read {config_file}: {err}") from None
+        if isinstance(config, dict) and "own_task" in config:
+            found[name] = task_from_record(name, config["own_task"])
+        elif name in TASKS:
+            found[name] = TASKS[name]
+    glue = [t for n, t in TASKS.items() if found.get(n) is t]  # GLUE tasks in the official order, then the others
+    return glue + [t for t in found.values() if not t.glue]
+
+
 def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str, Any]:
-    """Per-task statistics over runs and the GLUE average for each statistic."""
-    tasks = list(TASKS.values()) if tasks is None else list(tasks)
+    """Per-task statistics over runs and the GLUE average for each statistic (`tasks`: those found in `out`)."""
+    tasks = sweep_tasks(out) if tasks is None else list(tasks)
     per_task: dict[str, Any] = {}
     for task in tasks:
         runs = load_runs(out, task)
@@ -101,6 +123,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
         per_task[task.name] = {
             "display": task.display,
+            "glue": task.glue,  # your own data is never part of a GLUE table or average
             "score": task.score,
             "n_runs": len(runs),
             "seeds": [r.get("seed") for r in runs],
@@ -113,7 +136,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "majority": next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None),
             "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
         }
-    covered = [name for name in AVERAGE_TASKS if name in per_task]
+    covered = [name for name in AVERAGE_TASKS if per_task.get(name, {}).get("glue")]
     average = {}
     if covered:
         for stat in ("median", "mean", "max"):
@@ -198,7 +221,7 @@ def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -
 def markdown_table(results: dict[str, Any], model: str = "") -> str:
     """The GLUE table: one row per statistic over runs; average over the covered tasks' score metrics."""
     per_task, average = results["tasks"], results["average"]
-    if per_task and not any(n in _CELLS for n in per_task):  # your own data: no GLUE table, only the details
+    if per_task and not any(t.get("glue", True) for t in per_task.values()):  # your own data: only the details
         lines = _detail_table(per_task, {n: tuple(t["metrics"]) for n, t in per_task.items()})
     else:
         lines = _glue_table(per_task, average, model)

@@ -52,6 +52,7 @@ class Task:
     regression_max: float | None = 5.0  # STS-B targets are y / regression_max, predictions clipped to [0, max]
     multilabel: bool = False  # your own data: several labels per example (one sigmoid output each)
     files: OwnFiles | None = None  # your own data: where the splits are and how to read them (electra.glue.own)
+    glue: bool = True  # False for your own data: never in a GLUE table, average or submission
 
     @property
     def is_regression(self) -> bool:
