@@ -204,14 +204,14 @@ def test_classification_regression_and_multilabel_learn_and_write_test_predictio
     te = _write_csv(tmp_path / "test.csv", ["key", "text"], [[f"t{i}", r[0]] for i, r in enumerate(dev[:6])])
     common = dict(train=str(tr), dev=str(dv), **{**FAST, "epochs": 8}, learning_rate=1e-3, batch_size=8)
     res = finetune_own(str(micro), tmp_path / "cls", test=str(te), id_column="key", **common)
-    assert res["tasks"]["custom"]["metrics"]["acc"]["median"] >= 90.0
-    run = tmp_path / "cls" / "custom" / "run_0"
+    assert res["tasks"]["classification"]["metrics"]["acc"]["median"] >= 90.0
+    run = tmp_path / "cls" / "classification" / "run_0"
     with open(run / "predictions_test.csv", newline="") as f:
         rows = list(csv.reader(f))
     dev_pred = load_predictions(run / "predictions_dev.npz")["outputs"].argmax(-1)
     assert rows[0] == ["id", "prediction"] and [r[0] for r in rows[1:]] == [f"t{i}" for i in range(6)]
     assert [r[1] for r in rows[1:]] == [("neg", "pos")[k] for k in dev_pred[:6]]  # test = the first 6 dev texts
-    assert "| custom | acc | 1 |" in (tmp_path / "cls" / "results.md").read_text()
+    assert "| classification | acc | 1 |" in (tmp_path / "cls" / "results.md").read_text()
 
     # regression: y = 2 + (contains "good"); multilabel: pos or neg, plus "long" for more than 5 words
     recipe = {k: v for k, v in common.items() if k not in ("train", "dev")}
@@ -277,7 +277,7 @@ def test_a_transformers_head_run_exports_as_a_pipeline_that_predicts_what_electr
         save_model=True,
         **FAST,
     )
-    run = tmp_path / "sweep" / "custom" / "run_0"
+    run = tmp_path / "sweep" / "classification" / "run_0"
     record = export(run, tmp_path / "hf")
     assert record["class"] == "ElectraForSequenceClassification" and record["verified_max_abs_diff"] < 1e-4
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -296,7 +296,7 @@ def test_an_official_head_run_of_your_own_data_exports_its_head_exactly(tmp_path
     tr = _write_csv(tmp_path / "train.csv", ["text", "label"], [list(r) for r in train])
     dv = _write_csv(tmp_path / "dev.csv", ["text", "label"], [list(r) for r in dev])
     finetune_own(str(micro), tmp_path / "sweep", train=str(tr), dev=str(dv), save_model=True, **FAST)
-    run = tmp_path / "sweep" / "custom" / "run_0"
+    run = tmp_path / "sweep" / "classification" / "run_0"
     head = export(run, tmp_path / "hf")
     assert head["labels"] == ["neg", "pos"]
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))

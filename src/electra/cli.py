@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
     "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
     "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
-    "export": ("electra.export", "a pretraining run (or finetuned GLUE run) -> transformers model directories"),
-    "finetune": ("electra.glue.command", "finetune on GLUE tasks over many seeds; dev metrics, test predictions"),
+    "export": ("electra.export", "a pretraining or finetuning run -> transformers model directories"),
+    "finetune": ("electra.glue.command", "finetune on GLUE, your own files, tagging or SQuAD over seeds; dev metrics"),
     "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
     "probe": ("electra.probe", "linear probe of frozen features against random weights: are they useful yet?"),
@@ -42,6 +42,7 @@ EPILOG = """examples:
   electra prepare --corpus corpus.txt --vocab vocab.txt --out data
   electra pretrain --preset small --data data --out runs/small   (--resume continues it exactly)
   electra finetune --model runs/small --glue-dir glue --out runs/glue
+  electra finetune --model runs/small --train train.csv --dev dev.csv --out runs/mine
   electra report runs/small runs/glue --out runs/report
 
 every command: --help, --config FILE, --print-config. Docs: docs/cli.md (all options), docs/*.md (guides)."""

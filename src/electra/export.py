@@ -8,6 +8,9 @@
     electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
         DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label
         DIR/classifier.safetensors, DIR/head.json, DIR/README.md   the task head and how to apply it
+      or, for a run finetuned with `--head transformers`:
+        DIR/                 ElectraForSequenceClassification (+ tokenizer): pipeline("text-classification")
+      (tagging and SQuAD runs: electra.tagging.export, electra.qa.export)
 
 The key map is the identity (`electra.hf`); after writing, the export is loaded back with `from_pretrained` and its
 outputs are compared with ours on a padded batch (`--no-verify` skips this). DIR is written into a temporary
@@ -362,8 +365,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
         metavar="RUN_DIR",
-        help="a pretraining run directory (or one of its checkpoint directories), or a GLUE run "
-        "directory SWEEP/<task>/run_<seed> finetuned with --save-model",
+        help="a pretraining run directory (or one of its checkpoint directories), or a finetuning run "
+        "SWEEP/<task>/run_<seed> (GLUE, your own data, tagging, squad11/squad20) finetuned with --save-model",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
     parser.add_argument(

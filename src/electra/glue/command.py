@@ -150,7 +150,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             labels=[x.strip() for x in args.labels.split(",")] if args.labels else None,
             id_column=args.id_column,
             label_separator=args.label_separator,
-            name=args.name or args.kind,
+            name=args.name,
             runs=args.runs or 1,
             seed=args.seed,
             shard=args.shard,

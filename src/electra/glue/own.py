@@ -219,12 +219,13 @@ def _parse_label(row: _Row, task: Task, files: OwnFiles) -> Any:
 
 
 def own_task(
-    files: OwnFiles, kind: Kind = "classification", labels: list[str] | None = None, name: str = "custom"
+    files: OwnFiles, kind: Kind = "classification", labels: list[str] | None = None, name: str | None = None
 ) -> Task:
     """The `Task` for your files: its label set (from the train file unless `labels` is given), metrics and splits.
     Reads the train file once to find the labels; every split is read and checked again when it is featurized."""
     if kind not in KINDS:
         raise ElectraError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    name = name or kind
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ElectraError(f"--name {name!r}: use letters, digits, '_', '-' or '.' (it names the output folder)")
     label_set: tuple[str, ...] | None = None
@@ -326,7 +327,7 @@ def finetune_own(
     labels: list[str] | None = None,
     id_column: str | None = None,
     label_separator: str = ",",
-    name: str = "custom",
+    name: str | None = None,
     runs: int = 1,
     seed: int = 0,
     **options: Any,
@@ -334,7 +335,8 @@ def finetune_own(
     """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
     `options`: those of `electra.glue.finetune.finetune` (device, save_model, quiet, ...) and recipe fields
     (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
-    test file, each run's predictions_test.csv holds `id,prediction` rows.
+    test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
+    task folder.
 
         from electra.api import finetune_own
         finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
