@@ -287,3 +287,23 @@ def test_force_replaces_a_dataset_and_overwrite_is_its_hidden_alias(flag, tmp_pa
     assert load_dataset_meta(tmp_path / "ds")["seed"] == 3
     help_text = cli.build_parser(["prepare"])._subparsers._group_actions[0].choices["prepare"].format_help()
     assert "--force" in help_text and "--overwrite" not in help_text
+
+
+def test_a_line_without_line_breaks_is_cut_into_pieces_and_counted(tmp_path, vocab, capsys):
+    from electra.data.sources import LONG_LINE_CHARS, PIECE_CHARS, cut_long_lines
+
+    words = [w for doc in random_documents(3, 20) for line in doc for w in line.split()]
+    text = " ".join(words)
+    line = (text + " ") * (LONG_LINE_CHARS // len(text) + 2)  # over a million characters, no newline
+    stats = ReadStats()
+    pieces = cut_long_lines(["short line", line], stats)
+    assert stats.long_lines == 1 and pieces[0] == "short line"
+    assert all(0 < len(p) <= PIECE_CHARS for p in pieces[1:])
+    assert " ".join(pieces[1:]).split() == line.split()  # every word kept, none cut in two
+    path = tmp_path / "one_line.txt"
+    path.write_text(line)  # the whole file is one line
+    assert main(["prepare", "--corpus", str(path), "--vocab", str(vocab), "--out", str(tmp_path / "o")]) == 0
+    meta = load_dataset_meta(tmp_path / "o")
+    # the official builder would make one example of the line's first 128 tokens; its pieces fill many
+    assert meta["long_lines"] == 1 and meta["num_examples"] > 1000
+    assert "cut 1 line(s) of over 1,000,000 characters" in capsys.readouterr().out

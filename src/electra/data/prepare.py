@@ -30,7 +30,16 @@ from tokenizers import Tokenizer
 from electra import __version__, io
 from electra.data import store
 from electra.data.builder import MIN_MAX_LENGTH, Example, ExampleBuilder, next_target_length, serialize
-from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
+from electra.data.sources import (
+    LONG_LINE_CHARS,
+    PIECE_CHARS,
+    ReadStats,
+    Source,
+    iter_documents,
+    resolve_sources,
+    source_fingerprint,
+    total_bytes,
+)
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 
@@ -293,6 +302,7 @@ def build_or_reuse(
             "num_documents": stats.documents,
             "num_holdout": num_holdout,
             "skipped_lines": stats.skipped_lines,
+            "long_lines": stats.long_lines,
             "token_dtype": writer.dtype.name,
             "vocab_size": tokenizer.vocab_size,
             "lowercase": tokenizer.lowercase,
@@ -452,6 +462,11 @@ def summary(meta: dict[str, Any], out: Path, reused: bool = False) -> str:
     ]
     if meta["skipped_lines"]:
         lines.append(f"  skipped {meta['skipped_lines']:,} lines that were not valid UTF-8")
+    if meta.get("long_lines"):
+        lines.append(
+            f"  cut {meta['long_lines']:,} line(s) of over {LONG_LINE_CHARS:,} characters (text without line breaks) "
+            f"into lines of at most {PIECE_CHARS} characters"
+        )
     if not reused:
         lines.append(
             f"  built in {meta['build_seconds']:.1f} s with {meta['workers']} worker(s) "

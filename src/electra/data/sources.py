@@ -74,6 +74,7 @@ class ReadStats:
     bytes_read: int = 0
     skipped_lines: int = 0
     documents: int = 0
+    long_lines: int = 0  # lines over LONG_LINE_CHARS, cut into pieces (text without line breaks)
     files: list[str] = field(default_factory=list)
 
 
@@ -186,9 +187,42 @@ def iter_documents(
         for doc in docs:
             if source.clean:
                 doc = [c for line in doc if (c := clean_line(line))]
+            if any(len(line) > LONG_LINE_CHARS for line in doc):
+                doc = cut_long_lines(doc, stats)
             if doc:
                 stats.documents += 1
                 yield doc
+
+
+LONG_LINE_CHARS = 1_000_000  # no paragraph is this long: a file (or field) without line breaks
+PIECE_CHARS = 500  # such a line becomes lines of at most this many characters (about 100 tokens of English)
+
+
+def cut_long_lines(doc: list[str], stats: ReadStats) -> list[str]:
+    """A line of over LONG_LINE_CHARS characters cut into lines of at most PIECE_CHARS, each ending at the last
+    space before the limit where there is one, and counted in `stats.long_lines`.
+
+    Lines are the example builder's sentences: a 50 MB line taken whole would be tokenized at once (gigabytes of
+    memory) and give one example of its first 128 tokens, the rest dropped (the official builder truncates a
+    sentence longer than an example). Cut, it gives the examples its text holds. Lines of normal length are left as
+    they are, so the official behaviour is unchanged for them."""
+    out: list[str] = []
+    for line in doc:
+        if len(line) <= LONG_LINE_CHARS:
+            out.append(line)
+            continue
+        stats.long_lines += 1
+        start = 0
+        while start < len(line):
+            end = min(start + PIECE_CHARS, len(line))
+            if end < len(line):
+                space = line.rfind(" ", start + 1, end + 1)
+                end = space if space > start else end
+            piece = line[start:end].strip()
+            if piece:
+                out.append(piece)
+            start = end
+    return out
 
 
 def _raw_lines(source: Source, stats: ReadStats, skip_bad_lines: bool) -> Iterator[str]:
