@@ -465,3 +465,49 @@ def test_an_unreadable_index_is_reported_before_training_resumes(data_dir, tmp_p
     assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint index" in err and "is not valid JSON" in err
+
+
+def _limited(limit_bytes: int):
+    """For subprocess.run(preexec_fn=...): files may not grow past `limit_bytes`, and a write that would makes the
+    write fail (EFBIG, "File too large") instead of killing the process -- a disk that fills up under the run."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_disk_that_fills_up_midway_is_one_line_and_leaves_existing_outputs_intact(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "hf")]) == 0
+    capsys.readouterr()
+    before = {"run": _tree(run), "hf": _tree(tmp_path / "hf"), "data": _tree(data_dir)}
+    env = subprocess_env()
+    electra = [sys.executable, "-m", "electra"]
+    commands = {
+        # a fresh export over the old one: the weights no longer fit
+        "hf": [*electra, "export", str(run), "--out", str(tmp_path / "hf"), "--force"],
+        # a second run whose first checkpoint does not fit (the run directory is new: nothing to keep)
+        "run": [*electra, "pretrain", *TINY, "--data", str(data_dir), "--out", str(tmp_path / "run2")]
+        + ["--max-steps", "3", "--eval-every", "0", "--probe", "none"],
+        # the dataset rebuilt over itself
+        "data": [*electra, "prepare", "--corpus", str(data_dir.parent / "corpus.txt")]
+        + ["--vocab", str(data_dir.parent / "vocab.txt")]
+        + ["--max-length", "32", "--out", str(tmp_path / "data2"), "--quiet"],
+    }
+    for name, argv in commands.items():
+        limit = 4_000 if name == "data" else 16_000  # the dataset's token file is 11 kB, a checkpoint's weights more
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, preexec_fn=_limited(limit))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (name, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr and lines[-1].startswith(f"electra {argv[3]}: error: {tmp_path}")
+        assert "File too large" in lines[-1] or "is the disk full?" in lines[-1]  # numpy's short write has no errno
+    assert _tree(run) == before["run"] and _tree(tmp_path / "hf") == before["hf"] and _tree(data_dir) == before["data"]
+    assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob(".*"))  # no temporary leftovers

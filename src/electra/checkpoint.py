@@ -201,18 +201,18 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
     try:
-        save_model(model, str(tmp / MODEL))
-        io.fault_point("checkpoint.model_written")
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}, tmp / OPTIMIZER
-        )
-        torch.save(_rng_state(), tmp / RNG_STATE)
-        loader_state = trainer_state.get("loader")
-        try:
-            json.dumps(loader_state)
-        except TypeError:  # not JSON-able: keep it in a tensor file beside the JSON
-            torch.save(loader_state, tmp / "loader_state.pt")
-            trainer_state = {**trainer_state, "loader": "loader_state.pt"}
+        with io.library_writes(root / name):
+            save_model(model, str(tmp / MODEL))
+            io.fault_point("checkpoint.model_written")
+            optimizer_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}
+            torch.save(optimizer_state, tmp / OPTIMIZER)
+            torch.save(_rng_state(), tmp / RNG_STATE)
+            loader_state = trainer_state.get("loader")
+            try:
+                json.dumps(loader_state)
+            except TypeError:  # not JSON-able: keep it in a tensor file beside the JSON
+                torch.save(loader_state, tmp / "loader_state.pt")
+                trainer_state = {**trainer_state, "loader": "loader_state.pt"}
         io.write_json(tmp / TRAINER_STATE, trainer_state)
         io.write_json(tmp / CONFIG, {**config, "format": CHECKPOINT_FORMAT})
         tokenizer.save(tmp / TOKENIZER)

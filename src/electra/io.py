@@ -9,9 +9,11 @@ only one process writes an output directory at a time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -63,6 +65,45 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def library_writes(path: str | os.PathLike) -> Iterator[None]:
+    """Failed writes of the libraries that write files themselves (safetensors, `torch.save`, transformers'
+    `save_pretrained`, numpy's `tofile`) raised as the `OSError` they are, naming `path`, so that a full disk is one
+    line like any other environment fault. safetensors reports `I/O error: ... (os error N)`, torch `file write
+    failed`, numpy an OSError without an errno."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno is None:  # numpy's short write: "N requested and M written"
+            raise OSError(errno.EIO, f"writing failed, {err} bytes (is the disk full?)", str(path)) from err
+        if err.filename is None:
+            err.filename = str(path)
+        raise
+    except Exception as err:
+        text = str(err)
+        code = re.search(r"os error (\d+)", text)
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
+        if "file write failed" in text or "failed writing file" in text:
+            raise OSError(errno.EIO, "writing failed (is the disk full?)", str(path)) from err
+        raise
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, Any]) -> None:
+    """`safetensors` file of `tensors` (moved to the CPU, made contiguous), written beside `path` and renamed."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with library_writes(path):
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -132,7 +173,8 @@ def write_dir(
     os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700
     old = None
     try:
-        write(tmp)
+        with library_writes(out):
+            write(tmp)
         for f in tmp.rglob("*"):  # some writers create 0600 files; an output is meant to be shared
             if f.is_file():
                 os.chmod(f, 0o666 & ~mask)

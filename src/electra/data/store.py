@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
+from electra.io import library_writes
 
 FORMAT = "electra-pretraining-examples"
 FORMAT_VERSION = 1
@@ -117,9 +118,10 @@ class ExampleWriter:
         np.zeros(1, OFFSET_DTYPE).tofile(self.offsets)
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray, segment_a: np.ndarray) -> None:
-        tokens.astype(self.dtype, copy=False).tofile(self.tokens)
-        (self.num_tokens + np.cumsum(lengths, dtype=OFFSET_DTYPE)).tofile(self.offsets)
-        segment_a.astype(SEGMENT_A_DTYPE, copy=False).tofile(self.segment_a)
+        with library_writes(self.dir):
+            tokens.astype(self.dtype, copy=False).tofile(self.tokens)
+            (self.num_tokens + np.cumsum(lengths, dtype=OFFSET_DTYPE)).tofile(self.offsets)
+            segment_a.astype(SEGMENT_A_DTYPE, copy=False).tofile(self.segment_a)
         self.num_examples += len(lengths)
         self.num_tokens += int(lengths.sum())
         self.length_counts += np.bincount(lengths, minlength=len(self.length_counts))

@@ -264,11 +264,7 @@ def save_run(
         if data.task.files is not None and split in data.tests:  # your own data: the predictions beside the ids
             write_prediction_csv(d / f"predictions_{split}.csv", data.task, feats.index, outputs[split])
     if model is not None:
-        from safetensors.torch import save_file
-
-        tmp = d / ".model.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(d / "model.safetensors")
+        io.write_safetensors(d / "model.safetensors", model.state_dict())
     cap = config["finetune"]["max_train_examples"]
     dev = data.evals.get("dev")
     write_json(

@@ -384,9 +384,5 @@ def _sweep(
 
 def save_weights(model: QuestionAnswerer, tok: WordPiece, directory: Path) -> None:
     """model.safetensors (written beside and renamed) and the tokenizer (tokenizer/), for `export_qa_run`."""
-    from safetensors.torch import save_file
-
-    tmp = directory / ".model.safetensors.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(directory / "model.safetensors")
+    io.write_safetensors(directory / "model.safetensors", model.state_dict())
     tok.save(directory / "tokenizer")

@@ -221,11 +221,7 @@ def save_run(
         if name in data.splits:
             io.write_text(d / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds[name], fallback))
     if model is not None:
-        from safetensors.torch import save_file
-
-        tmp = d / ".model.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(d / "model.safetensors")
+        io.write_safetensors(d / "model.safetensors", model.state_dict())
         tokenizer.save(d / "tokenizer")
     record = {
         "task": "tagging",
