@@ -237,6 +237,8 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert "51.00 against 51.80 for always predicting the majority class" in text  # (51 + 51) / 2, (52.7 + 50.9) / 2
     assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text
     assert "51.00 against 63.50 (-12.50)" in text
+    # the GLUE chart draws each task's majority-class score as its floor
+    assert report["glue"][0]["majority"] == {"rte": 52.7, "sst2": 50.9} and report["glue"][1]["majority"] == {}
 
 
 def test_a_glue_average_close_to_random_weights_is_reported_as_level():

@@ -150,6 +150,13 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
                     xytext=(0, 2),
                     textcoords="offset points",
                 )
+    labelled = False
+    for j, t in enumerate(columns):  # the floor each task's bars must clear: the majority class
+        floor = next((g["majority"][t] for g in report["glue"] if t in g.get("majority", {})), None)
+        if floor is not None:
+            label = None if labelled else "majority class (always the most frequent train label)"
+            ax.hlines(floor, x[j] - 0.45, x[j] + 0.45, colors="black", linestyles="dashed", lw=1, label=label)
+            labelled = True
     ax.set_xticks(x, [f"{TASKS[t].display}\n({TASKS[t].score})" for t in columns])
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel(f"dev score ({report['stat']} over runs; error bar: std)")

@@ -233,6 +233,8 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                 "scores": {t: task_score(s, t, stat) for t in s.per_task},
                 "std": {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()},
                 "runs": {t: v["n_runs"] for t, v in s.per_task.items()},
+                # the score of always predicting the train set's majority class (mean score for STS-B)
+                "majority": {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")},
                 "metrics": {t: v["metrics"] for t, v in s.per_task.items()},
                 "own": {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()},
             }
