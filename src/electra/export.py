@@ -23,7 +23,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,6 +32,11 @@ from electra.errors import ElectraError
 from electra.hf import copy_state, hf_class, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
+
+if TYPE_CHECKING:
+    from electra.config import PretrainConfig
+    from electra.glue.model import SequenceClassifier
+    from electra.glue.tasks import Task
 
 VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
 GLUE_HEAD = "classifier.safetensors"
@@ -137,7 +142,7 @@ def export_run(
     return record
 
 
-def _load_run(run_dir, checkpoint):
+def _load_run(run_dir: str | os.PathLike, checkpoint: str | int) -> tuple[nn.Module, PretrainConfig, WordPiece]:
     from electra.checkpoint import load_run
 
     return load_run(run_dir, checkpoint)
@@ -181,7 +186,9 @@ def _glue_tokenizer(run: Path, config: dict[str, Any], tokenizer: str | None) ->
     return tok
 
 
-def load_glue_run(run: str | os.PathLike, tokenizer: str | None = None):
+def load_glue_run(
+    run: str | os.PathLike, tokenizer: str | None = None
+) -> tuple[SequenceClassifier, Task, dict[str, Any], WordPiece]:
     """(SequenceClassifier in eval mode, the task, the run's config, its tokenizer) from a `--save-model` run."""
     from safetensors.torch import load_file
 

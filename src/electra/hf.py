@@ -10,14 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from torch import nn
 
 from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.model import Discriminator, ElectraModel, Generator
+
+if TYPE_CHECKING:
+    from transformers import ElectraConfig, PretrainedConfig
+
+    from electra.tokenizer import WordPiece
 
 Kind = Literal["discriminator", "generator", "encoder"]
 HeadKind = Literal["sequence_classification", "token_classification", "question_answering"]
@@ -40,7 +46,7 @@ _HF_FIELDS = (
 
 
 @contextlib.contextmanager
-def quiet_transformers():
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' progress bars and warnings (our CLI prints its own, one-line errors)."""
     from transformers.utils import logging
 
@@ -55,14 +61,14 @@ def quiet_transformers():
             logging.enable_progress_bar()
 
 
-def hf_config(cfg: ModelConfig, **extra):
+def hf_config(cfg: ModelConfig, **extra) -> ElectraConfig:
     """The `transformers.ElectraConfig` describing `cfg` (exact GELU, as the official code)."""
     from transformers import ElectraConfig
 
     return ElectraConfig(**{f: getattr(cfg, f) for f in _HF_FIELDS}, hidden_act="gelu", **extra)
 
 
-def model_config_from_hf(hf_cfg) -> ModelConfig:
+def model_config_from_hf(hf_cfg: PretrainedConfig) -> ModelConfig:
     if getattr(hf_cfg, "model_type", None) != "electra":
         raise ElectraError(f"expected an ELECTRA model, got model_type {getattr(hf_cfg, 'model_type', None)!r}")
     if getattr(hf_cfg, "hidden_act", "gelu") != "gelu":
@@ -128,7 +134,9 @@ def from_hf(hf_model: nn.Module, kind: Kind) -> nn.Module:
     return ours.eval()
 
 
-def save_hf(module: Discriminator | Generator | ElectraModel, out_dir: str | os.PathLike, tokenizer=None) -> Path:
+def save_hf(
+    module: Discriminator | Generator | ElectraModel, out_dir: str | os.PathLike, tokenizer: WordPiece | None = None
+) -> Path:
     """`save_pretrained` of the equivalent transformers model (safetensors) plus the tokenizer files."""
     out_dir = Path(out_dir)
     with quiet_transformers():

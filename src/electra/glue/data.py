@@ -13,12 +13,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from electra.errors import ElectraError
 from electra.glue.tasks import HUB_DATASET, Split, Task
+
+if TYPE_CHECKING:
+    from electra.tokenizer import WordPiece
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # some GLUE sentences are long; the default limit is 128 KiB
 
@@ -200,7 +204,7 @@ def truncate_pair(a: list[int], b: list[int], max_tokens: int) -> tuple[list[int
 
 
 def encode_texts(
-    tokenizer, texts_a: Sequence[str], texts_b: Sequence[str | None], max_length: int = 128
+    tokenizer: WordPiece, texts_a: Sequence[str], texts_b: Sequence[str | None], max_length: int = 128
 ) -> tuple[list[list[int]], list[list[int]]]:
     """(input ids, segment ids) of `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` where b is a non-empty text (the
     official `if example.text_b:`: an empty second text is one segment), truncated to `max_length` (pairs by
@@ -223,7 +227,7 @@ def encode_texts(
     return ids, types
 
 
-def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: int = 128) -> Features:
+def featurize(task: Task, examples: Sequence[Example], tokenizer: WordPiece, max_length: int = 128) -> Features:
     """Token ids for `[CLS] a [SEP] b [SEP]` with segment ids 0…0 1…1, truncated to `max_length`."""
     texts_b = [e.text_b for e in examples] if task.text_b else [None] * len(examples)
     ids, types = encode_texts(tokenizer, [e.text_a for e in examples], texts_b, max_length)

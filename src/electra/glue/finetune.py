@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -30,12 +30,16 @@ from electra.errors import ConfigError, ElectraError
 from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
 from electra.glue.layer_decay import layer_lr_multipliers
 from electra.glue.metrics import compute_metrics, is_constant, majority_metrics
-from electra.glue.model import build_model, load_encoder, per_example_loss
+from electra.glue.model import SequenceClassifier, build_model, load_encoder, per_example_loss
 from electra.glue.own import task_record
 from electra.glue.results import run_dir, save_predictions, write_prediction_csv, write_results
 from electra.glue.tasks import Task, parse_tasks
 from electra.io import write_json
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
+
+if TYPE_CHECKING:
+    from electra.model import ElectraModel
+    from electra.tokenizer import WordPiece
 
 
 @dataclass
@@ -102,7 +106,7 @@ class TaskData:
     skipped_rows: int
 
 
-def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer, cfg: FinetuneConfig) -> TaskData | None:
+def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer: WordPiece, cfg: FinetuneConfig) -> TaskData | None:
     """Read and featurize a task's splits; None (with a notice) when its train or dev set is absent."""
     splits: dict[str, SplitData | None] = {}
     where = glue_dir if glue_dir is not None else "the hub"
@@ -133,13 +137,15 @@ def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer, cfg: Finetu
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
     enabled = precision == "bf16" and device.type == "cuda"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()
-def predict(model, features: Features, device: torch.device, cfg: FinetuneConfig, pad_id: int) -> np.ndarray:
+def predict(
+    model: SequenceClassifier, features: Features, device: torch.device, cfg: FinetuneConfig, pad_id: int
+) -> np.ndarray:
     """Model outputs (logits, or the regression value in units of y/5) for every row, in order."""
     model.eval()
     out = []
@@ -183,13 +189,13 @@ def finetune_optimizer(
 
 def finetune_run(
     data: TaskData,
-    encoder,
+    encoder: ElectraModel | None,
     model_cfg: ModelConfig,
     cfg: FinetuneConfig,
     seed: int,
     device: torch.device,
     pad_id: int,
-    progress=None,
+    progress: tqdm | None = None,
     epoch_losses: list[float] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
     """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
@@ -252,7 +258,7 @@ def save_run(
     outputs: dict[str, np.ndarray],
     metrics: dict[str, float],
     config: dict[str, Any],
-    model=None,
+    model: torch.nn.Module | None = None,
 ) -> None:
     """Predictions and config first, metrics.json last (it marks the run complete)."""
     d = run_dir(out, data.task, seed)

@@ -104,7 +104,7 @@ def resolve(cfg: FinetuneConfig, model: ModelConfig, max_length_given: bool) -> 
     )
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and device.type == "cuda")
 
 
@@ -118,7 +118,7 @@ def train(
     seed: int,
     device: torch.device,
     pad_id: int,
-    progress=None,
+    progress: tqdm | None = None,
 ) -> list[float]:
     """The official training loop over the features (a new shuffle each epoch); the mean loss of each epoch."""
     opt = finetune_optimizer(model, model.config.num_hidden_layers, cfg, device, head_prefixes=model.head_prefixes)

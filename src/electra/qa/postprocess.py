@@ -16,6 +16,7 @@ best non-null span's score. The answer is "" when the null odds exceed the thres
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +115,7 @@ def softmax(scores: list[float]) -> list[float]:
     return [x / total for x in exps]
 
 
-def _pairs(result: dict[str, np.ndarray], n_best_size: int):
+def _pairs(result: dict[str, np.ndarray], n_best_size: int) -> Iterator[tuple[int, int, float, float]]:
     """(start, end, start score, end score) candidates of one feature."""
     if "start_top_index" in result:  # joint prediction: the beam
         for i, s in enumerate(result["start_top_index"]):

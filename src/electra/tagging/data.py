@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from electra.errors import ElectraError
+
+if TYPE_CHECKING:
+    from electra.tokenizer import WordPiece
 
 IGNORE = -100  # label of positions without a loss: [CLS], [SEP], non-first word pieces, padding
 TOKEN_TYPE = 1  # google-research/electra tagging_tasks.py: segment_ids = [1] * len(input_ids)
@@ -216,7 +221,9 @@ class TaggingFeatures:
         return sum(p < 0 for row in self.word_positions for p in row)
 
 
-def featurize(split: TaggingSplit, tokenizer, label2id: dict[str, int] | None, max_length: int) -> TaggingFeatures:
+def featurize(
+    split: TaggingSplit, tokenizer: WordPiece, label2id: dict[str, int] | None, max_length: int
+) -> TaggingFeatures:
     """`[CLS] pieces [SEP]` per sentence, labels on first pieces (tagging_tasks.py `featurize`)."""
     if max_length < 3:
         raise ElectraError(f"max_length must be at least 3 for tagging ([CLS] word [SEP]), got {max_length}")
@@ -241,7 +248,7 @@ def featurize(split: TaggingSplit, tokenizer, label2id: dict[str, int] | None, m
     return out
 
 
-def collate(features: TaggingFeatures, rows, pad_id: int) -> dict[str, torch.Tensor]:
+def collate(features: TaggingFeatures, rows: Iterable[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors for `rows`: input_ids, attention_mask, token_type_ids (TOKEN_TYPE), labels."""
     rows = list(rows)
     width = max(len(features.input_ids[r]) for r in rows)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,11 @@ from electra.errors import ElectraError
 from electra.io import write_dir, write_json
 from electra.tagging.data import TOKEN_TYPE
 from electra.tagging.model import TokenTagger
+
+if TYPE_CHECKING:
+    from transformers import ElectraForTokenClassification
+
+    from electra.tokenizer import WordPiece
 
 VERIFY_TOLERANCE = 1e-4
 
@@ -41,7 +46,7 @@ def _read(path: Path, what: str) -> dict[str, Any]:
         raise ElectraError(f"tagging run: cannot read its {what} {path} ({err})") from None
 
 
-def load_tagging_run(run: str | os.PathLike):
+def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any], WordPiece]:
     """(TokenTagger in eval mode, the run's config, its tokenizer) from a run finetuned with save_model=True."""
     from safetensors.torch import load_file
 
@@ -76,7 +81,7 @@ def load_tagging_run(run: str | os.PathLike):
     return model.eval(), config, tok
 
 
-def to_hf_tagger(model: TokenTagger, labels: list[str], token_type: int = TOKEN_TYPE):
+def to_hf_tagger(model: TokenTagger, labels: list[str], token_type: int = TOKEN_TYPE) -> ElectraForTokenClassification:
     """transformers' ElectraForTokenClassification computing `model`'s logits for token type `token_type` when
     given token type 0."""
     from transformers import ElectraForTokenClassification

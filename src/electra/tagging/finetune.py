@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -43,6 +43,10 @@ from electra.tagging.data import (
     subsample,
 )
 from electra.tagging.model import TokenTagger, build_tagger, tagging_loss, tagging_metrics
+
+if TYPE_CHECKING:
+    from electra.model import ElectraModel
+    from electra.tokenizer import WordPiece
 
 TAGGING_DEFAULTS = {"max_length": 256, "head_dropout": 0.0, "epochs": 3}
 SUBDIR = "tagging"
@@ -104,7 +108,7 @@ def read_data(
     return TaggingData(labels, span_scheme(labels), splits, {}, n_available, token_column, tag_column)
 
 
-def featurize_data(data: TaggingData, tokenizer, max_length: int) -> TaggingData:
+def featurize_data(data: TaggingData, tokenizer: WordPiece, max_length: int) -> TaggingData:
     data.features = {k: featurize(s, tokenizer, data.label2id, max_length) for k, s in data.splits.items()}
     return data
 
@@ -112,19 +116,19 @@ def featurize_data(data: TaggingData, tokenizer, max_length: int) -> TaggingData
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and device.type == "cuda")
 
 
 def train_tagger(
     data: TaggingData,
-    encoder,
+    encoder: ElectraModel | None,
     model_cfg: ModelConfig,
     cfg: FinetuneConfig,
     seed: int,
     device: torch.device,
     pad_id: int,
-    progress=None,
+    progress: tqdm | None = None,
     epoch_losses: list[float] | None = None,
 ) -> TokenTagger:
     """Train one seed (a new shuffle every epoch); `epoch_losses` receives each epoch's mean loss per word."""
@@ -165,7 +169,12 @@ def train_tagger(
 
 @torch.no_grad()
 def predict_tags(
-    model: TokenTagger, feats: TaggingFeatures, labels: list[str], device: torch.device, cfg, pad_id: int
+    model: TokenTagger,
+    feats: TaggingFeatures,
+    labels: list[str],
+    device: torch.device,
+    cfg: FinetuneConfig,
+    pad_id: int,
 ) -> list[list[str]]:
     """Per sentence, the predicted tag of every word that has a position (argmax at its first piece); words cut
     by truncation are left out, so a list may be shorter than its sentence."""
@@ -211,7 +220,14 @@ def evaluate(data: TaggingData, preds: dict[str, list[list[str]]]) -> dict[str, 
 
 
 def save_run(
-    d: Path, data: TaggingData, seed: int, preds, metrics, config: dict[str, Any], model=None, tokenizer=None
+    d: Path,
+    data: TaggingData,
+    seed: int,
+    preds: dict[str, list[list[str]]],
+    metrics: dict[str, float],
+    config: dict[str, Any],
+    model: TokenTagger | None = None,
+    tokenizer: WordPiece | None = None,
 ) -> dict[str, Any]:
     """config.json, predictions, weights; metrics.json last (it marks the run complete)."""
     d.mkdir(parents=True, exist_ok=True)
