@@ -79,6 +79,12 @@ class FinetuneConfig:
 
     def resolve(self, model: ModelConfig, task: Task) -> FinetuneConfig:
         """A copy with every size- and task-dependent default filled in."""
+        return self.with_defaults(model, task.epochs)
+
+    def with_defaults(self, model: ModelConfig, epochs: int) -> FinetuneConfig:
+        """A copy with the size-dependent defaults filled in (paper Table 7: the learning rate by hidden size,
+        layer-wise decay 0.9 for 24 layers, else 0.8) and `epochs` unless set: for GLUE the task's, for tagging and
+        SQuAD theirs."""
         lr = self.learning_rate
         if lr is None:
             lr = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
@@ -89,7 +95,7 @@ class FinetuneConfig:
             self,
             learning_rate=lr,
             layerwise_lr_decay=decay,
-            epochs=self.epochs if self.epochs is not None else task.epochs,
+            epochs=self.epochs if self.epochs is not None else epochs,
         )
 
 
@@ -137,7 +143,7 @@ def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer: WordPiece, 
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
+def autocast(device: torch.device, precision: str) -> torch.autocast:
     enabled = precision == "bf16" and device.type == "cuda"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -152,7 +158,7 @@ def predict(
     for start in range(0, len(features), cfg.eval_batch_size):
         rows = range(start, min(start + cfg.eval_batch_size, len(features)))
         b = collate(features, rows, pad_id)
-        with _autocast(device, cfg.precision):
+        with autocast(device, cfg.precision):
             y = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
         out.append(y.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.num_outputs), np.float32)
@@ -218,7 +224,7 @@ def finetune_run(
             rows = order[start : start + cfg.batch_size]  # the last batch is short: as padding with zero-loss rows
             set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
             b = {k: v.to(device) for k, v in collate(data.train, rows, pad_id).items()}
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 outputs = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
             losses = per_example_loss(outputs, b["labels"], task.kind)
             loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()

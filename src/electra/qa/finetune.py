@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, finetune_optimizer
+from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer
 from electra.io import write_json
 from electra.optim import lr_factor, set_group_lrs
 from electra.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
@@ -88,24 +88,9 @@ def null_threshold(qa: QAOptions, head: Head) -> float:
 
 
 def resolve(cfg: FinetuneConfig, model: ModelConfig, max_length_given: bool) -> FinetuneConfig:
-    """Size-dependent defaults (as `FinetuneConfig.resolve`) and the QA ones: 2 epochs, length 512."""
-    lr = cfg.learning_rate
-    if lr is None:
-        lr = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
-    decay = cfg.layerwise_lr_decay
-    if decay is None:
-        decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
-    return dataclasses.replace(
-        cfg,
-        learning_rate=lr,
-        layerwise_lr_decay=decay,
-        epochs=cfg.epochs if cfg.epochs is not None else QA_EPOCHS,
-        max_length=cfg.max_length if max_length_given else QA_MAX_LENGTH,
-    )
-
-
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and device.type == "cuda")
+    """Size-dependent defaults (`FinetuneConfig.with_defaults`) and the QA ones: 2 epochs, length 512."""
+    cfg = cfg.with_defaults(model, QA_EPOCHS)
+    return dataclasses.replace(cfg, max_length=cfg.max_length if max_length_given else QA_MAX_LENGTH)
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -136,7 +121,7 @@ def train(
         for start in range(0, n, cfg.batch_size):
             set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
             b = {k: v.to(device) for k, v in collate(features, order[start : start + cfg.batch_size], pad_id).items()}
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["start_positions"])
             losses = model.loss(out, b["start_positions"], b["end_positions"], b["is_impossible"])
             loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
@@ -265,8 +250,7 @@ def finetune_squad(
     if max_train_examples is not None:
         recipe["max_train_examples"] = max_train_examples
     cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
-    if "head" in {f.name for f in dataclasses.fields(FinetuneConfig)}:
-        cfg = dataclasses.replace(cfg, head=head)
+    cfg = dataclasses.replace(cfg, head=head)
     _check_sources(train, dev)
     out = Path(out)
     seeds = list(range(seed, seed + runs))

@@ -13,7 +13,6 @@ defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import sys
@@ -28,7 +27,7 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, finetune_optimizer, train_steps
+from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, train_steps
 from electra.optim import lr_factor, set_group_lrs
 from electra.tagging.data import (
     TOKEN_TYPE,
@@ -57,15 +56,8 @@ def run_dir(out: str | Path, seed: int) -> Path:
 
 
 def resolve(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
-    """A copy with the size-dependent defaults filled in, as for GLUE (configure_finetuning.py): learning rate
-    3e-4 for hidden <= 256, 1e-4 for <= 768, else 5e-5; layer-wise decay 0.9 for 24+ layers, else 0.8; 3 epochs."""
-    h = model_cfg.hidden_size
-    lr = cfg.learning_rate if cfg.learning_rate is not None else 3e-4 if h <= 256 else 1e-4 if h <= 768 else 5e-5
-    decay = cfg.layerwise_lr_decay
-    if decay is None:
-        decay = 0.9 if model_cfg.num_hidden_layers >= 24 else 0.8
-    epochs = cfg.epochs if cfg.epochs is not None else TAGGING_DEFAULTS["epochs"]
-    return dataclasses.replace(cfg, learning_rate=lr, layerwise_lr_decay=decay, epochs=epochs)
+    """A copy with the size-dependent defaults filled in as for GLUE (`FinetuneConfig.with_defaults`), 3 epochs."""
+    return cfg.with_defaults(model_cfg, TAGGING_DEFAULTS["epochs"])
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -116,10 +108,6 @@ def featurize_data(data: TaggingData, tokenizer: WordPiece, max_length: int) -> 
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16" and device.type == "cuda")
-
-
 def train_tagger(
     data: TaggingData,
     encoder: ElectraModel | None,
@@ -149,7 +137,7 @@ def train_tagger(
             rows = order[start : start + cfg.batch_size]
             set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
             b = {k: v.to(device) for k, v in collate(feats, rows, pad_id).items()}
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 logits = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
             loss, n_words = tagging_loss(logits, b["labels"], cfg.loss_reduction)
             opt.zero_grad(set_to_none=True)
@@ -183,7 +171,7 @@ def predict_tags(
     for start in range(0, len(feats), cfg.eval_batch_size):
         rows = range(start, min(start + cfg.eval_batch_size, len(feats)))
         b = collate(feats, rows, pad_id)
-        with _autocast(device, cfg.precision):
+        with autocast(device, cfg.precision):
             logits = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
         best = logits.argmax(-1).cpu()
         for i, r in enumerate(rows):
