@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -193,6 +194,55 @@ def finetune_optimizer(
     )
 
 
+def reduce_losses(losses: torch.Tensor, cfg: FinetuneConfig) -> torch.Tensor:
+    """The batch loss from per-example losses: their sum (official) or mean (`loss_reduction`)."""
+    return losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
+
+
+def fit(
+    model: torch.nn.Module,
+    opt: AdamW,
+    n: int,
+    cfg: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    step_losses: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, int]],
+    progress: tqdm | None = None,
+    describe: dict[str, str] | None = None,
+) -> list[float]:
+    """The finetuning loop of every task: `cfg.epochs` passes over `n` training rows in a new seeded order each
+    epoch, batches of `cfg.batch_size` (the last one short: as the official padding rows with zero loss), the
+    recipe's warm-up and decay, clipping, one optimizer step per batch. `step_losses(rows)` returns the loss to
+    minimise, its summed per-row value and the number of rows (or words) it covers; returns each epoch's mean."""
+    total = train_steps(n, cfg)
+    warmup = cfg.warmup_proportion * total
+    shuffle = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
+    step = 0
+    epoch_losses = []
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=shuffle).tolist()  # a new order every epoch
+        loss_sum, count = torch.zeros((), device=device), 0
+        for start in range(0, n, cfg.batch_size):
+            set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
+            loss, summed, k = step_losses(order[start : start + cfg.batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            loss_sum += summed
+            count += k
+            step += 1
+            if progress is not None:
+                progress.update(1)
+                if describe is not None and step % 20 == 1:  # (reading the loss waits for the GPU: not every step)
+                    progress.set_postfix(**describe, seed=seed, loss=f"{summed.item() / max(k, 1):.3f}", refresh=False)
+        epoch_losses.append(loss_sum.item() / max(count, 1))
+    return epoch_losses
+
+
 def finetune_run(
     data: TaskData,
     encoder: ElectraModel | None,
@@ -210,39 +260,17 @@ def finetune_run(
     model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed, head=cfg.head)
     model = model.to(device)
     opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device)
-    n = len(data.train)
-    total = train_steps(n, cfg)
-    warmup = cfg.warmup_proportion * total
-    shuffle = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
-    step = 0
-    model.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=shuffle).tolist()  # a new order every epoch
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]  # the last batch is short: as padding with zero-loss rows
-            set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
-            b = {k: v.to(device) for k, v in collate(data.train, rows, pad_id).items()}
-            with autocast(device, cfg.precision):
-                outputs = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            losses = per_example_loss(outputs, b["labels"], task.kind)
-            loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss_sum += losses.detach().sum()
-            step += 1
-            if progress is not None:
-                progress.update(1)
-                if step % 20 == 1:  # (reading the loss waits for the GPU: not every step)
-                    progress.set_postfix(
-                        task=task.display, seed=seed, loss=f"{losses.mean().item():.3f}", refresh=False
-                    )
-        if epoch_losses is not None:
-            epoch_losses.append(loss_sum.item() / max(n, 1))
+
+    def step_losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        b = {k: v.to(device) for k, v in collate(data.train, rows, pad_id).items()}
+        with autocast(device, cfg.precision):
+            outputs = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        losses = per_example_loss(outputs, b["labels"], task.kind)
+        return reduce_losses(losses, cfg), losses.detach().sum(), len(rows)
+
+    losses = fit(model, opt, len(data.train), cfg, seed, device, step_losses, progress, {"task": task.display})
+    if epoch_losses is not None:
+        epoch_losses.extend(losses)
     outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
     return model, outputs
 

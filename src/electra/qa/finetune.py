@@ -19,7 +19,6 @@ beam 20, and the SQuAD 2.0 no-answer threshold -2.75 on the null odds.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import sys
 import time
@@ -34,9 +33,8 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer
+from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.io import write_json
-from electra.optim import lr_factor, set_group_lrs
 from electra.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.qa.evaluate import squad_metrics
 from electra.qa.model import Head, HeadOptions, QuestionAnswerer, build_qa_model
@@ -107,35 +105,15 @@ def train(
 ) -> list[float]:
     """The official training loop over the features (a new shuffle each epoch); the mean loss of each epoch."""
     opt = finetune_optimizer(model, model.config.num_hidden_layers, cfg, device, head_prefixes=model.head_prefixes)
-    n = len(features)
-    total = math.ceil(n / cfg.batch_size) * cfg.epochs
-    warmup = cfg.warmup_proportion * total
-    shuffle = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
-    step = 0
-    epoch_losses = []
-    model.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=shuffle).tolist()
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, cfg.batch_size):
-            set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
-            b = {k: v.to(device) for k, v in collate(features, order[start : start + cfg.batch_size], pad_id).items()}
-            with autocast(device, cfg.precision):
-                out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["start_positions"])
-            losses = model.loss(out, b["start_positions"], b["end_positions"], b["is_impossible"])
-            loss = losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss_sum += losses.detach().sum()
-            step += 1
-            if progress is not None:
-                progress.update(1)
-        epoch_losses.append(loss_sum.item() / max(n, 1))
-    return epoch_losses
+
+    def step_losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        b = {k: v.to(device) for k, v in collate(features, rows, pad_id).items()}
+        with autocast(device, cfg.precision):
+            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["start_positions"])
+        losses = model.loss(out, b["start_positions"], b["end_positions"], b["is_impossible"])
+        return reduce_losses(losses, cfg), losses.detach().sum(), len(rows)
+
+    return fit(model, opt, len(features), cfg, seed, device, step_losses, progress)
 
 
 @torch.no_grad()
@@ -314,7 +292,7 @@ def _sweep(
     feats = dict(max_length=cfg.max_length, max_query_length=qa.max_query_length, doc_stride=qa.doc_stride)
     train_features = featurize(train_data.examples, tok, training=True, **feats)
     dev_features = featurize(dev_data.examples, tok, training=False, **feats)
-    steps = math.ceil(len(train_features) / cfg.batch_size) * cfg.epochs
+    steps = train_steps(len(train_features), cfg)
     with tqdm(total=steps * len(seeds), desc="squad", unit="step", disable=quiet, file=sys.stderr) as bar:
         for s in seeds:
             started = time.time()

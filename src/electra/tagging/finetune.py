@@ -27,8 +27,7 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, train_steps
-from electra.optim import lr_factor, set_group_lrs
+from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
 from electra.tagging.data import (
     TOKEN_TYPE,
     TaggingFeatures,
@@ -123,35 +122,17 @@ def train_tagger(
     model = build_tagger(encoder, model_cfg, len(data.labels), cfg.head_dropout, init_seed=seed).to(device)
     opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device, head_prefixes=("classifier.",))
     feats = data.features["train"]
-    n = len(feats)
-    total = train_steps(n, cfg)
-    warmup = cfg.warmup_proportion * total
-    shuffle = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
-    step = 0
-    model.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=shuffle).tolist()
-        loss_sum, words = torch.zeros((), device=device), 0
-        for start in range(0, n, cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
-            set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))
-            b = {k: v.to(device) for k, v in collate(feats, rows, pad_id).items()}
-            with autocast(device, cfg.precision):
-                logits = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            loss, n_words = tagging_loss(logits, b["labels"], cfg.loss_reduction)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss_sum += loss.detach() * (1 if cfg.loss_reduction == "sum" else n_words)
-            words += n_words
-            step += 1
-            if progress is not None:
-                progress.update(1)
-        if epoch_losses is not None:
-            epoch_losses.append(loss_sum.item() / max(words, 1))
+
+    def step_losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        b = {k: v.to(device) for k, v in collate(feats, rows, pad_id).items()}
+        with autocast(device, cfg.precision):
+            logits = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        loss, n_words = tagging_loss(logits, b["labels"], cfg.loss_reduction)
+        return loss, loss.detach() * (1 if cfg.loss_reduction == "sum" else n_words), n_words
+
+    losses = fit(model, opt, len(feats), cfg, seed, device, step_losses, progress)
+    if epoch_losses is not None:
+        epoch_losses.extend(losses)
     return model
 
 
