@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from electra.errors import ElectraError
-from electra.hf import copy_state, hf_class, quiet_transformers, to_hf
+from electra.hf import copy_state, hf_class, load_weights, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
 
@@ -190,7 +190,6 @@ def load_glue_run(
     run: str | os.PathLike, tokenizer: str | None = None
 ) -> tuple[SequenceClassifier, Task, dict[str, Any], WordPiece]:
     """(SequenceClassifier in eval mode, the task, the run's config, its tokenizer) from a `--save-model` run."""
-    from safetensors.torch import load_file
 
     from electra.config import ModelConfig, from_dict
     from electra.glue.model import SequenceClassifier
@@ -213,15 +212,7 @@ def load_glue_run(
     model = SequenceClassifier(
         model_cfg, task.num_outputs, recipe.get("head_dropout", 0.1), recipe.get("head", "official")
     )
-    try:
-        state = load_file(str(weights))
-    except Exception as err:
-        raise ElectraError(f"cannot read {weights}: {err}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ElectraError(
-            f"{weights} does not match a {task.display} classifier (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    load_weights(model, weights, f"a {task.display} classifier")
     return model.eval(), task, config, _glue_tokenizer(run, config, tokenizer)
 
 

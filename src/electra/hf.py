@@ -191,3 +191,18 @@ def load_hf(source: str | os.PathLike, kind: Kind = "discriminator") -> nn.Modul
             f"{'...' if len(missing) > 3 else ''}"
         )
     return from_hf(hf, kind)
+
+
+def load_weights(model: nn.Module, weights: Path, what: str) -> nn.Module:
+    """`model` with the tensors of the safetensors file `weights` (a finetuned run's), every key matched: a file
+    that cannot be read or does not fit is one line naming it and `what` it should have been."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights))
+    except Exception as err:
+        raise ElectraError(f"cannot read {weights}: {err}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ElectraError(f"{weights} does not match {what} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model

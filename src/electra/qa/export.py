@@ -21,7 +21,7 @@ import torch
 
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.hf import copy_state, hf_config, quiet_transformers, to_hf
+from electra.hf import copy_state, hf_config, load_weights, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.qa.model import HeadOptions, QuestionAnswerer
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -32,7 +32,6 @@ VERIFY_TOLERANCE = 1e-4
 
 def load_qa_run(run: str | os.PathLike) -> tuple[QuestionAnswerer, dict[str, Any], WordPiece]:
     """(the finetuned model in eval mode, the run's config.json, its tokenizer) from a `save_model` run."""
-    from safetensors.torch import load_file
 
     run = Path(run)
     try:
@@ -49,15 +48,7 @@ def load_qa_run(run: str | os.PathLike) -> tuple[QuestionAnswerer, dict[str, Any
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     options = HeadOptions(**{k: config["qa"][k] for k in HeadOptions.__dataclass_fields__})
     model = QuestionAnswerer(model_cfg, config["head"], options)
-    try:
-        state = load_file(str(weights))
-    except Exception as err:
-        raise ElectraError(f"cannot read {weights}: {err}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ElectraError(
-            f"{weights} does not match the run's model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    load_weights(model, weights, "the run's model")
     tok = load_tokenizer(run / "tokenizer", lowercase=config.get("tokenizer_lowercase"))
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"SQuAD run {run}: its tokenizer/ is not the one the run used")

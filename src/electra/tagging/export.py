@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from electra.errors import ElectraError
+from electra.hf import load_weights
 from electra.io import write_dir, write_json
 from electra.tagging.data import TOKEN_TYPE
 from electra.tagging.model import TokenTagger
@@ -48,7 +49,6 @@ def _read(path: Path, what: str) -> dict[str, Any]:
 
 def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any], WordPiece]:
     """(TokenTagger in eval mode, the run's config, its tokenizer) from a run finetuned with save_model=True."""
-    from safetensors.torch import load_file
 
     from electra.config import ModelConfig, from_dict
     from electra.tokenizer import load_tokenizer
@@ -66,15 +66,7 @@ def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any
         raise ElectraError(f"tagging run {run} has no model.safetensors: finetune with save_model=True")
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     model = TokenTagger(model_cfg, len(config["labels"]), config["finetune"].get("head_dropout", 0.0))
-    try:
-        state = load_file(str(weights))
-    except Exception as err:
-        raise ElectraError(f"cannot read {weights}: {err}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ElectraError(
-            f"{weights} does not match the run's tagger (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    load_weights(model, weights, "the run's tagger")
     tok = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else load_tokenizer(config["tokenizer"])
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"tagging run {run}: tokenizer {tok.source} is not the one the run used")
