@@ -176,7 +176,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 def _run_other_kind(
     args: argparse.Namespace, own: dict[str, Any], common: dict[str, Any], recipe: dict[str, Any]
 ) -> int:
-    """Tagging and SQuAD: their own training loops, the same recipe options."""
+    """Tagging and SQuAD: their own sweeps, the same recipe options."""
+    if args.shard != (0, 1):
+        raise ElectraError(f"--shard is for GLUE and your own data; --kind {args.kind} runs its seeds in one process")
     if args.kind == "tagging":
         from electra.tagging.finetune import finetune_tagging
 
