@@ -18,7 +18,8 @@ import dataclasses
 
 import torch
 
-from electra.glue.finetune import FinetuneConfig, evaluate, finetune_run, prepare_task
+from electra.finetuning import FinetuneConfig
+from electra.glue.finetune import evaluate, finetune_run, prepare_task
 from electra.glue.model import load_encoder
 from electra.glue.tasks import parse_tasks
 from electra.probe import random_encoder

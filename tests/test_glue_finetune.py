@@ -11,9 +11,10 @@ from glue_fixtures import VOCAB, write_glue, write_vocab
 from electra import io
 from electra.config import ModelConfig
 from electra.errors import ElectraError
+from electra.finetuning import FinetuneConfig, train_steps
 from electra.glue import finetune, submit
 from electra.glue.data import load_split
-from electra.glue.finetune import FinetuneConfig, sweep
+from electra.glue.finetune import sweep
 from electra.glue.metrics import compute_metrics
 from electra.glue.model import load_encoder
 from electra.glue.results import load_predictions
@@ -135,7 +136,7 @@ def test_first_step_has_zero_learning_rate(workdir):
     encoder, cfg, _ = load_encoder(str(workdir / "micro"))
     ft = FinetuneConfig(epochs=1, batch_size=64, max_length=32, head_dropout=0.0).resolve(cfg, task)
     data = finetune.prepare_task(task, workdir / "glue", tok, ft)
-    assert finetune.train_steps(len(data.train), ft) == 1
+    assert train_steps(len(data.train), ft) == 1
     model, outputs = finetune.finetune_run(data, encoder, cfg, ft, 3, torch.device("cpu"), tok.pad_id)
     fresh = finetune.build_model(encoder, cfg, 2, 0.0, init_seed=3)
     for (name, p), q in zip(model.named_parameters(), fresh.parameters(), strict=True):

@@ -140,7 +140,7 @@ def quickstart(
         )
         summary["glue"] = None
     else:
-        from electra.glue.finetune import FinetuneConfig
+        from electra.finetuning import FinetuneConfig
         from electra.glue.finetune import sweep as run_sweep
         from electra.glue.tasks import parse_tasks
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from electra.config import add_config_arguments, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, finetune
+from electra.finetuning import FinetuneConfig
+from electra.glue.finetune import finetune
 from electra.glue.own import KINDS as OWN_KINDS
 from electra.glue.own import finetune_own
 

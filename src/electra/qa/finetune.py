@@ -9,7 +9,7 @@
     OUT/squad11|squad20/results.json                  every complete run and the median of each metric
     OUT/results.json                                  the same, for the version finetuned last
 
-The recipe is the GLUE one (`electra.glue.finetune.FinetuneConfig`: Adam without bias correction, layer-wise decay,
+The recipe is the GLUE one (`electra.finetuning.FinetuneConfig`: Adam without bias correction, layer-wise decay,
 warm-up 10 %, clipping 1.0, batch 32, summed loss) with the QA defaults of google-research/electra
 configure_finetuning.py: 2 epochs, max_length 512, max_query_length 64, doc_stride 128, n_best_size 20,
 max_answer_length 30, the answerable classifier (weight 0.5, using the start distribution), joint prediction with
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.io import write_json
 from electra.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.qa.evaluate import squad_metrics

@@ -5,7 +5,7 @@ One run per seed in `OUT/tagging/run_<seed>/`: config.json (the recipe and the l
 whose metrics.json exists is complete and skipped when the sweep is started again. OUT/results.json holds every
 requested run's metrics and their medians.
 
-Recipe: GLUE's (`electra.glue.finetune.FinetuneConfig`, the official finetuning hyperparameters of
+Recipe: GLUE's (`electra.finetuning.FinetuneConfig`, the official finetuning hyperparameters of
 google-research/electra configure_finetuning.py: Adam without bias correction, layer-wise decay 0.8 / 0.9 for 24
 layers, lr 3e-4 / 1e-4 / 5e-5 by size, warm-up 10 %, batch 32, 3 epochs, clipping 1.0), with the official tagging
 defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on the head (tagging_tasks.py).
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.glue.finetune import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
+from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
 from electra.tagging.data import (
     TOKEN_TYPE,
     TaggingFeatures,
