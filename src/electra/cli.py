@@ -21,7 +21,7 @@ from electra.errors import ElectraError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("electra.data.prepare", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
+    "prepare": ("electra.data.command", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
     "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
     "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
