@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from electra import checkpoint as ckpt
-from electra import dist, io, rundir
+from electra import console, dist, io, rundir
 from electra.config import (
     PRESETS,
     ModelConfig,
@@ -39,10 +38,9 @@ from electra.config import (
     unknown_key_message,
 )
 from electra.errors import ElectraError
-from electra.flops import format_flops, train_flops_per_sequence
+from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds
-from electra.optim import peak_lr_factor
 from electra.probe import LiveProbe
 from electra.rundir import (
     RunOptions,
@@ -56,9 +54,7 @@ from electra.rundir import (
 )
 from electra.step import (
     MAX_MICRO_TOKENS,
-    BatchPlan,
     NonFiniteLoss,
-    Precision,
     StepResult,
     add_compile_argument,
     build_optimizer,
@@ -74,7 +70,7 @@ from electra.step import (
 )
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
+    pass
 
 # ---------------------------------------------------------------------------------------------- the run
 
@@ -106,7 +102,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         step = int(state["step"])
     run_config = ckpt.run_config(cfg, asdict(opts), data_info(loader, setup))
     run_config["environment"] = {"device": info.device.type, "cpu_threads": torch.get_num_threads()}
-    _note_thread_change(setup, info)
+    console.note_thread_change(setup, info)
     if info.is_main:
         rundir.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
@@ -122,8 +118,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
-    bar = _progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
-    _print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
+    bar = console.progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
+    console.print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
     live_probe = (
         LiveProbe.start(opts.probe, opts.glue_dir, cfg, setup.tokenizer, info.device)
         if info.is_main and eval_batches
@@ -192,7 +188,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                 interval_time, interval_steps, interval_tokens = 0.0, 0, 0
                 if log:
                     log.write(last)
-                _report(bar, last, step, cfg.max_steps)
+                console.report_step(bar, last, step, cfg.max_steps)
             if eval_step:
                 if info.is_main:
                     record = {
@@ -203,7 +199,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                     if live_probe is not None:
                         record.update(live_probe(model))
                     log.write(record)
-                    _say(
+                    console.say(
                         bar,
                         "eval  "
                         + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("split", "step"))
@@ -232,86 +228,6 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         if log:
             log.close()
     return last
-
-
-def _note_thread_change(setup: Setup, info: dist.DistInfo) -> None:
-    """On a CPU, a resumed run repeats the uninterrupted one bit for bit only with the same number of threads."""
-    saved = setup.run_meta.get("environment", {}).get("cpu_threads")
-    now = torch.get_num_threads()
-    if setup.resume_from is not None and info.device.type == "cpu" and saved not in (None, now):
-        dist.print0(
-            f"  note: this run was trained with {saved} CPU threads and resumes with {now}; on a CPU the "
-            f"result is bit-exact only with the same count (OMP_NUM_THREADS={saved})",
-            flush=True,
-        )
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> tqdm | None:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr, disable=None
-    )  # disable=None: off when stderr is not a terminal
-
-
-def _say(bar: tqdm | None, text: str) -> None:
-    if bar is not None and not bar.disable:
-        bar.write(text)
-    else:
-        dist.print0(text, flush=True)
-
-
-def _report(bar: tqdm | None, r: dict[str, Any], step: int, total: int) -> None:
-    if bar is not None and not bar.disable:
-        bar.update(step - bar.n)
-        bar.set_postfix(
-            loss=f"{r['loss']:.3f}",
-            gen=f"{r['gen_accuracy']:.3f}",
-            disc=f"{r['disc_accuracy']:.3f}",
-            seq_s=f"{r['seqs_per_s']:.1f}",
-            refresh=False,
-        )
-    else:
-        dist.print0(
-            f"step {step}/{total}  loss {r['loss']:.4f}  gen {r['gen_loss']:.3f}  disc {r['disc_loss']:.4f}"
-            f"  lr {r['lr']:.3g}  {r['seqs_per_s']:.1f} seq/s  {r['tokens_per_s']:.0f} tok/s  "
-            f"{format_flops(r['flops_per_s'])}FLOP/s",
-            flush=True,
-        )
-
-
-def _print_header(
-    cfg: PretrainConfig,
-    plan: BatchPlan,
-    precision: Precision,
-    info: dist.DistInfo,
-    model: ELECTRA,
-    flops_per_seq: float,
-    step: int,
-    setup: Setup,
-) -> None:
-    from electra.model import count_parameters
-
-    what = f"resuming from {setup.resume_from} at step {step}" if setup.resume_from else "starting"
-    dist.print0(
-        f"pretrain: {what}; {count_parameters(model) / 1e6:.2f}M parameters, {info.world_size} process(es) on "
-        f"{info.device.type}, {precision.name}, {'compile ' + setup.opts.compile if setup.opts.compile else 'eager'}\n"
-        f"  global batch {plan.global_batch} = {info.world_size} x {plan.accum} micro-batch(es) of {plan.micro}, "
-        f"length {cfg.max_length}, {cfg.max_steps} steps\n"
-        f"  learning rate {cfg.learning_rate:g} ({cfg.schedule} schedule), warm-up {cfg.warmup_steps} steps, peak "
-        f"{cfg.learning_rate * peak_lr_factor(cfg.max_steps, cfg.warmup_steps, cfg.lr_decay_power, cfg.schedule):.3g}\n"
-        f"  {format_flops(flops_per_seq)}FLOP per sequence (paper count: forward + backward = 2 x forward); "
-        f"total {format_flops(flops_per_seq * cfg.batch_size * cfg.max_steps)}FLOP",
-        flush=True,
-    )
-    if info.device.type == "cuda" and not setup.opts.compile:
-        dist.print0(
-            "  (on a GPU, --compile reduce-overhead trains small models several times faster: "
-            "docs/pretraining.md, 'Throughput and FLOPs')",
-            flush=True,
-        )
 
 
 # ---------------------------------------------------------------------------------------------- CLI
