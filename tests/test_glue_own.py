@@ -167,6 +167,8 @@ def _bad(tmp_path: Path, name: str, text: str, **files) -> str:
         ("latin.csv", b"text,label\ncaf\xe9,x\n", {}, "latin.csv is not UTF-8"),
         ("header.csv", "", {}, "header.csv is empty; expected a header row"),
         ("one.csv", "text,label\na,x\nb,x\n", {}, "needs at least two labels"),
+        ("nolabel.csv", "text,label\na,x\nb,\nc,y\n", {}, "nolabel.csv:3: empty label in column 'label'"),
+        ("nan.csv", "text,label\na,1\nb,nan\n", {"kind": "regression"}, "nan.csv:3: label 'nan' is not a number"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file_and_what_was_expected(tmp_path, name, text, extra, expected):

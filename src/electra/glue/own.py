@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +154,14 @@ def _text(row: _Row, column: str) -> str:
 
 
 def _label_names(value: Any, kind: str, separator: str) -> list[str]:
+    """The label names of one row ([] when it has none: a null or empty value, or no labels for multilabel)."""
+    if value is None:
+        return []
     if kind == "multilabel":
         if isinstance(value, list):
             return [str(v).strip() for v in value if str(v).strip()]
         return [p.strip() for p in str(value).split(separator) if p.strip()]
-    return [str(value).strip()]
+    return [str(value).strip()] if str(value).strip() else []
 
 
 def _sorted_labels(names: set[str]) -> tuple[str, ...]:
@@ -196,7 +200,7 @@ def _parse_label(row: _Row, task: Task, files: OwnFiles) -> Any:
     value = row.values[files.label_column]
     if task.is_regression:
         try:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not math.isfinite(float(value)):
                 raise ValueError
             return float(value)
         except (TypeError, ValueError):
