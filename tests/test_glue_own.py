@@ -328,6 +328,7 @@ def test_the_command_line_reads_your_files_and_refuses_mixed_or_partial_options(
         ([*own, "--tasks", "sst2"], "cannot be combined"),
         (["--train", str(tr)], "--train needs --dev"),
         ([*own, "--text-column", "body"], "no column 'body'; the columns are ['review', 'stars']"),
+        ([*own, "--runs", "0"], "--runs must be at least 1, got 0"),
     ):
         assert main([*base[:-3], "--out", str(tmp_path / "x"), *extra]) == 2
         err = capsys.readouterr().err
