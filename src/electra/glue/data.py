@@ -246,16 +246,20 @@ def featurize(task: Task, examples: Sequence[Example], tokenizer: WordPiece, max
     return Features(ids, types, labels, [e.index for e in examples])
 
 
+def pad(sequences: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
+    """(len(sequences), longest) int64 tensor of the sequences, right-padded with `fill` (used by every collate)."""
+    out = torch.full((len(sequences), max(len(q) for q in sequences)), fill, dtype=torch.long)
+    for r, q in enumerate(sequences):
+        out[r, : len(q)] = torch.tensor(q, dtype=torch.long)
+    return out
+
+
 def collate(features: Features, rows: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """A batch padded to its longest row (equivalent to padding to max_length: pads are masked out)."""
-    width = max(len(features.input_ids[i]) for i in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    token_type_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, i in enumerate(rows):
-        n = len(features.input_ids[i])
-        input_ids[r, :n] = torch.tensor(features.input_ids[i])
-        token_type_ids[r, :n] = torch.tensor(features.token_type_ids[i])
-        attention_mask[r, :n] = 1
-    labels = torch.from_numpy(features.labels[list(rows)])
-    return dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, labels=labels)
+    ids = [features.input_ids[i] for i in rows]
+    return dict(
+        input_ids=pad(ids, pad_id),
+        token_type_ids=pad([features.token_type_ids[i] for i in rows], 0),
+        attention_mask=pad([[1] * len(q) for q in ids], 0),
+        labels=torch.from_numpy(features.labels[list(rows)]),
+    )

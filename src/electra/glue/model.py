@@ -126,8 +126,14 @@ def build_model(
     """A fresh classifier: pretrained encoder weights when given (else trunc-normal init), a new head."""
     torch.manual_seed(init_seed)
     model = SequenceClassifier(cfg, num_outputs, dropout, head)
-    if encoder is None:
-        init_weights(model.electra, cfg.initializer_range)
-    else:
-        model.electra.load_state_dict(encoder.state_dict())
+    start_encoder(model.electra, encoder)
     return model
+
+
+def start_encoder(module: ElectraModel, encoder: ElectraModel | None) -> None:
+    """A finetuning model's encoder: the pretrained weights when given, else the official truncated-normal init
+    (the no-pretraining baseline). Every task's model builder calls this after seeding its head."""
+    if encoder is None:
+        init_weights(module, module.config.initializer_range)
+    else:
+        module.load_state_dict(encoder.state_dict())

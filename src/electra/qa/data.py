@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from electra.errors import ElectraError
+from electra.glue.data import pad
 from electra.tokenizer import WordPiece
 
 MAX_QUERY_LENGTH = 64  # google-research/electra configure_finetuning.py
@@ -336,19 +337,10 @@ def featurize(
 def collate(features: list[QAFeature], rows: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """A batch padded to its longest feature: input_ids, attention_mask, token_type_ids and the labels."""
     batch = [features[i] for i in rows]
-    length = max(len(f.input_ids) for f in batch)
-    ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), length), dtype=torch.long)
-    types = torch.zeros((len(batch), length), dtype=torch.long)
-    for i, f in enumerate(batch):
-        n = len(f.input_ids)
-        ids[i, :n] = torch.tensor(f.input_ids)
-        mask[i, :n] = 1
-        types[i, :n] = torch.tensor(f.token_type_ids)
     return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": types,
+        "input_ids": pad([f.input_ids for f in batch], pad_id),
+        "attention_mask": pad([[1] * len(f.input_ids) for f in batch], 0),
+        "token_type_ids": pad([f.token_type_ids for f in batch], 0),
         "start_positions": torch.tensor([f.start_position for f in batch]),
         "end_positions": torch.tensor([f.end_position for f in batch]),
         "is_impossible": torch.tensor([float(f.is_impossible) for f in batch]),

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.model import ElectraModel, init_weights
+from electra.glue.model import start_encoder
+from electra.model import ElectraModel
 
 Head = Literal["official", "transformers"]
 HEAD_PREFIXES = ("qa_",)
@@ -180,8 +181,5 @@ def build_qa_model(
     head initialised from `init_seed`."""
     torch.manual_seed(init_seed)
     model = QuestionAnswerer(cfg, head, options)
-    if encoder is None:
-        init_weights(model.electra, cfg.initializer_range)
-    else:
-        model.electra.load_state_dict(encoder.state_dict())
+    start_encoder(model.electra, encoder)
     return model

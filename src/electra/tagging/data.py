@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from electra.errors import ElectraError
+from electra.glue.data import pad
 
 if TYPE_CHECKING:
     from electra.tokenizer import WordPiece
@@ -251,13 +252,12 @@ def featurize(
 def collate(features: TaggingFeatures, rows: Iterable[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors for `rows`: input_ids, attention_mask, token_type_ids (TOKEN_TYPE), labels."""
     rows = list(rows)
-    width = max(len(features.input_ids[r]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(features.input_ids[r])
-        ids[i, :n] = torch.tensor(features.input_ids[r])
-        labels[i, :n] = torch.tensor(features.labels[r])
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": mask * TOKEN_TYPE, "labels": labels}
+    ids = [features.input_ids[r] for r in rows]
+    mask = pad([[1] * len(q) for q in ids], 0)
+    labels = pad([features.labels[r] for r in rows], IGNORE)
+    return {
+        "input_ids": pad(ids, pad_id),
+        "attention_mask": mask,
+        "token_type_ids": mask * TOKEN_TYPE,
+        "labels": labels,
+    }

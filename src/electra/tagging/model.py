@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.config import ModelConfig
-from electra.model import ElectraModel, init_weights
+from electra.glue.model import start_encoder
+from electra.model import ElectraModel
 from electra.tagging.data import IGNORE
 
 
@@ -54,10 +55,7 @@ def build_tagger(
     """A fresh tagger: the pretrained encoder's weights when given (else trunc-normal init), a new Glorot head."""
     torch.manual_seed(init_seed)
     model = TokenTagger(cfg, num_labels, dropout)
-    if encoder is None:
-        init_weights(model.electra, cfg.initializer_range)
-    else:
-        model.electra.load_state_dict(encoder.state_dict())
+    start_encoder(model.electra, encoder)
     return model
 
 
