@@ -263,6 +263,19 @@ def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
         ckpt.load_run(run, "30%")
     with pytest.raises(Exception, match="no checkpoint 'step_3'"):
         ckpt.load_run(run, "step_3")
+    # the run's initial weights are rebuilt from its seed: update 1 has learning rate 0, so step_1 is them exactly
+    from electra.diagnose import initial_model, weight_change
+
+    initial = initial_model(run, cfg, tok)
+    m1, _, _ = ckpt.load_run(run, "step_1")
+    groups = {
+        f"{who} {what}"
+        for who in ("discriminator", "generator")
+        for what in ("attention query/key", "attention value/output", "feed-forward")
+    } | {"discriminator embeddings"}
+    assert weight_change(m1, initial) == dict.fromkeys(groups, 0.0)
+    moved = weight_change(m_latest, initial)
+    assert moved.keys() == groups and all(0 < v < 1 for v in moved.values())
 
 
 def test_refusals(data_dir, tmp_path, capsys):

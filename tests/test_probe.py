@@ -9,7 +9,7 @@ from glue_fixtures import write_vocab
 
 from electra.cli import main
 from electra.config import ModelConfig
-from electra.diagnose import effective_rank, representation_stats
+from electra.diagnose import effective_rank, representation_stats, weight_change
 from electra.errors import ElectraError
 from electra.probe import PROBE_PACKAGES, builtin_probe_set, file_probe_set, fit_probe, probe, random_encoder
 from electra.tokenizer import load_tokenizer
@@ -110,6 +110,33 @@ def test_effective_rank_and_collapse_statistics():
         encoder.encoder.layer[-1].output.LayerNorm.weight.zero_()
         encoder.encoder.layer[-1].output.LayerNorm.bias.normal_()
     assert representation_stats(encoder, batch)["layers"][-1]["token_cosine"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_weight_change_is_the_relative_distance_per_group_of_matrices():
+    from electra.config import preset
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    cfg = preset("tiny", vocab_size=40, hidden_size=32, embedding_size=16, num_hidden_layers=2, intermediate_size=64)
+    special = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+    torch.manual_seed(3)
+    initial = ELECTRA(cfg, special)
+    torch.manual_seed(3)
+    model = ELECTRA(cfg, special)
+    assert set(weight_change(model, initial).values()) == {0.0}
+    layer = model.discriminator.electra.encoder.layer[1].attention.self
+    with torch.no_grad():
+        layer.query.weight.mul_(1.5)  # query/key of both layers: only one of four matrices moves, by half its norm
+    q0 = [initial.discriminator.electra.encoder.layer[i].attention.self for i in range(2)]
+    total = sum(float(m.query.weight.pow(2).sum() + m.key.weight.pow(2).sum()) for m in q0)
+    expected = 0.5 * float(q0[1].query.weight.norm()) / total**0.5
+    moved = weight_change(model, initial)
+    assert moved["discriminator attention query/key"] == pytest.approx(expected, rel=1e-5)
+    assert {k for k, v in moved.items() if v} == {"discriminator attention query/key"}
+    with torch.no_grad():  # the shared word embeddings count once, as the discriminator's
+        model.generator.electra.embeddings.word_embeddings.weight.mul_(2)
+    moved = weight_change(model, initial)
+    assert "generator embeddings" not in moved and moved["discriminator embeddings"] > 0
 
 
 def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):

@@ -5,7 +5,8 @@ norm, the mean cosine between the token states of one sequence and between the [
 sequences (both near 1 when the states collapse onto one direction), the attention entropy (low when a head looks
 at one token), plus the final layer's effective rank, the LayerNorm gains and biases, and the word-embedding
 geometry (row norms; mean cosine between rows of tokens the batch uses and of tokens it does not).
-`discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens.
+`discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens, and
+`weight_change(model)` how far training has moved each kind of weight matrix from the run's initialisation.
 
 Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findings in docs/pretraining.md.
 """
@@ -25,6 +26,7 @@ from electra.model import ELECTRA, ElectraModel, SelfAttention, attention_bias
 if TYPE_CHECKING:
     import argparse
 
+    from electra.config import PretrainConfig
     from electra.tokenizer import WordPiece
 
 
@@ -172,6 +174,60 @@ def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0)
     }
 
 
+WEIGHT_GROUPS = (
+    ("embeddings", ("embeddings.",)),
+    ("attention query/key", ("attention.self.query", "attention.self.key")),
+    ("attention value/output", ("attention.self.value", "attention.output.dense")),
+    ("feed-forward", ("intermediate.dense", "output.dense")),
+)
+
+
+def _weight_group(name: str) -> str | None:
+    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head)."""
+    owner = "generator" if name.startswith("generator.") else "discriminator"
+    for group, parts in WEIGHT_GROUPS:
+        if any(part in name for part in parts) and name.endswith(".weight") and "LayerNorm" not in name:
+            return f"{owner} {group}"
+    return None
+
+
+@torch.no_grad()
+def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
+    """||W - W0|| / ||W0|| over each group of weight matrices (embedding tables, attention query/key, attention
+    value/output, feed-forward; discriminator and generator apart), W0 the same model's initial weights. Shared
+    tables count once, for the discriminator; tables that start at zero (gdes deltas) are left out. A value of a
+    few percent after thousands of steps means the optimizer has barely trained that part (e.g. an Adam epsilon
+    far above the gradients' size)."""
+    start = dict(initial.named_parameters())
+    moved: dict[str, list[float]] = {}
+    seen: set[int] = set()
+    names = sorted(model.named_parameters(), key=lambda kv: not kv[0].startswith("discriminator."))
+    for name, p in names:
+        group = _weight_group(name)
+        if group is None or id(p) in seen or name not in start:
+            continue
+        seen.add(id(p))
+        w0 = start[name].detach().float()
+        if not w0.any():
+            continue
+        sums = moved.setdefault(group, [0.0, 0.0])
+        sums[0] += float((p.detach().float() - w0).pow(2).sum())
+        sums[1] += float(w0.pow(2).sum())
+    return {group: math.sqrt(d / n) for group, (d, n) in moved.items()}
+
+
+def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> ELECTRA | None:
+    """The weights a pretraining run started from, rebuilt from its seed (None for an --init-from run)."""
+    from electra.checkpoint import read_run_config
+    from electra.objective import SpecialIds
+
+    if read_run_config(run_dir).get("run", {}).get("init_from"):
+        return None
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's random state as it was
+        torch.manual_seed(cfg.seed)  # as electra.pretrain does before building the model
+        return ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -210,9 +266,12 @@ def diagnose_models(
             )
         row = {"model": source, **representation_stats(encoder, batch)}
         if is_run_dir(source):
-            model, cfg, _ = load_run(source, checkpoint)
+            model, cfg, run_tokenizer = load_run(source, checkpoint)
             if cfg.objective == "electra":
                 row["discriminator"] = discriminator_stats(model, batch, seed)
+            initial = initial_model(source, cfg, run_tokenizer)
+            if initial is not None:
+                row["weight_change"] = weight_change(model, initial)
         rows.append(row)
     return rows
 
@@ -242,6 +301,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 f"{d['logit_std_original']:.2f}, replaced {d['logit_mean_replaced']:+.2f} ± "
                 f"{d['logit_std_replaced']:.2f}"
             )
+        if "weight_change" in r:
+            moved = ", ".join(f"{group} {value:.1%}" for group, value in r["weight_change"].items())
+            out.append(f"  moved from the initialisation (||W - W0|| / ||W0||): {moved}")
     return "\n".join(out)
 
 
