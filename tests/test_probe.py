@@ -137,6 +137,13 @@ def test_weight_change_is_the_relative_distance_per_group_of_matrices():
         model.generator.electra.embeddings.word_embeddings.weight.mul_(2)
     moved = weight_change(model, initial)
     assert "generator embeddings" not in moved and moved["discriminator embeddings"] > 0
+    mlm = ELECTRA(preset("tiny", vocab_size=40, hidden_size=32, num_hidden_layers=1, objective="mlm"), special)
+    assert set(weight_change(mlm, mlm)) == {
+        "encoder embeddings",
+        "encoder attention query/key",
+        "encoder attention value/output",
+        "encoder feed-forward",
+    }
 
 
 def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):

@@ -182,9 +182,10 @@ WEIGHT_GROUPS = (
 )
 
 
-def _weight_group(name: str) -> str | None:
-    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head)."""
-    owner = "generator" if name.startswith("generator.") else "discriminator"
+def _weight_group(name: str, electra: bool = True) -> str | None:
+    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); with
+    `electra` False (a masked-LM run, whose one encoder is stored as the generator) the owner is "encoder"."""
+    owner = ("generator" if electra else "encoder") if name.startswith("generator.") else "discriminator"
     for group, parts in WEIGHT_GROUPS:
         if any(part in name for part in parts) and name.endswith(".weight") and "LayerNorm" not in name:
             return f"{owner} {group}"
@@ -203,7 +204,7 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
     seen: set[int] = set()
     names = sorted(model.named_parameters(), key=lambda kv: not kv[0].startswith("discriminator."))
     for name, p in names:
-        group = _weight_group(name)
+        group = _weight_group(name, electra=hasattr(model, "discriminator"))
         if group is None or id(p) in seen or name not in start:
             continue
         seen.add(id(p))
