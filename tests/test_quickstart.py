@@ -40,6 +40,10 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     assert "GLUE is not reachable" in printed and summary["glue"] is None
     # without GLUE, the built-in probe against random weights is what the end of the output states
     assert "linear probe (builtin)" in printed.split("what this run shows")[1]
+    # how far pretraining moved the weights, stated at the end: 2 steps (the first at lr 0) hardly move them
+    moved = summary["weights_moved"]
+    assert 0 < moved["discriminator attention query/key"] < 0.1 and 0 < moved["generator feed-forward"] < 0.1
+    assert "they are hardly trained" in printed.split("what this run shows")[1]
     assert (out / "report" / "pretrain_loss.png").is_file() and not (out / "report" / "glue.png").exists()
     model, cfg, tok = load_run(out / "pretrain")
     assert cfg.max_steps == 2 and tok.vocab_size == 60

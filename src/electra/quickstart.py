@@ -130,6 +130,8 @@ def quickstart(
         f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')"
     )
     summary["export"] = str(out / "export")
+    summary["weights_moved"] = moved = weights_moved(run)
+    print(moved_line(moved))
 
     _say("5/6 finetune on GLUE")
     sweep, random_sweep = out / "glue", out / "glue_random"
@@ -183,7 +185,7 @@ def quickstart(
     paths = [run] + ([sweep, random_sweep] if summary["glue"] else [])
     print(write_report(paths, out / "report"))
     report = json.loads((out / "report" / "report.json").read_text())
-    summary["findings"] = report.get("findings", [])
+    summary["findings"] = [*report.get("findings", []), moved_line(moved)]
     summary["report"] = str(out / "report" / "index.md")
     summary["minutes"] = round((time.time() - started) / 60, 2)
     (out / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -192,6 +194,33 @@ def quickstart(
         print("- " + line.replace("**", ""))
     print(f"\ndone in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
     return summary
+
+
+def weights_moved(run: Path) -> dict[str, float]:
+    """`electra.diagnose.weight_change` of the run's final weights against its initialisation."""
+    from electra.checkpoint import load_run
+    from electra.diagnose import initial_model, weight_change
+
+    model, cfg, tokenizer = load_run(run)
+    initial = initial_model(str(run), cfg, tokenizer)
+    return {} if initial is None else weight_change(model, initial)
+
+
+def moved_line(moved: dict[str, float]) -> str:
+    """One sentence: how far pretraining moved the discriminator's transformer layers, and what a small value means."""
+    layers = [v for k, v in moved.items() if k.startswith("discriminator") and "embeddings" not in k]
+    if not layers:
+        return "the weights' distance from their initialisation is unknown (not a run started from scratch)"
+    line = (
+        f"pretraining moved the discriminator's transformer layers by {min(layers):.0%}–{max(layers):.0%} of their "
+        f"size from the initialisation (embeddings {moved.get('discriminator embeddings', 0.0):.0%})"
+    )
+    if max(layers) < 0.1:
+        line += (
+            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — expected "
+            "for minutes of CPU with tiny's Adam epsilon 1e-2 (docs/pretraining.md, item 7), not a fault"
+        )
+    return line
 
 
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
