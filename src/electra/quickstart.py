@@ -212,8 +212,8 @@ def moved_line(moved: dict[str, float]) -> str:
     if not layers:
         return "the weights' distance from their initialisation is unknown (not a run started from scratch)"
     line = (
-        f"pretraining moved the discriminator's transformer layers by {min(layers):.0%}–{max(layers):.0%} of their "
-        f"size from the initialisation (embeddings {moved.get('discriminator embeddings', 0.0):.0%})"
+        f"pretraining moved the discriminator's transformer layers by {min(layers):.1%}–{max(layers):.1%} of their "
+        f"size from the initialisation (embeddings {moved.get('discriminator embeddings', 0.0):.1%})"
     )
     if max(layers) < 0.1:
         line += (
