@@ -6,7 +6,8 @@ sequences (both near 1 when the states collapse onto one direction), the attenti
 at one token), plus the final layer's effective rank, the LayerNorm gains and biases, and the word-embedding
 geometry (row norms; mean cosine between rows of tokens the batch uses and of tokens it does not).
 `discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens, and
-`weight_change(model)` how far training has moved each kind of weight matrix from the run's initialisation.
+`weight_change(model, initial)` how far training has moved each kind of weight matrix from the run's
+initialisation (`initial_model` rebuilds it from the run's seed; `run_weight_change` does both for a run directory).
 
 Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findings in docs/pretraining.md.
 """
@@ -14,6 +15,7 @@ Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -200,14 +202,12 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
     few percent after thousands of steps means the optimizer has barely trained that part (e.g. an Adam epsilon
     far above the gradients' size)."""
     start = dict(initial.named_parameters())
+    electra = hasattr(model, "discriminator")
     moved: dict[str, list[float]] = {}
-    seen: set[int] = set()
-    names = sorted(model.named_parameters(), key=lambda kv: not kv[0].startswith("discriminator."))
-    for name, p in names:
-        group = _weight_group(name, electra=hasattr(model, "discriminator"))
-        if group is None or id(p) in seen or name not in start:
+    for name, p in model.named_parameters():  # a shared table once, under the discriminator (registered first)
+        group = _weight_group(name, electra)
+        if group is None:
             continue
-        seen.add(id(p))
         w0 = start[name].detach().float()
         if not w0.any():
             continue
@@ -227,6 +227,15 @@ def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> EL
     with torch.random.fork_rng(devices=[]):  # leaves the caller's random state as it was
         torch.manual_seed(cfg.seed)  # as electra.pretrain does before building the model
         return ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+
+
+def run_weight_change(run_dir: str | Path, checkpoint: str = "latest") -> dict[str, float]:
+    """`weight_change` of a pretraining run's checkpoint against the run's initialisation ({} for --init-from)."""
+    from electra.checkpoint import load_run
+
+    model, cfg, tokenizer = load_run(run_dir, checkpoint)
+    initial = initial_model(str(run_dir), cfg, tokenizer)
+    return {} if initial is None else weight_change(model, initial)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -130,7 +130,9 @@ def quickstart(
         f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')"
     )
     summary["export"] = str(out / "export")
-    summary["weights_moved"] = moved = weights_moved(run)
+    from electra.diagnose import run_weight_change
+
+    summary["weights_moved"] = moved = run_weight_change(run)
     print(moved_line(moved))
 
     _say("5/6 finetune on GLUE")
@@ -194,16 +196,6 @@ def quickstart(
         print("- " + line.replace("**", ""))
     print(f"\ndone in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
     return summary
-
-
-def weights_moved(run: Path) -> dict[str, float]:
-    """`electra.diagnose.weight_change` of the run's final weights against its initialisation."""
-    from electra.checkpoint import load_run
-    from electra.diagnose import initial_model, weight_change
-
-    model, cfg, tokenizer = load_run(run)
-    initial = initial_model(str(run), cfg, tokenizer)
-    return {} if initial is None else weight_change(model, initial)
 
 
 def moved_line(moved: dict[str, float]) -> str:
