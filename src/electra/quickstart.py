@@ -130,10 +130,6 @@ def quickstart(
         f"transformers.ElectraForPreTraining.from_pretrained('{out / 'export' / 'discriminator'}')"
     )
     summary["export"] = str(out / "export")
-    from electra.diagnose import run_weight_change
-
-    summary["weights_moved"] = moved = run_weight_change(run)
-    print(moved_line(moved))
 
     _say("5/6 finetune on GLUE")
     sweep, random_sweep = out / "glue", out / "glue_random"
@@ -187,7 +183,8 @@ def quickstart(
     paths = [run] + ([sweep, random_sweep] if summary["glue"] else [])
     print(write_report(paths, out / "report"))
     report = json.loads((out / "report" / "report.json").read_text())
-    summary["findings"] = [*report.get("findings", []), moved_line(moved)]
+    summary["findings"] = report.get("findings", [])
+    summary["weights_moved"] = report["pretrain"][0]["weights_moved"]
     summary["report"] = str(out / "report" / "index.md")
     summary["minutes"] = round((time.time() - started) / 60, 2)
     (out / "quickstart.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -196,23 +193,6 @@ def quickstart(
         print("- " + line.replace("**", ""))
     print(f"\ndone in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
     return summary
-
-
-def moved_line(moved: dict[str, float]) -> str:
-    """One sentence: how far pretraining moved the discriminator's transformer layers, and what a small value means."""
-    layers = [v for k, v in moved.items() if k.startswith("discriminator") and "embeddings" not in k]
-    if not layers:
-        return "the weights' distance from their initialisation is unknown (not a run started from scratch)"
-    line = (
-        f"pretraining moved the discriminator's transformer layers by {min(layers):.1%}–{max(layers):.1%} of their "
-        f"size from the initialisation (embeddings {moved.get('discriminator embeddings', 0.0):.1%})"
-    )
-    if max(layers) < 0.1:
-        line += (
-            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — expected "
-            "for minutes of CPU with tiny's Adam epsilon 1e-2 (docs/pretraining.md, item 7), not a fault"
-        )
-    return line
 
 
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:

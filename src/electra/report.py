@@ -272,11 +272,40 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                     )
                 },
                 "probe_set": r.config.get("run", {}).get("probe"),
+                "weights_moved": _weights_moved(r.path),
             }
         )
     report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
     report["findings"] = findings(report, sweeps)
     return report
+
+
+def _weights_moved(path: Path) -> dict[str, float] | None:
+    """How far the run's last checkpoint is from its initialisation (None without a readable checkpoint)."""
+    from electra.diagnose import run_weight_change
+
+    if not (path / "checkpoints" / "latest").is_dir():
+        return None
+    try:
+        return run_weight_change(path) or None
+    except ElectraError:
+        return None
+
+
+def moved_finding(name: str, moved: dict[str, float]) -> str:
+    """How far pretraining moved the discriminator's transformer layers, and what a small value means."""
+    layers = [v for k, v in moved.items() if k.startswith("discriminator") and "embeddings" not in k]
+    layers = layers or [v for k, v in moved.items() if "embeddings" not in k]  # a masked-LM run's one encoder
+    line = (
+        f"**{name}**: pretraining moved the transformer layers by {min(layers):.1%}–{max(layers):.1%} of their size "
+        f"from the initialisation"
+    )
+    if max(layers) < 0.1:
+        line += (
+            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — expected "
+            "for minutes of CPU with tiny's Adam epsilon 1e-2 (docs/pretraining.md, item 7), not a fault"
+        )
+    return line + "."
 
 
 def fmt_number(x: float | None, digits: int = 2) -> str:
@@ -317,6 +346,8 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 f"{fmt_number(e.get('disc_auc'), 3)}): ELECTRA's early regime, where its features are not expected "
                 "to beat random weights (docs/pretraining.md)."
             )
+        if r.get("weights_moved"):
+            out.append(moved_finding(r["name"], r["weights_moved"]))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
             best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
             # (the probe's test set has a few hundred examples: a point or so either way is noise)
