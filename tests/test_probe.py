@@ -128,8 +128,9 @@ def test_weight_change_is_the_relative_distance_per_group_of_matrices():
     with torch.no_grad():
         layer.query.weight.mul_(1.5)  # query/key of both layers: only one of four matrices moves, by half its norm
     q0 = [initial.discriminator.electra.encoder.layer[i].attention.self for i in range(2)]
-    total = sum(float(m.query.weight.pow(2).sum() + m.key.weight.pow(2).sum()) for m in q0)
-    expected = 0.5 * float(q0[1].query.weight.norm()) / total**0.5
+    with torch.no_grad():
+        total = sum(float(m.query.weight.pow(2).sum() + m.key.weight.pow(2).sum()) for m in q0)
+        expected = 0.5 * float(q0[1].query.weight.norm()) / total**0.5
     moved = weight_change(model, initial)
     assert moved["discriminator attention query/key"] == pytest.approx(expected, rel=1e-5)
     assert {k for k, v in moved.items() if v} == {"discriminator attention query/key"}
