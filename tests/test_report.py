@@ -253,3 +253,23 @@ def test_a_glue_average_close_to_random_weights_is_reported_as_level():
     sweeps = [SimpleNamespace(per_task={"rte": {"constant_runs": 0, "n_runs": 3}})] * 2
     text = "\n".join(findings(report, sweeps))
     assert LEVEL_POINTS == 0.5 and "**a** is level with (within 0.5 points of) random initialisation (r)" in text
+
+
+def test_weight_change_finding_names_the_cause_by_the_runs_epsilon():
+    """Layers within 10 % of their start are "hardly trained": with a large Adam epsilon that is the cause named;
+    with the official one, too few steps; layers that moved more get no such verdict."""
+    from electra.report import moved_finding
+
+    small = {
+        "discriminator embeddings": 0.37,
+        "discriminator feed-forward": 0.029,
+        "discriminator attention q/k": 0.018,
+    }
+    tiny = moved_finding("run", small, 1e-2)
+    assert "1.8%–2.9%" in tiny and "hardly trained" in tiny and "epsilon 0.01" in tiny
+    official = moved_finding("run", small, 1e-6)
+    assert "hardly trained" in official and "epsilon" not in official and "too few steps" in official
+    trained = moved_finding("run", {"discriminator embeddings": 1.6, "discriminator feed-forward": 0.86}, 1e-6)
+    assert "86.0%–86.0%" in trained and "hardly trained" not in trained
+    mlm = moved_finding("run", {"encoder embeddings": 2.5, "encoder feed-forward": 0.05}, None)
+    assert "5.0%–5.0%" in mlm and "too few steps" in mlm

@@ -255,6 +255,7 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                 "layers": model.get("num_hidden_layers"),
                 "batch_size": cfg.get("batch_size"),
                 "max_length": cfg.get("max_length"),
+                "adam_epsilon": cfg.get("adam_epsilon"),
                 "train": {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")},
                 "eval": {
                     k: last_eval.get(k)
@@ -292,8 +293,9 @@ def _weights_moved(path: Path) -> dict[str, float] | None:
         return None
 
 
-def moved_finding(name: str, moved: dict[str, float]) -> str:
-    """How far pretraining moved the discriminator's transformer layers, and what a small value means."""
+def moved_finding(name: str, moved: dict[str, float], adam_epsilon: float | None = None) -> str:
+    """How far pretraining moved the discriminator's transformer layers, and what a small value means: with a large
+    Adam epsilon (tiny's 1e-2) the layers' small gradients give small steps; otherwise too few steps were taken."""
     layers = [v for k, v in moved.items() if k.startswith("discriminator") and "embeddings" not in k]
     layers = layers or [v for k, v in moved.items() if "embeddings" not in k]  # a masked-LM run's one encoder
     line = (
@@ -301,9 +303,14 @@ def moved_finding(name: str, moved: dict[str, float]) -> str:
         f"from the initialisation"
     )
     if max(layers) < 0.1:
+        cause = (
+            f"Adam's epsilon {adam_epsilon:g} is far above the layers' gradients, so their steps stay small"
+            if adam_epsilon is not None and adam_epsilon >= 1e-3
+            else "too few steps (or too small a learning rate) to move them"
+        )
         line += (
-            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — expected "
-            "for minutes of CPU with tiny's Adam epsilon 1e-2 (docs/pretraining.md, item 7), not a fault"
+            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — "
+            f"{cause} (docs/pretraining.md, item 7), not a fault"
         )
     return line + "."
 
@@ -347,7 +354,7 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 "to beat random weights (docs/pretraining.md)."
             )
         if r.get("weights_moved"):
-            out.append(moved_finding(r["name"], r["weights_moved"]))
+            out.append(moved_finding(r["name"], r["weights_moved"], r.get("adam_epsilon")))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
             best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
             # (the probe's test set has a few hundred examples: a point or so either way is noise)
