@@ -1,0 +1,72 @@
+#!/bin/bash
+# ELECTRA vs masked LM at equal compute on one GPU, for a fixed wall-clock budget (issue #12's GPU comparison).
+#
+# usage: bash benchmarks/gpu_budget_compare.sh DATA OUT [SECONDS]
+#   DATA     prepared pretraining data (`electra prepare`), e.g. prose.txt with its own 8k vocabulary
+#   OUT      where the run directories and the packed results go
+#   SECONDS  wall-clock budget for the whole script (default 585)
+#
+# Three pretraining runs share the GPU side by side (the `tiny` model is too small to fill an H200 alone):
+# ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (1.408x ELECTRA's steps, the
+# ratio of the CPU comparison). A short calibration with all three `electra bench` runs at once measures the
+# sequences/s each gets under that sharing, and the step counts are set from it so that the runs end inside the
+# budget with their learning-rate schedules complete. Every run also has a hard timeout and saves checkpoints, so a
+# slow machine leaves a usable (if undecayed) checkpoint rather than nothing. Each run is packed into OUT/NAME.tgz
+# (final and 50 % discriminator checkpoints, config, metrics, TensorBoard; no optimizer state) for finetuning
+# elsewhere with `electra finetune --model NAME`.
+set -u
+data=$1 out=$2 budget=${3:-585}
+start=$SECONDS
+mkdir -p "$out"
+py=${PYTHON:-python3}
+batch=${BATCH:-128} calib=${CALIB_STEPS:-300}  # smaller values only for a dry run on a CPU
+common=(--preset tiny --data "$data" --batch-size $batch --learning-rate 5e-4 --adam-epsilon 1e-6 --precision bf16
+    --log-every 100 --no-progress)
+
+# 1. calibration: the three runs' shapes, side by side
+for obj in electra electra mlm; do
+    $py -m electra bench --preset tiny --batch $batch --seq-len 128 --precision bf16 --steps $calib --warmup 20 \
+        --vocab-size 8192 --objective $obj --json >"$out/bench_$obj.$RANDOM.json" 2>>"$out/bench.err" &
+done
+wait
+read -r e_steps m_steps < <($py - "$out" $((budget - (SECONDS - start))) $batch <<'EOF'
+import glob, json, sys
+out, left, batch = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+rate = {"electra": [], "mlm": []}
+for f in glob.glob(f"{out}/bench_*.json"):
+    rate[f.split("/bench_")[1].split(".")[0]].append(json.load(open(f))["seqs_per_s"])
+e, m = min(rate["electra"]), min(rate["mlm"])
+train = (left - 60) * 0.85  # 60 s: start-up, evaluations, packing; 15 % margin
+steps = int(min(e * train, m * train / 1.408) / batch)
+print(steps, round(1.408 * steps), file=sys.stdout)
+print(f"calibration: electra {rate['electra']} mlm {rate['mlm']} seq/s; {left:.0f} s left -> {steps} steps",
+      file=sys.stderr)
+EOF
+)
+echo "steps: electra $e_steps, mlm $m_steps ($((SECONDS - start)) s elapsed)"
+
+# 2. the three runs, side by side, each killed before the budget ends at the latest
+left=$((budget - (SECONDS - start) - 20))
+run() {  # name steps extra...
+    local name=$1 steps=$2
+    shift 2
+    local every=$((steps / 4))
+    timeout $left $py -m electra pretrain "${common[@]}" --max-steps "$steps" --warmup-steps $((steps / 10)) \
+        --eval-every $every --save-every $every --out "$out/$name" "$@" >"$out/$name.log" 2>&1
+    echo "$name: exit $? after $((SECONDS - start)) s"
+}
+run electra_s0 "$e_steps" --seed 0 &
+run electra_s1 "$e_steps" --seed 1 &
+run mlm_s0 "$m_steps" --seed 0 --objective mlm --output-bias-init prior &
+wait
+
+# 3. pack: discriminator weights (final and 50 %), configs, metrics, logs
+for name in electra_s0 electra_s1 mlm_s0; do
+    half=$($py -c "import json,sys; print(json.load(open(sys.argv[1])).get('50%', ''))" \
+        "$out/$name/checkpoints/index.json" 2>/dev/null)
+    tar czf "$out/$name.tgz" --exclude=optimizer.pt --exclude=rng_state.pt -C "$out" "$name.log" "$name/config.json" \
+        "$name/metrics.jsonl" "$name/tb" "$name/checkpoints/index.json" "$name/checkpoints/latest" \
+        ${half:+"$name/checkpoints/$half"}
+done
+ls -la "$out"
+echo "done in $((SECONDS - start)) s"
