@@ -8,11 +8,12 @@
 #
 # Three pretraining runs share the GPU side by side (the `tiny` model is too small to fill an H200 alone):
 # ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (1.408x ELECTRA's steps, the
-# ratio of the CPU comparison). A short calibration with all three `electra bench` runs at once measures the
+# ratio of the CPU comparison); recipe: batch 128, lr 5e-4, the official Adam epsilon 1e-6, warm-up 10 %, bf16,
+# eager. A short calibration with all three `electra bench` runs at once measures the
 # sequences/s each gets under that sharing, and the step counts are set from it so that the runs end inside the
 # budget with their learning-rate schedules complete. Every run also has a hard timeout and saves checkpoints, so a
 # slow machine leaves a usable (if undecayed) checkpoint rather than nothing. Each run is packed into OUT/NAME.tgz
-# (final and 50 % discriminator checkpoints, config, metrics, TensorBoard; no optimizer state) for finetuning
+# (model weights at the end and at 50 %, config, metrics, TensorBoard; no optimizer state) for finetuning
 # elsewhere with `electra finetune --model NAME`.
 set -u
 data=$1 out=$2 budget=${3:-585}
@@ -23,10 +24,11 @@ batch=${BATCH:-128} calib=${CALIB_STEPS:-300}  # smaller values only for a dry r
 common=(--preset tiny --data "$data" --batch-size $batch --learning-rate 5e-4 --adam-epsilon 1e-6 --precision bf16
     --log-every 100 --no-progress)
 
-# 1. calibration: the three runs' shapes, side by side
+# 1. calibration: the three runs' shapes (the data's vocabulary size), side by side
+vocab=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$data/meta.json") || exit 2
 for obj in electra electra mlm; do
     $py -m electra bench --preset tiny --batch $batch --seq-len 128 --precision bf16 --steps $calib --warmup 20 \
-        --vocab-size 8192 --objective $obj --json >"$out/bench_$obj.$RANDOM.json" 2>>"$out/bench.err" &
+        --vocab-size $vocab --objective $obj --json >"$out/bench_$obj.$RANDOM.json" 2>>"$out/bench.err" &
 done
 wait
 read -r e_steps m_steps < <($py - "$out" $((budget - (SECONDS - start))) $batch <<'EOF'
