@@ -7,8 +7,8 @@
 #   SECONDS  wall-clock budget for the whole script (default 585)
 #
 # Three pretraining runs share the GPU side by side (the `tiny` model is too small to fill an H200 alone):
-# ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (1.408x ELECTRA's steps, the
-# ratio of the CPU comparison); recipe: batch 128, lr 5e-4, the official Adam epsilon 1e-6, warm-up 10 %, bf16,
+# ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (ELECTRA's steps times the ratio of
+# the two objectives' FLOPs per sequence from `electra.flops`: 1.408 for `tiny` with an 8k vocabulary); recipe: batch 128, lr 5e-4, the official Adam epsilon 1e-6, warm-up 10 %, bf16,
 # eager. A short calibration with all three `electra bench` runs at once measures the
 # sequences/s each gets under that sharing, and the step counts are set from it so that the runs end inside the
 # budget with their learning-rate schedules complete. Every run also has a hard timeout and saves checkpoints, so a
@@ -25,26 +25,36 @@ common=(--preset tiny --data "$data" --batch-size $batch --learning-rate 5e-4 --
     --log-every 100 --no-progress)
 
 # 1. calibration: the three runs' shapes (the data's vocabulary size), side by side
-vocab=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$data/meta.json") || exit 2
+read -r vocab ratio < <($py - "$data/meta.json" <<'EOF'
+import json, sys
+from electra.config import preset
+from electra.flops import train_flops_per_sequence
+vocab = json.load(open(sys.argv[1]))["vocab_size"]
+electra, mlm = (train_flops_per_sequence(preset("tiny", vocab_size=vocab, objective=o)) for o in ("electra", "mlm"))
+print(vocab, electra / mlm)
+EOF
+)
+[ -n "$vocab" ] || { echo "cannot read $data/meta.json" >&2; exit 2; }
+i=0
 for obj in electra electra mlm; do
+    i=$((i + 1))
     $py -m electra bench --preset tiny --batch $batch --seq-len 128 --precision bf16 --steps $calib --warmup 20 \
-        --vocab-size $vocab --objective $obj --json >"$out/bench_$obj.$RANDOM.json" 2>>"$out/bench.err" &
+        --vocab-size $vocab --objective $obj --json >"$out/bench_${obj}_$i.json" 2>>"$out/bench.err" &
 done
 wait
-read -r e_steps m_steps < <($py - "$out" $((budget - (SECONDS - start))) $batch <<'EOF'
+read -r e_steps m_steps < <($py - "$out" $((budget - (SECONDS - start))) $batch $ratio <<'EOF'
 import glob, json, sys
-out, left, batch = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-rate = {"electra": [], "mlm": []}
-for f in glob.glob(f"{out}/bench_*.json"):
-    rate[f.split("/bench_")[1].split(".")[0]].append(json.load(open(f))["seqs_per_s"])
-e, m = min(rate["electra"]), min(rate["mlm"])
+out, left, batch, ratio = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+e = min(json.load(open(f))["seqs_per_s"] for f in glob.glob(f"{out}/bench_electra_*.json"))
+m = min(json.load(open(f))["seqs_per_s"] for f in glob.glob(f"{out}/bench_mlm_*.json"))
 train = (left - 60) * 0.85  # 60 s: start-up, evaluations, packing; 15 % margin
-steps = int(min(e * train, m * train / 1.408) / batch)
-print(steps, round(1.408 * steps), file=sys.stdout)
-print(f"calibration: electra {rate['electra']} mlm {rate['mlm']} seq/s; {left:.0f} s left -> {steps} steps",
+steps = int(min(e * train, m * train / ratio) / batch)
+print(steps, round(ratio * steps))
+print(f"calibration: electra {e:.0f}, mlm {m:.0f} seq/s (the slowest of each); {left:.0f} s left -> {steps} steps",
       file=sys.stderr)
 EOF
 )
+[ -n "$e_steps" ] || { echo "calibration failed: see $out/bench.err" >&2; exit 2; }
 echo "steps: electra $e_steps, mlm $m_steps ($((SECONDS - start)) s elapsed)"
 
 # 2. the three runs, side by side, each killed before the budget ends at the latest
@@ -62,7 +72,7 @@ run electra_s1 "$e_steps" --seed 1 &
 run mlm_s0 "$m_steps" --seed 0 --objective mlm --output-bias-init prior &
 wait
 
-# 3. pack: discriminator weights (final and 50 %), configs, metrics, logs
+# 3. pack: model weights (final and 50 %), configs, metrics, logs
 for name in electra_s0 electra_s1 mlm_s0; do
     half=$($py -c "import json,sys; print(json.load(open(sys.argv[1])).get('50%', ''))" \
         "$out/$name/checkpoints/index.json" 2>/dev/null)
