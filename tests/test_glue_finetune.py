@@ -10,7 +10,7 @@ from glue_fixtures import VOCAB, write_glue, write_vocab
 
 from electra import io
 from electra.config import ModelConfig
-from electra.errors import ElectraError
+from electra.errors import ConfigError, ElectraError
 from electra.finetuning import FinetuneConfig, train_steps
 from electra.glue import finetune, submit
 from electra.glue.data import load_split
@@ -304,3 +304,33 @@ def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):
     want = model.discriminator.electra.state_dict()
     for k, v in encoder.state_dict().items():
         torch.testing.assert_close(v, want[k], msg=k)
+
+
+@pytest.mark.parametrize("encoder_dropout", [None, 0.0])
+def test_encoder_dropout_replaces_the_models_own(workdir, encoder_dropout):
+    """encoder_dropout=0 (with no head dropout) makes the finetuned model deterministic in training mode; unset, the
+    model's own 0.1 applies. Either way the weights loaded are the pretrained ones and the model's config is kept."""
+    task = TASKS["sst2"]
+    tok = load_tokenizer(workdir / "micro")
+    encoder, cfg, _ = load_encoder(str(workdir / "micro"))
+    assert cfg.hidden_dropout_prob == cfg.attention_probs_dropout_prob == 0.1
+    ft = FinetuneConfig(epochs=1, max_length=32, head_dropout=0.0, encoder_dropout=encoder_dropout).resolve(cfg, task)
+    data = finetune.prepare_task(task, workdir / "glue", tok, ft)
+    model, _ = finetune.finetune_run(data, encoder, cfg, ft, 0, torch.device("cpu"), tok.pad_id)
+    x = torch.randint(5, len(VOCAB), (4, 12))
+    model.train()
+    train_out = model(x)
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x)
+    if encoder_dropout == 0.0:
+        torch.testing.assert_close(train_out, eval_out)
+    else:
+        assert not torch.allclose(train_out, eval_out)
+    assert cfg.hidden_dropout_prob == 0.1  # the loaded config is not changed
+    assert ft.encoder_config(cfg).hidden_dropout_prob == (0.1 if encoder_dropout is None else 0.0)
+
+
+def test_encoder_dropout_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="encoder_dropout must be in"):
+        FinetuneConfig(encoder_dropout=1.0)

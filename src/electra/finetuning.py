@@ -44,6 +44,7 @@ class FinetuneConfig:
     loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
     max_grad_norm: float = 1.0
     head_dropout: float = 0.1
+    encoder_dropout: float | None = None  # the encoder's hidden and attention dropout; None: the model's own (0.1)
     head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
     double_unordered: bool = True  # MRPC and STS-B train only
     adam_beta1: float = 0.9
@@ -61,7 +62,17 @@ class FinetuneConfig:
             raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
         if self.max_train_examples is not None and self.max_train_examples <= 0:
             raise ConfigError("max_train_examples must be positive")
+        if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
+            raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
         _check_literals(self)
+
+    def encoder_config(self, model: ModelConfig) -> ModelConfig:
+        """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden
+        states and attention weights) replaced by `encoder_dropout` when that is set."""
+        if self.encoder_dropout is None:
+            return model
+        p = self.encoder_dropout
+        return dataclasses.replace(model, hidden_dropout_prob=p, attention_probs_dropout_prob=p)
 
     def resolve(self, model: ModelConfig, task: Task) -> FinetuneConfig:
         """A copy with every size- and task-dependent default filled in."""

@@ -16,6 +16,9 @@ from electra.glue.finetune import finetune
 from electra.glue.own import KINDS as OWN_KINDS
 from electra.glue.own import finetune_own
 
+# recipe fields whose default is not "by model size / task"
+RECIPE_HELP = {"encoder_dropout": "the encoder's hidden and attention dropout (default: the model's own, 0.1)"}
+
 
 def _parse_shard(text: str) -> tuple[int, int]:
     try:
@@ -98,7 +101,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         title="finetuning recipe",
         description="every value of the recipe can be overridden",
         prefix="ft__",
-        describe=lambda name: f"default {'by model size / task' if defaults[name] is None else defaults[name]}",
+        describe=lambda name: RECIPE_HELP.get(
+            name, f"default {'by model size / task' if defaults[name] is None else defaults[name]}"
+        ),
     )
 
 

@@ -112,7 +112,9 @@ def finetune_run(
     """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
     `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
     task = data.task
-    model = build_model(encoder, model_cfg, task.num_outputs, cfg.head_dropout, init_seed=seed, head=cfg.head)
+    model = build_model(
+        encoder, cfg.encoder_config(model_cfg), task.num_outputs, cfg.head_dropout, init_seed=seed, head=cfg.head
+    )
     model = model.to(device)
     opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device)
 

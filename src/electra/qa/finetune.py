@@ -296,7 +296,7 @@ def _sweep(
     with tqdm(total=steps * len(seeds), desc="squad", unit="step", disable=quiet, file=sys.stderr) as bar:
         for s in seeds:
             started = time.time()
-            net = build_qa_model(encoder, model_cfg, head, qa.head_options(), init_seed=s).to(dev_)
+            net = build_qa_model(encoder, cfg.encoder_config(model_cfg), head, qa.head_options(), init_seed=s).to(dev_)
             losses = train(net, train_features, cfg, s, dev_, tok.pad_id, bar)
             predictions, null_odds, nbest, metrics = evaluate_run(
                 net, dev_data, dev_features, tok, qa, dev_, cfg.eval_batch_size

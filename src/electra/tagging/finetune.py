@@ -119,7 +119,8 @@ def train_tagger(
     epoch_losses: list[float] | None = None,
 ) -> TokenTagger:
     """Train one seed (a new shuffle every epoch); `epoch_losses` receives each epoch's mean loss per word."""
-    model = build_tagger(encoder, model_cfg, len(data.labels), cfg.head_dropout, init_seed=seed).to(device)
+    tagger_cfg = cfg.encoder_config(model_cfg)
+    model = build_tagger(encoder, tagger_cfg, len(data.labels), cfg.head_dropout, init_seed=seed).to(device)
     opt = finetune_optimizer(model, model_cfg.num_hidden_layers, cfg, device, head_prefixes=("classifier.",))
     feats = data.features["train"]
 
