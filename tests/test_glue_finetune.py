@@ -309,7 +309,7 @@ def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):
 @pytest.mark.parametrize("encoder_dropout", [None, 0.0])
 def test_encoder_dropout_replaces_the_models_own(workdir, encoder_dropout):
     """encoder_dropout=0 (with no head dropout) makes the finetuned model deterministic in training mode; unset, the
-    model's own 0.1 applies. Either way the weights loaded are the pretrained ones and the model's config is kept."""
+    model's own 0.1 applies. The loaded model config itself is never changed."""
     task = TASKS["sst2"]
     tok = load_tokenizer(workdir / "micro")
     encoder, cfg, _ = load_encoder(str(workdir / "micro"))
