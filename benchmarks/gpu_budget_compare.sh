@@ -11,8 +11,9 @@
 # the two objectives' FLOPs per sequence from `electra.flops`: 1.408 for `tiny` with an 8k vocabulary); recipe:
 # batch 128, lr 5e-4, the official Adam epsilon 1e-6, warm-up 10 %, bf16, eager. A short calibration with all
 # three `electra bench` runs at once measures the sequences/s each gets under that sharing, and the step counts are
-# set from it so that the runs end inside the budget with their learning-rate schedules complete. Every run also has a hard timeout and saves checkpoints, so a
-# slow machine leaves a usable (if undecayed) checkpoint rather than nothing. Each run is packed into OUT/NAME.tgz
+# set from it so that the runs end inside the budget with their learning-rate schedules complete. Every run also
+# has a hard timeout and saves checkpoints, so a slow machine leaves a usable (if undecayed) checkpoint rather than
+# nothing. Each run is packed into OUT/NAME.tgz
 # (model weights at the end and at 50 %, config, metrics, TensorBoard; no optimizer state) for finetuning
 # elsewhere with `electra finetune --model NAME`.
 set -u
