@@ -15,7 +15,7 @@ from electra.finetuning import FinetuneConfig, train_steps
 from electra.glue import finetune, submit
 from electra.glue.data import load_split
 from electra.glue.finetune import sweep
-from electra.glue.metrics import compute_metrics
+from electra.glue.metrics import chance_auc_band, compute_metrics, ranking_auc
 from electra.glue.model import load_encoder
 from electra.glue.results import load_predictions
 from electra.glue.tasks import TASKS, parse_tasks
@@ -84,6 +84,11 @@ def test_sweep_writes_every_run_and_consistent_metrics(swept, workdir):
             labels = np.array([e.label / 5 if t.is_regression else e.label for e in gold])
             recomputed = compute_metrics(t, dev["outputs"], labels)
             assert {k: record["metrics"][k] for k in recomputed} == pytest.approx(recomputed)
+            if task == "sst2":  # two classes: how well the dev examples are ordered, and the chance band
+                assert record["dev_auc"] == pytest.approx(ranking_auc(t, dev["outputs"], labels))
+                assert record["dev_auc_chance_band"] == pytest.approx(chance_auc_band(labels))
+            else:
+                assert record["dev_auc"] is None and record["dev_auc_chance_band"] is None
     stsb_cfg = json.loads((swept / "stsb/run_0/config.json").read_text())
     assert stsb_cfg["n_train"] == 48  # double_unordered: 24 examples and their swapped copies
     results = json.loads((swept / "results.json").read_text())

@@ -5,7 +5,7 @@ import pytest
 
 from electra.errors import ElectraError
 from electra.glue.layer_decay import layer_depth, layer_lr_multipliers
-from electra.glue.metrics import compute_metrics, predictions_from_outputs
+from electra.glue.metrics import chance_auc_band, compute_metrics, predictions_from_outputs, ranking_auc
 from electra.glue.tasks import TASKS
 
 
@@ -30,6 +30,37 @@ def test_mcc_f1_acc_match_their_definitions():
     for name in ("mrpc", "qqp"):
         out = compute_metrics(TASKS[name], _onehot_logits(pred), gold)
         assert out == pytest.approx({"f1": 100 * f1, "acc": 100 * acc})
+
+
+def test_ranking_auc_is_the_probability_a_positive_outranks_a_negative():
+    """AUC of the logit margin = the share of (positive, negative) pairs the margin orders correctly, ties half;
+    only the margin matters (adding the same amount to both logits changes nothing)."""
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 2, 60)
+    logits = rng.integers(-3, 4, (60, 2)).astype(float)  # whole numbers: tied margins, and exact sums
+    margin = logits[:, 1] - logits[:, 0]
+    pos, neg = margin[gold == 1], margin[gold == 0]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert ranking_auc(TASKS["rte"], logits, gold) == pytest.approx(pairs)
+    assert ranking_auc(TASKS["rte"], logits + rng.integers(-5, 6, (60, 1)), gold) == pytest.approx(pairs)
+    assert ranking_auc(TASKS["sst2"], np.stack([-gold, gold], 1).astype(float), gold) == 1.0
+    assert ranking_auc(TASKS["sst2"], np.stack([gold, -gold], 1).astype(float), gold) == 0.0
+    # not defined: regression, three classes, one class among the labels
+    assert ranking_auc(TASKS["stsb"], rng.random((60, 1)), rng.random(60)) is None
+    assert ranking_auc(TASKS["mnli"], rng.normal(size=(60, 3)), rng.integers(0, 3, 60)) is None
+    assert ranking_auc(TASKS["rte"], logits, np.ones(60, int)) is None
+    assert chance_auc_band(np.ones(60, int)) is None
+
+
+def test_chance_band_is_two_standard_errors_of_an_unrelated_ranking():
+    """On RTE's dev class counts, the AUCs of rankings unrelated to the labels spread by half the band."""
+    gold = np.array([0] * 131 + [1] * 146)
+    rng = np.random.default_rng(0)
+    aucs = [ranking_auc(TASKS["rte"], rng.normal(size=(277, 2)), gold) for _ in range(2000)]
+    band = chance_auc_band(gold)
+    assert np.mean(aucs) == pytest.approx(0.5, abs=0.003)
+    assert np.std(aucs) == pytest.approx(band / 2, rel=0.05)
+    assert 0.06 < band < 0.08  # about 0.07: a dev set of 277 pairs cannot tell 0.55 from chance
 
 
 def test_mnli_matched_and_mismatched_suffix():

@@ -1,3 +1,4 @@
+import json
 import zipfile
 
 import numpy as np
@@ -35,6 +36,27 @@ def test_statistics_over_runs(tmp_path):
     assert s == pytest.approx(
         {"n": 4, "median": 55.0, "mean": 55.0, "std": np.std([50, 60, 40, 70], ddof=1), "max": 70.0, "min": 40.0}
     )
+
+
+def test_tasks_ranked_at_chance_are_named_and_older_records_are_not(tmp_path):
+    """A task whose median dev AUC lies within the chance band is named in the table's notes; one clear of it, and
+    runs written before the AUC was recorded, are not."""
+    for seed, (rte, sst2) in enumerate([(0.47, 0.74), (0.52, 0.75), (0.55, 0.76)]):
+        for task, auc, band in (("rte", rte, 0.0696), ("sst2", sst2, 0.0392)):
+            _run(tmp_path, task, seed, {"acc": 50.0 + seed})
+            path = tmp_path / task / f"run_{seed}" / "metrics.json"
+            write_json(path, {**json.loads(path.read_text()), "dev_auc": auc, "dev_auc_chance_band": band})
+        _run(tmp_path, "mrpc", seed, {"f1": 80.0, "acc": 68.0})
+    results = aggregate(tmp_path)
+    assert results["tasks"]["rte"]["dev_auc"]["median"] == pytest.approx(0.52)
+    assert results["tasks"]["mrpc"]["dev_auc"] is None
+    note = markdown_table(results).split("Dev ROC AUC at chance: ")[1].split("\n")[0]
+    assert note.startswith("RTE (median 0.520, chance 0.5 ± 0.070). The runs have not learned this task:")
+    assert "SST-2" not in note and "MRPC" not in note
+    for seed in range(3):  # the same runs ordering RTE's dev examples well: no note
+        path = tmp_path / "rte" / f"run_{seed}" / "metrics.json"
+        write_json(path, {**json.loads(path.read_text()), "dev_auc": 0.58 + seed / 100})
+    assert "at chance" not in markdown_table(aggregate(tmp_path))
 
 
 def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):

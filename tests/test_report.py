@@ -187,7 +187,8 @@ def test_bad_inputs(tmp_path, capsys):
 
 def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp_path):
     """What a newcomer must be told in words: an all-original discriminator, the probe against random weights,
-    runs that predict one class, and each sweep against the majority class and against random weights."""
+    runs that predict one class, tasks ranked at chance, and each sweep against the majority class and against
+    random weights."""
     run = write_pretrain_run(tmp_path / "run")
     records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
     records.append(
@@ -214,6 +215,7 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
             path = pretrained / task / f"run_{seed}" / "metrics.json"
             record = json.loads(path.read_text())
             record.update(majority_metrics={"acc": majority}, constant_predictions=task == "sst2")
+            record.update(dev_auc=0.51 if task == "rte" else 0.5, dev_auc_chance_band=0.07 if task == "rte" else 0.04)
             path.write_text(json.dumps(record))
     report = build_report(*discover([run, pretrained, random_]))
     text = "\n".join(report["findings"])
@@ -236,6 +238,8 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert "SST-2 (2 of 2)" in text and "RTE (" not in text.split("label prior")[1].split("\n")[0]
     assert "51.00 against 51.80 for always predicting the majority class" in text  # (51 + 51) / 2, (52.7 + 50.9) / 2
     assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text
+    chance = "**glue**: dev ROC AUC at chance: SST-2 (median 0.500, chance 0.5 ± 0.040), RTE (median 0.510, chance"
+    assert chance in text and "**glue_random**: dev ROC AUC" not in text  # its runs predate the record
     assert "51.00 against 63.50 (-12.50)" in text
     # the GLUE chart draws each task's majority-class score as its floor
     assert report["glue"][0]["majority"] == {"rte": 52.7, "sst2": 50.9} and report["glue"][1]["majority"] == {}

@@ -365,6 +365,7 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 f"{e['probe_random_cls']:.3f} / {e['probe_random_mean']:.3f}, majority class "
                 f"{e['probe_majority']:.3f}: the pretrained features are {verdict} random ones."
             )
+    from electra.glue.results import chance_note
     from electra.glue.tasks import TASKS
 
     random_sweeps = [g for g in report["glue"] if g["model"].startswith("random:")]
@@ -379,6 +380,8 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 f"**{g['name']}**: runs that predict one class (or one value) for every dev example learnt "
                 f"nothing beyond the label prior: {', '.join(constant)}."
             )
+        if (note := chance_note(sweep.per_task)) is not None:
+            out.append(f"**{g['name']}**: {note[0].lower()}{note[1:]}")
         majority = _majority_average(sweep, g["tasks"])
         if g["average"] is not None and majority is not None:
             out.append(

@@ -2,13 +2,18 @@
 
 CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise. Your own data
 (electra.glue.own): accuracy + macro-F1, Pearson/Spearman, or micro/macro-F1 for several labels per example.
+
+Beside them, for two-class tasks, `ranking_auc`: how well a run orders the dev examples whatever its decision
+threshold, with the band around 0.5 inside which that ordering is indistinguishable from chance. A model that has not
+learned a task (RTE from 2,000 examples, say) scores near its label prior and ranks at chance; accuracy alone does not
+say so, because a few hundred examples move it by several points either way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
 from electra.glue.tasks import Task
 
@@ -79,3 +84,24 @@ def is_constant(task: Task, outputs: np.ndarray) -> bool:
     if task.multilabel:
         return bool(len(pred) > 0 and (pred == pred[:1]).all())
     return bool(len(pred) > 0 and np.unique(np.round(pred, 4)).size == 1)
+
+
+def ranking_auc(task: Task, outputs: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC (0-1) of the logit margin, class 1 minus class 0, against the gold labels: 0.5 is chance, 1 a perfect
+    ordering. None unless the task is single-label with two classes and both occur among the labels."""
+    labels = np.asarray(labels)
+    if task.is_regression or task.multilabel or task.num_outputs != 2 or np.unique(labels).size != 2:
+        return None
+    outputs = np.asarray(outputs, dtype=np.float64)
+    return float(roc_auc_score(labels, outputs[:, 1] - outputs[:, 0]))
+
+
+def chance_auc_band(labels: np.ndarray) -> float | None:
+    """Two standard errors of the AUC of a ranking unrelated to the labels, sqrt((n0 + n1 + 1) / (12 n0 n1)) each
+    (the Mann-Whitney U statistic's variance under the null, divided by (n0 n1)^2): an AUC inside 0.5 plus or minus
+    this is indistinguishable from chance on this dev set. None unless both classes occur."""
+    counts = np.bincount(np.asarray(labels).astype(np.int64), minlength=2)
+    if counts.size != 2 or counts.min() == 0:
+        return None
+    n0, n1 = int(counts[0]), int(counts[1])
+    return float(2.0 * np.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1)))

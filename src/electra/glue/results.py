@@ -121,6 +121,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         if not runs:
             continue
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
+        aucs = [r["dev_auc"] for r in runs if r.get("dev_auc") is not None]
         per_task[task.name] = {
             "display": task.display,
             "glue": task.glue,  # your own data is never part of a GLUE table or average
@@ -135,6 +136,9 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
             "majority": next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None),
             "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
+            # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
+            "dev_auc": summarize(aucs) if aucs else None,
+            "dev_auc_chance_band": next((r["dev_auc_chance_band"] for r in runs if r.get("dev_auc_chance_band")), None),
         }
     covered = [name for name in AVERAGE_TASKS if per_task.get(name, {}).get("glue")]
     average = {}
@@ -218,6 +222,30 @@ def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -
     return lines
 
 
+def at_chance(entry: dict[str, Any]) -> bool:
+    """Whether a task's runs order the dev examples no better than chance: the median dev AUC within 0.5 plus or
+    minus two standard errors of a ranking unrelated to the labels (electra.glue.metrics.chance_auc_band)."""
+    auc, band = entry.get("dev_auc"), entry.get("dev_auc_chance_band")
+    return auc is not None and band is not None and abs(auc["median"] - 0.5) <= band
+
+
+def chance_note(per_task: dict[str, dict[str, Any]]) -> str | None:
+    """One sentence naming the tasks whose runs rank at chance, or None."""
+    names = [
+        f"{e['display']} (median {e['dev_auc']['median']:.3f}, chance 0.5 ± {e['dev_auc_chance_band']:.3f})"
+        for e in per_task.values()
+        if at_chance(e)
+    ]
+    if not names:
+        return None
+    return (
+        "Dev ROC AUC at chance: "
+        + ", ".join(names)
+        + f". The runs have not learned {'these tasks' if len(names) > 1 else 'this task'}: "
+        "their scores there are the label prior plus noise, not a measure of the model."
+    )
+
+
 def markdown_table(results: dict[str, Any], model: str = "") -> str:
     """The GLUE table: one row per statistic over runs; average over the covered tasks' score metrics."""
     per_task, average = results["tasks"], results["average"]
@@ -238,6 +266,8 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
             "Runs that predict one class (or one value) for every dev example, i.e. learnt nothing "
             "beyond the label prior: " + ", ".join(constant) + "."
         )
+    if (note := chance_note(per_task)) is not None:
+        notes.append(note)
     subsampled = {
         per_task[n]["display"]: per_task[n]["max_train_examples"]
         for n in per_task
