@@ -259,6 +259,32 @@ def test_a_glue_average_close_to_random_weights_is_reported_as_level():
     assert LEVEL_POINTS == 0.5 and "**a** is level with (within 0.5 points of) random initialisation (r)" in text
 
 
+def test_a_comparison_where_neither_sweep_learned_anything_says_so():
+    """Both sweeps at chance on every two-class task: the verdict against random weights says it compares noise;
+    as soon as one sweep ranks one task above chance, it does not."""
+    from types import SimpleNamespace
+
+    from electra.report import findings
+
+    def glue(name, model, average):
+        return {"name": name, "model": model, "tasks": ["sst2", "rte"], "average": average, "label": "GLUE-2"}
+
+    def sweep(sst2_auc):
+        task = {"constant_runs": 0, "n_runs": 3, "display": "X", "dev_auc_chance_band": 0.07}
+        return SimpleNamespace(
+            per_task={
+                "sst2": {**task, "dev_auc": {"median": sst2_auc}},
+                "rte": {**task, "dev_auc": {"median": 0.52}},
+            }
+        )
+
+    report = {"glue": [glue("a", "run", 52.0), glue("r", "random:tiny", 51.0)], "pretrain": []}
+    noise = "Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each)"
+    assert noise in "\n".join(findings(report, [sweep(0.49), sweep(0.53)]))
+    assert noise not in "\n".join(findings(report, [sweep(0.49), sweep(0.75)]))
+    assert noise not in "\n".join(findings(report, [sweep(0.75), sweep(0.53)]))
+
+
 def test_weight_change_finding_names_the_cause_by_the_runs_epsilon():
     """Layers within 10 % of their start are "hardly trained": with a large Adam epsilon that is the cause named;
     with the official one, too few steps; layers that moved more get no such verdict."""

@@ -369,6 +369,7 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
     from electra.glue.tasks import TASKS
 
     random_sweeps = [g for g in report["glue"] if g["model"].startswith("random:")]
+    by_name = {g["name"]: sweep for g, sweep in zip(report["glue"], sweeps, strict=True)}
     for g, sweep in zip(report["glue"], sweeps, strict=True):
         constant = [
             f"{TASKS[t].display} ({v['constant_runs']} of {v['n_runs']})"
@@ -396,11 +397,26 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                         word = f"level with (within {LEVEL_POINTS} points of)"
                     else:
                         word = "better than" if diff > 0 else "worse than"
-                    out.append(
+                    verdict = (
                         f"**{g['name']}** is {word} random initialisation ({base['name']}): "
                         f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f})."
                     )
+                    if learned_nothing(sweep, g["tasks"]) and learned_nothing(by_name[base["name"]], base["tasks"]):
+                        verdict += (
+                            " Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each), so "
+                            "this compares finetuning noise, not features: finetune on more examples "
+                            "(`--max-train-examples`) or read the linear probe."
+                        )
+                    out.append(verdict)
     return out
+
+
+def learned_nothing(sweep: Sweep, tasks: list[str]) -> bool:
+    """Whether every two-class task of `tasks` that records a dev AUC is at chance in `sweep` (and one does)."""
+    from electra.glue.results import at_chance
+
+    recorded = [sweep.per_task[t] for t in tasks if sweep.per_task.get(t, {}).get("dev_auc") is not None]
+    return bool(recorded) and all(at_chance(e) for e in recorded)
 
 
 # ---------------------------------------------------------------------------------------------- entry points
