@@ -59,6 +59,26 @@ def test_tasks_ranked_at_chance_are_named_and_older_records_are_not(tmp_path):
     assert "at chance" not in markdown_table(aggregate(tmp_path))
 
 
+def test_older_run_records_get_their_auc_from_the_stored_dev_predictions(tmp_path):
+    """A metrics.json written before `dev_auc` existed: the AUC comes from predictions_dev.npz; without stored dev
+    labels there is none."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 50)
+    outputs = rng.normal(size=(50, 2)) + np.stack([np.zeros(50), labels], 1)
+    _run(tmp_path, "sst2", 0, {"acc": 60.0})
+    save_predictions(tmp_path / "sst2/run_0/predictions_dev.npz", [str(i) for i in range(50)], outputs, labels)
+    _run(tmp_path, "rte", 0, {"acc": 50.0}, test_outputs={"dev": rng.normal(size=(50, 2))})  # no labels stored
+    tasks = aggregate(tmp_path)["tasks"]
+    expected = roc_auc_score(labels, outputs[:, 1] - outputs[:, 0])
+    assert tasks["sst2"]["dev_auc"]["median"] == pytest.approx(expected) and expected > 0.6
+    assert tasks["sst2"]["dev_auc_chance_band"] == pytest.approx(
+        2 * np.sqrt(51 / (12 * labels.sum() * (50 - labels.sum())))
+    )
+    assert tasks["rte"]["dev_auc"] is None
+
+
 def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):
     def record(task, seed, n_train, cap, available):
         d = tmp_path / task / f"run_{seed}"

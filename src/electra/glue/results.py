@@ -63,8 +63,23 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as err:
             raise ElectraError(f"cannot read {metrics_file}: {err}") from None
         record["dir"] = str(metrics_file.parent)
+        if "dev_auc" not in record:  # written before the AUC was recorded: from the stored dev predictions
+            record.update(_auc_from_predictions(metrics_file.parent / "predictions_dev.npz", task))
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("seed", 0))
+
+
+def _auc_from_predictions(path: Path, task: Task) -> dict[str, float | None]:
+    """`dev_auc` and `dev_auc_chance_band` of a run's stored dev outputs and labels (empty where there are none)."""
+    from electra.glue.metrics import chance_auc_band, ranking_auc
+
+    if task.is_regression or task.multilabel or task.num_outputs != 2 or not path.is_file():
+        return {}
+    stored = load_predictions(path)
+    if "labels" not in stored:
+        return {}
+    auc = ranking_auc(task, stored["outputs"], stored["labels"])
+    return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(stored["labels"]) if auc is not None else None}
 
 
 def _binding_cap(run: dict[str, Any]) -> int | None:
