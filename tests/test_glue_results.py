@@ -77,6 +77,10 @@ def test_older_run_records_get_their_auc_from_the_stored_dev_predictions(tmp_pat
         2 * np.sqrt(51 / (12 * labels.sum() * (50 - labels.sum())))
     )
     assert tasks["rte"]["dev_auc"] is None
+    for junk in (b"not an npz", b"PK\x03\x04 a truncated zip"):  # unreadable: the metrics still aggregate
+        (tmp_path / "sst2/run_0/predictions_dev.npz").write_bytes(junk)
+        tasks = aggregate(tmp_path)["tasks"]
+        assert tasks["sst2"]["dev_auc"] is None and tasks["sst2"]["metrics"]["acc"]["median"] == 60.0
 
 
 def test_subsampling_note_names_only_tasks_whose_cap_removed_examples_also_for_older_run_records(tmp_path):

@@ -15,6 +15,7 @@ contributing its `score` metric. With tasks missing it is labelled "GLUE-k (no X
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ElectraError(f"cannot read predictions {path}: {err}") from None
 
 
@@ -70,13 +71,17 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
 
 
 def _auc_from_predictions(path: Path, task: Task) -> dict[str, float | None]:
-    """`dev_auc` and `dev_auc_chance_band` of a run's stored dev outputs and labels (empty where there are none)."""
+    """`dev_auc` and `dev_auc_chance_band` of a run's stored dev outputs and labels (empty where there are none, or
+    where the file cannot be read: the AUC is a diagnostic, and an unreadable file must not hide the run's metrics)."""
     from electra.glue.metrics import chance_auc_band, ranking_auc
 
-    if task.is_regression or task.multilabel or task.num_outputs != 2 or not path.is_file():
+    if task.num_outputs != 2 or not path.is_file():
         return {}
-    stored = load_predictions(path)
-    if "labels" not in stored:
+    try:
+        stored = load_predictions(path)
+    except ElectraError:
+        return {}
+    if "labels" not in stored or "outputs" not in stored:
         return {}
     auc = ranking_auc(task, stored["outputs"], stored["labels"])
     return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(stored["labels"]) if auc is not None else None}
