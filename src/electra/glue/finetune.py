@@ -26,7 +26,7 @@ from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
-from electra.glue.metrics import chance_auc_band, compute_metrics, is_constant, majority_metrics, ranking_auc
+from electra.glue.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
 from electra.glue.model import SequenceClassifier, build_model, load_encoder, per_example_loss
 from electra.glue.own import task_record
 from electra.glue.results import run_dir, save_predictions, write_prediction_csv, write_results
@@ -164,7 +164,8 @@ def save_run(
         io.write_safetensors(d / "model.safetensors", model.state_dict())
     cap = config["finetune"]["max_train_examples"]
     dev = data.evals.get("dev")
-    auc = ranking_auc(data.task, outputs["dev"], dev.labels) if dev is not None else None
+    no_dev = {"dev_auc": None, "dev_auc_chance_band": None}
+    ranking = dev_auc_fields(data.task, outputs["dev"], dev.labels) if dev is not None else no_dev
     write_json(
         d / "metrics.json",
         {
@@ -176,8 +177,7 @@ def save_run(
             "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,
             "constant_predictions": is_constant(data.task, outputs["dev"]) if dev is not None else None,
             # two-class tasks: how well the run orders the dev examples, and the band around 0.5 that is chance
-            "dev_auc": auc,
-            "dev_auc_chance_band": chance_auc_band(dev.labels) if auc is not None else None,
+            **ranking,
             "n_train": len(data.train),
             "n_train_available": data.n_train_available,
             "train_loss_per_epoch": config.get("train_loss_per_epoch"),

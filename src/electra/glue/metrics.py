@@ -105,3 +105,10 @@ def chance_auc_band(labels: np.ndarray) -> float | None:
         return None
     n0, n1 = int(counts[0]), int(counts[1])
     return float(2.0 * np.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1)))
+
+
+def dev_auc_fields(task: Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
+    """A run's record of how it ranks the dev examples: `dev_auc` and `dev_auc_chance_band` (both None unless the
+    task has two classes and both occur)."""
+    auc = ranking_auc(task, outputs, labels)
+    return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(labels) if auc is not None else None}

@@ -64,17 +64,19 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as err:
             raise ElectraError(f"cannot read {metrics_file}: {err}") from None
         record["dir"] = str(metrics_file.parent)
-        if "dev_auc" not in record:  # written before the AUC was recorded: from the stored dev predictions
-            record.update(_auc_from_predictions(metrics_file.parent / "predictions_dev.npz", task))
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("seed", 0))
 
 
-def _auc_from_predictions(path: Path, task: Task) -> dict[str, float | None]:
-    """`dev_auc` and `dev_auc_chance_band` of a run's stored dev outputs and labels (empty where there are none, or
-    where the file cannot be read: the AUC is a diagnostic, and an unreadable file must not hide the run's metrics)."""
-    from electra.glue.metrics import chance_auc_band, ranking_auc
+def _dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
+    """The run's recorded `dev_auc` and `dev_auc_chance_band`; for runs written before they were recorded, from the
+    stored dev outputs and labels (empty where there are none, or where the file cannot be read: the AUC is a
+    diagnostic, and an unreadable file must not hide the run's metrics)."""
+    from electra.glue.metrics import dev_auc_fields
 
+    if "dev_auc" in run:
+        return {"dev_auc": run["dev_auc"], "dev_auc_chance_band": run.get("dev_auc_chance_band")}
+    path = Path(run["dir"]) / "predictions_dev.npz"
     if task.num_outputs != 2 or not path.is_file():
         return {}
     try:
@@ -83,8 +85,7 @@ def _auc_from_predictions(path: Path, task: Task) -> dict[str, float | None]:
         return {}
     if "labels" not in stored or "outputs" not in stored:
         return {}
-    auc = ranking_auc(task, stored["outputs"], stored["labels"])
-    return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(stored["labels"]) if auc is not None else None}
+    return dev_auc_fields(task, stored["outputs"], stored["labels"])
 
 
 def _binding_cap(run: dict[str, Any]) -> int | None:
@@ -141,7 +142,8 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         if not runs:
             continue
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
-        aucs = [r["dev_auc"] for r in runs if r.get("dev_auc") is not None]
+        ranking = [_dev_auc(r, task) for r in runs]
+        aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
         per_task[task.name] = {
             "display": task.display,
             "glue": task.glue,  # your own data is never part of a GLUE table or average
@@ -158,7 +160,9 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
             "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
             # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
             "dev_auc": summarize(aucs) if aucs else None,
-            "dev_auc_chance_band": next((r["dev_auc_chance_band"] for r in runs if r.get("dev_auc_chance_band")), None),
+            "dev_auc_chance_band": next(
+                (r["dev_auc_chance_band"] for r in ranking if r.get("dev_auc_chance_band")), None
+            ),
         }
     covered = [name for name in AVERAGE_TASKS if per_task.get(name, {}).get("glue")]
     average = {}
