@@ -59,7 +59,7 @@ def quickstart(
     corpus: tuple[str, ...] = ("builtin",),
     tasks: str = "all",
     runs: int = 2,
-    max_train_examples: int = 128,
+    max_train_examples: int = 500,
     epochs: int = 3,
     vocab_size: int = VOCAB_SIZE,
     force: bool = False,
@@ -224,9 +224,10 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-train-examples",
         type=int,
-        default=128,
+        default=500,
         metavar="N",
-        help="subsample each GLUE train set to N examples (default %(default)s)",
+        help="subsample each GLUE train set to N examples (default %(default)s: with fewer, random weights learn no "
+        "task, and the comparison with them is noise)",
     )
     parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs for every task (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="delete --out and start over")
