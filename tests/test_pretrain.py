@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -23,7 +24,16 @@ from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
 from electra.objective import SpecialIds
 from electra.optim import lr_factor
-from electra.step import BatchPlan, Precision, build_optimizer, check_compile_plan, plan_batches, train_step
+from electra.step import (
+    BatchPlan,
+    Precision,
+    build_optimizer,
+    check_compile_plan,
+    evaluate,
+    plan_batches,
+    token_rarity,
+    train_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog sat on mat is was big small red blue and or not it he she they we you i".split()
@@ -172,6 +182,56 @@ def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
     assert seen["gen"] ** 0.5 < 1e-3 and seen["rest"] ** 0.5 < 1e-3
 
 
+def zipf_batches(n=16, B=8, L=32, seed=0):
+    """Batches of full-length sequences whose word ids follow a Zipf law (rank r with weight 1 / r^1.1)."""
+    g = torch.Generator().manual_seed(seed)
+    weights = 1.0 / torch.arange(1, len(TOKENS) - 4) ** 1.1
+    out = []
+    for _ in range(n):
+        ids = 5 + torch.multinomial(weights, B * L, replacement=True, generator=g).view(B, L)
+        ids[:, 0], ids[:, -1] = SPECIAL.cls, SPECIAL.sep
+        ones = torch.ones(B, L, dtype=torch.long)
+        out.append({"input_ids": ids, "attention_mask": ones, "token_type_ids": 0 * ones})
+    return out
+
+
+def test_token_rarity_is_the_add_one_unigram_surprisal():
+    r = token_rarity(np.array([3, 0, 1]))
+    assert torch.allclose(r, -torch.log(torch.tensor([4 / 7, 1 / 7, 2 / 7], dtype=torch.float64)))
+
+
+def test_unigram_auc_scores_the_tokens_the_discriminator_reads(monkeypatch):
+    """A discriminator that outputs each input token's rarity has exactly the unigram AUC: the baseline is computed on
+    the corrupted input (on the original tokens it would know nothing of the labels)."""
+    batches = zipf_batches()
+    rarity = token_rarity(np.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS)))
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = ELECTRA(cfg, SPECIAL)
+    monkeypatch.setattr(model.discriminator, "forward", lambda ids, mask, types: rarity[ids].float())
+    r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=rarity)
+    assert r["disc_auc"] == pytest.approx(r["disc_auc_unigram"], abs=1e-12)
+    assert r["disc_auc_unigram"] > 0.7
+    assert "disc_auc_unigram" not in evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"))
+
+
+def test_unigram_auc_is_high_for_an_untrained_generator_and_near_chance_at_the_prior():
+    """An untrained generator samples almost uniformly, so its replacements are rare words that frequency alone gives
+    away; started at the unigram prior (--output-bias-init prior) it replaces words with words as frequent."""
+    batches = zipf_batches()
+    counts = np.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS))
+    aucs = {}
+    for init in ("zero", "prior"):
+        cfg = tiny_cfg(output_bias_init=init)
+        torch.manual_seed(0)
+        model = ELECTRA(cfg, SPECIAL)
+        if init == "prior":
+            model.init_output_biases(torch.from_numpy(counts))
+        r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=token_rarity(counts))
+        aucs[init] = r["disc_auc_unigram"]
+    assert aucs["zero"] > 0.75 and abs(aucs["prior"] - 0.5) < 0.1, aucs
+
+
 def test_batch_plan():
     assert (plan_batches(128, 1, None, 128).micro, plan_batches(128, 1, None, 128).accum) == (128, 1)
     assert plan_batches(2048, 8, None, 512).micro == 128 and plan_batches(2048, 8, None, 512).accum == 2
@@ -221,6 +281,7 @@ def test_run_directory_metrics_checkpoints_and_load_run(data_dir, tmp_path):
     assert [r["step"] for r in evals] == [8, 16]
     for r in evals:
         assert 0.5 <= r["disc_auc"] <= 1 or r["disc_auc"] < 0.5  # a number, from sklearn
+        assert 0 <= r["disc_auc_unigram"] <= 1
         assert 0 <= r["gen_accuracy"] <= 1 and 0 <= r["disc_precision"] <= 1 and 0 <= r["disc_recall"] <= 1
     assert list((run / "tb").iterdir())
     # kept fractions + rolling latest, each self-contained

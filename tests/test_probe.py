@@ -1,5 +1,6 @@
 """The linear probe (`electra.probe`) and the representation diagnostics (`electra.diagnose`)."""
 
+import copy
 import json
 
 import numpy as np
@@ -145,6 +146,28 @@ def test_weight_change_is_the_relative_distance_per_group_of_matrices():
         "encoder attention value/output",
         "encoder feed-forward",
     }
+
+
+def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_spread_noise():
+    from electra.config import preset
+    from electra.diagnose import word_move_top_share
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    cfg = preset("tiny", vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
+    special = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+    torch.manual_seed(0)
+    initial = ELECTRA(cfg, special)
+    model = copy.deepcopy(initial)
+    assert word_move_top_share(model, initial) == 0.0
+    table = model.discriminator.electra.embeddings.word_embeddings.weight
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # every row moved along one direction v, by an amount of its own (a frequency-like score)
+        table.add_(torch.outer(torch.randn(200, generator=g), torch.randn(16, generator=g)))
+    assert word_move_top_share(model, initial) == pytest.approx(1.0, abs=1e-9)
+    with torch.no_grad():
+        table.copy_(initial.discriminator.electra.embeddings.word_embeddings.weight + torch.randn(200, 16, generator=g))
+    assert 1 / 16 < word_move_top_share(model, initial) < 0.2  # isotropic noise: about 1/16 each, the top a bit more
 
 
 def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):

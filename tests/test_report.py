@@ -303,3 +303,29 @@ def test_weight_change_finding_names_the_cause_by_the_runs_epsilon():
     assert "86.0%–86.0%" in trained and "hardly trained" not in trained
     mlm = moved_finding("run", {"encoder embeddings": 2.5, "encoder feed-forward": 0.05}, None)
     assert "5.0%–5.0%" in mlm and "too few steps" in mlm
+
+
+def test_findings_compare_the_discriminator_with_word_rarity_and_explain_a_falling_auc(tmp_path):
+    """A discriminator AUC level with word rarity's is named a frequency detector; one that fell together with it is
+    explained as the generator learning word frequencies; a margin is credited to context; old logs say nothing."""
+
+    def findings_for(evals):
+        run = write_pretrain_run(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+        records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+        records += [json.dumps({"split": "eval", "step": s, "disc_auc": a, "disc_auc_unigram": u}) for s, a, u in evals]
+        (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
+        return [f for f in build_report(*discover([run]))["findings"] if "word rarity" in f or "rarity in" in f]
+
+    falling = findings_for([(60, 0.81, 0.90), (70, 0.72, 0.71)])
+    assert len(falling) == 1
+    assert "AUC 0.720 at step 70; scoring each token by its rarity in the training data alone gives 0.710" in falling[0]
+    assert "by word frequency, not yet from context" in falling[0]
+    assert "fell from 0.810 at step 60 while word rarity's fell from 0.900" in falling[0]
+    learnt = findings_for([(60, 0.70, 0.75), (70, 0.85, 0.64)])
+    assert "the 0.210 above that is what the discriminator reads from context." in learnt[0] and "fell" not in learnt[0]
+    early = findings_for([(60, 0.72, 0.93)])
+    assert "gives 0.930: the discriminator has not yet learnt even which words are rare" in early[0]
+    # the AUC fell but word rarity's did not: not the shortcut closing, so no such explanation
+    other = findings_for([(60, 0.90, 0.70), (70, 0.75, 0.70)])
+    assert "fell" not in other[0]
+    assert findings_for([]) == []  # logs from before the baseline existed

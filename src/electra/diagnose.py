@@ -217,6 +217,20 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
     return {group: math.sqrt(d / n) for group, (d, n) in moved.items()}
 
 
+@torch.no_grad()
+def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float:
+    """The share of the discriminator's word-table movement ||W - W0||^2 that lies along its top singular
+    direction: near 1 when pretraining added one direction to the table, which in short `tiny` runs is word
+    frequency (docs/pretraining.md); a change spread over many directions gives a small share."""
+    delta = (
+        model.discriminator.electra.embeddings.word_embeddings.weight
+        - initial.discriminator.electra.embeddings.word_embeddings.weight
+    ).double()
+    sv = torch.linalg.svdvals(delta)
+    total = float(sv.pow(2).sum())
+    return float(sv[0] ** 2) / total if total > 0 else 0.0
+
+
 def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> ELECTRA | None:
     """The weights a pretraining run started from, rebuilt from its seed (None for an --init-from run)."""
     from electra.checkpoint import read_run_config
@@ -282,6 +296,7 @@ def diagnose_models(
             initial = initial_model(source, cfg, run_tokenizer)
             if initial is not None:
                 row["weight_change"] = weight_change(model, initial)
+                row["word_move_top_share"] = word_move_top_share(model, initial)
         rows.append(row)
     return rows
 
@@ -314,6 +329,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         if "weight_change" in r:
             moved = ", ".join(f"{group} {value:.1%}" for group, value in r["weight_change"].items())
             out.append(f"  moved from the initialisation (||W - W0|| / ||W0||): {moved}")
+        if "word_move_top_share" in r:
+            out.append(
+                f"  word-table movement along its top direction: {r['word_move_top_share']:.0%} (near 100 %: one "
+                "added direction, in short runs word frequency; docs/pretraining.md)"
+            )
     return "\n".join(out)
 
 

@@ -281,6 +281,7 @@ class PretrainOutput:
     replaced_fraction: Tensor  # share of real tokens whose label is "replaced"
     disc_logits: Tensor | None = None  # (B, L) for evaluation (AUC); None for the MLM objective
     disc_labels: Tensor | None = None  # (B, L) bool: replaced
+    disc_input_ids: Tensor | None = None  # (B, L): the corrupted input the discriminator read
 
 
 class LossTotals(NamedTuple):
@@ -422,6 +423,7 @@ class ELECTRA(nn.Module):
                 replaced_fraction=d["replaced_fraction"],
                 disc_logits=disc_logits.detach(),
                 disc_labels=labels,
+                disc_input_ids=fake_ids,
             )
 
 

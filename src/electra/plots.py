@@ -89,6 +89,18 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
                     lw=1,
                     label=f"{r.name} {key.removeprefix('disc_')}",
                 )
+        ev = [x for x in r.eval if x.get("disc_auc_unigram") is not None]
+        if ev:  # what word frequency alone gives (electra.step.evaluate)
+            ax.plot(
+                [x["step"] for x in ev],
+                [x["disc_auc_unigram"] for x in ev],
+                "x-.",
+                color=f"C{i % 10}",
+                ms=4,
+                lw=1,
+                alpha=0.6,
+                label=f"{r.name} AUC of word rarity alone",
+            )
     ax.set_title("held-out discriminator AUC / precision / recall")
     ax.set_xlabel("step")
     ax.set_ylim(-0.02, 1.02)

@@ -66,6 +66,7 @@ from electra.step import (
     read_steps,
     set_learning_rate,
     to_device,
+    token_rarity,
     train_step,
 )
 
@@ -115,6 +116,11 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             find_unused_parameters=cfg.uniform_generator,
         )
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
+    rarity = (
+        token_rarity(loader.token_counts(cfg.model.vocab_size, max_tokens=10_000_000))
+        if info.is_main and eval_batches and cfg.objective == "electra"
+        else None
+    )
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
@@ -194,7 +200,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                     record = {
                         "split": "eval",
                         "step": step,
-                        **evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs),
+                        **evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity),
                     }
                     if live_probe is not None:
                         record.update(live_probe(model))

@@ -266,6 +266,7 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                         "disc_loss",
                         "disc_accuracy",
                         "disc_auc",
+                        "disc_auc_unigram",
                         "disc_precision",
                         "disc_recall",
                         "replaced_fraction",
@@ -273,12 +274,57 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                     )
                 },
                 "probe_set": r.config.get("run", {}).get("probe"),
+                "disc_auc_peak": _auc_peak(r.eval),
                 "weights_moved": _weights_moved(r.path),
             }
         )
     report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
     report["findings"] = findings(report, sweeps)
     return report
+
+
+def _auc_peak(evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The evaluation with the highest discriminator AUC, with word rarity's AUC there (None if never logged)."""
+    pts = [x for x in evals if x.get("disc_auc") is not None and x.get("disc_auc_unigram") is not None]
+    if not pts:
+        return None
+    peak = max(pts, key=lambda x: x["disc_auc"])
+    return {k: peak[k] for k in ("step", "disc_auc", "disc_auc_unigram")}
+
+
+FREQUENCY_MARGIN = 0.02  # discriminator AUC within this of word rarity's: nothing learnt beyond word frequency
+
+
+def frequency_finding(name: str, last: dict[str, Any], peak: dict[str, Any] | None) -> str | None:
+    """The discriminator's held-out AUC against the AUC of scoring each token by its rarity alone: early in
+    pretraining an untrained generator replaces words with rare ones, which frequency alone gives away; as it learns
+    which words are frequent this shortcut closes, and an AUC that falls with it is that, not a fault."""
+    auc, unigram = last.get("disc_auc"), last.get("disc_auc_unigram")
+    if auc is None or unigram is None or not (math.isfinite(auc) and math.isfinite(unigram)):
+        return None
+    text = (
+        f"**{name}**: held-out discriminator AUC {auc:.3f} at step {last['step']}; scoring each token by its rarity "
+        f"in the training data alone gives {unigram:.3f}"
+    )
+    margin = auc - unigram
+    if margin <= -FREQUENCY_MARGIN:
+        text += ": the discriminator has not yet learnt even which words are rare, let alone their contexts."
+    elif margin < FREQUENCY_MARGIN:
+        text += ": the discriminator detects replacements by word frequency, not yet from context."
+    else:
+        text += f"; the {margin:.3f} above that is what the discriminator reads from context."
+    if (
+        peak is not None
+        and peak["step"] != last["step"]
+        and peak["disc_auc"] - auc >= FREQUENCY_MARGIN
+        and peak["disc_auc_unigram"] - unigram >= FREQUENCY_MARGIN
+    ):
+        text += (
+            f" Its AUC fell from {peak['disc_auc']:.3f} at step {peak['step']} while word rarity's fell from "
+            f"{peak['disc_auc_unigram']:.3f}: the generator learnt which words are frequent, so its replacements no "
+            "longer give themselves away by rarity. That is the shortcut closing, not a fault (docs/pretraining.md)."
+        )
+    return text
 
 
 def _weights_moved(path: Path) -> dict[str, float] | None:
@@ -353,6 +399,9 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 f"{fmt_number(e.get('disc_auc'), 3)}): ELECTRA's early regime, where its features are not expected "
                 "to beat random weights (docs/pretraining.md)."
             )
+        shortcut = frequency_finding(r["name"], e, r.get("disc_auc_peak"))
+        if shortcut:
+            out.append(shortcut)
         if r.get("weights_moved"):
             out.append(moved_finding(r["name"], r["weights_moved"], r.get("adam_epsilon")))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:

@@ -132,9 +132,10 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                     "held-out gen acc",
                     "held-out disc acc",
                     "held-out disc AUC",
+                    "AUC of word rarity alone",
                 ]
             ),
-            "|" + "---|" * 10,
+            "|" + "---|" * 11,
         ]
         for r in report["pretrain"]:
             steps = f"{r['step']}/{r['max_steps']}" if r["max_steps"] else str(r["step"])
@@ -152,6 +153,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                         fmt_number(e["gen_accuracy"], 4),
                         fmt_number(e["disc_accuracy"], 4),
                         fmt_number(e["disc_auc"], 4),
+                        fmt_number(e.get("disc_auc_unigram"), 4),
                     ]
                 )
             )

@@ -320,17 +320,20 @@ def evaluate(
     precision: Precision,
     device: torch.device,
     cudagraphs: bool = False,
+    rarity: Tensor | None = None,
 ) -> dict[str, float]:
     """Held-out metrics without dropout (docs/faithfulness.md §3.5): generator MLM accuracy and loss, sampled-token
     accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
-    samples."""
+    samples. With `rarity` (`token_rarity` of the training data's counts) also `disc_auc_unigram`: the AUC of
+    scoring each token the discriminator reads by its rarity alone, on the same corruptions, which is what a
+    discriminator gets from word frequency without any context (docs/pretraining.md)."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
     model.eval()
     w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = 0.0
-    scores, truths = [], []
+    scores, truths, rare = [], [], []
     for i, b in enumerate(batches):
         b = to_device(b, device)
         g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
@@ -349,19 +352,33 @@ def evaluate(
             real = b["attention_mask"].bool()
             scores.append(out.disc_logits.float()[real].cpu())
             truths.append(out.disc_labels[real].cpu())
+            if rarity is not None:
+                rare.append(rarity[out.disc_input_ids[real].cpu()])
     model.train(was_training)
     metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
     if scores:
         s, t = torch.cat(scores), torch.cat(truths)
+        both = 0 < int(t.sum()) < len(t)  # an AUC needs both classes
         pred = s > 0
         tp = float((pred & t).sum())
         metrics.update(
             sampled_accuracy=sampled_correct / max(w_sum, 1),
             disc_loss=disc_loss / max(tok_sum, 1),
             disc_accuracy=float((pred == t).float().mean()),
-            disc_auc=float(roc_auc_score(t.numpy(), s.numpy())) if 0 < int(t.sum()) < len(t) else float("nan"),
+            disc_auc=float(roc_auc_score(t.numpy(), s.numpy())) if both else float("nan"),
             disc_precision=tp / max(float(pred.sum()), 1.0),
             disc_recall=tp / max(float(t.sum()), 1.0),
             replaced_fraction=float(t.float().mean()),
         )
+        if rare:
+            metrics["disc_auc_unigram"] = (
+                float(roc_auc_score(t.numpy(), torch.cat(rare).numpy())) if both else float("nan")
+            )
     return metrics
+
+
+def token_rarity(token_counts: np.ndarray) -> Tensor:
+    """-log p(token) under the add-one smoothed unigram distribution of `token_counts` (V,): the score of a
+    replaced-token detector that knows word frequencies and nothing else."""
+    counts = torch.as_tensor(token_counts, dtype=torch.float64) + 1
+    return -torch.log(counts / counts.sum())
