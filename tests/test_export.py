@@ -1,6 +1,7 @@
 """`electra export`: a run trained here -> transformers `from_pretrained` -> the same outputs as ours; run
 directories in detect/fill; continued pretraining from an export; finetuned GLUE runs; refusals."""
 
+import copy
 import json
 import random
 from pathlib import Path
@@ -98,10 +99,16 @@ def test_export_loads_in_transformers_and_computes_our_outputs(run, exported):
     import transformers
 
     model, cfg, tok = load_run(run)
+    # `tiny` delivers its discriminator without the word table's top direction (as finetuning loads it); the
+    # generator as trained
+    assert cfg.remove_top_word_direction
+    delivered = copy.deepcopy(model)
+    removed = delivered.remove_top_word_direction()
+    assert json.loads((exported / "export.json").read_text())["top_word_direction_removed"] == pytest.approx(removed)
     batch = padded_batch(cfg.model.vocab_size)
     real = batch["attention_mask"].bool()
     for kind, cls, ours in (
-        ("discriminator", transformers.ElectraForPreTraining, model.discriminator),
+        ("discriminator", transformers.ElectraForPreTraining, delivered.discriminator),
         ("generator", transformers.ElectraForMaskedLM, model.generator),
     ):
         hf, info = cls.from_pretrained(exported / kind, output_loading_info=True)
@@ -164,13 +171,15 @@ def test_detect_and_fill_accept_run_directories(run, exported, capsys):
     from electra.inference import encode
 
     model, _, tok = load_run(run)
+    delivered = copy.deepcopy(model)
+    delivered.remove_top_word_direction()  # `tiny`: the discriminator as the run delivers it (electra.loading)
     text = "the dog sat on the mat"
     capsys.readouterr()
     assert main(["detect", "--model", str(run), "--json", text]) == 0
     from_run = json.loads(capsys.readouterr().out)
     batch = encode(tok, text, 512)
     with torch.no_grad():
-        expected = torch.sigmoid(model.discriminator(**batch))[0]
+        expected = torch.sigmoid(delivered.discriminator(**batch))[0]
     assert from_run["tokens"] == ["[CLS]", "the", "dog", "sat", "on", "the", "mat", "[SEP]"]
     torch.testing.assert_close(torch.tensor(from_run["probs"]), expected, atol=1e-6, rtol=0)
     # the exported directory says the same
@@ -224,6 +233,7 @@ def test_continued_pretraining_from_an_export(run, exported, tmp_path):
         == 0
     )
     source, _, _ = load_run(run)
+    source.remove_top_word_direction()  # `tiny` exports its discriminator so; the shared table is the discriminator's
     first, cfg, _ = load_run(out, "step_1")
     last, _, _ = load_run(out)
     assert cfg.model.hidden_size == 32 and cfg.generator_model.hidden_size == source.cfg.generator_model.hidden_size
@@ -345,3 +355,44 @@ def test_the_trainer_example_in_the_docs_runs(exported, tmp_path, monkeypatch):
     exec(compile(code, "docs/users.md", "exec"), namespace)
     assert namespace["trainer"].state.global_step == 8  # 32 examples / 8 x 2 epochs
     assert "eval_loss" in namespace["trainer"].evaluate()
+
+
+def test_a_tiny_run_delivers_its_encoder_without_the_top_word_direction(run, tmp_path):
+    """`tiny` (remove_top_word_direction): finetuning, probing, detect and export load the discriminator with its word
+    table's top direction projected out and everything else as trained; the checkpoint and the generator stay as
+    trained, the live probe leaves the training weights bit for bit as they were, and the option off changes
+    nothing."""
+    from electra.loading import load_model
+    from electra.probe import LiveProbe, builtin_probe_set
+
+    model, cfg, tok = load_run(run)
+    raw = {k: v.clone() for k, v in model.state_dict().items()}
+    table = model.discriminator.electra.embeddings.word_embeddings.weight
+    u = torch.linalg.svd(table.detach().double(), full_matrices=False).Vh[0].float()
+    encoder, _ = load_model(run, "encoder")
+    delivered = dict(encoder.named_parameters())
+    assert float((delivered["embeddings.word_embeddings.weight"].detach() @ u).abs().max()) < 1e-5
+    assert float((table.detach() @ u).abs().max()) > 1e-3
+    for name, p in model.discriminator.electra.named_parameters():
+        if name != "embeddings.word_embeddings.weight":
+            assert torch.equal(p, delivered[name]), name
+    generator, _ = load_model(run, "generator")
+    assert torch.equal(generator.electra.embeddings.word_embeddings.weight, table)
+    # the live probe measures the delivered encoder and puts the trained table back exactly
+    probe_set = builtin_probe_set()
+    live = LiveProbe(probe_set, tok, 32, {})
+    with_removal = live(model)
+    assert all(torch.equal(raw[k], v) for k, v in model.state_dict().items())
+    model.cfg.remove_top_word_direction = False
+    as_trained = live(model)
+    assert with_removal != as_trained
+    # a run made with the option off loads as trained
+    data = json.loads((run / "config.json").read_text())["data"]["path"]
+    off = tmp_path / "off"
+    args = ["pretrain", *TINY, "--data", data, "--out", str(off), "--max-steps", "2"]
+    assert main([*args, "--remove-top-word-direction", "false"]) == 0
+    trained, _, _ = load_run(off)
+    assert torch.equal(
+        load_model(off, "encoder")[0].embeddings.word_embeddings.weight,
+        trained.discriminator.electra.embeddings.word_embeddings.weight,
+    )

@@ -170,6 +170,42 @@ def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_s
     assert 1 / 16 < word_move_top_share(model, initial) < 0.2  # isotropic noise: about 1/16 each, the top a bit more
 
 
+def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction():
+    from electra.config import preset
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    sizes = dict(vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
+    torch.manual_seed(0)
+    model = ELECTRA(preset("tiny", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    table = model.discriminator.electra.embeddings.word_embeddings.weight
+    g = torch.Generator().manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
+    with torch.no_grad():  # a frequency-like direction: each row moved along v by a score of its own
+        table.add_(torch.outer(torch.linspace(-0.1, 0.5, 200), v))
+    before = torch.linalg.svdvals(table.detach().double())
+    removed = model.remove_top_word_direction()
+    after = torch.linalg.svdvals(table.detach().double())
+    assert removed == pytest.approx(float(before[0] ** 2 / before.pow(2).sum()), rel=1e-6)
+    assert float(after[-1]) < 1e-5  # one direction gone ...
+    assert torch.allclose(after[:-1], before[1:], rtol=1e-5)  # ... and every other one as it was
+    assert float((table.detach() @ v).abs().max()) < 0.02  # the planted direction is (nearly) the one removed
+    assert model.generator.electra.embeddings.word_embeddings.weight is table  # shared: the generator's too
+    # gdes: the discriminator's table is base + delta; only the delta changes, and the table used loses the direction
+    torch.manual_seed(0)
+    gdes = ELECTRA(
+        preset("tiny", **{**sizes, "embedding_sharing": "gdes"}), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+    )
+    emb = gdes.discriminator.electra.embeddings
+    base = gdes.generator.electra.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        emb.word_embeddings.weight.add_(torch.outer(torch.linspace(-0.1, 0.5, 200), v))
+    base_before = base.detach().clone()
+    gdes.remove_top_word_direction()
+    used = (emb.word_embeddings.weight + base).detach().double()
+    assert float(torch.linalg.svdvals(used)[-1]) < 1e-5 and torch.equal(base, base_before)
+
+
 def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):
     from electra.hf import to_hf
     from electra.model import Discriminator

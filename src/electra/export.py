@@ -4,6 +4,8 @@
         DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
         DIR/generator/       ElectraForMaskedLM     (the same files)
         DIR/export.json      where the weights came from (run, checkpoint, step, config)
+      A run with `remove_top_word_direction` (the `tiny` preset) exports its discriminator without its word table's
+      top direction, as finetuning loads it; the generator as trained.
 
     electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
         DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label
@@ -20,6 +22,7 @@ directory next to it and renamed into place; an existing non-empty DIR is replac
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 from pathlib import Path
@@ -127,10 +130,15 @@ def export_run(
         "generator": "ElectraForMaskedLM",
     }
 
+    disc_model = model
+    if cfg.remove_top_word_direction:  # the discriminator as the run delivers it (electra.loading.load_model)
+        disc_model = copy.deepcopy(model)
+        record["top_word_direction_removed"] = disc_model.remove_top_word_direction()
+
     def write(tmp: Path) -> None:
         diffs = {
             "discriminator": _save_model_dir(
-                model.discriminator, tmp / "discriminator", tokenizer, verify, "discriminator"
+                disc_model.discriminator, tmp / "discriminator", tokenizer, verify, "discriminator"
             ),
             "generator": _save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator"),
         }

@@ -23,9 +23,14 @@ from electra.tokenizer import WordPiece, load_tokenizer
 def load_model(
     source: str | os.PathLike, kind: Kind = "discriminator", checkpoint: str = "latest"
 ) -> tuple[nn.Module, WordPiece]:
-    """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer."""
+    """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer. The
+    discriminator (and encoder) of a run whose config has `remove_top_word_direction` (the `tiny` preset) comes
+    without its word table's top direction (`ELECTRA.remove_top_word_direction`), as `electra export` writes it: what
+    the run delivers; the generator as trained. `load_run` gives the checkpoint as trained."""
     if is_run_dir(source):
-        model, _, tokenizer = load_run(source, checkpoint)
+        model, cfg, tokenizer = load_run(source, checkpoint)
+        if kind != "generator" and cfg.remove_top_word_direction:
+            model.remove_top_word_direction()
         if kind == "discriminator":
             module = model.discriminator
         elif kind == "generator":

@@ -330,6 +330,24 @@ class ELECTRA(nn.Module):
             r = k * (1 - (k - 1) / (2 * (n - 2))) / n  # distinct positions among k draws with replacement, per token
             self.discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(r / (1 - r)))
 
+    @torch.no_grad()
+    def remove_top_word_direction(self) -> float:
+        """Project the top right-singular direction u of the discriminator's word table out of every row,
+        W <- W - (W u) u^T (the generator's too where the table is shared; with gdes, W = base + delta and only the
+        delta changes; the masked-LM encoder's table for `--objective mlm`), and return the share of ||W||^2 removed.
+        After a short `tiny` run u is the word-frequency direction pretraining wrote into the table, which costs more
+        in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf. Mu & Viswanath
+        (2018), "All-but-the-top". Applied to a run's encoder when it is loaded for finetuning, probing or export
+        if the run's config has `remove_top_word_direction` (the `tiny` preset); never to a checkpoint."""
+        embeddings = (self.discriminator if hasattr(self, "discriminator") else self.generator).electra.embeddings
+        table = embeddings.word_embeddings.weight  # with gdes only the delta; the table used adds the base
+        base = embeddings._base[0]
+        used = table.double() if base is None else table.double() + base.word_embeddings.weight.double()
+        u = torch.linalg.svd(used, full_matrices=False).Vh[0]
+        along = used @ u
+        table.sub_(torch.outer(along, u).to(table.dtype))
+        return float(along.pow(2).sum() / used.pow(2).sum())
+
     def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator | None = None) -> obj.Masked:
         """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""
         cfg = self.cfg

@@ -322,4 +322,14 @@ class LiveProbe:
 
     def __call__(self, model: ELECTRA) -> dict[str, float]:
         encoder = model.discriminator.electra if model.cfg.objective == "electra" else model.generator.electra
-        return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
+        if not model.cfg.remove_top_word_direction:
+            return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
+        # probe what the run delivers (electra.loading.load_model), then put the trained table back bit for bit
+        table = encoder.embeddings.word_embeddings.weight
+        trained = table.detach().clone()
+        model.remove_top_word_direction()
+        try:
+            return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
+        finally:
+            with torch.no_grad():
+                table.copy_(trained)
