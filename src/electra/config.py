@@ -194,8 +194,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few-minute CPU model for smoke runs, tests and the quick start; not from the paper. Adam's epsilon 1e-2
     # (official 1e-6): at CPU-minute budgets the official value lets noise erode the random initialisation and the
     # model finetunes worse than random weights (docs/pretraining.md, "Why short runs finetune worse ..."). At 1e-2 the
-    # transformer layers hardly train (their gradients are far smaller): level with random weights, not better. The
-    # recipe that trains them on a CPU is the official epsilon at batch 64 (docs/pretraining.md, item 7).
+    # transformer layers hardly train (their gradients are far smaller), and what the word table learns is one
+    # word-frequency direction, removed from what the run delivers (remove_top_word_direction below): with it gone
+    # the run finetunes a little above random weights. The recipe that trains the layers on a CPU is the official
+    # epsilon at batch 64 (docs/pretraining.md, item 7).
     "tiny": dict(
         model=dict(
             embedding_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512
