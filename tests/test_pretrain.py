@@ -22,7 +22,7 @@ from electra.cli import main
 from electra.config import preset
 from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
-from electra.objective import SpecialIds
+from electra.objective import SpecialIds, unigram_log_probs
 from electra.optim import lr_factor
 from electra.step import (
     BatchPlan,
@@ -31,7 +31,6 @@ from electra.step import (
     check_compile_plan,
     evaluate,
     plan_batches,
-    token_rarity,
     train_step,
 )
 
@@ -195,8 +194,8 @@ def zipf_batches(n=16, B=8, L=32, seed=0):
     return out
 
 
-def test_token_rarity_is_the_add_one_unigram_surprisal():
-    r = token_rarity(np.array([3, 0, 1]))
+def test_unigram_log_probs_are_add_one_smoothed():
+    r = -unigram_log_probs(torch.tensor([3, 0, 1]))
     assert torch.allclose(r, -torch.log(torch.tensor([4 / 7, 1 / 7, 2 / 7], dtype=torch.float64)))
 
 
@@ -204,7 +203,9 @@ def test_unigram_auc_scores_the_tokens_the_discriminator_reads(monkeypatch):
     """A discriminator that outputs each input token's rarity has exactly the unigram AUC: the baseline is computed on
     the corrupted input (on the original tokens it would know nothing of the labels)."""
     batches = zipf_batches()
-    rarity = token_rarity(np.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS)))
+    rarity = -unigram_log_probs(
+        torch.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS))
+    )
     cfg = tiny_cfg()
     torch.manual_seed(0)
     model = ELECTRA(cfg, SPECIAL)
@@ -227,7 +228,8 @@ def test_unigram_auc_is_high_for_an_untrained_generator_and_near_chance_at_the_p
         model = ELECTRA(cfg, SPECIAL)
         if init == "prior":
             model.init_output_biases(torch.from_numpy(counts))
-        r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=token_rarity(counts))
+        rarity = -unigram_log_probs(torch.from_numpy(counts))
+        r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=rarity)
         aucs[init] = r["disc_auc_unigram"]
     assert aucs["zero"] > 0.75 and abs(aucs["prior"] - 0.5) < 0.1, aucs
 

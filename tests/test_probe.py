@@ -168,6 +168,15 @@ def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_s
     with torch.no_grad():
         table.copy_(initial.discriminator.electra.embeddings.word_embeddings.weight + torch.randn(200, 16, generator=g))
     assert 1 / 16 < word_move_top_share(model, initial) < 0.2  # isotropic noise: about 1/16 each, the top a bit more
+    # a masked-LM run has no discriminator: its encoder's table is the one measured
+    mlm_cfg = preset("tiny", vocab_size=200, hidden_size=32, num_hidden_layers=1, intermediate_size=64, objective="mlm")
+    mlm0 = ELECTRA(mlm_cfg, special)
+    mlm = copy.deepcopy(mlm0)
+    with torch.no_grad():
+        mlm.generator.electra.embeddings.word_embeddings.weight.add_(
+            torch.outer(torch.randn(200, generator=g), torch.randn(mlm_cfg.generator_model.embedding_size, generator=g))
+        )
+    assert word_move_top_share(mlm, mlm0) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction():

@@ -219,14 +219,10 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
 
 @torch.no_grad()
 def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float:
-    """The share of the discriminator's word-table movement ||W - W0||^2 that lies along its top singular
+    """The share of the word-table movement ||W - W0||^2 (`ELECTRA.word_table`) that lies along its top singular
     direction: near 1 when pretraining added one direction to the table, which in short `tiny` runs is word
     frequency (docs/pretraining.md); a change spread over many directions gives a small share."""
-    delta = (
-        model.discriminator.electra.embeddings.word_embeddings.weight
-        - initial.discriminator.electra.embeddings.word_embeddings.weight
-    ).double()
-    sv = torch.linalg.svdvals(delta)
+    sv = torch.linalg.svdvals(model.word_table()[1] - initial.word_table()[1])
     total = float(sv.pow(2).sum())
     return float(sv[0] ** 2) / total if total > 0 else 0.0
 

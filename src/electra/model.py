@@ -322,13 +322,23 @@ class ELECTRA(nn.Module):
         expected share of real tokens that get replaced (~ mask_prob less the positions drawn twice)."""
         counts = token_counts.double().clone()
         counts[list(self.special)] = 0  # never a target
-        log_p = torch.log((counts + 1) / (counts + 1).sum())
+        log_p = obj.unigram_log_probs(counts)
         self.generator.generator_lm_head.bias.copy_(log_p.to(self.generator.generator_lm_head.bias))
         if self.cfg.objective == "electra":
             n = self.cfg.max_length
             k = min(self.cfg.max_predictions, round(self.cfg.mask_prob * n))
             r = k * (1 - (k - 1) / (2 * (n - 2))) / n  # distinct positions among k draws with replacement, per token
             self.discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(r / (1 - r)))
+
+    @torch.no_grad()
+    def word_table(self) -> tuple[nn.Parameter, Tensor]:
+        """The word-embedding parameter of the encoder that finetuning uses (the discriminator's; the masked-LM
+        encoder's for `--objective mlm`) and, in float64, the table it looks words up in: the parameter itself, or
+        with gdes, where the parameter holds only a delta, base + delta."""
+        embeddings = (self.discriminator if hasattr(self, "discriminator") else self.generator).electra.embeddings
+        table = embeddings.word_embeddings.weight
+        base = embeddings._base[0]
+        return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
 
     @torch.no_grad()
     def remove_top_word_direction(self) -> float:
@@ -339,10 +349,7 @@ class ELECTRA(nn.Module):
         in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf. Mu & Viswanath
         (2018), "All-but-the-top". Applied to a run's encoder when it is loaded for finetuning, probing or export
         if the run's config has `remove_top_word_direction` (the `tiny` preset); never to a checkpoint."""
-        embeddings = (self.discriminator if hasattr(self, "discriminator") else self.generator).electra.embeddings
-        table = embeddings.word_embeddings.weight  # with gdes only the delta; the table used adds the base
-        base = embeddings._base[0]
-        used = table.double() if base is None else table.double() + base.word_embeddings.weight.double()
+        table, used = self.word_table()
         u = torch.linalg.svd(used, full_matrices=False).Vh[0]
         along = used @ u
         table.sub_(torch.outer(along, u).to(table.dtype))

@@ -213,6 +213,14 @@ def discriminator_loss(
     return (per_token * w).sum() / (total + 1e-6)
 
 
+def unigram_log_probs(token_counts: Tensor) -> Tensor:
+    """log p(token) (float64) under the add-one smoothed unigram distribution of `token_counts` (V,): the
+    generator's prior (`ELECTRA.init_output_biases`), and, negated, the rarity score of a replaced-token detector
+    that knows word frequencies and nothing else (`electra.step.evaluate`)."""
+    counts = torch.as_tensor(token_counts, dtype=torch.float64) + 1
+    return torch.log(counts / counts.sum())
+
+
 def weighted_accuracy(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
     return ((pred == target).float() * weights).sum() / weights.sum().clamp(min=1e-6)
 

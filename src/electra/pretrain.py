@@ -40,7 +40,7 @@ from electra.config import (
 from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
-from electra.objective import SpecialIds
+from electra.objective import SpecialIds, unigram_log_probs
 from electra.probe import LiveProbe
 from electra.rundir import (
     RunOptions,
@@ -66,7 +66,6 @@ from electra.step import (
     read_steps,
     set_learning_rate,
     to_device,
-    token_rarity,
     train_step,
 )
 
@@ -91,8 +90,15 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
-    if cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None:
-        model.init_output_biases(torch.from_numpy(loader.token_counts(cfg.model.vocab_size)))
+    init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
+    # token counts, read once: the generator's prior, and the held-out word-rarity baseline (electra.step.evaluate)
+    counts = (
+        torch.from_numpy(loader.token_counts(cfg.model.vocab_size))
+        if init_prior or (info.is_main and cfg.objective == "electra")
+        else None
+    )
+    if init_prior:
+        model.init_output_biases(counts)
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()
@@ -116,11 +122,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             find_unused_parameters=cfg.uniform_generator,
         )
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
-    rarity = (
-        token_rarity(loader.token_counts(cfg.model.vocab_size, max_tokens=10_000_000))
-        if info.is_main and eval_batches and cfg.objective == "electra"
-        else None
-    )
+    rarity = -unigram_log_probs(counts) if cfg.objective == "electra" and info.is_main and eval_batches else None
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None

@@ -325,7 +325,7 @@ class LiveProbe:
         if not model.cfg.remove_top_word_direction:
             return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
         # probe what the run delivers (electra.loading.load_model), then put the trained table back bit for bit
-        table = encoder.embeddings.word_embeddings.weight
+        table = model.word_table()[0]
         trained = table.detach().clone()
         model.remove_top_word_direction()
         try:

@@ -325,7 +325,8 @@ def evaluate(
     """Held-out metrics without dropout (docs/faithfulness.md §3.5): generator MLM accuracy and loss, sampled-token
     accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
-    samples. With `rarity` (`token_rarity` of the training data's counts) also `disc_auc_unigram`: the AUC of
+    samples. With `rarity` (-log p(token) of the training data's counts, `objective.unigram_log_probs`) also
+    `disc_auc_unigram`: the AUC of
     scoring each token the discriminator reads by its rarity alone, on the same corruptions, which is what a
     discriminator gets from word frequency without any context (docs/pretraining.md)."""
     from sklearn.metrics import roc_auc_score
@@ -375,10 +376,3 @@ def evaluate(
                 float(roc_auc_score(t.numpy(), torch.cat(rare).numpy())) if both else float("nan")
             )
     return metrics
-
-
-def token_rarity(token_counts: np.ndarray) -> Tensor:
-    """-log p(token) under the add-one smoothed unigram distribution of `token_counts` (V,): the score of a
-    replaced-token detector that knows word frequencies and nothing else."""
-    counts = torch.as_tensor(token_counts, dtype=torch.float64) + 1
-    return -torch.log(counts / counts.sum())
