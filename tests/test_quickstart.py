@@ -40,6 +40,10 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     assert "GLUE is not reachable" in printed and summary["glue"] is None
     # without GLUE, the built-in probe against random weights is what the end of the output states
     assert "linear probe (builtin)" in printed.split("what this run shows")[1]
+    # ... judged against the noise of the probe's test set, whose size the run logged (600 built-in examples)
+    records = [json.loads(x) for x in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    last_eval = [r for r in records if r.get("split") == "eval"][-1]
+    assert last_eval["probe_test_examples"] == 600 and "within the noise of 600 test examples" in printed
     # how far pretraining moved the weights, stated at the end: 2 steps (the first at lr 0) hardly move them
     moved = summary["weights_moved"]
     assert 0 < moved["discriminator attention query/key"] < 0.1 and 0 < moved["generator feed-forward"] < 0.1

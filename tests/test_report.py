@@ -245,6 +245,33 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert report["glue"][0]["majority"] == {"rte": 52.7, "sst2": 50.9} and report["glue"][1]["majority"] == {}
 
 
+@pytest.mark.parametrize(
+    ("best", "test_examples", "verdict"),
+    [
+        (0.475, 600, "level with"),  # the built-in probe's size: 0.025 below is inside 2 * sqrt(2 * .25 / 600) = 0.058
+        (0.43, 600, "below"),
+        (0.56, 600, "above"),
+        (0.475, 60_000, "below"),  # the same gap on a hundred times the examples is real
+        (0.475, None, "level with"),  # runs from before the count was logged: 0.03
+    ],
+)
+def test_probe_verdict_allows_for_the_test_set_size(tmp_path, best, test_examples, verdict):
+    """The report calls the probe above or below random weights only beyond the noise of its test set."""
+    from electra.report import probe_margin
+
+    assert probe_margin(0.5, 600) == pytest.approx(0.0577, abs=1e-4)
+    run = write_pretrain_run(tmp_path / "run")
+    record = {"split": "eval", "step": 60, "probe_cls": best, "probe_mean": best - 0.01}
+    record.update(probe_random_cls=0.49, probe_random_mean=0.50, probe_majority=0.15)
+    if test_examples is not None:
+        record["probe_test_examples"] = test_examples
+    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()  # without the half-written line
+    (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+    text = "\n".join(build_report(*discover([run]))["findings"])
+    assert f"the pretrained features are {verdict} random ones" in text
+    assert (f"noise of {test_examples} test examples" if test_examples else "a few hundred test examples") in text
+
+
 def test_a_glue_average_close_to_random_weights_is_reported_as_level():
     from electra.report import LEVEL_POINTS, findings
 

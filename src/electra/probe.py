@@ -311,6 +311,7 @@ class LiveProbe:
             "probe_random_cls": result["probe_cls"],
             "probe_random_mean": result["probe_mean"],
             "probe_majority": probe_set.majority,
+            "probe_test_examples": len(probe_set.test),  # how far apart two probes must be to differ (report)
         }
         dist.print0(
             f"  probe {probe_set.name} ({len(probe_set.train)} train / {len(probe_set.test)} test): random "
