@@ -356,3 +356,23 @@ def test_findings_compare_the_discriminator_with_word_rarity_and_explain_a_falli
     other = findings_for([(60, 0.90, 0.70), (70, 0.75, 0.70)])
     assert "fell" not in other[0]
     assert findings_for([]) == []  # logs from before the baseline existed
+
+
+def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch):
+    """The probe plot's band around the random-initialisation line is exactly the report's margin."""
+    import electra.plots as plots
+    from electra.report import probe_margin
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    run = write_pretrain_run(tmp_path / "run")
+    record = {"split": "eval", "step": 60, "probe_cls": 0.47, "probe_mean": 0.48, "probe_majority": 0.15}
+    record.update(probe_random_cls=0.49, probe_random_mean=0.50, probe_test_examples=600)
+    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+    plots.plot_probe(discover([run])[0], tmp_path / "probe.png")
+    for ax, base in zip(figures[0].axes, (0.49, 0.50), strict=True):
+        (band,) = [p for p in ax.patches if "test-set noise" in p.get_label()]
+        ys = ax.transData.inverted().transform(band.get_transform().transform(band.get_path().vertices))[:, 1]
+        margin = probe_margin(base, 600)
+        assert ys.min() == pytest.approx(base - margin) and ys.max() == pytest.approx(base + margin)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from electra.io import save_figure
-from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun
+from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun, probe_margin
 from electra.report_markdown import task_columns
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
 
 
 def plot_probe(runs: list[PretrainRun], path: Path) -> None:
-    """Probe accuracy over evaluations, with the random-initialisation and majority-class levels as lines."""
+    """Probe accuracy over evaluations, with the random-initialisation and majority-class levels as lines and the
+    band around random initialisation that `electra report` calls level (`electra.report.probe_margin`)."""
     fig, axes = _figure(1, 2, 11, 4)
     for ax, (kind, title) in zip(axes[0], (("cls", "[CLS] state"), ("mean", "mean-pooled states")), strict=True):
         for i, r in enumerate(runs):
@@ -122,9 +123,18 @@ def plot_probe(runs: list[PretrainRun], path: Path) -> None:
             color = f"C{i % 10}"
             steps = [x["step"] for x in ev]
             ax.plot(steps, [x[f"probe_{kind}"] for x in ev], "o-", color=color, ms=4, lw=1, label=r.name)
-            ax.axhline(
-                ev[-1][f"probe_random_{kind}"], color=color, ls="--", lw=1, label=f"{r.name}: random initialisation"
-            )
+            base = ev[-1][f"probe_random_{kind}"]
+            ax.axhline(base, color=color, ls="--", lw=1, label=f"{r.name}: random initialisation")
+            if ev[-1].get("probe_test_examples"):  # the band within which the report calls the probe level
+                margin = probe_margin(base, ev[-1]["probe_test_examples"])
+                ax.axhspan(
+                    base - margin,
+                    base + margin,
+                    color=color,
+                    alpha=0.12,
+                    lw=0,
+                    label=f"{r.name}: level with it (test-set noise)",
+                )
             ax.axhline(ev[-1]["probe_majority"], color="grey", ls=":", lw=1, label="majority class")
         ax.set_title(f"linear probe on the {title}")
         ax.set_xlabel("step")

@@ -8,7 +8,8 @@ A PATH is a pretraining run directory (it has `metrics.jsonl`), a finetuning swe
     pretrain_loss.png        loss, generator MLM loss, discriminator loss over steps (train; held-out as dots)
     pretrain_accuracy.png    generator and discriminator accuracy (train and held-out), held-out AUC, precision,
                              recall
-    pretrain_probe.png       the linear probe at each evaluation, with its random-weights and majority lines
+    pretrain_probe.png       the linear probe at each evaluation, with its random-weights and majority lines and
+                             the band around random weights that the findings call level
     glue.png                 per-task dev score of each sweep, error bars = std over finetuning runs
 
 The report opens with findings in words: the discriminator's regime, the probe against random weights, runs that
