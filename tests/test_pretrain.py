@@ -234,6 +234,21 @@ def test_unigram_auc_is_high_for_an_untrained_generator_and_near_chance_at_the_p
     assert aucs["zero"] > 0.75 and abs(aucs["prior"] - 0.5) < 0.1, aucs
 
 
+def test_token_counts_are_read_only_for_the_prior_or_the_rarity_baseline(data_dir, tmp_path, monkeypatch):
+    """The count pass over the training tokens is start-up cost: a run that neither starts the generator at the prior
+    nor evaluates does not make it; one that evaluates makes it once."""
+    from electra.data.loader import PretrainLoader
+
+    calls = []
+    real = PretrainLoader.token_counts
+    monkeypatch.setattr(PretrainLoader, "token_counts", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    base = ["pretrain", *TINY, "--data", str(data_dir), "--max-steps", "4", "--probe", "none"]
+    assert main([*base, "--out", str(tmp_path / "quiet"), "--eval-every", "0"]) == 0
+    assert calls == []
+    assert main([*base, "--out", str(tmp_path / "eval"), "--eval-every", "4", "--eval-examples", "8"]) == 0
+    assert calls == [1] and metrics(tmp_path / "eval", "eval")[-1]["disc_auc_unigram"] is not None
+
+
 def test_batch_plan():
     assert (plan_batches(128, 1, None, 128).micro, plan_batches(128, 1, None, 128).accum) == (128, 1)
     assert plan_batches(2048, 8, None, 512).micro == 128 and plan_batches(2048, 8, None, 512).accum == 2

@@ -91,12 +91,10 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
-    # token counts, read once: the generator's prior, and the held-out word-rarity baseline (electra.step.evaluate)
-    counts = (
-        torch.from_numpy(loader.token_counts(cfg.model.vocab_size))
-        if init_prior or (info.is_main and cfg.objective == "electra")
-        else None
-    )
+    # the held-out word-rarity baseline (electra.step.evaluate), on the process that evaluates, if it does
+    rarity_baseline = info.is_main and cfg.objective == "electra" and bool(opts.eval_every)
+    # token counts (a pass over up to 50M training tokens): read once, and only for the prior or that baseline
+    counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or rarity_baseline else None
     if init_prior:
         model.init_output_biases(counts)
     model.to(info.device)
@@ -122,7 +120,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             find_unused_parameters=cfg.uniform_generator,
         )
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
-    rarity = -unigram_log_probs(counts) if cfg.objective == "electra" and info.is_main and eval_batches else None
+    rarity = -unigram_log_probs(counts) if rarity_baseline and eval_batches else None
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None

@@ -408,9 +408,9 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
             out.append(moved_finding(r["name"], r["weights_moved"], r.get("adam_epsilon")))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
             best, base = max(e["probe_cls"], e["probe_mean"]), max(e["probe_random_cls"], e["probe_random_mean"])
-            margin = probe_margin(base, e.get("probe_test_examples"))
-            verdict = "above" if best > base + margin else "below" if best < base - margin else "level with"
             n = e.get("probe_test_examples")
+            margin = probe_margin(base, n)
+            verdict = "above" if best > base + margin else "below" if best < base - margin else "level with"
             out.append(
                 f"**{r['name']}**: linear probe ({r['probe_set']}) at step {e['step']}: [CLS] "
                 f"{e['probe_cls']:.3f}, mean-pooled {e['probe_mean']:.3f}; the same probe on random weights "

@@ -326,9 +326,8 @@ def evaluate(
     accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
     samples. With `rarity` (-log p(token) of the training data's counts, `objective.unigram_log_probs`) also
-    `disc_auc_unigram`: the AUC of
-    scoring each token the discriminator reads by its rarity alone, on the same corruptions, which is what a
-    discriminator gets from word frequency without any context (docs/pretraining.md)."""
+    `disc_auc_unigram`: the AUC of scoring each token the discriminator reads by its rarity alone, on the same
+    corruptions, which is what a discriminator gets from word frequency without any context (docs/pretraining.md)."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
