@@ -216,6 +216,26 @@ def test_unigram_auc_scores_the_tokens_the_discriminator_reads(monkeypatch):
     assert "disc_auc_unigram" not in evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"))
 
 
+def test_unigram_generator_loss_is_what_a_frequency_only_generator_scores(monkeypatch):
+    """A generator whose logits are log p(token) under the training counts, whatever its input, has exactly the
+    logged unigram loss; the real (untrained, near-uniform) generator is far above it."""
+    batches = zipf_batches()
+    counts = torch.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS))
+    log_p = unigram_log_probs(counts)
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = ELECTRA(cfg, SPECIAL)
+    device, fp32 = torch.device("cpu"), Precision("fp32", "cpu")
+    untrained = evaluate(model, batches, cfg, fp32, device, rarity=-log_p)
+    assert untrained["gen_loss"] > untrained["gen_loss_unigram"] + 0.5
+    frequency_only = lambda ids, mask, types, positions: log_p.float().expand(*positions.shape, -1)  # noqa: E731
+    monkeypatch.setattr(model.generator, "forward", frequency_only)
+    r = evaluate(model, batches, cfg, fp32, device, rarity=-log_p)
+    assert r["gen_loss"] == pytest.approx(r["gen_loss_unigram"], rel=1e-6)
+    assert r["gen_loss_unigram"] == pytest.approx(untrained["gen_loss_unigram"], rel=1e-12)  # same masked words
+    assert "gen_loss_unigram" not in evaluate(model, batches, cfg, fp32, device)
+
+
 def test_unigram_auc_is_high_for_an_untrained_generator_and_near_chance_at_the_prior():
     """An untrained generator samples almost uniformly, so its replacements are rare words that frequency alone gives
     away; started at the unigram prior (--output-bias-init prior) it replaces words with words as frequent."""
@@ -247,6 +267,10 @@ def test_token_counts_are_read_only_for_the_prior_or_the_rarity_baseline(data_di
     assert calls == []
     assert main([*base, "--out", str(tmp_path / "eval"), "--eval-every", "4", "--eval-examples", "8"]) == 0
     assert calls == [1] and metrics(tmp_path / "eval", "eval")[-1]["disc_auc_unigram"] is not None
+    # a masked LM gets the generator's baseline too
+    assert main([*base, "--out", str(tmp_path / "mlm"), "--eval-every", "4", "--objective", "mlm"]) == 0
+    last = metrics(tmp_path / "mlm", "eval")[-1]
+    assert calls == [1, 1] and last["gen_loss_unigram"] > 0 and "disc_auc_unigram" not in last
 
 
 def test_batch_plan():

@@ -358,6 +358,47 @@ def test_findings_compare_the_discriminator_with_word_rarity_and_explain_a_falli
     assert findings_for([]) == []  # logs from before the baseline existed
 
 
+def test_findings_compare_the_generator_with_a_frequency_only_generator(tmp_path):
+    """A generator loss level with the unigram model's is named a frequency predictor; one above it has not learnt
+    frequencies; the nats below it are credited to context; logs without the baseline say nothing."""
+
+    def findings_for(loss, unigram):
+        run = write_pretrain_run(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+        records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+        record = {"split": "eval", "step": 70, "gen_loss": loss}
+        if unigram is not None:
+            record["gen_loss_unigram"] = unigram
+        (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+        return [f for f in build_report(*discover([run]))["findings"] if "generator loss" in f]
+
+    level = findings_for(6.55, 6.53)
+    assert len(level) == 1
+    assert "generator loss 6.550 at step 70; predicting every masked word by its frequency" in level[0]
+    assert "gives 6.530: the generator predicts masked words by their frequency alone" in level[0]
+    assert "not yet learnt even which words are frequent" in findings_for(7.3, 6.53)[0]
+    assert "the 1.530 nats below that are what the generator reads from context" in findings_for(5.0, 6.53)[0]
+    assert findings_for(6.55, None) == []
+
+
+def test_loss_plot_draws_the_frequency_only_generator(tmp_path, monkeypatch):
+    """The generator-loss panel carries the held-out unigram loss as its own dotted line, at the logged values."""
+    import electra.plots as plots
+
+    run = write_pretrain_run(tmp_path / "run")
+    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+    evals = [{"split": "eval", "step": s, "gen_loss": 7.0, "gen_loss_unigram": u} for s, u in ((4, 6.6), (8, 6.5))]
+    (run / "metrics.jsonl").write_text("\n".join([*records, *map(json.dumps, evals)]) + "\n")
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.append(fig))
+    runs, _ = discover([run])
+    plots.plot_losses(runs, tmp_path / "losses.png")
+    gen_ax = saved[0].axes[plots.LOSS_KEYS.index("gen_loss")]
+    lines = [ln for ln in gen_ax.get_lines() if "word frequency alone" in ln.get_label()]
+    assert len(lines) == 1 and list(lines[0].get_ydata()) == [6.6, 6.5] and lines[0].get_linestyle() == ":"
+    other = saved[0].axes[plots.LOSS_KEYS.index("disc_loss")]
+    assert not [ln for ln in other.get_lines() if "word frequency alone" in ln.get_label()]
+
+
 def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch):
     """The probe plot's band around the random-initialisation line is exactly the report's margin."""
     import electra.plots as plots

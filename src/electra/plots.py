@@ -50,11 +50,23 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
             xs = [x["step"] for x in r.train if x.get(key) is not None]
             ax.plot(xs, [x[key] for x in r.train if x.get(key) is not None], color=color, lw=1, label=r.name)
             _held_out(ax, r, key, color)
+            ev = [x for x in r.eval if x.get(f"{key}_unigram") is not None]
+            if ev:  # the generator's loss without context: every masked word predicted by its frequency
+                ax.plot(
+                    [x["step"] for x in ev],
+                    [x[f"{key}_unigram"] for x in ev],
+                    ":",
+                    color=color,
+                    lw=1.5,
+                    label=f"{r.name} word frequency alone (held-out)",
+                )
         ax.set_title(LOSS_TITLES[key])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         _min_span(ax, 0.2, relative=True)
     axes[0][0].legend(fontsize=8)
+    if any(x.get("gen_loss_unigram") is not None for r in runs for x in r.eval):
+        axes[0][LOSS_KEYS.index("gen_loss")].legend(fontsize=8)
     save_figure(fig, path)
 
 

@@ -91,8 +91,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
-    # the held-out word-rarity baseline (electra.step.evaluate), on the process that evaluates, if it does
-    rarity_baseline = info.is_main and cfg.objective == "electra" and bool(opts.eval_every)
+    # the held-out word-frequency baselines (electra.step.evaluate), on the process that evaluates, if it does
+    rarity_baseline = info.is_main and bool(opts.eval_every)
     # token counts (a pass over up to 50M training tokens): read once, and only for the prior or that baseline
     counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or rarity_baseline else None
     if init_prior:

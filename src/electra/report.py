@@ -263,6 +263,7 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                     for k in (
                         "step",
                         "gen_loss",
+                        "gen_loss_unigram",
                         "gen_accuracy",
                         "disc_loss",
                         "disc_accuracy",
@@ -327,6 +328,30 @@ def frequency_finding(name: str, last: dict[str, Any], peak: dict[str, Any] | No
             "longer give themselves away by rarity. That is the shortcut closing, not a fault (docs/pretraining.md)."
         )
     return text
+
+
+UNIGRAM_NATS = 0.1  # generator loss within this of a unigram model's: it predicts masked words by frequency alone
+
+
+def generator_finding(name: str, last: dict[str, Any]) -> str | None:
+    """The generator's held-out loss against predicting every masked word by its frequency alone: until it is below
+    that, its samples are words drawn by frequency, and the discriminator can only tell them apart by rarity or by
+    context it has not been pushed to learn (docs/pretraining.md)."""
+    loss, unigram = last.get("gen_loss"), last.get("gen_loss_unigram")
+    if loss is None or unigram is None or not (math.isfinite(loss) and math.isfinite(unigram)):
+        return None
+    text = (
+        f"**{name}**: held-out generator loss {loss:.3f} at step {last['step']}; predicting every masked word by "
+        f"its frequency in the training data alone gives {unigram:.3f}"
+    )
+    if loss >= unigram + UNIGRAM_NATS:
+        return text + ": the generator has not yet learnt even which words are frequent."
+    if loss > unigram - UNIGRAM_NATS:
+        return text + (
+            ": the generator predicts masked words by their frequency alone, so its replacements are frequent "
+            "words drawn at random, not yet words that fit their context."
+        )
+    return text + f"; the {unigram - loss:.3f} nats below that are what the generator reads from context."
 
 
 def _weights_moved(path: Path) -> dict[str, float] | None:
@@ -404,6 +429,9 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
         shortcut = frequency_finding(r["name"], e, r.get("disc_auc_peak"))
         if shortcut:
             out.append(shortcut)
+        generator = generator_finding(r["name"], e)
+        if generator:
+            out.append(generator)
         if r.get("weights_moved"):
             out.append(moved_finding(r["name"], r["weights_moved"], r.get("adam_epsilon")))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:

@@ -327,12 +327,14 @@ def evaluate(
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
     samples. With `rarity` (-log p(token) of the training data's counts, `objective.unigram_log_probs`) also
     `disc_auc_unigram`: the AUC of scoring each token the discriminator reads by its rarity alone, on the same
-    corruptions, which is what a discriminator gets from word frequency without any context (docs/pretraining.md)."""
+    corruptions, which is what a discriminator gets from word frequency without any context (docs/pretraining.md);
+    and `gen_loss_unigram`: the loss of predicting every masked word by its frequency alone, on the same masked
+    positions, which is the generator's `gen_loss` without any context (label smoothing aside)."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
     model.eval()
-    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = 0.0
+    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
     scores, truths, rare = [], [], []
     for i, b in enumerate(batches):
         b = to_device(b, device)
@@ -347,6 +349,8 @@ def evaluate(
         gen_loss += float(out.gen_loss) * w
         gen_correct += float(out.gen_accuracy) * w
         sampled_correct += float(out.sampled_accuracy) * w
+        if rarity is not None:
+            unigram_loss += float((rarity[mk.targets.cpu()] * mk.weights.cpu().double()).sum())
         disc_loss += float(out.disc_loss) * n
         if out.disc_logits is not None:
             real = b["attention_mask"].bool()
@@ -356,6 +360,8 @@ def evaluate(
                 rare.append(rarity[out.disc_input_ids[real].cpu()])
     model.train(was_training)
     metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
+    if rarity is not None:
+        metrics["gen_loss_unigram"] = unigram_loss / max(w_sum, 1)
     if scores:
         s, t = torch.cat(scores), torch.cat(truths)
         both = 0 < int(t.sum()) < len(t)  # an AUC needs both classes
