@@ -58,7 +58,7 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
                     ":",
                     color=color,
                     lw=1.5,
-                    label=f"{r.name} word frequency alone (held-out)",
+                    label=f"{r.name}: word frequency alone (held-out)",
                 )
         ax.set_title(LOSS_TITLES[key])
         ax.set_xlabel("step")
