@@ -298,17 +298,26 @@ def _auc_peak(evals: list[dict[str, Any]]) -> dict[str, Any] | None:
 FREQUENCY_MARGIN = 0.02  # discriminator AUC within this of word rarity's: nothing learnt beyond word frequency
 
 
+def _against_baseline(
+    name: str, last: dict[str, Any], key: str, measured: str, alone: str
+) -> tuple[float, float, str] | None:
+    """`last[key]`, its frequency-only baseline `last[key + "_unigram"]` and a sentence opening that states both;
+    None unless both were logged and are finite."""
+    value, baseline = last.get(key), last.get(f"{key}_unigram")
+    if value is None or baseline is None or not (math.isfinite(value) and math.isfinite(baseline)):
+        return None
+    opening = f"**{name}**: held-out {measured} {value:.3f} at step {last['step']}; {alone} gives {baseline:.3f}"
+    return value, baseline, opening
+
+
 def frequency_finding(name: str, last: dict[str, Any], peak: dict[str, Any] | None) -> str | None:
     """The discriminator's held-out AUC against the AUC of scoring each token by its rarity alone: early in
     pretraining an untrained generator replaces words with rare ones, which frequency alone gives away; as it learns
     which words are frequent this shortcut closes, and an AUC that falls with it is that, not a fault."""
-    auc, unigram = last.get("disc_auc"), last.get("disc_auc_unigram")
-    if auc is None or unigram is None or not (math.isfinite(auc) and math.isfinite(unigram)):
+    rarity = "scoring each token by its rarity in the training data alone"
+    if (found := _against_baseline(name, last, "disc_auc", "discriminator AUC", rarity)) is None:
         return None
-    text = (
-        f"**{name}**: held-out discriminator AUC {auc:.3f} at step {last['step']}; scoring each token by its rarity "
-        f"in the training data alone gives {unigram:.3f}"
-    )
+    auc, unigram, text = found
     margin = auc - unigram
     if margin <= -FREQUENCY_MARGIN:
         text += ": the discriminator has not yet learnt even which words are rare, let alone their contexts."
@@ -337,13 +346,10 @@ def generator_finding(name: str, last: dict[str, Any]) -> str | None:
     """The generator's held-out loss against predicting every masked word by its frequency alone: until it is below
     that, its samples are words drawn by frequency, and the discriminator can only tell them apart by rarity or by
     context it has not been pushed to learn (docs/pretraining.md)."""
-    loss, unigram = last.get("gen_loss"), last.get("gen_loss_unigram")
-    if loss is None or unigram is None or not (math.isfinite(loss) and math.isfinite(unigram)):
+    frequency = "predicting every masked word by its frequency in the training data alone"
+    if (found := _against_baseline(name, last, "gen_loss", "generator loss", frequency)) is None:
         return None
-    text = (
-        f"**{name}**: held-out generator loss {loss:.3f} at step {last['step']}; predicting every masked word by "
-        f"its frequency in the training data alone gives {unigram:.3f}"
-    )
+    loss, unigram, text = found
     if loss >= unigram + UNIGRAM_NATS:
         return text + ": the generator has not yet learnt even which words are frequent."
     if loss > unigram - UNIGRAM_NATS:
