@@ -87,6 +87,12 @@ def write_pretrain_run(root: Path) -> Path:
     return root
 
 
+def add_records(run: Path, *records: dict) -> None:
+    """Append metrics records to a run from `write_pretrain_run`, in place of its half-written last line."""
+    kept = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([*kept, *map(json.dumps, records)]) + "\n")
+
+
 @pytest.fixture
 def inputs(tmp_path):
     a = write_sweep(tmp_path / "glue_seed0", SWEEP_A)
@@ -190,24 +196,21 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     runs that predict one class, tasks ranked at chance, and each sweep against the majority class and against
     random weights."""
     run = write_pretrain_run(tmp_path / "run")
-    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
-    records.append(
-        json.dumps(
-            {
-                "split": "eval",
-                "step": 60,
-                "disc_recall": 0.004,
-                "disc_precision": 0.5,
-                "disc_auc": 0.55,
-                "probe_cls": 0.30,
-                "probe_mean": 0.35,
-                "probe_random_cls": 0.45,
-                "probe_random_mean": 0.44,
-                "probe_majority": 0.15,
-            }
-        )
+    add_records(
+        run,
+        {
+            "split": "eval",
+            "step": 60,
+            "disc_recall": 0.004,
+            "disc_precision": 0.5,
+            "disc_auc": 0.55,
+            "probe_cls": 0.30,
+            "probe_mean": 0.35,
+            "probe_random_cls": 0.45,
+            "probe_random_mean": 0.44,
+            "probe_majority": 0.15,
+        },
     )
-    (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
     pretrained = write_sweep(tmp_path / "glue", {"rte": [50.0, 52.0], "sst2": [51.0, 51.0]})
     random_ = write_sweep(tmp_path / "glue_random", {"rte": [55.0, 57.0], "sst2": [70.0, 72.0]}, model="random:tiny")
     for task, majority in (("rte", 52.7), ("sst2", 50.9)):
@@ -220,18 +223,11 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     report = build_report(*discover([run, pretrained, random_]))
     text = "\n".join(report["findings"])
     assert "still calls almost every token original (held-out recall 0.4 %" in text
-    run.joinpath("metrics.jsonl").write_text(
-        "\n".join(
-            [
-                *records[:-1],
-                json.dumps(
-                    {"split": "eval", "step": 60, "disc_recall": 0.03, "disc_accuracy": 0.86, "replaced_fraction": 0.13}
-                ),
-            ]
-        )
-        + "\n"
+    other = write_pretrain_run(tmp_path / "other_run")
+    add_records(
+        other, {"split": "eval", "step": 60, "disc_recall": 0.03, "disc_accuracy": 0.86, "replaced_fraction": 0.13}
     )
-    regime = "\n".join(build_report(*discover([run]))["findings"])
+    regime = "\n".join(build_report(*discover([other]))["findings"])
     assert "held-out accuracy 0.8600 is not above calling every token original (0.8700; recall 3.0 %" in regime
     assert "[CLS] 0.300, mean-pooled 0.350; the same probe on random weights 0.450 / 0.440" in text
     assert "the pretrained features are below random ones" in text
@@ -265,8 +261,7 @@ def test_probe_verdict_allows_for_the_test_set_size(tmp_path, best, test_example
     record.update(probe_random_cls=0.49, probe_random_mean=0.50, probe_majority=0.15)
     if test_examples is not None:
         record["probe_test_examples"] = test_examples
-    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()  # without the half-written line
-    (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+    add_records(run, record)
     text = "\n".join(build_report(*discover([run]))["findings"])
     assert f"the pretrained features are {verdict} random ones" in text
     assert (f"noise of {test_examples} test examples" if test_examples else "a few hundred test examples") in text
@@ -338,9 +333,7 @@ def test_findings_compare_the_discriminator_with_word_rarity_and_explain_a_falli
 
     def findings_for(evals):
         run = write_pretrain_run(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
-        records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
-        records += [json.dumps({"split": "eval", "step": s, "disc_auc": a, "disc_auc_unigram": u}) for s, a, u in evals]
-        (run / "metrics.jsonl").write_text("\n".join(records) + "\n")
+        add_records(run, *({"split": "eval", "step": s, "disc_auc": a, "disc_auc_unigram": u} for s, a, u in evals))
         return [f for f in build_report(*discover([run]))["findings"] if "word rarity" in f or "rarity in" in f]
 
     falling = findings_for([(60, 0.81, 0.90), (70, 0.72, 0.71)])
@@ -364,11 +357,10 @@ def test_findings_compare_the_generator_with_a_frequency_only_generator(tmp_path
 
     def findings_for(loss, unigram):
         run = write_pretrain_run(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
-        records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
         record = {"split": "eval", "step": 70, "gen_loss": loss}
         if unigram is not None:
             record["gen_loss_unigram"] = unigram
-        (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+        add_records(run, record)
         return [f for f in build_report(*discover([run]))["findings"] if "generator loss" in f]
 
     level = findings_for(6.55, 6.53)
@@ -385,9 +377,9 @@ def test_loss_plot_draws_the_frequency_only_generator(tmp_path, monkeypatch):
     import electra.plots as plots
 
     run = write_pretrain_run(tmp_path / "run")
-    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
-    evals = [{"split": "eval", "step": s, "gen_loss": 7.0, "gen_loss_unigram": u} for s, u in ((4, 6.6), (8, 6.5))]
-    (run / "metrics.jsonl").write_text("\n".join([*records, *map(json.dumps, evals)]) + "\n")
+    add_records(
+        run, *({"split": "eval", "step": s, "gen_loss": 7.0, "gen_loss_unigram": u} for s, u in ((4, 6.6), (8, 6.5)))
+    )
     saved = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.append(fig))
     runs, _ = discover([run])
@@ -409,8 +401,7 @@ def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch
     run = write_pretrain_run(tmp_path / "run")
     record = {"split": "eval", "step": 60, "probe_cls": 0.47, "probe_mean": 0.48, "probe_majority": 0.15}
     record.update(probe_random_cls=0.49, probe_random_mean=0.50, probe_test_examples=600)
-    records = (run / "metrics.jsonl").read_text().rsplit("\n", 1)[0].splitlines()
-    (run / "metrics.jsonl").write_text("\n".join([*records, json.dumps(record)]) + "\n")
+    add_records(run, record)
     plots.plot_probe(discover([run])[0], tmp_path / "probe.png")
     for ax, base in zip(figures[0].axes, (0.49, 0.50), strict=True):
         (band,) = [p for p in ax.patches if "test-set noise" in p.get_label()]

@@ -45,6 +45,7 @@ def _held_out(ax: Axes, run: PretrainRun, key: str, color: str) -> None:
 def plot_losses(runs: list[PretrainRun], path: Path) -> None:
     fig, axes = _figure(1, 3, 15, 4)
     for ax, key in zip(axes[0], LOSS_KEYS, strict=True):
+        baseline = False
         for i, r in enumerate(runs):
             color = f"C{i % 10}"
             xs = [x["step"] for x in r.train if x.get(key) is not None]
@@ -60,13 +61,14 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
                     lw=1.5,
                     label=f"{r.name}: word frequency alone (held-out)",
                 )
+                baseline = True
+        if baseline:
+            ax.legend(fontsize=8)
         ax.set_title(LOSS_TITLES[key])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         _min_span(ax, 0.2, relative=True)
     axes[0][0].legend(fontsize=8)
-    if any(x.get("gen_loss_unigram") is not None for r in runs for x in r.eval):
-        axes[0][LOSS_KEYS.index("gen_loss")].legend(fontsize=8)
     save_figure(fig, path)
 
 

@@ -92,9 +92,9 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
     # the held-out word-frequency baselines (electra.step.evaluate), on the process that evaluates, if it does
-    rarity_baseline = info.is_main and bool(opts.eval_every)
+    frequency_baselines = info.is_main and bool(opts.eval_every)
     # token counts (a pass over up to 50M training tokens): read once, and only for the prior or that baseline
-    counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or rarity_baseline else None
+    counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or frequency_baselines else None
     if init_prior:
         model.init_output_biases(counts)
     model.to(info.device)
@@ -120,7 +120,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             find_unused_parameters=cfg.uniform_generator,
         )
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
-    rarity = -unigram_log_probs(counts) if rarity_baseline and eval_batches else None
+    rarity = -unigram_log_probs(counts) if frequency_baselines and eval_batches else None
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
