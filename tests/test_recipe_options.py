@@ -102,6 +102,15 @@ def test_shortened_run_keeps_the_warmup_fraction_and_a_warmup_longer_than_the_ru
         preset("tiny", max_steps=30, warmup_steps=200)
 
 
+def test_tiny_delivers_without_the_top_word_direction_only_at_its_own_epsilon():
+    assert preset("tiny").remove_top_word_direction
+    assert preset("tiny", adam_epsilon=1e-2, max_steps=30).remove_top_word_direction  # tiny's own epsilon, restated
+    assert not preset("tiny", adam_epsilon=1e-6).remove_top_word_direction  # the official epsilon: off
+    assert preset("tiny", adam_epsilon=1e-6, remove_top_word_direction=True).remove_top_word_direction  # given: kept
+    assert not preset("tiny", remove_top_word_direction=False).remove_top_word_direction
+    assert not preset("small", adam_epsilon=1e-2).remove_top_word_direction  # never on for the official presets
+
+
 @pytest.mark.parametrize(("total", "warmup"), [(30, 200), (30, 30), (1200, 120), (10, 5), (7, 0), (100, 51)])
 def test_peak_lr_factor_is_the_schedule_maximum(total, warmup):
     assert peak_lr_factor(total, warmup) == pytest.approx(max(lr_factor(t, total, warmup) for t in range(total)))
