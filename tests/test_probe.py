@@ -229,12 +229,23 @@ def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsy
         intermediate_size=32,
     )
     model_dir = tmp_path / "model"
-    to_hf(Discriminator(cfg)).save_pretrained(model_dir)
+    disc = Discriminator(cfg)
+    disc.electra.load_state_dict(random_encoder(cfg, 1).state_dict())  # the second of the baseline's initialisations
+    to_hf(disc).save_pretrained(model_dir)
     tok.save(model_dir)
     assert main(["probe", str(model_dir), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in rows] == ["random initialisation", str(model_dir), "majority class"]
     assert all(0 <= r["probe_cls"] <= 1 for r in rows)
+    baseline, model = rows[0], rows[1]
+    assert baseline["seeds"] == 3 and baseline["best_min"] <= max(model["probe_cls"], model["probe_mean"])
+    assert max(model["probe_cls"], model["probe_mean"]) <= baseline["best_max"]
+    assert model["against_random"] == "within"  # one of the random initialisations is not above random weights
+    assert main(["probe", str(model_dir), "--random-seeds", "1", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)[0]
+    assert one["seeds"] == 1 and one["best_min"] == one["best_max"] == max(one["probe_cls"], one["probe_mean"])
+    assert main(["probe", str(model_dir), "--random-seeds", "0"]) == 2
+    assert "--random-seeds must be at least 1" in capsys.readouterr().err
     assert main(["diagnose", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert "random initialisation: effective rank" in out and f"{model_dir}: effective rank" in out
