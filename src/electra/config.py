@@ -294,11 +294,10 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
         # a shortened run keeps the preset's warm-up *fraction* (a 30-step tiny run with the preset's 200 warm-up
         # steps would peak at 3.5 % of the learning rate)
         values["warmup_steps"] = max(1 if warmup else 0, round(warmup * overrides["max_steps"] / steps))
-    eps = PRESETS[name].get("adam_epsilon", PretrainConfig.adam_epsilon)
     if values.get("remove_top_word_direction") and "remove_top_word_direction" not in overrides:
         # the removal belongs to `tiny`'s epsilon: under the official 1e-6 the top direction is a third of the
         # table's movement, not nine tenths, and taking it out costs GLUE-5 (docs/pretraining.md)
-        values["remove_top_word_direction"] = overrides.get("adam_epsilon", eps) == eps
+        values["remove_top_word_direction"] = values["adam_epsilon"] == PRESETS[name]["adam_epsilon"]
     if "hidden_size" in overrides and "num_attention_heads" not in overrides:
         model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
     if "hidden_size" in overrides and "intermediate_size" not in overrides:

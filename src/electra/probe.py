@@ -243,8 +243,10 @@ def probe_models(
     probe on `random_seeds` randomly initialised encoders of the first model's shape (seeds 0, 1, ...: their mean,
     and their range, since random initialisations alone spread as much as a short pretraining moves the probe) and
     followed by the majority class. Each model's row says whether its best probe ([CLS] or mean-pooled) is above,
-    within or below the random initialisations' range of the same."""
+    within or below the random initialisations' range of the same, widened on each side by the test set's noise
+    (`electra.report.probe_margin`: with one initialisation, the rule `electra report` applies to a run)."""
     from electra.loading import load_model
+    from electra.report import probe_margin
 
     if random_seeds < 1:
         raise ElectraError(f"--random-seeds must be at least 1, got {random_seeds}")
@@ -269,7 +271,10 @@ def probe_models(
             )
         result = probe(encoder, tokenizer, probe_set, 128)
         best = max(result["probe_cls"], result["probe_mean"])
-        verdict = "above" if best > hi else "below" if best < lo else "within"
+        n = len(probe_set.test)
+        verdict = (
+            "above" if best > hi + probe_margin(hi, n) else "below" if best < lo - probe_margin(lo, n) else "within"
+        )
         rows.append({"model": source, **result, "against_random": verdict})
     rows.append({"model": "majority class", "probe_cls": probe_set.majority, "probe_mean": probe_set.majority})
     return rows
@@ -294,7 +299,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         metavar="N",
         help="random initialisations to compare with (default 3): a model is above random weights only when its "
-        "best probe beats all of theirs",
+        "best probe beats all of theirs by more than the test set's noise",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
