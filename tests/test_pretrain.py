@@ -273,6 +273,55 @@ def test_token_counts_are_read_only_for_the_prior_or_the_rarity_baseline(data_di
     assert calls == [1, 1] and last["gen_loss_unigram"] > 0 and "disc_auc_unigram" not in last
 
 
+def test_word_init_ppmi_starts_the_table_at_the_datas_vectors_and_leaves_the_rest_of_the_start(data_dir, tmp_path):
+    """--word-init ppmi: the first step (learning rate 0) keeps the initial weights, so the run's step-1 checkpoint
+    shows the start: the seen ids' rows are the PPMI vectors of the training examples at the initialiser's scale,
+    and every other weight is what --word-init random starts from (the vectors take nothing from the random
+    stream)."""
+    from electra.data.loader import PretrainLoader
+    from electra.wordvectors import ppmi_vectors
+
+    base = [
+        "pretrain",
+        *TINY,
+        "--data",
+        str(data_dir),
+        "--max-steps",
+        "1",
+        "--warmup-steps",
+        "1",
+        "--eval-every",
+        "0",
+        "--probe",
+        "none",
+    ]
+    assert main([*base, "--out", str(tmp_path / "ppmi"), "--word-init", "ppmi"]) == 0
+    assert main([*base, "--out", str(tmp_path / "random")]) == 0
+    ppmi_model, cfg, _ = ckpt.load_run(tmp_path / "ppmi")
+    random_model, _, _ = ckpt.load_run(tmp_path / "random")
+    assert cfg.word_init == "ppmi"
+    loader = PretrainLoader(data_dir, 8)
+    examples = list(loader.train_examples(10**9))
+    vectors = torch.from_numpy(ppmi_vectors(examples, len(TOKENS), 16)).double()
+    counts = np.bincount(np.concatenate(examples), minlength=len(TOKENS))
+    seen = torch.from_numpy(counts > 0)
+    seen[list(SPECIAL)] = False
+    table = ppmi_model.discriminator.electra.embeddings.word_embeddings.weight.detach().double()
+    torch.testing.assert_close(table[seen], vectors[seen] * (0.02 / vectors[seen].std()), rtol=1e-5, atol=1e-7)
+    others = random_model.state_dict()
+    for name, value in ppmi_model.state_dict().items():
+        if "word_embeddings" in name or name.endswith("generator_lm_head.weight"):  # the table, or tied to it
+            torch.testing.assert_close(value[~seen], others[name][~seen])
+        else:
+            torch.testing.assert_close(value, others[name], msg=name)
+    # electra diagnose measures movement from the same start, rebuilt from the run's seed and data
+    from electra.diagnose import initial_model
+
+    rebuilt = initial_model(str(tmp_path / "ppmi"), cfg, ckpt.load_run(tmp_path / "ppmi")[2]).state_dict()
+    for name, value in ppmi_model.state_dict().items():
+        torch.testing.assert_close(rebuilt[name], value, msg=name)
+
+
 def test_batch_plan():
     assert (plan_batches(128, 1, None, 128).micro, plan_batches(128, 1, None, 128).accum) == (128, 1)
     assert plan_batches(2048, 8, None, 512).micro == 128 and plan_batches(2048, 8, None, 512).accum == 2

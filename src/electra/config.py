@@ -95,6 +95,9 @@ class PretrainConfig:
     # data and the discriminator's at the log-odds of a token being replaced, so that predicting the base rates
     # needs no change of the representations (docs/pretraining.md, "Why short runs finetune worse than random")
     output_bias_init: Literal["zero", "prior"] = "zero"
+    # random: the word table starts at the initialiser's random draw (official); ppmi: at word vectors of the
+    # training data's co-occurrence counts (electra.wordvectors; not in the paper), the same scale
+    word_init: Literal["random", "ppmi"] = "random"
     # data and masking (docs/faithfulness.md §3.1)
     max_length: int = 128
     mask_prob: float = 0.15

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from electra.errors import ElectraError
 from electra.model import ELECTRA, ElectraModel, SelfAttention, attention_bias
 
 if TYPE_CHECKING:
@@ -228,15 +229,33 @@ def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float:
 
 
 def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> ELECTRA | None:
-    """The weights a pretraining run started from, rebuilt from its seed (None for an --init-from run)."""
+    """The weights a pretraining run started from, rebuilt from its seed and, for `--word-init ppmi` or
+    `--output-bias-init prior`, from its data (None for an --init-from run, or when that data is gone)."""
     from electra.checkpoint import read_run_config
+    from electra.data import PretrainLoader
     from electra.objective import SpecialIds
+    from electra.pretrain import init_word_vectors
 
-    if read_run_config(run_dir).get("run", {}).get("init_from"):
+    run_config = read_run_config(run_dir)
+    if run_config.get("run", {}).get("init_from"):
         return None
     with torch.random.fork_rng(devices=[]):  # leaves the caller's random state as it was
         torch.manual_seed(cfg.seed)  # as electra.pretrain does before building the model
-        return ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+        model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+    if cfg.word_init == "random" and cfg.output_bias_init == "zero":
+        return model
+    data = run_config.get("data", {})
+    try:
+        loader = PretrainLoader(data.get("path", ""), cfg.batch_size, seed=cfg.seed)
+    except (ElectraError, OSError):
+        return None
+    if loader.meta.get("key") != data.get("key"):
+        return None
+    if cfg.output_bias_init == "prior":
+        model.init_output_biases(torch.from_numpy(loader.token_counts(cfg.model.vocab_size)))
+    if cfg.word_init == "ppmi":
+        init_word_vectors(model, loader)
+    return model
 
 
 def run_weight_change(run_dir: str | Path, checkpoint: str = "latest") -> dict[str, float]:

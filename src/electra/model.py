@@ -341,6 +341,27 @@ class ELECTRA(nn.Module):
         return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
 
     @torch.no_grad()
+    def init_word_vectors(self, vectors: Tensor, token_counts: Tensor) -> int:
+        """Start every word table (the shared one; the generator's and the discriminator's own with
+        `embedding_sharing="none"`; the generator's base with gdes, whose deltas stay zero) at `vectors` (V, E)
+        for the ids that occur in the data, rescaled so that their entries have the initialiser's standard
+        deviation; special tokens and unseen ids keep their random rows. Returns how many rows were set."""
+        rows = (token_counts > 0).clone()
+        rows[list(self.special)] = False
+        vectors = vectors[rows].double()
+        if not len(vectors) or not vectors.std() > 0:
+            return 0
+        scaled = vectors * (self.cfg.model.initializer_range / vectors.std())
+        tables = {
+            id(m.word_embeddings.weight): m.word_embeddings.weight for m in self.modules() if isinstance(m, Embeddings)
+        }
+        if self.cfg.objective == "electra" and self.cfg.embedding_sharing == "gdes":
+            tables.pop(id(self.discriminator.electra.embeddings.word_embeddings.weight))
+        for table in tables.values():
+            table[rows] = scaled.to(table.dtype)
+        return int(rows.sum())
+
+    @torch.no_grad()
     def remove_top_word_direction(self) -> float:
         """Project the top right-singular direction u of the discriminator's word table out of every row,
         W <- W - (W u) u^T (the generator's too where the table is shared; with gdes, W = base + delta and only the

@@ -75,6 +75,22 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------- the run
 
 
+WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at most this many training tokens
+
+
+def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
+    """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
+    tokens (electra.wordvectors). Deterministic, and it draws nothing from the random stream, so every process
+    (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
+    from electra.wordvectors import ppmi_vectors
+
+    vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
+    examples = list(loader.train_examples(WORD_INIT_TOKENS))
+    vectors = torch.from_numpy(ppmi_vectors(examples, vocab_size, dim))
+    counts = torch.from_numpy(loader.token_counts(vocab_size, WORD_INIT_TOKENS))
+    return model.init_word_vectors(vectors, counts), sum(len(e) for e in examples)
+
+
 def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record."""
     from electra.data import PretrainLoader
@@ -97,6 +113,14 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or frequency_baselines else None
     if init_prior:
         model.init_output_biases(counts)
+    if cfg.word_init == "ppmi" and setup.init_model is None and setup.resume_from is None:
+        started = time.perf_counter()
+        rows, n_tokens = init_word_vectors(model, loader)
+        dist.print0(
+            f"  word table: PPMI vectors of {n_tokens:,} training tokens for {rows:,} of {cfg.model.vocab_size:,} "
+            f"ids ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()

@@ -118,14 +118,19 @@ class PretrainLoader:
         for start in range(0, len(index), batch_size):
             yield self.collate(index[start : start + batch_size])
 
+    def train_examples(self, max_tokens: int) -> Iterator[np.ndarray]:
+        """The training examples' token ids in stored order, up to the one that reaches `max_tokens` in all."""
+        total = 0
+        for i in self.train_index:
+            if total >= max_tokens:
+                return
+            tokens = self.store[int(i)][0]
+            total += len(tokens)
+            yield tokens
+
     def token_counts(self, vocab_size: int, max_tokens: int = 50_000_000) -> np.ndarray:
         """How often each id occurs in the training examples (the first `max_tokens` of them, for a large corpus)."""
-        pieces, total = [], 0
-        for i in self.train_index:
-            pieces.append(self.store[int(i)][0])
-            total += len(pieces[-1])
-            if total >= max_tokens:
-                break
+        pieces = list(self.train_examples(max_tokens))
         ids = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
         return np.bincount(ids, minlength=vocab_size)[:vocab_size]
 
