@@ -33,7 +33,8 @@ def cooccurrence(examples: Iterable[np.ndarray], vocab_size: int, window: int = 
     def flush() -> sp.csr_matrix:
         r, c = np.concatenate(rows), np.concatenate(cols)
         counts = sp.coo_matrix((np.ones(len(r)), (r, c)), shape=(vocab_size, vocab_size)).tocsr()
-        rows.clear(), cols.clear()
+        rows.clear()
+        cols.clear()
         return counts + counts.T
 
     for ids in examples:
