@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -87,8 +88,9 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
     vectors = torch.from_numpy(ppmi_vectors(examples, vocab_size, dim))
-    counts = torch.from_numpy(loader.token_counts(vocab_size, WORD_INIT_TOKENS))
-    return model.init_word_vectors(vectors, counts), sum(len(e) for e in examples)
+    ids = np.concatenate(examples).astype(np.int64) if examples else np.zeros(0, np.int64)
+    counts = torch.from_numpy(np.bincount(ids, minlength=vocab_size)[:vocab_size])  # the same examples, read once
+    return model.init_word_vectors(vectors, counts), len(ids)
 
 
 def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
