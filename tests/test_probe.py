@@ -215,6 +215,40 @@ def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction(
     assert float(torch.linalg.svdvals(used)[-1]) < 1e-5 and torch.equal(base, base_before)
 
 
+def test_remove_top_word_direction_from_a_recorded_start_undoes_only_the_movement():
+    """word_init="ppmi" keeps the start table W0 (`word_start`): removal undoes the movement's top direction,
+    W - ((W - W0) u) u^T, which leaves the start's own (larger) top direction in place."""
+    from electra.config import preset
+    from electra.model import ELECTRA
+    from electra.objective import SpecialIds
+
+    sizes = dict(vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
+    torch.manual_seed(0)
+    model = ELECTRA(preset("tiny", word_init="ppmi", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    g = torch.Generator().manual_seed(1)
+    start_dir, move_dir = torch.linalg.qr(torch.randn(16, 2, generator=g, dtype=torch.float64)).Q.T
+    noise = torch.randn(200, 16, generator=g, dtype=torch.float64) * 0.01
+    start = noise + torch.outer(torch.linspace(-1.0, 1.0, 200, dtype=torch.float64), start_dir)  # a strong start axis
+    counts = torch.ones(200)
+    model.init_word_vectors(start, counts)  # sets the tables and records W0
+    table = model.discriminator.electra.embeddings.word_embeddings.weight
+    w0 = model.word_start.detach().double().clone()
+    torch.testing.assert_close(w0, table.detach().double())
+    assert "word_start" in model.state_dict()  # kept in checkpoints
+    moved = torch.outer(torch.linspace(0.0, 0.01, 200, dtype=torch.float64), move_dir)  # smaller than the start axis
+    with torch.no_grad():
+        table.add_(moved.float())
+    model.remove_top_word_direction()
+    # back at the start (to float32 rounding): the movement was rank one, and the start's own axis is untouched
+    torch.testing.assert_close(table.detach().double(), w0, atol=1e-6, rtol=0)
+    # with W0 = 0 (a run saved without its start) it is W's own top direction, the start's axis, that goes
+    with torch.no_grad():
+        table.add_(moved.float())
+        model.word_start.zero_()
+    model.remove_top_word_direction()
+    assert (table.detach().double() @ start_dir).norm() < 0.05 * (w0 @ start_dir).norm()
+
+
 def test_probe_and_diagnose_commands_compare_with_random_weights(tmp_path, capsys):
     from electra.hf import to_hf
     from electra.model import Discriminator

@@ -310,6 +310,10 @@ class ELECTRA(nn.Module):
             # "none": the discriminator's own tables; "gdes": stop_gradient(generator's tables) + its own deltas
             base = self.generator.electra.embeddings if cfg.embedding_sharing == "gdes" else None
             self.discriminator = Discriminator(cfg.model, Embeddings(cfg.model, base))
+        if cfg.word_init == "ppmi":
+            # the finetuning encoder's word table as init_word_vectors left it, kept in checkpoints (not in exports):
+            # remove_top_word_direction undoes what training moved, not the start's own top direction
+            self.register_buffer("word_start", torch.zeros(cfg.model.vocab_size, cfg.model.embedding_size))
         init_weights(self, cfg.model.initializer_range)
         if cfg.objective == "electra" and cfg.embedding_sharing == "gdes":
             for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
@@ -359,20 +363,27 @@ class ELECTRA(nn.Module):
             tables.pop(id(self.discriminator.electra.embeddings.word_embeddings.weight))
         for table in tables.values():
             table[rows] = scaled.to(table.dtype)
+        if hasattr(self, "word_start"):
+            self.word_start.copy_(self.word_table()[1])
         return int(rows.sum())
 
     @torch.no_grad()
     def remove_top_word_direction(self) -> float:
-        """Project the top right-singular direction u of the discriminator's word table out of every row,
-        W <- W - (W u) u^T (the generator's too where the table is shared; with gdes, W = base + delta and only the
-        delta changes; the masked-LM encoder's table for `--objective mlm`), and return the share of ||W||^2 removed.
-        After a short `tiny` run u is the word-frequency direction pretraining wrote into the table, which costs more
-        in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf. Mu & Viswanath
-        (2018), "All-but-the-top". Applied to a run's encoder when it is loaded for finetuning, probing or export
-        if the run's config has `remove_top_word_direction` (the `tiny` preset); never to a checkpoint."""
+        """Undo what training wrote along one direction of the discriminator's word table W: with W0 the table's
+        start (`word_start`, kept for `word_init="ppmi"`; zero otherwise) and u the top right-singular direction of
+        the movement W - W0, W <- W - ((W - W0) u) u^T, which from a random start (W0 = 0) projects W's own top
+        direction out of every row. The generator's table changes too where it is shared; with gdes, W = base + delta
+        and only the delta changes; for `--objective mlm` it is the masked-LM encoder's table. Returns the share of
+        ||W||^2 removed. After a short `tiny` run u is the word-frequency direction pretraining wrote into the table,
+        which costs more in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf.
+        Mu & Viswanath (2018), "All-but-the-top". From a PPMI start, W's own top direction would be the start's
+        first component instead. Applied to a run's encoder when it is loaded for finetuning, probing or export if
+        the run's config has `remove_top_word_direction` (the `tiny` preset); never to a checkpoint."""
         table, used = self.word_table()
-        u = torch.linalg.svd(used, full_matrices=False).Vh[0]
-        along = used @ u
+        start = getattr(self, "word_start", None)
+        moved = used if start is None else used - start.double()
+        u = torch.linalg.svd(moved, full_matrices=False).Vh[0]
+        along = moved @ u
         table.sub_(torch.outer(along, u).to(table.dtype))
         return float(along.pow(2).sum() / used.pow(2).sum())
 
