@@ -144,6 +144,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             model,
             device_ids=[info.device.index] if info.device.type == "cuda" else None,
             find_unused_parameters=cfg.uniform_generator,
+            broadcast_buffers=False,  # the only buffer, word_start, is the same on every process and never changes
         )
     eval_batches = list(loader.holdout(plan.micro))[: max(0, -(-opts.eval_examples // plan.micro))]
     rarity = -unigram_log_probs(counts) if frequency_baselines and eval_batches else None
