@@ -296,7 +296,7 @@ def test_word_init_ppmi_starts_the_table_at_the_datas_vectors_and_leaves_the_res
         "none",
     ]
     assert main([*base, "--out", str(tmp_path / "ppmi"), "--word-init", "ppmi"]) == 0
-    assert main([*base, "--out", str(tmp_path / "random")]) == 0
+    assert main([*base, "--out", str(tmp_path / "random"), "--word-init", "random"]) == 0
     ppmi_model, cfg, _ = ckpt.load_run(tmp_path / "ppmi")
     random_model, _, _ = ckpt.load_run(tmp_path / "random")
     assert cfg.word_init == "ppmi"

@@ -115,6 +115,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or frequency_baselines else None
     if init_prior:
         model.init_output_biases(counts)
+    if setup.init_model is not None and setup.resume_from is None and hasattr(model, "word_start"):
+        model.word_start.copy_(model.word_table()[1])  # --init-from: the imported table is where this run starts
     if cfg.word_init == "ppmi" and setup.init_model is None and setup.resume_from is None:
         started = time.perf_counter()
         rows, n_tokens = init_word_vectors(model, loader)
