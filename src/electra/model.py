@@ -370,7 +370,8 @@ class ELECTRA(nn.Module):
     @torch.no_grad()
     def remove_top_word_direction(self) -> float:
         """Undo what training wrote along one direction of the discriminator's word table W: with W0 the table's
-        start (`word_start`, kept for `word_init="ppmi"`; zero otherwise) and u the top right-singular direction of
+        start (`word_start`: the PPMI start of `word_init="ppmi"`, or the imported table of an --init-from run with
+        it; no such buffer counts as zero) and u the top right-singular direction of
         the movement W - W0, W <- W - ((W - W0) u) u^T, which from a random start (W0 = 0) projects W's own top
         direction out of every row. The generator's table changes too where it is shared; with gdes, W = base + delta
         and only the delta changes; for `--objective mlm` it is the masked-LM encoder's table. Returns the share of
