@@ -870,7 +870,10 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
     model, cfg, _ = ckpt.load_run(run, "step_1")
     assert cfg.generator_size == 0.5 and cfg.model.hidden_size == 32
     for (name, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
+        if name != "word_start":
+            assert torch.equal(a, b), name
+    # the imported table is where this run starts: what `tiny`'s delivery measures the movement from
+    assert torch.equal(model.word_start, source.discriminator.electra.embeddings.word_embeddings.weight)
     # data prepared with another tokenizer is refused
     from electra.data import prepare_corpus
 
