@@ -23,7 +23,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -83,14 +82,14 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
     tokens (electra.wordvectors). Deterministic, and it draws nothing from the random stream, so every process
     (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
+    from electra.data.loader import count_ids
     from electra.wordvectors import ppmi_vectors
 
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
     vectors = torch.from_numpy(ppmi_vectors(examples, vocab_size, dim))
-    ids = np.concatenate(examples).astype(np.int64) if examples else np.zeros(0, np.int64)
-    counts = torch.from_numpy(np.bincount(ids, minlength=vocab_size)[:vocab_size])  # the same examples, read once
-    return model.init_word_vectors(vectors, counts), len(ids)
+    counts = count_ids(examples, vocab_size)  # the same examples, read once
+    return model.init_word_vectors(vectors, torch.from_numpy(counts)), sum(len(e) for e in examples)
 
 
 def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:

@@ -32,6 +32,12 @@ def holdout_indices(num_examples: int, num_holdout: int) -> np.ndarray:
     return (2 * i + 1) * num_examples // (2 * num_holdout) if num_holdout else i
 
 
+def count_ids(examples: list[np.ndarray], vocab_size: int) -> np.ndarray:
+    """How often each id in [0, vocab_size) occurs in `examples` (arrays of token ids)."""
+    ids = np.concatenate(examples).astype(np.int64) if examples else np.zeros(0, np.int64)
+    return np.bincount(ids, minlength=vocab_size)[:vocab_size]
+
+
 class PretrainLoader:
     """Infinite iterator of padded batches: dicts of int64 tensors input_ids / attention_mask / token_type_ids,
     each [global_batch_size / world_size, max_length]."""
@@ -130,9 +136,7 @@ class PretrainLoader:
 
     def token_counts(self, vocab_size: int, max_tokens: int = 50_000_000) -> np.ndarray:
         """How often each id occurs in the training examples (the first `max_tokens` of them, for a large corpus)."""
-        pieces = list(self.train_examples(max_tokens))
-        ids = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
-        return np.bincount(ids, minlength=vocab_size)[:vocab_size]
+        return count_ids(list(self.train_examples(max_tokens)), vocab_size)
 
     def state_dict(self) -> dict[str, Any]:
         return {
