@@ -2,6 +2,7 @@
 its plots, on synthetic run directories whose statistics are known."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +237,7 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert "**glue** is worse than random initialisation (glue_random): GLUE-2" in text
     chance = "**glue**: dev ROC AUC at chance: SST-2 (median 0.500, chance 0.5 ± 0.040), RTE (median 0.510, chance"
     assert chance in text and "**glue_random**: dev ROC AUC" not in text  # its runs predate the record
-    assert "51.00 against 63.50 (-12.50)" in text
+    assert "51.00 against 63.50 (-12.50; closer than" in text
     # the GLUE chart draws each task's majority-class score as its floor
     assert report["glue"][0]["majority"] == {"rte": 52.7, "sst2": 50.9} and report["glue"][1]["majority"] == {}
 
@@ -267,18 +268,37 @@ def test_probe_verdict_allows_for_the_test_set_size(tmp_path, best, test_example
     assert (f"noise of {test_examples} test examples" if test_examples else "a few hundred test examples") in text
 
 
-def test_a_glue_average_close_to_random_weights_is_reported_as_level():
-    from electra.report import LEVEL_POINTS, findings
-
-    def glue(name, model, average):
-        return {"name": name, "model": model, "tasks": ["rte"], "average": average, "label": "GLUE-1", "runs": {}}
-
-    report = {"glue": [glue("a", "run", 50.3), glue("r", "random:tiny", 50.0)], "pretrain": []}
+@pytest.mark.parametrize(
+    ("std", "n", "verdict", "band"),
+    [
+        # both sweeps with sd s on each of 2 tasks over n seeds: band = 2 * sqrt(2 * (2 s^2 / n) / 4) = 2 s / sqrt(n)
+        (None, 3, "better than", 0.5),  # no spread recorded: the floor, 0.5
+        (0.1, 3, "better than", 0.5),  # a tiny spread (0.12): still the floor
+        (0.5, 3, "better than", 0.58),  # 2 * 0.5 / sqrt(3)
+        (1.5, 3, "level with", 1.73),  # 2 * 1.5 / sqrt(3): +0.8 is inside the noise
+        (1.5, 2, "level with", 2.12),  # two seeds: 2 * 1.5 / sqrt(2)
+        (3.0, 1, "better than", 0.5),  # one run has no spread to read: the floor
+    ],
+)
+def test_a_glue_average_within_the_finetuning_seeds_noise_of_random_weights_is_level(std, n, verdict, band):
+    """The verdict against random weights uses twice the standard error of the two averages' difference, from
+    each task's spread over finetuning seeds, never less than 0.5 points."""
     from types import SimpleNamespace
 
-    sweeps = [SimpleNamespace(per_task={"rte": {"constant_runs": 0, "n_runs": 3}})] * 2
-    text = "\n".join(findings(report, sweeps))
-    assert LEVEL_POINTS == 0.5 and "**a** is level with (within 0.5 points of) random initialisation (r)" in text
+    from electra.report import average_noise, findings
+
+    def glue(name, model, average):
+        return {"name": name, "model": model, "tasks": ["sst2", "rte"], "average": average, "label": "GLUE-2"}
+
+    stats = {"n": n} if std is None else {"n": n, "std": std}
+    task = {"constant_runs": 0, "n_runs": n, "metrics": {"acc": stats}}
+    sweep = SimpleNamespace(per_task={"sst2": task, "rte": task})
+    if std is not None and n > 1:
+        assert average_noise(sweep, ["sst2", "rte"]) == pytest.approx(math.sqrt(2 * std**2 / n) / 2)
+    report = {"glue": [glue("a", "run", 50.8), glue("r", "random:tiny", 50.0)], "pretrain": []}
+    text = "\n".join(findings(report, [sweep, sweep]))
+    stated = f"**a** is {verdict} random initialisation (r): GLUE-2 50.80 against 50.00 (+0.80; closer than {band:.2f}"
+    assert stated in text
 
 
 def test_a_comparison_where_neither_sweep_learned_anything_says_so():

@@ -398,7 +398,7 @@ def fmt_number(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-LEVEL_POINTS = 0.5  # GLUE averages closer than this to random initialisation's are reported as level
+LEVEL_POINTS = 0.5  # GLUE averages closer than this to random initialisation's are always reported as level
 
 PROBE_KEYS = ("probe_cls", "probe_mean", "probe_random_cls", "probe_random_mean", "probe_majority")
 
@@ -481,13 +481,12 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
             for base in random_sweeps:
                 if base["tasks"] == g["tasks"] and base["average"] is not None:
                     diff = g["average"] - base["average"]
-                    if abs(diff) < LEVEL_POINTS:  # well inside the spread of a few finetuning seeds
-                        word = f"level with (within {LEVEL_POINTS} points of)"
-                    else:
-                        word = "better than" if diff > 0 else "worse than"
+                    band = level_band(sweep, by_name[base["name"]], g["tasks"])
+                    word = "level with" if abs(diff) < band else "better than" if diff > 0 else "worse than"
                     verdict = (
                         f"**{g['name']}** is {word} random initialisation ({base['name']}): "
-                        f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f})."
+                        f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f}; closer "
+                        f"than {band:.2f} is within the noise of the finetuning seeds)."
                     )
                     if learned_nothing(sweep, g["tasks"]) and learned_nothing(by_name[base["name"]], base["tasks"]):
                         verdict += (
@@ -508,6 +507,31 @@ def probe_margin(accuracy: float, test_examples: int | None) -> float:
         return 0.03
     p = min(max(accuracy, 0.0), 1.0)
     return 2.0 * math.sqrt(2.0 * p * (1.0 - p) / test_examples)
+
+
+def average_noise(sweep: Sweep, tasks: list[str]) -> float | None:
+    """The standard error of a sweep's GLUE average over `tasks`, from each task's spread over its finetuning
+    seeds: sqrt(sum_t sd_t^2 / n_t) / T (the tasks' seeds taken as independent). None when a task has fewer than
+    two runs or no spread recorded."""
+    from electra.glue.tasks import TASKS
+
+    terms = []
+    for t in tasks:
+        stats = (sweep.per_task.get(t, {}).get("metrics") or {}).get(TASKS[t].score) or {}
+        if stats.get("std") is None or (stats.get("n") or 0) < 2:
+            return None
+        terms.append(stats["std"] ** 2 / stats["n"])
+    return math.sqrt(sum(terms)) / len(tasks) if tasks else None
+
+
+def level_band(a: Sweep, b: Sweep, tasks: list[str]) -> float:
+    """How far apart two GLUE averages must be before the report calls one better: twice the standard error of
+    their difference (`average_noise` of each), and never less than LEVEL_POINTS. With a few seeds on a few hundred
+    examples that is often a point or more; two finetuning seeds make it a rough estimate."""
+    noise = [average_noise(s, tasks) for s in (a, b)]
+    if any(x is None for x in noise):
+        return LEVEL_POINTS
+    return max(LEVEL_POINTS, 2.0 * math.sqrt(noise[0] ** 2 + noise[1] ** 2))
 
 
 def learned_nothing(sweep: Sweep, tasks: list[str]) -> bool:
