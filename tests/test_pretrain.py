@@ -327,6 +327,30 @@ def test_word_init_ppmi_starts_the_table_at_the_datas_vectors_and_leaves_the_res
         torch.testing.assert_close(rebuilt[name], value, msg=name)
 
 
+@pytest.mark.parametrize("sharing", ["official", "none"])
+def test_frozen_word_tables_stay_at_their_start_while_the_rest_trains(data_dir, tmp_path, sharing):
+    """--freeze-word-embeddings: after three updates every word table (and the generator's output layer tied to
+    it) is exactly where the one-step run (learning rate 0) started, while the layers and the other tables moved."""
+    base = ["pretrain", *TINY, "--data", str(data_dir), "--warmup-steps", "1", "--eval-every", "0", "--probe", "none"]
+    base += ["--word-init", "ppmi", "--embedding-sharing", sharing, "--learning-rate", "1e-2"]
+    assert main([*base, "--out", str(tmp_path / "start"), "--max-steps", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "frozen"), "--max-steps", "3", "--freeze-word-embeddings", "true"]) == 0
+    start = ckpt.load_run(tmp_path / "start")[0].state_dict()
+    frozen, cfg, _ = ckpt.load_run(tmp_path / "frozen")
+    assert cfg.freeze_word_embeddings
+    tables = [n for n in start if n.endswith("word_embeddings.weight") or n.endswith("generator_lm_head.weight")]
+    assert len(tables) == 3  # the discriminator's, the generator's (the same tensor when shared), the tied head
+    moved = []
+    for name, value in frozen.state_dict().items():
+        if name in tables or name == "word_start":
+            assert torch.equal(value, start[name]), name
+        elif not torch.equal(value, start[name]):
+            moved.append(name)
+    assert any("position_embeddings" in n for n in moved)
+    assert any(n.startswith("discriminator.") and "attention" in n for n in moved)
+    assert any(n.startswith("generator.") and "attention" in n for n in moved)
+
+
 def test_batch_plan():
     assert (plan_batches(128, 1, None, 128).micro, plan_batches(128, 1, None, 128).accum) == (128, 1)
     assert plan_batches(2048, 8, None, 512).micro == 128 and plan_batches(2048, 8, None, 512).accum == 2

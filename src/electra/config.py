@@ -98,6 +98,9 @@ class PretrainConfig:
     # random: the word table starts at the initialiser's random draw (official); ppmi: at word vectors of the
     # training data's co-occurrence counts (electra.wordvectors; not in the paper), the same scale
     word_init: Literal["random", "ppmi"] = "random"
+    # keep every word table where it started (no gradient, no update): with word_init="ppmi" the layers train on
+    # top of the counted vectors instead of overwriting them (docs/pretraining.md; not in the paper)
+    freeze_word_embeddings: bool = False
     # data and masking (docs/faithfulness.md §3.1)
     max_length: int = 128
     mask_prob: float = 0.15

@@ -344,6 +344,13 @@ class ELECTRA(nn.Module):
         base = embeddings._base[0]
         return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
 
+    def freeze_word_tables(self) -> None:
+        """Take every word table (the shared one; both with `embedding_sharing="none"`; base and delta with gdes)
+        out of training: no gradient, so the optimizer leaves them where they started."""
+        for part in (self.generator, getattr(self, "discriminator", None)):
+            if part is not None:
+                part.electra.embeddings.word_embeddings.weight.requires_grad_(False)
+
     @torch.no_grad()
     def init_word_vectors(self, vectors: Tensor, token_counts: Tensor) -> int:
         """Start every word table (the shared one; the generator's and the discriminator's own with

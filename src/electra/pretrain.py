@@ -124,6 +124,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             f"ids ({time.perf_counter() - started:.1f} s)",
             flush=True,
         )
+    if cfg.freeze_word_embeddings:
+        model.freeze_word_tables()
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()
