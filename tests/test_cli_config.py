@@ -10,7 +10,9 @@ from electra.cli import build_parser, main
 
 def test_help_lists_every_field_with_its_default_and_the_presets_that_differ():
     text = build_parser(["pretrain"])._subparsers._group_actions[0].choices["pretrain"].format_help()
-    assert "--adam-epsilon V" in text and "default 1e-06 (tiny: 0.01)" in text
+    assert "--learning-rate V" in text and "default 0.0005 (tiny: 0.0005" not in text  # equal to the default: unlisted
+    assert "--batch-size V" in text and "default 128 (tiny: 64" in text
+    assert "--freeze-word-embeddings V" in text and "default False (tiny: True)" in text
     assert "--generator-adam-epsilon V" in text and "default None" in text
     finetune = build_parser(["finetune"])._subparsers._group_actions[0].choices["finetune"].format_help()
     assert "--layerwise-lr-decay V" in finetune and "default by model size / task" in finetune

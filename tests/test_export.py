@@ -36,6 +36,15 @@ TINY = [
     "--no-progress",
     "--eval-every",
     "0",
+    # the word-direction removal that `tiny` delivered with before it froze its table (still an option)
+    "--adam-epsilon",
+    "1e-2",
+    "--learning-rate",
+    "1e-3",
+    "--freeze-word-embeddings",
+    "false",
+    "--remove-top-word-direction",
+    "true",
 ]
 
 

@@ -159,8 +159,15 @@ def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_s
     torch.manual_seed(0)
     initial = ELECTRA(cfg, special)
     model = copy.deepcopy(initial)
-    assert word_move_top_share(model, initial) == 0.0
+    assert word_move_top_share(model, initial) is None  # no movement (a frozen table): no direction to name
     table = model.discriminator.electra.embeddings.word_embeddings.weight
+    with torch.no_grad():  # a rebuilt start's rounding is not movement ...
+        table.add_(1e-9 * torch.randn(200, 16))
+    assert word_move_top_share(model, initial) is None
+    with torch.no_grad():  # ... a millionth of the table's norm is
+        table.add_(1e-5 * torch.randn(200, 16))
+    assert word_move_top_share(model, initial) is not None
+    table.data.copy_(initial.discriminator.electra.embeddings.word_embeddings.weight)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # every row moved along one direction v, by an amount of its own (a frequency-like score)
         table.add_(torch.outer(torch.randn(200, generator=g), torch.randn(16, generator=g)))

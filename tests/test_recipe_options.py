@@ -94,21 +94,21 @@ def test_generator_logits_are_fp32_under_autocast():
 
 def test_shortened_run_keeps_the_warmup_fraction_and_a_warmup_longer_than_the_run_is_refused():
     cfg = preset("tiny", max_steps=30)
-    assert cfg.warmup_steps == 3  # tiny: 200 of 2000 steps
+    assert cfg.warmup_steps == 3  # tiny: 125 of 1250 steps
     assert peak_lr_factor(cfg.max_steps, cfg.warmup_steps) == pytest.approx(0.9)
     assert preset("tiny", max_steps=30, warmup_steps=10).warmup_steps == 10  # given: kept
-    assert preset("tiny", max_steps=5000).warmup_steps == 200  # longer: the preset's warm-up
-    with pytest.raises(ConfigError, match="warmup_steps 200 is longer than the run"):
-        preset("tiny", max_steps=30, warmup_steps=200)
+    assert preset("tiny", max_steps=5000).warmup_steps == 125  # longer: the preset's warm-up
+    with pytest.raises(ConfigError, match="warmup_steps 125 is longer than the run"):
+        preset("tiny", max_steps=30, warmup_steps=125)
 
 
-def test_tiny_delivers_without_the_top_word_direction_only_at_its_own_epsilon():
-    assert preset("tiny").remove_top_word_direction
-    assert preset("tiny", adam_epsilon=1e-2, max_steps=30).remove_top_word_direction  # tiny's own epsilon, restated
-    assert not preset("tiny", adam_epsilon=1e-6).remove_top_word_direction  # the official epsilon: off
-    assert preset("tiny", adam_epsilon=1e-6, remove_top_word_direction=True).remove_top_word_direction  # given: kept
-    assert not preset("tiny", remove_top_word_direction=False).remove_top_word_direction
-    assert not preset("small", adam_epsilon=1e-2).remove_top_word_direction  # never on for the official presets
+def test_tiny_keeps_its_counted_word_table_and_trains_the_layers_at_the_official_epsilon():
+    cfg = preset("tiny")
+    assert cfg.word_init == "ppmi" and cfg.freeze_word_embeddings
+    assert cfg.adam_epsilon == preset("small").adam_epsilon == 1e-6
+    assert not cfg.remove_top_word_direction  # a frozen table has no movement to undo
+    for name in ("small", "base", "large"):  # the paper presets: a random table that trains
+        assert preset(name).word_init == "random" and not preset(name).freeze_word_embeddings
 
 
 @pytest.mark.parametrize(("total", "warmup"), [(30, 200), (30, 30), (1200, 120), (10, 5), (7, 0), (100, 51)])

@@ -219,13 +219,15 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
 
 
 @torch.no_grad()
-def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float:
+def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float | None:
     """The share of the word-table movement ||W - W0||^2 (`ELECTRA.word_table`) that lies along its top singular
-    direction: near 1 when pretraining added one direction to the table, which in short `tiny` runs is word
-    frequency (docs/pretraining.md); a change spread over many directions gives a small share."""
-    sv = torch.linalg.svdvals(model.word_table()[1] - initial.word_table()[1])
+    direction: near 1 when pretraining added one direction to the table, which in short runs with a trained table
+    is word frequency (docs/pretraining.md); a change spread over many directions gives a small share. None when
+    the table did not move (beyond a millionth of its norm, the rounding of a rebuilt start): a frozen table."""
+    start = initial.word_table()[1]
+    sv = torch.linalg.svdvals(model.word_table()[1] - start)
     total = float(sv.pow(2).sum())
-    return float(sv[0] ** 2) / total if total > 0 else 0.0
+    return None if total <= 1e-12 * float(start.pow(2).sum()) else float(sv[0] ** 2) / total
 
 
 def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> ELECTRA | None:
@@ -344,11 +346,13 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         if "weight_change" in r:
             moved = ", ".join(f"{group} {value:.1%}" for group, value in r["weight_change"].items())
             out.append(f"  moved from the initialisation (||W - W0|| / ||W0||): {moved}")
-        if "word_move_top_share" in r:
+        if r.get("word_move_top_share") is not None:
             out.append(
                 f"  word-table movement along its top direction: {r['word_move_top_share']:.0%} (near 100 %: one "
                 "added direction, in short runs word frequency; docs/pretraining.md)"
             )
+        elif "word_move_top_share" in r:
+            out.append("  the word table did not move from its start (frozen: --freeze-word-embeddings)")
     return "\n".join(out)
 
 
