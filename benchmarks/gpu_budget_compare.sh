@@ -9,8 +9,8 @@
 # Three pretraining runs share the GPU side by side (the `tiny` model is too small to fill an H200 alone):
 # ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (ELECTRA's steps times the ratio of
 # the two objectives' FLOPs per sequence from `electra.flops`: 1.408 for `tiny` with an 8k vocabulary); recipe:
-# batch 128, lr 5e-4, the official Adam epsilon 1e-6, warm-up 10 %, bf16, eager. At that epsilon the preset
-# delivers both encoders as trained (`tiny`'s top-word-direction removal belongs to its own epsilon 1e-2). A short
+# `tiny`'s own (the word table started from the data's co-occurrence counts and frozen there, the official Adam
+# epsilon 1e-6, lr 5e-4) at batch 128, warm-up 10 %, bf16, eager; both encoders are delivered as trained. A short
 # calibration with all three `electra bench` runs at once measures the sequences/s each gets under that sharing, and
 # the step counts are set from it so that the runs end inside the budget with their learning-rate schedules
 # complete. Every run also

@@ -388,6 +388,14 @@ def test_findings_compare_the_generator_with_a_frequency_only_generator(tmp_path
     assert "generator loss 6.550 at step 70; predicting every masked word by its frequency" in level[0]
     assert "gives 6.530: the generator predicts masked words by their frequency alone" in level[0]
     assert "not yet learnt even which words are frequent" in findings_for(7.3, 6.53)[0]
+    # with a frozen word table (its tied output layer) staying above frequencies is expected, and said so
+    frozen = write_pretrain_run(tmp_path / "frozen")
+    meta = json.loads((frozen / "config.json").read_text())
+    meta["config"]["freeze_word_embeddings"] = True
+    (frozen / "config.json").write_text(json.dumps(meta))
+    add_records(frozen, {"split": "eval", "step": 70, "gen_loss": 8.1, "gen_loss_unigram": 6.6})
+    said = [f for f in build_report(*discover([frozen]))["findings"] if "generator loss" in f]
+    assert "as expected with a frozen word table" in said[0] and "not yet learnt" not in said[0]
     assert "the 1.530 nats below that are what the generator reads from context" in findings_for(5.0, 6.53)[0]
     assert findings_for(6.55, None) == []
 

@@ -4,8 +4,8 @@
         DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
         DIR/generator/       ElectraForMaskedLM     (the same files)
         DIR/export.json      where the weights came from (run, checkpoint, step, config)
-      A run with `remove_top_word_direction` (the `tiny` preset) exports its discriminator with the top direction of
-      its word table's movement undone, as finetuning loads it; the generator as trained.
+      A run with `remove_top_word_direction` (`tiny` before it froze its word table) exports its discriminator with
+      the top direction of its word table's movement undone, as finetuning loads it; the generator as trained.
 
     electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
         DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label

@@ -386,7 +386,7 @@ class ELECTRA(nn.Module):
         which costs more in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf.
         Mu & Viswanath (2018), "All-but-the-top". From a PPMI start, W's own top direction would be the start's
         first component instead. Applied to a run's encoder when it is loaded for finetuning, probing or export if
-        the run's config has `remove_top_word_direction` (the `tiny` preset); never to a checkpoint."""
+        the run's config has `remove_top_word_direction` (`tiny` before it froze its table); never to a checkpoint."""
         table, used = self.word_table()
         start = getattr(self, "word_start", None)
         moved = used if start is None else used - start.double()
