@@ -9,9 +9,9 @@
     6. report     tables and plots over the run and the sweeps, and what they show in words
 
 Everything lands in --out (default `runs/quickstart`); running it again reuses what is finished. A smoke run: the
-built-in corpus is small and technical, and three CPU minutes give features above random weights' on the built-in
-probe but GLUE at 500 examples level with them (docs/use-cases.md; why: docs/pretraining.md, "Why short runs
-finetune worse than random weights"); the run ends by saying how it compares. See docs/use-cases.md for real runs.
+built-in corpus is small and technical, and three CPU minutes give features well above random weights' on the
+built-in probe (0.66 against 0.47; docs/use-cases.md; what `tiny` does and why: docs/pretraining.md, "Counted words,
+trained layers"); the run ends by saying how it compares. See docs/use-cases.md for real runs.
 """
 
 from __future__ import annotations
