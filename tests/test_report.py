@@ -436,3 +436,22 @@ def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch
         ys = ax.transData.inverted().transform(band.get_transform().transform(band.get_path().vertices))[:, 1]
         margin = probe_margin(base, 600)
         assert ys.min() == pytest.approx(base - margin) and ys.max() == pytest.approx(base + margin)
+
+
+def test_a_widened_accuracy_axis_stays_inside_zero_and_one():
+    """An accuracy near 0 (a generator early in training) gets at least 0.1 of height, shifted up so that the axis
+    never shows a negative accuracy; an unbounded axis widens symmetrically."""
+    from matplotlib.figure import Figure
+
+    from electra.plots import _min_span
+
+    ax = Figure().subplots()
+    ax.plot([1, 2], [0.002, 0.018])
+    _min_span(ax, 0.1, bounds=(0.0, 1.0))
+    lo, hi = ax.get_ylim()
+    assert lo == pytest.approx(0.0) and hi - lo == pytest.approx(0.1)
+    ax = Figure().subplots()
+    ax.plot([1, 2], [0.002, 0.018])
+    _min_span(ax, 0.1)
+    lo, hi = ax.get_ylim()
+    assert lo < 0 and hi - lo == pytest.approx(0.1)

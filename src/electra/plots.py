@@ -24,14 +24,19 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
-def _min_span(ax: Axes, span: float, relative: bool = False) -> None:
+def _min_span(ax: Axes, span: float, relative: bool = False, bounds: tuple[float, float] | None = None) -> None:
     """Widen the y-axis to at least `span` (a fraction of the values' size when `relative`) around the data, so
-    that a run with one or two evaluations does not show a 0.003 difference as the whole height."""
+    that a run with one or two evaluations does not show a 0.003 difference as the whole height; with `bounds`
+    (e.g. (0, 1) for an accuracy) the widened window is shifted to stay inside them."""
     lo, hi = ax.get_ylim()
     want = span * max(abs(lo), abs(hi)) if relative else span
     if hi - lo < want:
         mid = (lo + hi) / 2
-        ax.set_ylim(mid - want / 2, mid + want / 2)
+        lo, hi = mid - want / 2, mid + want / 2
+        if bounds is not None:
+            shift = max(0.0, bounds[0] - lo) - max(0.0, hi - bounds[1])
+            lo, hi = lo + shift, hi + shift
+        ax.set_ylim(lo, hi)
 
 
 def _held_out(ax: Axes, run: PretrainRun, key: str, color: str) -> None:
@@ -87,7 +92,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        _min_span(ax, 0.1)
+        _min_span(ax, 0.1, bounds=(0.0, 1.0))
     ax = axes[0][2]
     styles = {"disc_auc": "o-", "disc_precision": "s--", "disc_recall": "^:"}
     for i, r in enumerate(runs):
