@@ -81,3 +81,12 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     runs = [json.loads(p.read_text()) for p in (out / "glue").glob("rte/run_*/metrics.json")]
     assert [r["n_train"] for r in runs] == [16, 16]
     assert (out / "report" / "glue.png").is_file()
+
+
+def test_glue_after_the_builtin_corpus_says_where_a_glue_gain_comes_from():
+    note = qs.corpus_note(("builtin",), glue_ran=True)
+    assert "Python's own documentation" in note and "docs/use-cases.md" in note
+    # a user's own corpus, or no GLUE step: the findings speak for themselves
+    assert qs.corpus_note(("prose.txt",), glue_ran=True) is None
+    assert qs.corpus_note(("builtin", "prose.txt"), glue_ran=True) is None
+    assert qs.corpus_note(("builtin",), glue_ran=False) is None
