@@ -455,3 +455,30 @@ def test_a_widened_accuracy_axis_stays_inside_zero_and_one():
     _min_span(ax, 0.1)
     lo, hi = ax.get_ylim()
     assert lo < 0 and hi - lo == pytest.approx(0.1)
+
+
+def test_the_glue_plot_legend_hides_no_value_label(tmp_path, monkeypatch):
+    """The value above each bar stays readable: the legend sits in a band above the tallest bar, not on a label
+    (it covered WNLI's in the quick start's plot)."""
+    import electra.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    tasks = ("cola", "sst2", "mrpc", "stsb", "rte", "wnli")
+    model = dict(zip(tasks, (1.3, 56.5, 67.6, 10.7, 48.9, 48.6), strict=True))
+    random = dict(zip(tasks, (0.0, 56.4, 69.1, 8.8, 52.7, 41.5), strict=True))
+    std = dict(zip(tasks, (1.9, 1.2, 2.4, 4.7, 2.3, 11.0), strict=True))
+    glue = [
+        {"name": n, "label": "GLUE-5", "average": 37.0, "scores": s, "std": std, "majority": {"sst2": 50.9}}
+        for n, s in (("glue", model), ("glue_random", random))
+    ]
+    plots.plot_glue({"glue": glue, "stat": "median"}, tmp_path / "glue.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figures[0])
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = figures[0].axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(labels) == 12 and not any(legend.overlaps(b) for b in labels)

@@ -174,6 +174,7 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
     fig, axes = _figure(1, 1, max(6.0, 1.1 * len(columns) + 2), 4.5)
     ax = axes[0][0]
     x = np.arange(len(columns))
+    top = 0.0  # the highest value label, to leave the legend room above it
     for i, g in enumerate(report["glue"]):
         heights = [g["scores"].get(t, np.nan) for t in columns]
         errors = [g["std"].get(t, 0.0) for t in columns]
@@ -182,6 +183,7 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
         ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}", label=f"{g['name']}{avg}")
         for px, h, err in zip(pos, heights, errors, strict=True):
             if not np.isnan(h):  # the value above its error bar
+                top = max(top, h + err)
                 ax.annotate(
                     f"{h:.1f}",
                     (px, max(h, 0) + err),
@@ -203,5 +205,7 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel(f"dev score ({report['stat']} over runs; error bar: std)")
     ax.set_title("GLUE dev results per task")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    if top > 0:  # a band above the tallest bar, for the legend (it hid a bar's label)
+        ax.set_ylim(top=top * 1.35)
+    ax.legend(fontsize=8, loc="upper left")
     save_figure(fig, path)
