@@ -183,10 +183,11 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
         ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}", label=f"{g['name']}{avg}")
         for px, h, err in zip(pos, heights, errors, strict=True):
             if not np.isnan(h):  # the value above its error bar
-                top = max(top, h + err)
+                label_y = max(h, 0) + err
+                top = max(top, label_y)
                 ax.annotate(
                     f"{h:.1f}",
-                    (px, max(h, 0) + err),
+                    (px, label_y),
                     ha="center",
                     va="bottom",
                     fontsize=7,
