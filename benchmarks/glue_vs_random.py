@@ -1,0 +1,107 @@
+"""Pretrained encoders against random weights on GLUE-5: issue #12's acceptance check, from finetuning sweeps.
+
+Each ENCODER argument is one or more `electra finetune --out` directories (comma-separated; their runs are pooled
+by finetuning seed, e.g. seeds 0-2 from the protocol's sweep and 3-8 from a `--seed 3 --runs 6` sweep). Its runs
+are cut into triples of consecutive seeds (0-2, 3-5, ...); a triple's per-task score is the median of its three
+runs, and its GLUE-5 the mean of those medians over CoLA, SST-2, MRPC (acc), STS-B (Spearman) and RTE.
+
+The baseline is random weights: either sweeps of `--model random:PRESET` (`--random DIR[,DIR]`), cut into triples
+the same way, or recorded triples (`--random-json`; by default the nine triples of `tiny`'s shape with prose.txt's
+8k vocabulary, benchmarks/data/random_tiny_v8k_triples.json). The check, per triple: GLUE-5 at or above random
+weights' mean, and no task's median more than MARGIN points below random weights' mean for that task. Over the
+encoders' first triples: the mean gain and Welch's t against random weights' triples.
+
+    python benchmarks/glue_vs_random.py g5/fz_s0,gcola/fz_s0 g5/fz_s1 [--random g5/random] [--margin 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import ttest_ind
+
+from electra.glue.results import load_runs
+from electra.glue.tasks import TASKS
+
+GLUE5 = ("cola", "sst2", "mrpc", "stsb", "rte")
+DEFAULT_RANDOM = Path(__file__).parent / "data" / "random_tiny_v8k_triples.json"
+
+
+def triples(dirs: str) -> dict[str, np.ndarray]:
+    """{'0-2': per-task medians, ...} for the complete triples of consecutive seeds in the pooled sweeps `dirs`."""
+    scores: dict[str, dict[int, float]] = {name: {} for name in GLUE5}
+    for out in dirs.split(","):
+        if not Path(out).is_dir():
+            raise SystemExit(f"{out}: not a directory (expected an `electra finetune --out` directory)")
+        for name in GLUE5:
+            for run in load_runs(out, TASKS[name]):
+                scores[name][int(run["seed"])] = float(run["metrics"][TASKS[name].score])
+    seeds = sorted(set.intersection(*(set(s) for s in scores.values())))
+    found: dict[str, np.ndarray] = {}
+    for first in sorted({s - s % 3 for s in seeds}):
+        group = [first, first + 1, first + 2]
+        if all(s in seeds for s in group):
+            found[f"{first}-{first + 2}"] = np.array([np.median([scores[n][s] for s in group]) for n in GLUE5])
+    if not found:
+        raise SystemExit(f"{dirs}: no complete triple of finetuning seeds with all of {', '.join(GLUE5)}")
+    return found
+
+
+def random_triples(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    if args.random:
+        pooled: dict[str, np.ndarray] = {}
+        for dirs in args.random:
+            pooled.update({f"{dirs} {k}": v for k, v in triples(dirs).items()})
+        return pooled
+    record = json.loads(Path(args.random_json).read_text())
+    if tuple(record["tasks"]) != GLUE5:
+        raise SystemExit(f"{args.random_json}: tasks {record['tasks']}, expected {list(GLUE5)}")
+    return {k: np.array(v, dtype=float) for k, v in record["triples"].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("encoders", nargs="+", help="finetuning sweeps of one encoder each (DIR or DIR,DIR,...)")
+    parser.add_argument("--random", nargs="+", help="finetuning sweeps of random weights (default: --random-json)")
+    parser.add_argument("--random-json", default=str(DEFAULT_RANDOM), help="recorded random-weights triples")
+    parser.add_argument("--margin", type=float, default=2.0, help="points a task's median may fall below random")
+    args = parser.parse_args()
+
+    base = np.stack(list(random_triples(args).values()))
+    base_mean, base_avg = base.mean(0), base.mean(1)
+    header = "| encoder | seeds | " + " | ".join(TASKS[n].display for n in GLUE5) + " | GLUE-5 | worst task | item |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    firsts = []
+    cells = passed = 0
+    for dirs in args.encoders:
+        for i, (seeds, medians) in enumerate(triples(dirs).items()):
+            if i == 0:
+                firsts.append(medians.mean())
+            gap = medians - base_mean
+            worst = int(np.argmin(gap))
+            ok = medians.mean() >= base_avg.mean() and gap[worst] >= -args.margin
+            cells, passed = cells + 1, passed + ok
+            row = " | ".join(f"{v:.2f}" for v in medians)
+            name = TASKS[GLUE5[worst]].display
+            verdict = "yes" if ok else "no"
+            print(f"| {dirs} | {seeds} | {row} | {medians.mean():.2f} | {name} {gap[worst]:+.2f} | {verdict} |")
+    row = " | ".join(f"{v:.2f}" for v in base_mean)
+    spread = f"{base_avg.mean():.2f} (sd {base_avg.std(ddof=1):.2f})"
+    print(f"| random weights, mean of {len(base)} triples | | {row} | {spread} | | |")
+    firsts = np.array(firsts)
+    print()
+    print(f"first triples of {len(firsts)} encoder(s): GLUE-5 {firsts.mean():.2f}", end="")
+    if len(firsts) > 1:
+        print(f" (sd {firsts.std(ddof=1):.2f})", end="")
+    print(f" against random weights' {base_avg.mean():.2f}: {firsts.mean() - base_avg.mean():+.2f}", end="")
+    if len(firsts) > 1:
+        print(f", Welch t {ttest_ind(firsts, base_avg, equal_var=False).statistic:.1f}", end="")
+    print(f"; the item (average >= random, no task more than {args.margin:g} below) in {passed} of {cells} triples")
+
+
+if __name__ == "__main__":
+    main()
