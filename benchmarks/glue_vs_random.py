@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from scipy.stats import ttest_ind
@@ -30,12 +32,17 @@ GLUE5 = ("cola", "sst2", "mrpc", "stsb", "rte")
 DEFAULT_RANDOM = Path(__file__).parent / "data" / "random_tiny_v8k_triples.json"
 
 
+def fail(message: str) -> NoReturn:
+    print(f"glue_vs_random: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def triples(dirs: str) -> dict[str, np.ndarray]:
     """{'0-2': per-task medians, ...} for the complete triples of consecutive seeds in the pooled sweeps `dirs`."""
     scores: dict[str, dict[int, float]] = {name: {} for name in GLUE5}
     for out in dirs.split(","):
         if not Path(out).is_dir():
-            raise SystemExit(f"{out}: not a directory (expected an `electra finetune --out` directory)")
+            fail(f"{out}: not a directory (expected an `electra finetune --out` directory)")
         for name in GLUE5:
             for run in load_runs(out, TASKS[name]):
                 scores[name][int(run["seed"])] = float(run["metrics"][TASKS[name].score])
@@ -46,7 +53,7 @@ def triples(dirs: str) -> dict[str, np.ndarray]:
         if all(s in seeds for s in group):
             found[f"{first}-{first + 2}"] = np.array([np.median([scores[n][s] for s in group]) for n in GLUE5])
     if not found:
-        raise SystemExit(f"{dirs}: no complete triple of finetuning seeds with all of {', '.join(GLUE5)}")
+        fail(f"{dirs}: no complete triple of finetuning seeds with all of {', '.join(GLUE5)}")
     return found
 
 
@@ -58,7 +65,7 @@ def random_triples(args: argparse.Namespace) -> dict[str, np.ndarray]:
         return pooled
     record = json.loads(Path(args.random_json).read_text())
     if tuple(record["tasks"]) != GLUE5:
-        raise SystemExit(f"{args.random_json}: tasks {record['tasks']}, expected {list(GLUE5)}")
+        fail(f"{args.random_json}: tasks {record['tasks']}, expected {list(GLUE5)}")
     return {k: np.array(v, dtype=float) for k, v in record["triples"].items()}
 
 
@@ -70,6 +77,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=2.0, help="points a task's median may fall below random")
     args = parser.parse_args()
 
+    encoders = {dirs: triples(dirs) for dirs in args.encoders}  # read everything before printing anything
     base = np.stack(list(random_triples(args).values()))
     base_mean, base_avg = base.mean(0), base.mean(1)
     header = "| encoder | seeds | " + " | ".join(TASKS[n].display for n in GLUE5) + " | GLUE-5 | worst task | item |"
@@ -77,8 +85,8 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     firsts = []
     cells = passed = 0
-    for dirs in args.encoders:
-        for i, (seeds, medians) in enumerate(triples(dirs).items()):
+    for dirs, found in encoders.items():
+        for i, (seeds, medians) in enumerate(found.items()):
             if i == 0:
                 firsts.append(medians.mean())
             gap = medians - base_mean
