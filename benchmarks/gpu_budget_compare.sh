@@ -16,9 +16,12 @@
 #
 # Three pretraining runs share the GPU side by side (the `tiny` model is too small to fill an H200 alone):
 # ELECTRA with pretraining seeds 0 and 1, and a masked LM given the same FLOPs (ELECTRA's steps times the ratio of
-# the two objectives' FLOPs per sequence from `electra.flops`: 1.408 for `tiny` with an 8k vocabulary); recipe:
-# `tiny`'s own (the word table started from the data's co-occurrence counts and frozen there, the official Adam
-# epsilon 1e-6, lr 5e-4) at batch 128, warm-up 10 %, bf16, eager; both encoders are delivered as trained. A short
+# the two objectives' FLOPs per sequence from `electra.flops`: 1.408 for `tiny` with an 8k vocabulary). Recipes, each
+# objective's best found on the CPU (docs/pretraining.md, "Counted words, trained layers"), at batch 128, warm-up
+# 10 %, bf16, eager: ELECTRA `tiny`'s own (the word table started from the data's co-occurrence counts and frozen
+# there, the official Adam epsilon 1e-6, lr 5e-4); the masked LM its output bias at the word frequencies and the
+# table trained from the same start at epsilon 1e-2, lr 1e-3, the top direction of its movement undone at delivery
+# (MLM_FLAGS="..." replaces these flags, e.g. MLM_FLAGS="--output-bias-init prior" for `tiny`'s recipe). A short
 # calibration with all three `electra bench` runs at once measures the sequences/s each gets under that sharing, and
 # the step counts are set from it so that the runs end inside the budget with their learning-rate schedules
 # complete. Every run also
@@ -105,7 +108,10 @@ run() {  # name steps extra...
 }
 run electra_s0 "$e_steps" --seed 0 &
 run electra_s1 "$e_steps" --seed 1 &
-run mlm_s0 "$m_steps" --seed 0 --objective mlm --output-bias-init prior &
+mlm_flags=${MLM_FLAGS:---output-bias-init prior --freeze-word-embeddings false --adam-epsilon 1e-2 --learning-rate 1e-3
+    --remove-top-word-direction true}
+# shellcheck disable=SC2086  # MLM_FLAGS is a list of options
+run mlm_s0 "$m_steps" --seed 0 --objective mlm $mlm_flags &
 wait
 
 # 3. pack (with TRAIN_SECONDS longer than this call, the runs were cut: finish them with RESUME=1)
