@@ -68,7 +68,7 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: r.get("seed", 0))
 
 
-def _dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
+def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
     """The run's recorded `dev_auc` and `dev_auc_chance_band`; for runs written before they were recorded, from the
     stored dev outputs and labels (empty where there are none, or where the file cannot be read: the AUC is a
     diagnostic, and an unreadable file must not hide the run's metrics)."""
@@ -142,7 +142,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         if not runs:
             continue
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
-        ranking = [_dev_auc(r, task) for r in runs]
+        ranking = [run_dev_auc(r, task) for r in runs]
         aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
         per_task[task.name] = {
             "display": task.display,
