@@ -309,7 +309,10 @@ def test_a_comparison_where_neither_sweep_learned_anything_says_so():
     from electra.report import findings
 
     def glue(name, model, average):
-        return {"name": name, "model": model, "tasks": ["sst2", "rte"], "average": average, "label": "GLUE-2"}
+        scores = {"sst2": average, "rte": average}
+        return {"name": name, "model": model, "tasks": ["sst2", "rte"], "average": average, "label": "GLUE-2"} | {
+            "scores": scores
+        }
 
     def sweep(sst2_auc):
         task = {"constant_runs": 0, "n_runs": 3, "display": "X", "dev_auc_chance_band": 0.07}
@@ -325,6 +328,49 @@ def test_a_comparison_where_neither_sweep_learned_anything_says_so():
     assert noise in "\n".join(findings(report, [sweep(0.49), sweep(0.53)]))
     assert noise not in "\n".join(findings(report, [sweep(0.49), sweep(0.75)]))
     assert noise not in "\n".join(findings(report, [sweep(0.75), sweep(0.53)]))
+
+
+def test_tasks_at_chance_for_both_sweeps_do_not_decide_the_verdict_against_random_weights():
+    """RTE ranked at chance by both sweeps is label prior plus noise: the verdict is made on the tasks either sweep
+    learnt, in both directions, with the full average beside it; a task one sweep learnt stays in the verdict."""
+    from types import SimpleNamespace
+
+    from electra.report import findings
+
+    def glue(name, model, scores):
+        average = sum(scores.values()) / len(scores)
+        return {"name": name, "model": model, "tasks": ["sst2", "mrpc", "rte"], "label": "GLUE-3"} | {
+            "average": average,
+            "scores": scores,
+        }
+
+    def sweep(rte_auc, sst2_auc=0.8):
+        task = {"constant_runs": 0, "n_runs": 3, "dev_auc_chance_band": 0.07, "metrics": {"acc": {"n": 3, "std": 0.3}}}
+        aucs = {"sst2": sst2_auc, "mrpc": 0.7, "rte": rte_auc}
+        return SimpleNamespace(per_task={t: {**task, "display": t, "dev_auc": {"median": a}} for t, a in aucs.items()})
+
+    # RTE at chance for both, 6.5 points lower for the pretrained sweep (the random one predicted the majority)
+    pretrained = glue("a", "run", {"sst2": 60.0, "mrpc": 70.0, "rte": 46.2})
+    random_ = glue("r", "random:tiny", {"sst2": 60.2, "mrpc": 69.9, "rte": 52.7})
+    text = "\n".join(findings({"glue": [pretrained, random_], "pretrain": []}, [sweep(0.46), sweep(0.50)]))
+    assert (
+        "**a** is level with random initialisation (r) on the tasks either learnt (SST-2, MRPC): 65.00 against " in text
+    )
+    assert "65.05 (-0.05; closer than 0.50" in text
+    assert "RTE is at chance for both (dev ROC AUC), so its scores differ by noise only; with it, GLUE-3 58.73 " in text
+    assert "against 60.93 (-2.20)." in text
+    # the same gap the other way round is not a win either
+    flipped = glue("a", "run", {"sst2": 60.0, "mrpc": 70.0, "rte": 59.2})
+    text = "\n".join(findings({"glue": [flipped, random_], "pretrain": []}, [sweep(0.46), sweep(0.50)]))
+    assert "**a** is level with random initialisation (r) on the tasks either learnt (SST-2, MRPC)" in text
+    # a task that one sweep learnt is a real difference: the whole average decides
+    text = "\n".join(findings({"glue": [pretrained, random_], "pretrain": []}, [sweep(0.70), sweep(0.50)]))
+    assert "**a** is worse than random initialisation (r): GLUE-3 58.73 against 60.93 (-2.20; closer than" in text
+    assert "either learnt" not in text
+    # two tasks at chance for both are named together; SST-2 learnt by neither sweep ...
+    text = "\n".join(findings({"glue": [pretrained, random_], "pretrain": []}, [sweep(0.46, 0.52), sweep(0.50, 0.49)]))
+    assert "on the tasks either learnt (MRPC): 70.00 against 69.90" in text
+    assert "SST-2 and RTE are at chance for both (dev ROC AUC), so their scores differ by noise only; with them" in text
 
 
 def test_weight_change_finding_names_the_cause_by_the_runs_epsilon():

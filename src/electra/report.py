@@ -488,22 +488,53 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
         if g["average"] is not None and not g["model"].startswith("random:"):
             for base in random_sweeps:
                 if base["tasks"] == g["tasks"] and base["average"] is not None:
-                    diff = g["average"] - base["average"]
-                    band = level_band(sweep, by_name[base["name"]], g["tasks"])
-                    word = "level with" if abs(diff) < band else "better than" if diff > 0 else "worse than"
-                    verdict = (
-                        f"**{g['name']}** is {word} random initialisation ({base['name']}): "
-                        f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({diff:+.2f}; closer "
-                        f"than {band:.2f} is within the noise of the finetuning seeds)."
-                    )
-                    if learned_nothing(sweep, g["tasks"]) and learned_nothing(by_name[base["name"]], base["tasks"]):
-                        verdict += (
-                            " Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each), so "
-                            "this compares finetuning noise, not features: finetune on more examples "
-                            "(`--max-train-examples`) or read the linear probe."
-                        )
-                    out.append(verdict)
+                    out.append(random_verdict(g, sweep, base, by_name[base["name"]]))
     return out
+
+
+def random_verdict(g: dict[str, Any], sweep: Sweep, base: dict[str, Any], base_sweep: Sweep) -> str:
+    """A sweep against random initialisation, in words. Tasks that both sweeps rank at chance (median dev ROC AUC
+    inside its chance band) measure no model, only the label prior and noise that the spread of a few finetuning
+    seeds underestimates (a run that predicts one class has no spread at all): when some tasks are learnt by either
+    sweep, the verdict is made on those, and the full average is given beside it."""
+    from electra.glue.results import at_chance
+    from electra.glue.tasks import TASKS
+
+    def chance(s: Sweep, t: str) -> bool:
+        return t in s.per_task and at_chance(s.per_task[t])
+
+    tasks = g["tasks"]
+    noise_only = [t for t in tasks if chance(sweep, t) and chance(base_sweep, t)]
+    learnt = [t for t in tasks if t not in noise_only]
+    judged = learnt if noise_only and learnt else tasks
+    mine = float(np.mean([g["scores"][t] for t in judged])) if judged != tasks else g["average"]
+    theirs = float(np.mean([base["scores"][t] for t in judged])) if judged != tasks else base["average"]
+    diff = mine - theirs
+    band = level_band(sweep, base_sweep, judged)
+    word = "level with" if abs(diff) < band else "better than" if diff > 0 else "worse than"
+    noise = f"({diff:+.2f}; closer than {band:.2f} is within the noise of the finetuning seeds)"
+    if judged == tasks:
+        verdict = (
+            f"**{g['name']}** is {word} random initialisation ({base['name']}): "
+            f"{g['label']} {g['average']:.2f} against {base['average']:.2f} {noise}."
+        )
+    else:
+        names = [TASKS[t].display for t in noise_only]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        are, their, them = ("is", "its", "it") if len(names) == 1 else ("are", "their", "them")
+        verdict = (
+            f"**{g['name']}** is {word} random initialisation ({base['name']}) on the tasks either learnt "
+            f"({', '.join(TASKS[t].display for t in learnt)}): {mine:.2f} against {theirs:.2f} {noise}. "
+            f"{listed} {are} at chance for both (dev ROC AUC), so {their} scores differ by noise only; with {them}, "
+            f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({g['average'] - base['average']:+.2f})."
+        )
+    if learned_nothing(sweep, tasks) and learned_nothing(base_sweep, base["tasks"]):
+        verdict += (
+            " Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each), so "
+            "this compares finetuning noise, not features: finetune on more examples "
+            "(`--max-train-examples`) or read the linear probe."
+        )
+    return verdict
 
 
 def probe_margin(accuracy: float, test_examples: int | None) -> float:
