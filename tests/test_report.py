@@ -240,6 +240,8 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
     assert "51.00 against 63.50 (-12.50; closer than" in text
     # the GLUE chart draws each task's majority-class score as its floor
     assert report["glue"][0]["majority"] == {"rte": 52.7, "sst2": 50.9} and report["glue"][1]["majority"] == {}
+    # ... and hatches the bars of tasks ranked at chance (none for the sweep whose runs predate the record)
+    assert sorted(report["glue"][0]["at_chance"]) == ["rte", "sst2"] and report["glue"][1]["at_chance"] == []
 
 
 @pytest.mark.parametrize(

@@ -175,12 +175,19 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     x = np.arange(len(columns))
     top = 0.0  # the highest value label, to leave the legend room above it
+    hatched = False
     for i, g in enumerate(report["glue"]):
         heights = [g["scores"].get(t, np.nan) for t in columns]
         errors = [g["std"].get(t, 0.0) for t in columns]
         pos = x - 0.4 + width * (i + 0.5)
         avg = f", {g['label']} {g['average']:.1f}" if g["average"] is not None else ""
-        ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}", label=f"{g['name']}{avg}")
+        bars = ax.bar(pos, heights, width, yerr=errors, capsize=3, color=f"C{i % 10}")
+        ax.bar(np.nan, np.nan, color=f"C{i % 10}", label=f"{g['name']}{avg}")  # its legend entry, never hatched
+        for bar, t in zip(bars, columns, strict=True):  # a task this sweep learnt nothing of: hatched
+            if t in g.get("at_chance", ()):
+                bar.set_hatch("///")
+                bar.set_edgecolor("white")
+                hatched = True
         for px, h, err in zip(pos, heights, errors, strict=True):
             if not np.isnan(h):  # the value above its error bar
                 label_y = max(h, 0) + err
@@ -201,6 +208,9 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
             label = None if labelled else "majority class (always the most frequent train label)"
             ax.hlines(floor, x[j] - 0.45, x[j] + 0.45, colors="black", linestyles="dashed", lw=1, label=label)
             labelled = True
+    if hatched:
+        chance = "hatched: dev ROC AUC at chance (the runs learnt nothing of the task)"
+        ax.bar(np.nan, np.nan, color="lightgray", hatch="///", edgecolor="white", label=chance)
     ax.set_xticks(x, [f"{TASKS[t].display}\n({TASKS[t].score})" for t in columns])
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel(f"dev score ({report['stat']} over runs; error bar: std)")

@@ -217,7 +217,7 @@ def stability(sweeps: list[Sweep], stat: str) -> dict[str, Any] | None:
 
 def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "median") -> dict[str, Any]:
     """Every number the tables show."""
-    from electra.glue.results import glue_label
+    from electra.glue.results import at_chance, glue_label
     from electra.glue.tasks import AVERAGE_TASKS
 
     glue = []
@@ -236,6 +236,8 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
                 "runs": {t: v["n_runs"] for t, v in s.per_task.items()},
                 # the score of always predicting the train set's majority class (mean score for STS-B)
                 "majority": {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")},
+                # tasks whose runs rank the dev examples no better than chance (median dev ROC AUC in its band)
+                "at_chance": [t for t, v in s.per_task.items() if at_chance(v)],
                 "metrics": {t: v["metrics"] for t, v in s.per_task.items()},
                 "own": {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()},
             }
