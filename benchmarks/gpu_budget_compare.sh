@@ -24,11 +24,11 @@
 # (MLM_FLAGS="..." replaces these flags, e.g. MLM_FLAGS="--output-bias-init prior" for `tiny`'s recipe). A short
 # calibration with all three `electra bench` runs at once measures the sequences/s each gets under that sharing, and
 # the step counts are set from it so that the runs end inside the budget with their learning-rate schedules
-# complete. Every run also
-# has a hard timeout and saves checkpoints, so a slow machine leaves a usable (if undecayed) checkpoint rather than
-# nothing. Each run is packed into OUT/NAME.tgz
-# (model weights at the end and at 50 %, config, metrics, TensorBoard; no optimizer state) for finetuning
-# elsewhere with `electra finetune --model NAME`.
+# complete. Every run also has a hard timeout and saves checkpoints, so a slow machine leaves a usable (if undecayed)
+# checkpoint rather than nothing. Each run is packed into OUT/NAME.tgz (model weights at the end and at 50 %, config,
+# metrics, TensorBoard; no optimizer state) for finetuning elsewhere with `electra finetune --model NAME`. Where the
+# environment variable OUT is set (on the device machine: the folder whose files come back; not the OUT argument),
+# the packs are copied there as well, after either call, so a cut first call already returns usable runs.
 set -u
 data=$1 out=$2 budget=${3:-585}
 start=$SECONDS
@@ -46,6 +46,8 @@ pack() {  # model weights (final and 50 %), configs, metrics, logs
             "$name/checkpoints/latest" ${half:+"$name/checkpoints/$half"}
     done
     ls -la "$out"
+    # on the device machine, what is written under $OUT comes back: the packs (after a cut first call, the cut runs)
+    if [ -n "${OUT:-}" ]; then cp "$out"/*.tgz "$OUT"/ && echo "copied the packs to $OUT"; fi
     echo "done in $((SECONDS - start)) s"
 }
 if [ "${RESUME:-0}" = 1 ]; then  # second call: continue every run exactly from its last checkpoint
