@@ -148,6 +148,22 @@ def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
+def refuse_inputs_inside(out: str | os.PathLike, inputs: dict[str, Any], action: str = "--force") -> None:
+    """Refuse when an input that exists on disk is `out`, lies inside it or contains it: `action` would delete it.
+
+    `inputs` maps an option name (`--corpus`) to a path, a list of paths, or None; hub ids and other names that
+    are not local paths are passed over."""
+    for option, values in inputs.items():
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value is None or not os.path.exists(value):
+                continue
+            if overlaps(value, out):
+                raise ElectraError(
+                    f"{option} {value} overlaps --out {out}, which {action} clears; "
+                    "move the input out of it or choose another --out"
+                )
+
+
 def write_dir(
     out: str | os.PathLike,
     write: Callable[[Path], None],

@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+from electra import io
 from electra.errors import ElectraError
 
 VOCAB_SIZE = 8192  # the built-in corpus is ~2 MB: a BERT-size vocabulary would be mostly unused
@@ -83,6 +84,7 @@ def quickstart(
 
     out = Path(out)
     if force and out.exists():
+        io.refuse_inputs_inside(out, {"--corpus": list(corpus), "--glue-dir": glue_dir})
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -295,6 +295,10 @@ def resolve_setup(
     run_dir = Path(given["out"])
     saved, resume_from = inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
     opts = run_options(given, saved)
+    if saved is not None and not opts.resume:  # --force clears the old run's outputs: none of the inputs may be there
+        for name in OUTPUTS:
+            inputs = {"--data": opts.data, "--corpus": opts.corpus, "--vocab": opts.vocab, "--init-from": opts.init_from}
+            io.refuse_inputs_inside(run_dir / name, inputs)
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))

@@ -89,6 +89,7 @@ def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_vocab(args: argparse.Namespace) -> int:
+    io.refuse_inputs_inside(args.out, {"--corpus": args.corpus}, "--force" if args.overwrite else "writing")
     tokenizer = train_vocab(
         args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
     )
