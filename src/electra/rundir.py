@@ -296,8 +296,8 @@ def resolve_setup(
     saved, resume_from = inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
     opts = run_options(given, saved)
     if saved is not None and not opts.resume:  # --force clears the old run's outputs: none of the inputs may be there
+        inputs = {"--data": opts.data, "--corpus": opts.corpus, "--vocab": opts.vocab, "--init-from": opts.init_from}
         for name in OUTPUTS:
-            inputs = {"--data": opts.data, "--corpus": opts.corpus, "--vocab": opts.vocab, "--init-from": opts.init_from}
             io.refuse_inputs_inside(run_dir / name, inputs)
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
