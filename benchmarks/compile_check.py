@@ -7,7 +7,7 @@ are run once per mode, each in a fresh process, and the per-step losses are comp
 
 A mode that fails prints its error instead of losses. Expect relative differences around 1e-7; 1e-3 or more means
 the compiled step computes something else. The CUDA-graph modes need one micro-batch per step (`--micro-batch`
-equal to `--batch`, the default), see `electra.step.check_compile_plan`.
+equal to `--batch`, the default), see `electra.train.step.check_compile_plan`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sys
 def run_mode(mode: str, steps: int, batch: int, micro: int | None, device: str, scope: str) -> list[float]:
     import torch
 
-    from electra.bench import SingleProcessStep
     from electra.config import preset
+    from electra.train.bench import SingleProcessStep
 
     cfg = preset("tiny", batch_size=batch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     run = SingleProcessStep(cfg, "fp32", None if mode == "eager" else mode, device, micro, scope)

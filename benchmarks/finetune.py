@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import preset
-from electra.glue.layer_decay import layer_lr_multipliers
-from electra.glue.model import build_model
+from electra.finetune.encoder import build_model
+from electra.finetune.layer_decay import layer_lr_multipliers
 from electra.hf import hf_config
 from electra.optim import AdamW, param_groups
 
@@ -87,7 +87,7 @@ def main() -> None:
             "transformers": make_step(hf, lambda b: hf(**hf_inputs(b)).logits, layers),
         }
     else:
-        from electra.qa.model import build_qa_model
+        from electra.finetune.qa.model import build_qa_model
 
         hf = transformers.ElectraForQuestionAnswering(hf_config(cfg, num_labels=2, attn_implementation="sdpa")).train()
 

@@ -18,10 +18,10 @@ import dataclasses
 
 import torch
 
-from electra.finetuning import FinetuneConfig
-from electra.glue.finetune import evaluate, finetune_run, prepare_task
-from electra.glue.model import load_encoder
-from electra.glue.tasks import parse_tasks
+from electra.finetune.encoder import load_encoder
+from electra.finetune.glue import evaluate, finetune_run, prepare_task
+from electra.finetune.recipe import FinetuneConfig
+from electra.finetune.tasks import parse_tasks
 from electra.probe import random_encoder
 
 SWAPS = {

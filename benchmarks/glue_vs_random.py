@@ -10,7 +10,7 @@ the same way, or recorded triples (`--random-json`; by default the nine triples 
 8k vocabulary, benchmarks/data/random_tiny_v8k_triples.json). The check, per triple: GLUE-5 at or above random
 weights' mean, and no task's median more than MARGIN points below random weights' mean for that task. The worst task
 is marked "at chance" where the triple's runs rank that task's dev examples no better than chance (their median dev
-ROC AUC inside the chance band, as `electra report` judges a sweep: electra.glue.results.at_chance). Over the
+ROC AUC inside the chance band, as `electra report` judges a sweep: electra.finetune.results.at_chance). Over the
 encoders' first triples: the mean gain and Welch's t against random weights' triples.
 
     python benchmarks/glue_vs_random.py g5/fz_s0,gcola/fz_s0 g5/fz_s1 [--random g5/random] [--margin 2]
@@ -27,8 +27,8 @@ from typing import NoReturn
 import numpy as np
 from scipy.stats import ttest_ind
 
-from electra.glue.results import at_chance, load_runs, run_dev_auc
-from electra.glue.tasks import TASKS
+from electra.finetune.results import at_chance, load_runs, run_dev_auc
+from electra.finetune.tasks import TASKS
 
 GLUE5 = ("cola", "sst2", "mrpc", "stsb", "rte")
 DEFAULT_RANDOM = Path(__file__).parent / "data" / "random_tiny_v8k_triples.json"

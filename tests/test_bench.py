@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from electra.bench import device_name
 from electra.cli import main
+from electra.train.bench import device_name
 
 TINY = [
     "bench",

@@ -263,8 +263,8 @@ def test_export_of_a_finetuned_glue_run(run, tmp_path, capsys):
     import transformers
     from safetensors.torch import load_file
 
-    from electra.glue.data import collate, featurize, load_split
-    from electra.glue.tasks import TASKS
+    from electra.finetune.features import collate, featurize, load_split
+    from electra.finetune.tasks import TASKS
     from electra.tokenizer import load_tokenizer
 
     glue = write_glue(tmp_path / "glue", n_train=16, n_dev=10, n_test=4)

@@ -6,9 +6,17 @@ import pytest
 from glue_fixtures import expected_rows, write_glue, write_vocab
 
 from electra.errors import ElectraError
-from electra.glue import data as glue_data
-from electra.glue.data import Example, collate, double_unordered, featurize, load_split, read_tsv_split, truncate_pair
-from electra.glue.tasks import TASKS, parse_tasks
+from electra.finetune import features as glue_data
+from electra.finetune.features import (
+    Example,
+    collate,
+    double_unordered,
+    featurize,
+    load_split,
+    read_tsv_split,
+    truncate_pair,
+)
+from electra.finetune.tasks import TASKS, parse_tasks
 from electra.tokenizer import load_tokenizer
 
 
@@ -211,7 +219,7 @@ def test_an_empty_second_text_is_one_segment_as_in_the_official_code(tmp_path):
     """(classification_tasks.py: `if example.text_b:` -- an empty string is no second segment)"""
     from glue_fixtures import write_vocab
 
-    from electra.glue.data import encode_texts
+    from electra.finetune.features import encode_texts
     from electra.tokenizer import load_tokenizer
 
     tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))

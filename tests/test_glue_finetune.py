@@ -11,14 +11,15 @@ from glue_fixtures import VOCAB, write_glue, write_vocab
 from electra import io
 from electra.config import ModelConfig
 from electra.errors import ConfigError, ElectraError
-from electra.finetuning import FinetuneConfig, train_steps
-from electra.glue import finetune, submit
-from electra.glue.data import load_split
-from electra.glue.finetune import sweep
-from electra.glue.metrics import chance_auc_band, compute_metrics, ranking_auc
-from electra.glue.model import load_encoder
-from electra.glue.results import load_predictions
-from electra.glue.tasks import TASKS, parse_tasks
+from electra.finetune import glue as finetune
+from electra.finetune import submit
+from electra.finetune.encoder import load_encoder
+from electra.finetune.features import load_split
+from electra.finetune.glue import sweep
+from electra.finetune.metrics import chance_auc_band, compute_metrics, ranking_auc
+from electra.finetune.recipe import FinetuneConfig, train_steps
+from electra.finetune.results import load_predictions
+from electra.finetune.tasks import TASKS, parse_tasks
 from electra.hf import save_hf
 from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer

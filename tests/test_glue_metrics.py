@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from electra.errors import ElectraError
-from electra.glue.layer_decay import layer_depth, layer_lr_multipliers
-from electra.glue.metrics import chance_auc_band, compute_metrics, predictions_from_outputs, ranking_auc
-from electra.glue.tasks import TASKS
+from electra.finetune.layer_decay import layer_depth, layer_lr_multipliers
+from electra.finetune.metrics import chance_auc_band, compute_metrics, predictions_from_outputs, ranking_auc
+from electra.finetune.tasks import TASKS
 
 
 def _onehot_logits(pred, k=2):

@@ -1,4 +1,4 @@
-"""Your own data (electra.glue.own): file formats, kinds, bad input, the same numbers as the GLUE path, and exports
+"""Your own data (electra.finetune.own): file formats, kinds, bad input, the same numbers as the GLUE path, and exports
 that `transformers` pipelines load."""
 
 import csv
@@ -14,10 +14,10 @@ from glue_fixtures import VOCAB, write_glue, write_vocab
 from electra.api import export, finetune, finetune_own
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.glue.data import load_split
-from electra.glue.metrics import compute_metrics
-from electra.glue.own import OwnFiles, own_task
-from electra.glue.results import load_predictions
+from electra.finetune.features import load_split
+from electra.finetune.metrics import compute_metrics
+from electra.finetune.own import OwnFiles, own_task
+from electra.finetune.results import load_predictions
 from electra.hf import save_hf
 from electra.hub import DatasetSource, parse_dataset
 from electra.model import Discriminator, init_weights
@@ -338,7 +338,7 @@ def test_the_command_line_reads_your_files_and_refuses_mixed_or_partial_options(
 
 def test_a_sweep_of_your_own_data_is_aggregated_and_reported_apart_from_glue(tmp_path, micro):
     from electra.api import report
-    from electra.glue.results import aggregate
+    from electra.finetune.results import aggregate
 
     rows = [list(r) for r in _cue_rows(16, 0)]
     data = _write_csv(tmp_path / "d.csv", ["sentence", "label"], rows)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from electra.errors import ElectraError
-from electra.glue.results import aggregate, glue_label, markdown_table, save_predictions
-from electra.glue.submit import Pick, build_submission, choose_runs, parse_pick, write_zip
-from electra.glue.tasks import TASKS
+from electra.finetune.results import aggregate, glue_label, markdown_table, save_predictions
+from electra.finetune.submit import Pick, build_submission, choose_runs, parse_pick, write_zip
+from electra.finetune.tasks import TASKS
 from electra.io import write_json
 
 
@@ -134,7 +134,7 @@ def test_pick_modes(tmp_path):
         logits[:, 1] = seed - 1.5  # runs 0 and 1 predict entailment, runs 2-4 not_entailment
         outs[seed] = logits
         _run(tmp_path, "rte", seed, {"acc": acc}, {"test": logits})
-    from electra.glue.results import load_runs
+    from electra.finetune.results import load_runs
 
     runs = load_runs(tmp_path, TASKS["rte"])
     name = lambda rs: [r["dir"].rsplit("/", 1)[1] for r in rs]  # noqa: E731

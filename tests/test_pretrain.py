@@ -24,7 +24,7 @@ from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.optim import lr_factor
-from electra.step import (
+from electra.train.step import (
     BatchPlan,
     Precision,
     build_optimizer,
@@ -279,7 +279,7 @@ def test_word_init_ppmi_starts_the_table_at_the_datas_vectors_and_leaves_the_res
     and every other weight is what --word-init random starts from (the vectors take nothing from the random
     stream)."""
     from electra.data.loader import PretrainLoader
-    from electra.wordvectors import ppmi_vectors
+    from electra.init import ppmi_vectors
 
     base = [
         "pretrain",
@@ -602,7 +602,7 @@ def test_non_finite_loss_found_between_logging_steps_is_named_and_nothing_after_
 def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(poison):
     """train_step never waits for the device: a non-finite loss (or gradient norm) sets `halted`, and that update
     and all later ones are skipped; the first bad step is what `read_steps` reports."""
-    from electra.step import NonFiniteLoss, read_steps
+    from electra.train.step import NonFiniteLoss, read_steps
 
     cfg = tiny_cfg()
     torch.manual_seed(0)
@@ -931,7 +931,7 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
 
 def test_bf16_autocast_step_matches_fp32_closely():
     """The mixed-precision path (autocast around the whole forward; fp32 losses and sampling) on CPU."""
-    from electra.step import choose_precision
+    from electra.train.step import choose_precision
 
     assert choose_precision("auto", torch.device("cpu")).name == "fp32"
     assert choose_precision("bf16", torch.device("cpu")).dtype == torch.bfloat16
@@ -987,7 +987,7 @@ def test_sampling_noise_drawn_before_the_generator_gives_the_same_replacements()
 def test_compiled_training_step_matches_eager():
     """`--compile` (the whole forward as one graph, the random draws eager) trains like eager: same losses step
     by step and the same weights after 3 updates. (Dropout off: compiled dropout draws its masks its own way.)"""
-    from electra.step import compile_model
+    from electra.train.step import compile_model
 
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))

@@ -1,4 +1,5 @@
-"""SQuAD question answering (electra.qa): features, post-processing, the official metrics, bad input, end to end."""
+"""SQuAD question answering (electra.finetune.qa): features, post-processing, the official metrics, bad input,
+end to end."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ import torch
 
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.hf import save_hf
-from electra.model import Discriminator, init_weights
-from electra.qa import export_qa_run, finetune_squad
-from electra.qa.data import featurize, load_squad, max_context_flags, split_context
-from electra.qa.evaluate import (
+from electra.finetune.qa import export_qa_run, finetune_squad
+from electra.finetune.qa.data import featurize, load_squad, max_context_flags, split_context
+from electra.finetune.qa.evaluate import (
     exact_v1,
     f1_v1,
     f1_v2,
@@ -26,8 +25,10 @@ from electra.qa.evaluate import (
     squad_v1,
     squad_v2,
 )
-from electra.qa.model import HeadOptions, QuestionAnswerer
-from electra.qa.postprocess import apply_null_threshold, final_text, predict_answers
+from electra.finetune.qa.model import HeadOptions, QuestionAnswerer
+from electra.finetune.qa.postprocess import apply_null_threshold, final_text, predict_answers
+from electra.hf import save_hf
+from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer
 
 NAMES = ["alice", "bob", "carol", "dave", "eve"]
@@ -502,7 +503,7 @@ def test_finetune_writes_the_official_files(runs, workdir, version, head):
 
 
 def test_finetune_resumes_and_refuses_too_long_sequences(runs, workdir, monkeypatch):
-    from electra.qa import finetune as qa_finetune
+    from electra.finetune.qa import finetune as qa_finetune
 
     def no_training(*args, **kwargs):
         raise AssertionError("a complete run was trained again")
@@ -585,7 +586,7 @@ def test_transformers_export_answers_like_the_run(runs, workdir):
 
 
 def test_official_export_readme_code_reproduces_the_head(runs, workdir):
-    from electra.qa.export import load_qa_run
+    from electra.finetune.qa.export import load_qa_run
 
     runs["2.0", "official"]
     run = workdir / "out_official_20" / "squad20" / "run_0"

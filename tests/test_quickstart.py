@@ -18,7 +18,7 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch, capsys):
     import transformers
 
     from electra.checkpoint import load_run
-    from electra.glue.results import aggregate
+    from electra.finetune.results import aggregate
 
     rng = random.Random(0)
     docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(10)) + " ." for _ in range(3)) for _ in range(300)]

@@ -18,7 +18,7 @@ SWEEP_B = {"cola": [40.0, 44.0], "sst2": [81.0, 85.0], "rte": [55.0, 57.0], "mrp
 
 def write_sweep(root: Path, scores: dict[str, list[float]], model: str = "runs/pretrain") -> Path:
     """Run directories as `electra finetune` writes them (config.json, metrics.json), with the given scores."""
-    from electra.glue.tasks import TASKS
+    from electra.finetune.tasks import TASKS
 
     for task, values in scores.items():
         for seed, v in enumerate(values):
@@ -167,7 +167,7 @@ def test_report_folder_tables_and_plots(inputs, tmp_path, capsys):
 
 
 def test_single_sweep_has_no_stability_table_and_results_json_suffices(tmp_path):
-    from electra.glue.results import write_results
+    from electra.finetune.results import write_results
 
     a = write_sweep(tmp_path / "a", SWEEP_A)
     write_results(a)
@@ -450,7 +450,7 @@ def test_findings_compare_the_generator_with_a_frequency_only_generator(tmp_path
 
 def test_loss_plot_draws_the_frequency_only_generator(tmp_path, monkeypatch):
     """The generator-loss panel carries the held-out unigram loss as its own dotted line, at the logged values."""
-    import electra.plots as plots
+    import electra.report.plots as plots
 
     run = write_pretrain_run(tmp_path / "run")
     add_records(
@@ -469,7 +469,7 @@ def test_loss_plot_draws_the_frequency_only_generator(tmp_path, monkeypatch):
 
 def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch):
     """The probe plot's band around the random-initialisation line is exactly the report's margin."""
-    import electra.plots as plots
+    import electra.report.plots as plots
     from electra.report import probe_margin
 
     figures = []
@@ -491,7 +491,7 @@ def test_a_widened_accuracy_axis_stays_inside_zero_and_one():
     never shows a negative accuracy; an unbounded axis widens symmetrically."""
     from matplotlib.figure import Figure
 
-    from electra.plots import _min_span
+    from electra.report.plots import _min_span
 
     ax = Figure().subplots()
     ax.plot([1, 2], [0.002, 0.018])
@@ -508,7 +508,7 @@ def test_a_widened_accuracy_axis_stays_inside_zero_and_one():
 def test_the_glue_plot_legend_hides_no_value_label(tmp_path, monkeypatch):
     """The value above each bar stays readable: the legend sits in a band above the tallest bar, not on a label
     (it covered WNLI's in the quick start's plot)."""
-    import electra.plots as plots
+    import electra.report.plots as plots
 
     figures = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))

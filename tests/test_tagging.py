@@ -11,11 +11,9 @@ import torch
 from electra import hub
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.hf import save_hf
-from electra.model import Discriminator, init_weights
-from electra.tagging import export_tagging_run, finetune_tagging
-from electra.tagging import finetune as tagging_finetune
-from electra.tagging.data import (
+from electra.finetune.tagging import export_tagging_run, finetune_tagging
+from electra.finetune.tagging import finetune as tagging_finetune
+from electra.finetune.tagging.data import (
     IGNORE,
     TOKEN_TYPE,
     check_tags,
@@ -26,7 +24,9 @@ from electra.tagging.data import (
     read_conll,
     span_scheme,
 )
-from electra.tagging.model import TokenTagger, span_scores, tagging_loss, tagging_metrics, word_accuracy
+from electra.finetune.tagging.model import TokenTagger, span_scores, tagging_loss, tagging_metrics, word_accuracy
+from electra.hf import save_hf
+from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer
 
 # tags follow word identity: a chunking-like BIO task a micro model learns in a few epochs
@@ -221,7 +221,7 @@ def test_loss_counts_first_pieces_only_sum_or_mean():
 def test_head_is_transformers_token_classification_head():
     from transformers import ElectraForTokenClassification
 
-    from electra.tagging.export import to_hf_tagger
+    from electra.finetune.tagging.export import to_hf_tagger
 
     torch.manual_seed(1)
     model = TokenTagger(ModelConfig(**MICRO), 4).eval()
@@ -333,7 +333,7 @@ def test_export_loads_in_the_pipeline_with_the_same_word_labels(swept, micro, tm
 
 
 def test_recipe_defaults_by_model_size():
-    from electra.finetuning import FinetuneConfig
+    from electra.finetune.recipe import FinetuneConfig
 
     small = tagging_finetune.resolve(FinetuneConfig(), ModelConfig(**MICRO))
     assert (small.learning_rate, small.layerwise_lr_decay, small.epochs) == (3e-4, 0.8, 3)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from electra.config import preset
+from electra.init import cooccurrence, ppmi, ppmi_vectors
 from electra.model import ELECTRA
 from electra.objective import SpecialIds
-from electra.wordvectors import cooccurrence, ppmi, ppmi_vectors
 
 SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 
@@ -31,7 +31,7 @@ def test_cooccurrence_chunks_add_up_to_one_pass(monkeypatch):
     rng = np.random.default_rng(0)
     examples = [rng.integers(0, 30, rng.integers(1, 40)) for _ in range(200)]
     whole = cooccurrence(examples, 30).toarray()
-    monkeypatch.setattr("electra.wordvectors.CHUNK_TOKENS", 50)
+    monkeypatch.setattr("electra.init.CHUNK_TOKENS", 50)
     np.testing.assert_array_equal(cooccurrence(examples, 30).toarray(), whole)
 
 

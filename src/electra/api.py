@@ -24,12 +24,12 @@ from typing import Any
 
 from electra.data.prepare import prepare_corpus as prepare
 from electra.errors import ElectraError
-from electra.glue.finetune import finetune
-from electra.glue.own import finetune_own
-from electra.pretrain import pretrain
-from electra.qa import export_qa_run, finetune_squad
+from electra.finetune.glue import finetune
+from electra.finetune.own import finetune_own
+from electra.finetune.qa import export_qa_run, finetune_squad
+from electra.finetune.tagging import export_tagging_run, finetune_tagging
 from electra.report import write_report as report
-from electra.tagging import export_tagging_run, finetune_tagging
+from electra.train.pretrain import pretrain
 
 __all__ = ["export", "finetune", "finetune_own", "finetune_squad", "finetune_tagging", "prepare", "pretrain", "report"]
 

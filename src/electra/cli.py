@@ -23,11 +23,17 @@ from electra.errors import ElectraError
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("electra.data.command", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
     "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
-    "pretrain": ("electra.pretrain", "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs"),
-    "bench": ("electra.bench", "measure the training throughput of a preset on this machine"),
+    "pretrain": (
+        "electra.train.pretrain",
+        "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs",
+    ),
+    "bench": ("electra.train.bench", "measure the training throughput of a preset on this machine"),
     "export": ("electra.export", "a pretraining or finetuning run -> transformers model directories"),
-    "finetune": ("electra.glue.command", "finetune on GLUE, your own files, tagging or SQuAD over seeds; dev metrics"),
-    "submit": ("electra.glue.submit", "write the GLUE-server submission zip from a finetuning sweep"),
+    "finetune": (
+        "electra.finetune.command",
+        "finetune on GLUE, your own files, tagging or SQuAD over seeds; dev metrics",
+    ),
+    "submit": ("electra.finetune.submit", "write the GLUE-server submission zip from a finetuning sweep"),
     "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
     "probe": ("electra.probe", "linear probe of frozen features against random weights: are they useful yet?"),
     "diagnose": ("electra.diagnose", "what pretraining did to the representations (collapse, attention, embeddings)"),

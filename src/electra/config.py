@@ -96,7 +96,7 @@ class PretrainConfig:
     # needs no change of the representations (docs/pretraining.md, "Why short runs finetune worse than random")
     output_bias_init: Literal["zero", "prior"] = "zero"
     # random: the word table starts at the initialiser's random draw (official); ppmi: at word vectors of the
-    # training data's co-occurrence counts (electra.wordvectors; not in the paper), the same scale
+    # training data's co-occurrence counts (electra.init; not in the paper), the same scale
     word_init: Literal["random", "ppmi"] = "random"
     # keep every word table where it started (no gradient, no update): with word_init="ppmi" the layers train on
     # top of the counted vectors instead of overwriting them (docs/pretraining.md; not in the paper)
@@ -214,7 +214,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_steps=1250,
         warmup_steps=125,
         max_length=128,
-        # word knowledge no CPU run learns, counted in seconds (electra.wordvectors) and kept: the layers learn to
+        # word knowledge no CPU run learns, counted in seconds (electra.init) and kept: the layers learn to
         # read it (GLUE-5 +4 over random weights, STS-B +19; docs/pretraining.md, "Counted words, trained layers")
         word_init="ppmi",
         freeze_word_embeddings=True,

@@ -236,13 +236,13 @@ def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> EL
     from electra.checkpoint import read_run_config
     from electra.data import PretrainLoader
     from electra.objective import SpecialIds
-    from electra.pretrain import init_word_vectors
+    from electra.train.pretrain import init_word_vectors
 
     run_config = read_run_config(run_dir)
     if run_config.get("run", {}).get("init_from"):
         return None
     with torch.random.fork_rng(devices=[]):  # leaves the caller's random state as it was
-        torch.manual_seed(cfg.seed)  # as electra.pretrain does before building the model
+        torch.manual_seed(cfg.seed)  # as electra.train.pretrain does before building the model
         model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
     if cfg.word_init == "random" and cfg.output_bias_init == "zero":
         return model
@@ -274,7 +274,7 @@ def run_weight_change(run_dir: str | Path, checkpoint: str = "latest") -> dict[s
 
 def text_batch(tokenizer: WordPiece, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
     """[CLS] text [SEP] for each text, padded: a batch for the statistics above."""
-    from electra.glue.data import Features, collate, encode_texts
+    from electra.finetune.features import Features, collate, encode_texts
 
     ids, types = encode_texts(tokenizer, texts, [None] * len(texts), max_length)
     batch = collate(Features(ids, types, np.zeros(len(texts), np.int64)), range(len(texts)), tokenizer.pad_id)

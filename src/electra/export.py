@@ -12,7 +12,7 @@
         DIR/classifier.safetensors, DIR/head.json, DIR/README.md   the task head and how to apply it
       or, for a run finetuned with `--head transformers`:
         DIR/                 ElectraForSequenceClassification (+ tokenizer): pipeline("text-classification")
-      (tagging and SQuAD runs: electra.tagging.export, electra.qa.export)
+      (tagging and SQuAD runs: electra.finetune.tagging.export, electra.finetune.qa.export)
 
 The key map is the identity (`electra.hf`); after writing, the export is loaded back with `from_pretrained` and its
 outputs are compared with ours on a padded batch (`--no-verify` skips this). DIR is written into a temporary
@@ -38,8 +38,8 @@ from electra.tokenizer import WordPiece, load_tokenizer
 
 if TYPE_CHECKING:
     from electra.config import PretrainConfig
-    from electra.glue.model import SequenceClassifier
-    from electra.glue.tasks import Task
+    from electra.finetune.encoder import SequenceClassifier
+    from electra.finetune.tasks import Task
 
 VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
 GLUE_HEAD = "classifier.safetensors"
@@ -200,16 +200,16 @@ def load_glue_run(
     """(SequenceClassifier in eval mode, the task, the run's config, its tokenizer) from a `--save-model` run."""
 
     from electra.config import ModelConfig, from_dict
-    from electra.glue.model import SequenceClassifier
-    from electra.glue.own import task_from_record
-    from electra.glue.tasks import TASKS
+    from electra.finetune.encoder import SequenceClassifier
+    from electra.finetune.own import task_from_record
+    from electra.finetune.tasks import TASKS
 
     run = Path(run)
     config = json.loads((run / "config.json").read_text())
     weights = run / "model.safetensors"
     if not weights.is_file():
         raise ElectraError(f"GLUE run {run} has no model.safetensors: finetune with --save-model to keep the weights")
-    if "own_task" in config:  # your own data (electra.glue.own)
+    if "own_task" in config:  # your own data (electra.finetune.own)
         task = task_from_record(config["task"], config["own_task"])
     elif config["task"] in TASKS:
         task = TASKS[config["task"]]

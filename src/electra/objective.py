@@ -216,7 +216,7 @@ def discriminator_loss(
 def unigram_log_probs(token_counts: Tensor) -> Tensor:
     """log p(token) (float64) under the add-one smoothed unigram distribution of `token_counts` (V,): the
     generator's prior (`ELECTRA.init_output_biases`), and, negated, the rarity score of a replaced-token detector
-    that knows word frequencies and nothing else (`electra.step.evaluate`)."""
+    that knows word frequencies and nothing else (`electra.train.step.evaluate`)."""
     counts = torch.as_tensor(token_counts, dtype=torch.float64) + 1
     return torch.log(counts / counts.sum())
 
@@ -227,7 +227,7 @@ def weighted_accuracy(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
 
 def discriminator_metrics(logits: Tensor, labels: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
     """Accuracy of "replaced" over real tokens (a logit of exactly 0 predicts original) and the replaced share;
-    precision, recall and AUC are computed over the whole held-out set (`electra.step.evaluate`)."""
+    precision, recall and AUC are computed over the whole held-out set (`electra.train.step.evaluate`)."""
     real = attention_mask.bool()
     pred = (logits > 0) & real
     truth = labels & real

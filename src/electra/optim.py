@@ -113,7 +113,7 @@ class AdamW(torch.optim.Optimizer):
     def step(self, closure: Callable[[], float] | None = None, found_inf: torch.Tensor | None = None) -> float | None:
         """One update. `found_inf`: a 0-d tensor; nonzero skips the update. The fused path skips on the device,
         so the host never waits for the GPU to read it; the foreach path reads it. Either way the step counters
-        advance (a run stops at a skipped update, see `electra.pretrain`)."""
+        advance (a run stops at a skipped update, see `electra.train.pretrain`)."""
         loss = closure() if closure is not None else None
         skip = found_inf is not None and not self.fused and bool(found_inf)
         for group in self.param_groups:

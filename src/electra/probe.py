@@ -111,8 +111,8 @@ def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
 
 def glue_probe_set(task_name: str, glue_dir: str | Path | None) -> ProbeSet:
     """A GLUE classification task: a fixed subset of train for training, dev (capped) for testing."""
-    from electra.glue.data import load_split
-    from electra.glue.tasks import parse_tasks
+    from electra.finetune.features import load_split
+    from electra.finetune.tasks import parse_tasks
 
     (task,) = parse_tasks(task_name)
     if task.is_regression:
@@ -177,7 +177,7 @@ def features(
     batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """([CLS] states, mean-pooled states) of the final layer, each (N, H), in eval mode."""
-    from electra.glue.data import Features, collate, encode_texts
+    from electra.finetune.features import Features, collate, encode_texts
 
     was_training = encoder.training
     encoder.eval()

@@ -55,8 +55,8 @@ def corpus_note(corpus: tuple[str, ...], glue_ran: bool) -> str | None:
 
 def pretraining_steps(vocab_size: int, minutes: float) -> tuple[int, float]:
     """(steps that fit in `minutes`, seconds per step) from a short throughput probe of the tiny preset."""
-    from electra.bench import measure
     from electra.config import preset
+    from electra.train.bench import measure
 
     cfg = preset("tiny", vocab_size=vocab_size)
     result = measure(cfg, steps=2, warmup=1, precision_name="auto", compile_mode=None, device="auto")
@@ -110,7 +110,7 @@ def quickstart(
     print(f"{meta['num_examples']} examples, {meta['num_tokens']} tokens in {data}")
 
     _say("3/6 pretrain the tiny preset")
-    from electra.pretrain import pretrain
+    from electra.train.pretrain import pretrain
 
     run = out / "pretrain"
     if (run / "config.json").is_file():
@@ -154,9 +154,9 @@ def quickstart(
         )
         summary["glue"] = None
     else:
-        from electra.finetuning import FinetuneConfig
-        from electra.glue.finetune import sweep as run_sweep
-        from electra.glue.tasks import parse_tasks
+        from electra.finetune.glue import sweep as run_sweep
+        from electra.finetune.recipe import FinetuneConfig
+        from electra.finetune.tasks import parse_tasks
 
         where = glue_dir or "the hub (nyu-mll/glue)"
         print(

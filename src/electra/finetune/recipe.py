@@ -19,13 +19,13 @@ import torch
 
 from electra.config import ModelConfig, _check_literals
 from electra.errors import ConfigError
-from electra.glue.layer_decay import layer_lr_multipliers
+from electra.finetune.layer_decay import layer_lr_multipliers
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from electra.glue.tasks import Task
+    from electra.finetune.tasks import Task
 
 
 @dataclass

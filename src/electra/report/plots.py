@@ -10,7 +10,7 @@ import numpy as np
 
 from electra.io import save_figure
 from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun, probe_margin
-from electra.report_markdown import task_columns
+from electra.report.markdown import task_columns
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -109,7 +109,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
                     label=f"{r.name} {key.removeprefix('disc_')}",
                 )
         ev = [x for x in r.eval if x.get("disc_auc_unigram") is not None]
-        if ev:  # what word frequency alone gives (electra.step.evaluate)
+        if ev:  # what word frequency alone gives (electra.train.step.evaluate)
             ax.plot(
                 [x["step"] for x in ev],
                 [x["disc_auc_unigram"] for x in ev],
@@ -166,7 +166,7 @@ def plot_probe(runs: list[PretrainRun], path: Path) -> None:
 
 
 def plot_glue(report: dict[str, Any], path: Path) -> None:
-    from electra.glue.tasks import TASKS
+    from electra.finetune.tasks import TASKS
 
     columns = [t for t in task_columns(report) if any(t in g["scores"] for g in report["glue"])]
     k = len(report["glue"])

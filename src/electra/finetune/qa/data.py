@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 
 from electra.errors import ElectraError
-from electra.glue.data import pad
+from electra.finetune.features import pad
 from electra.tokenizer import WordPiece
 
 MAX_QUERY_LENGTH = 64  # google-research/electra configure_finetuning.py

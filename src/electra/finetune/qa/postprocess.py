@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from electra.qa.data import QAFeature, SquadExample
+from electra.finetune.qa.data import QAFeature, SquadExample
 from electra.tokenizer import WordPiece
 
 N_BEST_SIZE = 20  # google-research/electra configure_finetuning.py

@@ -1,11 +1,11 @@
 """`electra finetune`: finetune on GLUE tasks over many seeds, evaluate on dev, store test predictions.
 
-One run = (task, seed) in `OUT/<task>/run_<seed>/` (layout in `electra.glue.results`). Its metrics.json is
+One run = (task, seed) in `OUT/<task>/run_<seed>/` (layout in `electra.finetune.results`). Its metrics.json is
 written last, so an interrupted sweep continues with the first incomplete run. Runs are independent: start one
 process per GPU with `--device cuda:K --shard K/N` to spread a sweep.
 
-The recipe, its optimizer and the training loop are `electra.finetuning`'s (shared with tagging and SQuAD): 3 epochs
-here, 10 for RTE and STS-B.
+The recipe, its optimizer and the training loop are `electra.finetune.recipe`'s (shared with tagging and SQuAD):
+3 epochs here, 10 for RTE and STS-B.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
-from electra.glue.data import Features, SplitData, collate, double_unordered, featurize, load_split
-from electra.glue.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
-from electra.glue.model import SequenceClassifier, build_model, load_encoder, per_example_loss
-from electra.glue.own import task_record
-from electra.glue.results import run_dir, save_predictions, write_prediction_csv, write_results
-from electra.glue.tasks import Task, parse_tasks
+from electra.finetune.encoder import SequenceClassifier, build_model, load_encoder, per_example_loss
+from electra.finetune.features import Features, SplitData, collate, double_unordered, featurize, load_split
+from electra.finetune.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
+from electra.finetune.own import task_record
+from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetune.results import run_dir, save_predictions, write_prediction_csv, write_results
+from electra.finetune.tasks import Task, parse_tasks
 from electra.io import write_json
 
 if TYPE_CHECKING:
@@ -303,13 +303,13 @@ def finetune(
         raise ElectraError(f"--glue-dir {glue_dir} is not a directory")
     cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
     if isinstance(tasks, list) and all(isinstance(t, Task) for t in tasks):
-        task_list = list(tasks)  # your own data (electra.glue.own)
+        task_list = list(tasks)  # your own data (electra.finetune.own)
     else:
         task_list = parse_tasks(tasks if isinstance(tasks, str) else ",".join(tasks))
     if glue_dir is None and any(t.glue for t in task_list):
         # GLUE from the hub: say so now if it cannot be reached, before anything is written
         from electra import hub
-        from electra.glue.data import HUB_DATASET
+        from electra.finetune.features import HUB_DATASET
 
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     out = Path(out)

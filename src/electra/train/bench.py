@@ -22,7 +22,7 @@ from electra.config import PRESETS, PretrainConfig, add_config_arguments, overri
 from electra.flops import format_flops, train_flops_per_sequence
 from electra.model import ELECTRA, count_parameters
 from electra.objective import SpecialIds
-from electra.step import (
+from electra.train.step import (
     COMPILE_SCOPES,
     StepResult,
     add_compile_argument,

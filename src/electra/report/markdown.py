@@ -14,14 +14,14 @@ def _row(cells: list[str]) -> str:
 
 
 def task_columns(report: dict[str, Any]) -> list[str]:
-    from electra.glue.tasks import AVERAGE_TASKS, TASKS
+    from electra.finetune.tasks import AVERAGE_TASKS, TASKS
 
     present = {t for g in report["glue"] for t in g["scores"]}
     return [t for t in TASKS if t in AVERAGE_TASKS or t in present]
 
 
 def markdown(report: dict[str, Any], images: list[str]) -> str:
-    from electra.glue.tasks import TASKS
+    from electra.finetune.tasks import TASKS
 
     stat = report["stat"]
     out = ["# ELECTRA report", ""]

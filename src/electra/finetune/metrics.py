@@ -1,7 +1,7 @@
 """Dev-set metrics (docs/faithfulness.md §6.3), all x100.
 
 CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise. Your own data
-(electra.glue.own): accuracy + macro-F1, Pearson/Spearman, or micro/macro-F1 for several labels per example.
+(electra.finetune.own): accuracy + macro-F1, Pearson/Spearman, or micro/macro-F1 for several labels per example.
 
 Beside them, for two-class tasks, `ranking_auc`: how well a run orders the dev examples whatever its decision
 threshold, with the band around 0.5 inside which that ordering is indistinguishable from chance. A model that has not
@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
-from electra.glue.tasks import Task
+from electra.finetune.tasks import Task
 
 
 def predictions_from_outputs(task: Task, outputs: np.ndarray) -> np.ndarray:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from electra.errors import ElectraError
-from electra.glue.data import Example, SplitData
-from electra.glue.tasks import Split, Task
+from electra.finetune.features import Example, SplitData
+from electra.finetune.tasks import Split, Task
 
 Kind = Literal["classification", "regression", "multilabel"]
 KINDS: tuple[str, ...] = ("classification", "regression", "multilabel")
@@ -337,7 +337,7 @@ def finetune_own(
     **options: Any,
 ) -> dict[str, Any]:
     """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
-    `options`: those of `electra.glue.finetune.finetune` (device, save_model, quiet, ...) and recipe fields
+    `options`: those of `electra.finetune.glue.finetune` (device, save_model, quiet, ...) and recipe fields
     (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
     test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
     task folder.
@@ -345,7 +345,7 @@ def finetune_own(
         from electra.api import finetune_own
         finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
     """
-    from electra.glue.finetune import finetune
+    from electra.finetune.glue import finetune
 
     files = OwnFiles(train, dev, test, text_column, pair_column, label_column, id_column, label_separator)
     return finetune(model, out, [own_task(files, kind, labels, name)], None, runs, seed, **options)

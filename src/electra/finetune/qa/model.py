@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.glue.model import start_encoder
+from electra.finetune.encoder import start_encoder
 from electra.model import ElectraModel
 
 Head = Literal["official", "transformers"]

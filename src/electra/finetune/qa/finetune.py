@@ -9,7 +9,7 @@
     OUT/squad11|squad20/results.json                  every complete run and the median of each metric
     OUT/results.json                                  the same, for the version finetuned last
 
-The recipe is the GLUE one (`electra.finetuning.FinetuneConfig`: Adam without bias correction, layer-wise decay,
+The recipe is the GLUE one (`electra.finetune.recipe.FinetuneConfig`: Adam without bias correction, layer-wise decay,
 warm-up 10 %, clipping 1.0, batch 32, summed loss) with the QA defaults of google-research/electra
 configure_finetuning.py: 2 epochs, max_length 512, max_query_length 64, doc_stride 128, n_best_size 20,
 max_answer_length 30, the answerable classifier (weight 0.5, using the start distribution), joint prediction with
@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetune.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
+from electra.finetune.qa.evaluate import squad_metrics
+from electra.finetune.qa.model import Head, HeadOptions, QuestionAnswerer, build_qa_model
+from electra.finetune.qa.postprocess import NA_THRESHOLD, apply_null_threshold, predict_answers
+from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.io import write_json
-from electra.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
-from electra.qa.evaluate import squad_metrics
-from electra.qa.model import Head, HeadOptions, QuestionAnswerer, build_qa_model
-from electra.qa.postprocess import NA_THRESHOLD, apply_null_threshold, predict_answers
 from electra.tokenizer import WordPiece
 
 QA_EPOCHS = 2  # google-research/electra configure_finetuning.py, for "squad" / "qa" tasks
@@ -275,7 +275,7 @@ def _sweep(
     max_length_given: bool,
 ) -> None:
     """Train and evaluate every seed in `seeds` (the data is read and featurized once)."""
-    from electra.glue.model import load_encoder
+    from electra.finetune.encoder import load_encoder
 
     dev_ = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)

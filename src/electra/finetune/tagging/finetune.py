@@ -5,7 +5,7 @@ One run per seed in `OUT/tagging/run_<seed>/`: config.json (the recipe and the l
 whose metrics.json exists is complete and skipped when the sweep is started again. OUT/results.json holds every
 requested run's metrics and their medians.
 
-Recipe: GLUE's (`electra.finetuning.FinetuneConfig`, the official finetuning hyperparameters of
+Recipe: GLUE's (`electra.finetune.recipe.FinetuneConfig`, the official finetuning hyperparameters of
 google-research/electra configure_finetuning.py: Adam without bias correction, layer-wise decay 0.8 / 0.9 for 24
 layers, lr 3e-4 / 1e-4 / 5e-5 by size, warm-up 10 %, batch 32, 3 epochs, clipping 1.0), with the official tagging
 defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on the head (tagging_tasks.py).
@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from electra import __version__, io
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetuning import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
-from electra.tagging.data import (
+from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
+from electra.finetune.tagging.data import (
     TOKEN_TYPE,
     TaggingFeatures,
     TaggingSplit,
@@ -40,7 +40,7 @@ from electra.tagging.data import (
     span_scheme,
     subsample,
 )
-from electra.tagging.model import TokenTagger, build_tagger, tagging_loss, tagging_metrics
+from electra.finetune.tagging.model import TokenTagger, build_tagger, tagging_loss, tagging_metrics
 
 if TYPE_CHECKING:
     from electra.model import ElectraModel
@@ -257,7 +257,7 @@ def finetune_tagging(
     `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length, ...).
     Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written to OUT/results.json.
 
-        from electra.tagging import finetune_tagging
+        from electra.finetune.tagging import finetune_tagging
         finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
     """
     if runs < 1:
@@ -305,7 +305,7 @@ def _sweep(
     save_model: bool,
     quiet: bool,
 ) -> None:
-    from electra.glue.model import load_encoder
+    from electra.finetune.encoder import load_encoder
 
     dev_ = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from electra.errors import ElectraError
+from electra.finetune.tagging.data import TOKEN_TYPE
+from electra.finetune.tagging.model import TokenTagger
 from electra.hf import load_weights
 from electra.io import write_dir, write_json
-from electra.tagging.data import TOKEN_TYPE
-from electra.tagging.model import TokenTagger
 
 if TYPE_CHECKING:
     from transformers import ElectraForTokenClassification

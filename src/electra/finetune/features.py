@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from electra.errors import ElectraError
-from electra.glue.tasks import HUB_DATASET, Split, Task
+from electra.finetune.tasks import HUB_DATASET, Split, Task
 
 if TYPE_CHECKING:
     from electra.tokenizer import WordPiece
@@ -160,8 +160,8 @@ def read_hub_split(task: Task, split: Split, dataset: str = HUB_DATASET) -> Spli
 def load_split(task: Task, split_name: str, glue_dir: str | Path | None) -> SplitData | None:
     """A split from `glue_dir` (GLUE layout) or, when glue_dir is None, from the hub; None when it is absent."""
     split = task.split(split_name)
-    if task.files is not None:  # your own data (electra.glue.own): the split names its file or hub id
-        from electra.glue.own import read_split
+    if task.files is not None:  # your own data (electra.finetune.own): the split names its file or hub id
+        from electra.finetune.own import read_split
 
         return read_split(task, split)
     if glue_dir is None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
-from electra.glue.tasks import AVERAGE_TASKS, TASKS, Task
+from electra.finetune.tasks import AVERAGE_TASKS, TASKS, Task
 from electra.io import write_bytes, write_json
 
 STATS = ("median", "mean", "std", "max", "min")
@@ -72,7 +72,7 @@ def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
     """The run's recorded `dev_auc` and `dev_auc_chance_band`; for runs written before they were recorded, from the
     stored dev outputs and labels (empty where there are none, or where the file cannot be read: the AUC is a
     diagnostic, and an unreadable file must not hide the run's metrics)."""
-    from electra.glue.metrics import dev_auc_fields
+    from electra.finetune.metrics import dev_auc_fields
 
     if "dev_auc" in run:
         return {"dev_auc": run["dev_auc"], "dev_auc_chance_band": run.get("dev_auc_chance_band")}
@@ -113,7 +113,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def sweep_tasks(out: str | Path) -> list[Task]:
     """The tasks a sweep directory holds runs of: GLUE tasks, and your own data's (from the runs' config.json)."""
-    from electra.glue.own import task_from_record
+    from electra.finetune.own import task_from_record
 
     found: dict[str, Task] = {}
     for metrics_file in sorted(Path(out).glob("*/run_*/metrics.json")):
@@ -248,7 +248,7 @@ def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -
 
 def at_chance(entry: dict[str, Any]) -> bool:
     """Whether a task's runs order the dev examples no better than chance: the median dev AUC within 0.5 plus or
-    minus two standard errors of a ranking unrelated to the labels (electra.glue.metrics.chance_auc_band)."""
+    minus two standard errors of a ranking unrelated to the labels (electra.finetune.metrics.chance_auc_band)."""
     auc, band = entry.get("dev_auc"), entry.get("dev_auc_chance_band")
     return auc is not None and band is not None and abs(auc["median"] - 0.5) <= band
 
@@ -313,7 +313,7 @@ def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], out
     import csv
     import io
 
-    from electra.glue.metrics import predictions_from_outputs
+    from electra.finetune.metrics import predictions_from_outputs
 
     separator = task.files.label_separator if task.files is not None else ","
     buf = io.StringIO()

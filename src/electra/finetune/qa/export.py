@@ -21,9 +21,9 @@ import torch
 
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
+from electra.finetune.qa.model import HeadOptions, QuestionAnswerer
 from electra.hf import copy_state, hf_config, load_weights, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
-from electra.qa.model import HeadOptions, QuestionAnswerer
 from electra.tokenizer import WordPiece, load_tokenizer
 
 HEAD_FILE = "qa_head.safetensors"
@@ -175,15 +175,15 @@ print(tokenizer.decode(batch["input_ids"][0, s : e + 1]), out.get("answerable_lo
 
 The last lines take the best pair without the official filters; the official search (n-best {head["n_best_size"]},
 at most {head["max_answer_length"]} pieces, end >= start, context positions with their max context, text from the
-original context) is `electra.qa.postprocess.predict_answers`. Dev metrics of this run: {head["metrics"]}.
+original context) is `electra.finetune.qa.postprocess.predict_answers`. Dev metrics of this run: {head["metrics"]}.
 """
 
 
 def transformers_readme(head: dict[str, Any]) -> str:
     return f"""# SQuAD {head["version"]} model, transformers' `ElectraForQuestionAnswering` head (seed {head["seed"]})
 
-Finetuned with `electra.qa.finetune_squad(..., head="transformers")`: `qa_outputs = Linear(H, 2)` on every position
-gives the start and end logits. Load it with
+Finetuned with `electra.finetune.qa.finetune_squad(..., head="transformers")`: `qa_outputs = Linear(H, 2)` on every
+position gives the start and end logits. Load it with
 
 ```python
 from transformers import AutoTokenizer, ElectraForQuestionAnswering

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from electra.errors import ElectraError
-from electra.glue.data import pad
+from electra.finetune.features import pad
 
 if TYPE_CHECKING:
     from electra.tokenizer import WordPiece

@@ -1,4 +1,4 @@
-"""`electra finetune`: the command-line options, and the adapter that calls `electra.glue.finetune.finetune`."""
+"""`electra finetune`: the command-line options, and the adapter that calls `electra.finetune.glue.finetune`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 from electra.config import add_config_arguments, from_dict
 from electra.errors import ElectraError
-from electra.finetuning import FinetuneConfig
-from electra.glue.finetune import finetune
-from electra.glue.own import KINDS as OWN_KINDS
-from electra.glue.own import finetune_own
+from electra.finetune.glue import finetune
+from electra.finetune.own import KINDS as OWN_KINDS
+from electra.finetune.own import finetune_own
+from electra.finetune.recipe import FinetuneConfig
 
 # recipe fields whose default is not "by model size / task"
 RECIPE_HELP = {"encoder_dropout": "the encoder's hidden and attention dropout (default: the model's own, 0.1)"}
@@ -186,7 +186,7 @@ def _run_other_kind(
     if args.shard != (0, 1):
         raise ElectraError(f"--shard is for GLUE and your own data; --kind {args.kind} runs its seeds in one process")
     if args.kind == "tagging":
-        from electra.tagging.finetune import finetune_tagging
+        from electra.finetune.tagging.finetune import finetune_tagging
 
         results = finetune_tagging(
             args.model,
@@ -202,7 +202,7 @@ def _run_other_kind(
     else:
         if own["test"] is not None:
             raise ElectraError("--test is not used for qa: SQuAD predictions are written for --dev")
-        from electra.qa.finetune import finetune_squad
+        from electra.finetune.qa.finetune import finetune_squad
 
         del own["test"]
         results = finetune_squad(

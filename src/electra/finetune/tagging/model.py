@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.config import ModelConfig
-from electra.glue.model import start_encoder
+from electra.finetune.encoder import start_encoder
+from electra.finetune.tagging.data import IGNORE
 from electra.model import ElectraModel
-from electra.tagging.data import IGNORE
 
 
 class TokenTagger(nn.Module):

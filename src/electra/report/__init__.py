@@ -62,10 +62,10 @@ class PretrainRun:
 class Sweep:
     path: Path
     name: str
-    results: dict[str, Any]  # electra.glue.results.aggregate()
+    results: dict[str, Any]  # electra.finetune.results.aggregate()
     model: str = ""
     per_task: dict[str, Any] = field(default_factory=dict)  # GLUE tasks
-    own_tasks: dict[str, Any] = field(default_factory=dict)  # your own data (electra.glue.own)
+    own_tasks: dict[str, Any] = field(default_factory=dict)  # your own data (electra.finetune.own)
 
 
 def is_pretrain_run(path: Path) -> bool:
@@ -110,7 +110,7 @@ def load_pretrain_run(path: Path, name: str) -> PretrainRun:
 
 
 def load_sweep(path: Path, name: str) -> Sweep:
-    from electra.glue.results import aggregate
+    from electra.finetune.results import aggregate
 
     if any(path.glob("*/run_*/metrics.json")):
         results = aggregate(path)  # from the runs themselves: includes runs finished after results.json
@@ -195,8 +195,8 @@ def glue_average(sweep: Sweep, tasks: list[str], stat: str) -> float | None:
 
 def stability(sweeps: list[Sweep], stat: str) -> dict[str, Any] | None:
     """Pretraining stability over sweeps: statistics of their GLUE averages over the tasks all of them have."""
-    from electra.glue.results import glue_label
-    from electra.glue.tasks import AVERAGE_TASKS
+    from electra.finetune.results import glue_label
+    from electra.finetune.tasks import AVERAGE_TASKS
 
     if len(sweeps) < 2:
         return None
@@ -217,8 +217,8 @@ def stability(sweeps: list[Sweep], stat: str) -> dict[str, Any] | None:
 
 def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "median") -> dict[str, Any]:
     """Every number the tables show."""
-    from electra.glue.results import at_chance, glue_label
-    from electra.glue.tasks import AVERAGE_TASKS
+    from electra.finetune.results import at_chance, glue_label
+    from electra.finetune.tasks import AVERAGE_TASKS
 
     glue = []
     for s in sweeps:
@@ -415,7 +415,7 @@ PROBE_KEYS = ("probe_cls", "probe_mean", "probe_random_cls", "probe_random_mean"
 
 def _majority_average(sweep: Sweep, tasks: list[str]) -> float | None:
     """The GLUE average of always predicting each task's majority class (None if a task lacks the record)."""
-    from electra.glue.tasks import TASKS
+    from electra.finetune.tasks import TASKS
 
     scores = [(sweep.per_task[t].get("majority") or {}).get(TASKS[t].score) for t in tasks]
     return float(np.mean(scores)) if scores and all(x is not None for x in scores) else None
@@ -463,8 +463,8 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
                 f"against best of the two; closer than {margin:.3f} is within the noise of "
                 + (f"{n} test examples)." if n else "a few hundred test examples).")
             )
-    from electra.glue.results import chance_note
-    from electra.glue.tasks import TASKS
+    from electra.finetune.results import chance_note
+    from electra.finetune.tasks import TASKS
 
     random_sweeps = [g for g in report["glue"] if g["model"].startswith("random:")]
     by_name = {g["name"]: sweep for g, sweep in zip(report["glue"], sweeps, strict=True)}
@@ -499,8 +499,8 @@ def random_verdict(g: dict[str, Any], sweep: Sweep, base: dict[str, Any], base_s
     inside its chance band) measure no model, only the label prior and noise that the spread of a few finetuning
     seeds underestimates (a run that predicts one class has no spread at all): when some tasks are learnt by either
     sweep, the verdict is made on those, and the full average is given beside it."""
-    from electra.glue.results import at_chance
-    from electra.glue.tasks import TASKS
+    from electra.finetune.results import at_chance
+    from electra.finetune.tasks import TASKS
 
     def chance(s: Sweep, t: str) -> bool:
         return t in s.per_task and at_chance(s.per_task[t])
@@ -554,7 +554,7 @@ def average_noise(sweep: Sweep, tasks: list[str]) -> float | None:
     """The standard error of a sweep's GLUE average over `tasks`, from each task's spread over its finetuning
     seeds: sqrt(sum_t sd_t^2 / n_t) / T (the tasks' seeds taken as independent). None when a task has fewer than
     two runs or no spread recorded."""
-    from electra.glue.tasks import TASKS
+    from electra.finetune.tasks import TASKS
 
     terms = []
     for t in tasks:
@@ -577,7 +577,7 @@ def level_band(a: Sweep, b: Sweep, tasks: list[str]) -> float:
 
 def learned_nothing(sweep: Sweep, tasks: list[str]) -> bool:
     """Whether every two-class task of `tasks` that records a dev AUC is at chance in `sweep` (and one does)."""
-    from electra.glue.results import at_chance
+    from electra.finetune.results import at_chance
 
     recorded = [sweep.per_task[t] for t in tasks if sweep.per_task.get(t, {}).get("dev_auc") is not None]
     return bool(recorded) and all(at_chance(e) for e in recorded)
@@ -596,8 +596,8 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, stat: s
     if out.exists() and not out.is_dir():
         raise ElectraError(f"--out {out} is a file; expected a directory")
     out.mkdir(parents=True, exist_ok=True)
-    from electra.plots import plot_accuracy, plot_glue, plot_losses, plot_probe
-    from electra.report_markdown import markdown
+    from electra.report.markdown import markdown
+    from electra.report.plots import plot_accuracy, plot_glue, plot_losses, plot_probe
 
     images = []
     if any(r.train or r.eval for r in runs):

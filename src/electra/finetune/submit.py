@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
-from electra.glue.metrics import predictions_from_outputs
-from electra.glue.results import load_predictions, load_runs
-from electra.glue.tasks import TASKS, Task
+from electra.finetune.metrics import predictions_from_outputs
+from electra.finetune.results import load_predictions, load_runs
+from electra.finetune.tasks import TASKS, Task
 from electra.io import write_bytes
 
 SERVER_FILES = (

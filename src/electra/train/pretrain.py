@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from electra import checkpoint as ckpt
-from electra import console, dist, io, rundir
+from electra import dist, io
 from electra.config import (
     PRESETS,
     ModelConfig,
@@ -42,7 +42,8 @@ from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.probe import LiveProbe
-from electra.rundir import (
+from electra.train import console, rundir
+from electra.train.rundir import (
     RunOptions,
     Setup,
     apply_overrides,
@@ -52,7 +53,7 @@ from electra.rundir import (
     resolve_setup,
     run_options,
 )
-from electra.step import (
+from electra.train.step import (
     MAX_MICRO_TOKENS,
     NonFiniteLoss,
     StepResult,
@@ -80,10 +81,10 @@ WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at mo
 
 def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
-    tokens (electra.wordvectors). Deterministic, and it draws nothing from the random stream, so every process
+    tokens (electra.init). Deterministic, and it draws nothing from the random stream, so every process
     (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
     from electra.data.loader import count_ids
-    from electra.wordvectors import ppmi_vectors
+    from electra.init import ppmi_vectors
 
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
@@ -108,7 +109,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
     model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
-    # the held-out word-frequency baselines (electra.step.evaluate), on the process that evaluates, if it does
+    # the held-out word-frequency baselines (electra.train.step.evaluate), on the process that evaluates, if it does
     frequency_baselines = info.is_main and bool(opts.eval_every)
     # token counts (a pass over up to 50M training tokens): read once, and only for the prior or that baseline
     counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or frequency_baselines else None

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
     from electra.config import PretrainConfig
     from electra.model import ELECTRA
-    from electra.rundir import Setup
-    from electra.step import BatchPlan, Precision
+    from electra.train.rundir import Setup
+    from electra.train.step import BatchPlan, Precision
 
 
 def note_thread_change(setup: Setup, info: dist.DistInfo) -> None:

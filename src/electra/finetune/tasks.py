@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from electra.errors import ElectraError
 
 if TYPE_CHECKING:
-    from electra.glue.own import OwnFiles
+    from electra.finetune.own import OwnFiles
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -51,7 +51,7 @@ class Task:
     in_average: bool = True  # WNLI is not part of the GLUE-8 average
     regression_max: float | None = 5.0  # STS-B targets are y / regression_max, predictions clipped to [0, max]
     multilabel: bool = False  # your own data: several labels per example (one sigmoid output each)
-    files: OwnFiles | None = None  # your own data: where the splits are and how to read them (electra.glue.own)
+    files: OwnFiles | None = None  # your own data: where the splits are and how to read them (electra.finetune.own)
     glue: bool = True  # False for your own data: never in a GLUE table, average or submission
 
     @property

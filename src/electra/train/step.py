@@ -5,7 +5,7 @@ processes), per-micro-batch seeds, precision, `torch.compile`, the optimizer and
 denominators (masked slots, real tokens), so the accumulated gradient is exactly the gradient of the official
 full-batch loss. All randomness of a micro-batch (masking, sampling, dropout) is seeded from (seed, step, global
 micro-batch index): 2 processes x k micro-batches compute what 1 process x 2k does, and a resumed run repeats an
-uninterrupted one exactly. `electra.pretrain` runs it in a loop; `electra.bench` times it.
+uninterrupted one exactly. `electra.train.pretrain` runs it in a loop; `electra.train.bench` times it.
 """
 
 from __future__ import annotations
