@@ -18,9 +18,9 @@ import dataclasses
 
 import torch
 
+from electra.config import FinetuneConfig
 from electra.finetune.encoder import load_encoder
 from electra.finetune.glue import evaluate, finetune_run, prepare_task
-from electra.finetune.recipe import FinetuneConfig
 from electra.finetune.tasks import parse_tasks
 from electra.probe import random_encoder
 

@@ -33,12 +33,12 @@ def make_batch(B: int, L: int, seed: int = 0):
 
 
 def ours(B: int, L: int):
+    from electra import init
     from electra.config import preset
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
     from electra.optim import AdamW, param_groups
 
-    model = ELECTRA(preset("small", max_length=L), SpecialIds()).train()
+    model = init.build(preset("small", max_length=L), SpecialIds()).train()
     opt = AdamW(param_groups(model.named_parameters(), 0.01), lr=5e-4)
     rng = torch.Generator().manual_seed(0)
 

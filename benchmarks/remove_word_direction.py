@@ -20,6 +20,7 @@ from pathlib import Path
 
 from safetensors.torch import save_model
 
+from electra import init
 from electra.checkpoint import load_run, resolve_checkpoint
 from electra.io import write_dir
 
@@ -34,7 +35,7 @@ def main() -> None:
     model, cfg, _ = load_run(args.run, args.checkpoint)
     if cfg.remove_top_word_direction:
         raise SystemExit(f"{args.run} already has remove_top_word_direction: its encoder loads without the direction")
-    removed = model.remove_top_word_direction()
+    removed = init.remove_top_word_direction(model)
     source = resolve_checkpoint(Path(args.run), args.checkpoint)
 
     def write(tmp: Path) -> None:

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from safetensors.torch import load_file
 from test_pretrain import TINY, data_dir  # noqa: F401  (data_dir: the session fixture)
 
@@ -13,7 +14,6 @@ def test_help_lists_every_field_with_its_default_and_the_presets_that_differ():
     assert "--learning-rate V" in text and "default 0.0005 (tiny: 0.0005" not in text  # equal to the default: unlisted
     assert "--batch-size V" in text and "default 128 (tiny: 64" in text
     assert "--freeze-word-embeddings V" in text and "default False (tiny: True)" in text
-    assert "--generator-adam-epsilon V" in text and "default None" in text
     finetune = build_parser(["finetune"])._subparsers._group_actions[0].choices["finetune"].format_help()
     assert "--layerwise-lr-decay V" in finetune and "default by model size / task" in finetune
 
@@ -37,38 +37,27 @@ def test_a_mistyped_option_names_the_nearest_one(capsys):
 
 
 def test_none_is_accepted_for_optional_fields(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "pretrain",
-                "--preset",
-                "tiny",
-                "--out",
-                str(tmp_path),
-                "--generator-adam-epsilon",
-                "1e-6",
-                "--print-config",
-            ]
-        )
-        == 0
-    )
-    assert json.loads(capsys.readouterr().out)["config"]["generator_adam_epsilon"] == 1e-6
-    assert (
-        main(
-            [
-                "pretrain",
-                "--preset",
-                "tiny",
-                "--out",
-                str(tmp_path),
-                "--generator-adam-epsilon",
-                "none",
-                "--print-config",
-            ]
-        )
-        == 0
-    )
-    assert json.loads(capsys.readouterr().out)["config"]["generator_adam_epsilon"] is None
+    args = ["finetune", "--model", "m", "--out", str(tmp_path), "--print-config"]
+    assert main([*args, "--learning-rate", "1e-4"]) == 0
+    assert json.loads(capsys.readouterr().out)["learning_rate"] == 1e-4
+    assert main([*args, "--learning-rate", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["learning_rate"] is None  # by model size
+
+
+def test_a_retired_option_is_refused_in_a_config_but_loads_at_its_neutral_value(tmp_path, capsys):
+    assert main(["pretrain", "--preset", "tiny", "--out", "a", "--print-config"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    shown["config"]["generator_adam_epsilon"] = None  # what electra 0.1.0 recorded when the option was off
+    (tmp_path / "c.json").write_text(json.dumps(shown))
+    assert main(["pretrain", "--config", str(tmp_path / "c.json"), "--out", "a", "--print-config"]) == 0
+    assert "generator_adam_epsilon" not in json.loads(capsys.readouterr().out)["config"]
+    shown["config"]["generator_adam_epsilon"] = 1e-6
+    (tmp_path / "c.json").write_text(json.dumps(shown))
+    assert main(["pretrain", "--config", str(tmp_path / "c.json"), "--out", "a", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "generator_adam_epsilon" in err[0] and "0.1.0" in err[0]
+    with pytest.raises(SystemExit):  # not an option any more
+        main(["pretrain", "--preset", "tiny", "--out", "a", "--generator-adam-epsilon", "1e-6"])
 
 
 def test_print_config_is_read_back_by_config_under_explicit_options(tmp_path, capsys):

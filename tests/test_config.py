@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from electra.config import PRESETS, PretrainConfig, add_config_arguments, overrides_from_args, preset
+from electra.cli.options import add_config_arguments, overrides_from_args
+from electra.config import PRESETS, PretrainConfig, preset
 from electra.errors import ConfigError
 
 # (lr, batch, steps, max_length, mask_prob, generator_size, hidden, layers, embedding) from faithfulness §1.4, §1.5

@@ -11,6 +11,7 @@ import pytest
 import torch
 from glue_fixtures import VOCAB, WORDS, write_glue, write_vocab
 
+from electra import init
 from electra.checkpoint import load_run
 from electra.cli import main
 
@@ -112,7 +113,7 @@ def test_export_loads_in_transformers_and_computes_our_outputs(run, exported):
     # generator as trained
     assert cfg.remove_top_word_direction
     delivered = copy.deepcopy(model)
-    removed = delivered.remove_top_word_direction()
+    removed = init.remove_top_word_direction(delivered)
     assert json.loads((exported / "export.json").read_text())["top_word_direction_removed"] == pytest.approx(removed)
     batch = padded_batch(cfg.model.vocab_size)
     real = batch["attention_mask"].bool()
@@ -181,7 +182,7 @@ def test_detect_and_fill_accept_run_directories(run, exported, capsys):
 
     model, _, tok = load_run(run)
     delivered = copy.deepcopy(model)
-    delivered.remove_top_word_direction()  # `tiny`: the discriminator as the run delivers it (electra.loading)
+    init.remove_top_word_direction(delivered)  # `tiny`: the discriminator as the run delivers it (electra.loading)
     text = "the dog sat on the mat"
     capsys.readouterr()
     assert main(["detect", "--model", str(run), "--json", text]) == 0
@@ -242,7 +243,9 @@ def test_continued_pretraining_from_an_export(run, exported, tmp_path):
         == 0
     )
     source, _, _ = load_run(run)
-    source.remove_top_word_direction()  # `tiny` exports its discriminator so; the shared table is the discriminator's
+    init.remove_top_word_direction(
+        source
+    )  # `tiny` exports its discriminator so; the shared table is the discriminator's
     first, cfg, _ = load_run(out, "step_1")
     last, _, _ = load_run(out)
     assert cfg.model.hidden_size == 32 and cfg.generator_model.hidden_size == source.cfg.generator_model.hidden_size

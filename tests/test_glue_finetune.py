@@ -1,4 +1,3 @@
-import argparse
 import json
 import zipfile
 from pathlib import Path
@@ -8,16 +7,16 @@ import pytest
 import torch
 from glue_fixtures import VOCAB, write_glue, write_vocab
 
-from electra import io
-from electra.config import ModelConfig
+from electra import init, io
+from electra.cli import main
+from electra.config import FinetuneConfig, ModelConfig
 from electra.errors import ConfigError, ElectraError
 from electra.finetune import glue as finetune
-from electra.finetune import submit
 from electra.finetune.encoder import load_encoder
 from electra.finetune.features import load_split
 from electra.finetune.glue import sweep
 from electra.finetune.metrics import chance_auc_band, compute_metrics, ranking_auc
-from electra.finetune.recipe import FinetuneConfig, train_steps
+from electra.finetune.recipe import train_steps
 from electra.finetune.results import load_predictions
 from electra.finetune.tasks import TASKS, parse_tasks
 from electra.hf import save_hf
@@ -118,10 +117,8 @@ def test_resume_equals_uninterrupted(swept, workdir):
 
 
 def test_submission_zip(swept, workdir, tmp_path):
-    parser = argparse.ArgumentParser()
-    submit.add_submit_arguments(parser)
     zip_path = tmp_path / "glue_submission.zip"
-    assert submit.run_submit(parser.parse_args([str(swept), "--out", str(zip_path), "--pick", "ensemble:2"])) == 0
+    assert main(["submit", str(swept), "--out", str(zip_path), "--pick", "ensemble:2"]) == 0
     with zipfile.ZipFile(zip_path) as zf:
         assert sorted(zf.namelist()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "SST-2.tsv", "STS-B.tsv"]
         tables = {n: [line.split("\t") for line in zf.read(n).decode().splitlines()] for n in zf.namelist()}
@@ -291,13 +288,12 @@ def test_cli_errors_are_one_line_exit_2(monkeypatch, tmp_path, capsys):
 def test_pretraining_run_directory_gives_the_discriminator_encoder(tmp_path):
     ckpt = pytest.importorskip("electra.checkpoint")
     from electra.config import preset
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
 
     tok = load_tokenizer(write_vocab(tmp_path / "vocab.txt"))
     cfg = preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, embedding_size=16)
     torch.manual_seed(1)
-    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tok))
+    model = init.build(cfg, SpecialIds.from_tokenizer(tok))
     run = tmp_path / "run"
     run.mkdir()
     meta = ckpt.run_config(cfg, {}, {})

@@ -16,8 +16,9 @@ from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.finetune.features import load_split
 from electra.finetune.metrics import compute_metrics
-from electra.finetune.own import OwnFiles, own_task
+from electra.finetune.own import own_task
 from electra.finetune.results import load_predictions
+from electra.finetune.tasks import OwnFiles
 from electra.hf import save_hf
 from electra.hub import DatasetSource, parse_dataset
 from electra.model import Discriminator, init_weights

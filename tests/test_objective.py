@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from electra import init
 from electra import objective as obj
 from electra.config import preset
-from electra.model import ELECTRA
 
 SPECIAL = obj.SpecialIds()  # BERT uncased ids: pad 0, unk 100, cls 101, sep 102, mask 103
 
@@ -159,7 +159,7 @@ def test_losses_against_hand_computation():
 
 def test_electra_forward_total_loss_and_gradient_flow():
     cfg = preset("tiny", vocab_size=200, num_hidden_layers=2, max_length=32)
-    model = ELECTRA(cfg, obj.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    model = init.build(cfg, obj.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
     ids = torch.randint(5, 200, (4, 32))
     ids[:, 0], ids[:, -1] = 2, 3
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
@@ -186,7 +186,7 @@ def test_electra_forward_total_loss_and_gradient_flow():
 
 
 def test_init_follows_spec():
-    model = ELECTRA(preset("small"), SPECIAL)
+    model = init.build(preset("small"), SPECIAL)
     w = model.discriminator.electra.encoder.layer[0].intermediate.dense.weight
     assert w.abs().max() <= 0.04 and abs(w.std().item() - 0.02 * 0.8796) < 0.001  # trunc-normal, not rescaled
     proj = model.discriminator.electra.embeddings_project.weight  # glorot-uniform 128 -> 256
@@ -202,13 +202,13 @@ def test_mlm_objective_and_uniform_generator():
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     special = obj.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 
-    bert = ELECTRA(preset("tiny", vocab_size=200, max_length=32, objective="mlm"), special)
+    bert = init.build(preset("tiny", vocab_size=200, max_length=32, objective="mlm"), special)
     assert not hasattr(bert, "discriminator")
     assert bert.generator.config.hidden_size == 128  # the full-size model is the one trained
     out = bert(ids, mask, types, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.loss.detach(), out.gen_loss)
 
-    uniform = ELECTRA(preset("tiny", vocab_size=200, max_length=32, uniform_generator=True), special)
+    uniform = init.build(preset("tiny", vocab_size=200, max_length=32, uniform_generator=True), special)
     out = uniform(ids, mask, types, torch.Generator().manual_seed(0))
     assert out.gen_loss.item() == pytest.approx(math.log(200), rel=1e-5)  # uniform over the vocabulary
     assert out.replaced_fraction > 0

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from electra import init
 from electra.config import preset
-from electra.model import ELECTRA, count_parameters
+from electra.flops import count_parameters
 from electra.objective import SpecialIds
 from electra.optim import AdamW, lr_factor, param_groups
 
@@ -149,7 +150,7 @@ def test_learning_rate_formula_at_chosen_steps():
 
 
 def test_exactly_which_parameters_get_weight_decay():
-    model = ELECTRA(preset("tiny", vocab_size=50, num_hidden_layers=1, max_length=16), SpecialIds(0, 1, 2, 3, 4))
+    model = init.build(preset("tiny", vocab_size=50, num_hidden_layers=1, max_length=16), SpecialIds(0, 1, 2, 3, 4))
     groups = param_groups(model.named_parameters(), 0.01)
     decayed = {n for g in groups if g["weight_decay"] == 0.01 for n in g["names"]}
     plain = {n for g in groups if g["weight_decay"] == 0.0 for n in g["names"]}

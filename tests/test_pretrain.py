@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from electra import checkpoint as ckpt
-from electra import dist
+from electra import dist, init
 from electra.cli import main
 from electra.config import preset
 from electra.errors import ElectraError
@@ -123,7 +123,7 @@ def subprocess_env() -> dict:
 def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient():
     """With the global denominators, micro-batch losses and gradients sum to the full batch's exactly."""
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, temperature=1e-4)
-    model = ELECTRA(cfg, SPECIAL)  # temperature ~0: sampling is the argmax, independent of the RNG
+    model = init.build(cfg, SPECIAL)  # temperature ~0: sampling is the argmax, independent of the RNG
     batch = random_batch()
     halves = [{k: v[i * 4 : (i + 1) * 4] for k, v in batch.items()} for i in range(2)]
     masks = [
@@ -150,7 +150,7 @@ def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient():
 
 def test_clipping_is_over_generator_and_discriminator_jointly(monkeypatch):
     cfg = tiny_cfg(max_grad_norm=1e-3)
-    model = ELECTRA(cfg, SPECIAL)
+    model = init.build(cfg, SPECIAL)
     optimizer = build_optimizer(model, cfg)
     seen = {}
 
@@ -208,7 +208,7 @@ def test_unigram_auc_scores_the_tokens_the_discriminator_reads(monkeypatch):
     )
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    model = ELECTRA(cfg, SPECIAL)
+    model = init.build(cfg, SPECIAL)
     monkeypatch.setattr(model.discriminator, "forward", lambda ids, mask, types: rarity[ids].float())
     r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=rarity)
     assert r["disc_auc"] == pytest.approx(r["disc_auc_unigram"], abs=1e-12)
@@ -224,7 +224,7 @@ def test_unigram_generator_loss_is_what_a_frequency_only_generator_scores(monkey
     log_p = unigram_log_probs(counts)
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    model = ELECTRA(cfg, SPECIAL)
+    model = init.build(cfg, SPECIAL)
     device, fp32 = torch.device("cpu"), Precision("fp32", "cpu")
     untrained = evaluate(model, batches, cfg, fp32, device, rarity=-log_p)
     assert untrained["gen_loss"] > untrained["gen_loss_unigram"] + 0.5
@@ -242,15 +242,15 @@ def test_unigram_auc_is_high_for_an_untrained_generator_and_near_chance_at_the_p
     batches = zipf_batches()
     counts = np.bincount(torch.cat([b["input_ids"].flatten() for b in batches]), minlength=len(TOKENS))
     aucs = {}
-    for init in ("zero", "prior"):
-        cfg = tiny_cfg(output_bias_init=init)
+    for bias in ("zero", "prior"):
+        cfg = tiny_cfg(output_bias_init=bias)
         torch.manual_seed(0)
-        model = ELECTRA(cfg, SPECIAL)
-        if init == "prior":
-            model.init_output_biases(torch.from_numpy(counts))
+        model = init.build(cfg, SPECIAL)
+        if bias == "prior":
+            init.init_output_biases(model, torch.from_numpy(counts))
         rarity = -unigram_log_probs(torch.from_numpy(counts))
         r = evaluate(model, batches, cfg, Precision("fp32", "cpu"), torch.device("cpu"), rarity=rarity)
-        aucs[init] = r["disc_auc_unigram"]
+        aucs[bias] = r["disc_auc_unigram"]
     assert aucs["zero"] > 0.75 and abs(aucs["prior"] - 0.5) < 0.1, aucs
 
 
@@ -606,7 +606,7 @@ def test_a_non_finite_step_halts_every_later_update_without_reading_the_device(p
 
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    model = ELECTRA(cfg, SPECIAL)
+    model = init.build(cfg, SPECIAL)
     optimizer = build_optimizer(model, cfg)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
     halted = torch.zeros((), dtype=torch.bool)
@@ -798,7 +798,7 @@ def test_gradient_scaler_unscales_before_clipping():
     results = []
     for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
         torch.manual_seed(0)
-        model = ELECTRA(cfg, SPECIAL)
+        model = init.build(cfg, SPECIAL)
         optimizer = build_optimizer(model, cfg)
         for group in optimizer.param_groups:
             group["lr"] = 1e-3
@@ -861,7 +861,7 @@ def test_init_from_hf_directories(data_dir, tmp_path, capsys):
 
     tok = load_tokenizer(data_dir / "tokenizer")
     torch.manual_seed(3)
-    source = ELECTRA(tiny_cfg(generator_size=0.5), SpecialIds.from_tokenizer(tok))
+    source = init.build(tiny_cfg(generator_size=0.5), SpecialIds.from_tokenizer(tok))
     save_hf(source.discriminator, tmp_path / "disc", tok)
     save_hf(source.generator, tmp_path / "gen", tok)
     run = tmp_path / "run"
@@ -940,7 +940,7 @@ def test_bf16_autocast_step_matches_fp32_closely():
     losses = {}
     for name in ("fp32", "bf16"):
         torch.manual_seed(0)
-        model = ELECTRA(cfg, SPECIAL)
+        model = init.build(cfg, SPECIAL)
         optimizer = build_optimizer(model, cfg)
         r = train_step(
             model,
@@ -968,7 +968,7 @@ def test_sampling_noise_drawn_before_the_generator_gives_the_same_replacements()
 
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    model = ELECTRA(cfg, SPECIAL).eval()
+    model = init.build(cfg, SPECIAL).eval()
     b = random_batch(seed=3)
     ids, am, tt = b["input_ids"], b["attention_mask"], b["token_type_ids"]
     g = torch.Generator().manual_seed(7)
@@ -994,7 +994,7 @@ def test_compiled_training_step_matches_eager():
     runs = {}
     for compiled in (False, True):
         torch.manual_seed(0)
-        model = ELECTRA(cfg, SPECIAL)
+        model = init.build(cfg, SPECIAL)
         optimizer = build_optimizer(model, cfg)
         if compiled:
             compile_model(model, "default")

@@ -8,11 +8,13 @@ import pytest
 import torch
 from glue_fixtures import write_vocab
 
+from electra import init
 from electra.cli import main
 from electra.config import ModelConfig
+from electra.data.sources import PROBE_PACKAGES
 from electra.diagnose import effective_rank, representation_stats, weight_change
 from electra.errors import ElectraError
-from electra.probe import PROBE_PACKAGES, builtin_probe_set, file_probe_set, fit_probe, probe, random_encoder
+from electra.probe import builtin_probe_set, file_probe_set, fit_probe, probe, random_encoder
 from electra.tokenizer import load_tokenizer
 
 
@@ -115,15 +117,14 @@ def test_effective_rank_and_collapse_statistics():
 
 def test_weight_change_is_the_relative_distance_per_group_of_matrices():
     from electra.config import preset
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
 
     cfg = preset("tiny", vocab_size=40, hidden_size=32, embedding_size=16, num_hidden_layers=2, intermediate_size=64)
     special = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
     torch.manual_seed(3)
-    initial = ELECTRA(cfg, special)
+    initial = init.build(cfg, special)
     torch.manual_seed(3)
-    model = ELECTRA(cfg, special)
+    model = init.build(cfg, special)
     assert set(weight_change(model, initial).values()) == {0.0}
     layer = model.discriminator.electra.encoder.layer[1].attention.self
     with torch.no_grad():
@@ -139,7 +140,7 @@ def test_weight_change_is_the_relative_distance_per_group_of_matrices():
         model.generator.electra.embeddings.word_embeddings.weight.mul_(2)
     moved = weight_change(model, initial)
     assert "generator embeddings" not in moved and moved["discriminator embeddings"] > 0
-    mlm = ELECTRA(preset("tiny", vocab_size=40, hidden_size=32, num_hidden_layers=1, objective="mlm"), special)
+    mlm = init.build(preset("tiny", vocab_size=40, hidden_size=32, num_hidden_layers=1, objective="mlm"), special)
     assert set(weight_change(mlm, mlm)) == {
         "encoder embeddings",
         "encoder attention query/key",
@@ -151,13 +152,12 @@ def test_weight_change_is_the_relative_distance_per_group_of_matrices():
 def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_spread_noise():
     from electra.config import preset
     from electra.diagnose import word_move_top_share
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
 
     cfg = preset("tiny", vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
     special = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
     torch.manual_seed(0)
-    initial = ELECTRA(cfg, special)
+    initial = init.build(cfg, special)
     model = copy.deepcopy(initial)
     assert word_move_top_share(model, initial) is None  # no movement (a frozen table): no direction to name
     table = model.discriminator.electra.embeddings.word_embeddings.weight
@@ -177,7 +177,7 @@ def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_s
     assert 1 / 16 < word_move_top_share(model, initial) < 0.2  # isotropic noise: about 1/16 each, the top a bit more
     # a masked-LM run has no discriminator: its encoder's table is the one measured
     mlm_cfg = preset("tiny", vocab_size=200, hidden_size=32, num_hidden_layers=1, intermediate_size=64, objective="mlm")
-    mlm0 = ELECTRA(mlm_cfg, special)
+    mlm0 = init.build(mlm_cfg, special)
     mlm = copy.deepcopy(mlm0)
     with torch.no_grad():
         mlm.generator.electra.embeddings.word_embeddings.weight.add_(
@@ -188,19 +188,18 @@ def test_word_move_top_share_is_one_for_a_single_added_direction_and_small_for_s
 
 def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction():
     from electra.config import preset
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
 
     sizes = dict(vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
     torch.manual_seed(0)
-    model = ELECTRA(preset("tiny", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    model = init.build(preset("tiny", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
     table = model.discriminator.electra.embeddings.word_embeddings.weight
     g = torch.Generator().manual_seed(1)
     v = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
     with torch.no_grad():  # a frequency-like direction: each row moved along v by a score of its own
         table.add_(torch.outer(torch.linspace(-0.1, 0.5, 200), v))
     before = torch.linalg.svdvals(table.detach().double())
-    removed = model.remove_top_word_direction()
+    removed = init.remove_top_word_direction(model)
     after = torch.linalg.svdvals(table.detach().double())
     assert removed == pytest.approx(float(before[0] ** 2 / before.pow(2).sum()), rel=1e-6)
     assert float(after[-1]) < 1e-5  # one direction gone ...
@@ -209,7 +208,7 @@ def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction(
     assert model.generator.electra.embeddings.word_embeddings.weight is table  # shared: the generator's too
     # gdes: the discriminator's table is base + delta; only the delta changes, and the table used loses the direction
     torch.manual_seed(0)
-    gdes = ELECTRA(
+    gdes = init.build(
         preset("tiny", **{**sizes, "embedding_sharing": "gdes"}), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
     )
     emb = gdes.discriminator.electra.embeddings
@@ -217,7 +216,7 @@ def test_remove_top_word_direction_takes_out_exactly_the_top_singular_direction(
     with torch.no_grad():
         emb.word_embeddings.weight.add_(torch.outer(torch.linspace(-0.1, 0.5, 200), v))
     base_before = base.detach().clone()
-    gdes.remove_top_word_direction()
+    init.remove_top_word_direction(gdes)
     used = (emb.word_embeddings.weight + base).detach().double()
     assert float(torch.linalg.svdvals(used)[-1]) < 1e-5 and torch.equal(base, base_before)
 
@@ -226,18 +225,17 @@ def test_remove_top_word_direction_from_a_recorded_start_undoes_only_the_movemen
     """word_init="ppmi" keeps the start table W0 (`word_start`): removal undoes the movement's top direction,
     W - ((W - W0) u) u^T, which leaves the start's own (larger) top direction in place."""
     from electra.config import preset
-    from electra.model import ELECTRA
     from electra.objective import SpecialIds
 
     sizes = dict(vocab_size=200, hidden_size=32, embedding_size=16, num_hidden_layers=1, intermediate_size=64)
     torch.manual_seed(0)
-    model = ELECTRA(preset("tiny", word_init="ppmi", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    model = init.build(preset("tiny", word_init="ppmi", **sizes), SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4))
     g = torch.Generator().manual_seed(1)
     start_dir, move_dir = torch.linalg.qr(torch.randn(16, 2, generator=g, dtype=torch.float64)).Q.T
     noise = torch.randn(200, 16, generator=g, dtype=torch.float64) * 0.01
     start = noise + torch.outer(torch.linspace(-1.0, 1.0, 200, dtype=torch.float64), start_dir)  # a strong start axis
     counts = torch.ones(200)
-    model.init_word_vectors(start, counts)  # sets the tables and records W0
+    init.init_word_vectors(model, start, counts)  # sets the tables and records W0
     table = model.discriminator.electra.embeddings.word_embeddings.weight
     w0 = model.word_start.detach().double().clone()
     torch.testing.assert_close(w0, table.detach().double())
@@ -245,14 +243,14 @@ def test_remove_top_word_direction_from_a_recorded_start_undoes_only_the_movemen
     moved = torch.outer(torch.linspace(0.0, 0.01, 200, dtype=torch.float64), move_dir)  # smaller than the start axis
     with torch.no_grad():
         table.add_(moved.float())
-    model.remove_top_word_direction()
+    init.remove_top_word_direction(model)
     # back at the start (to float32 rounding): the movement was rank one, and the start's own axis is untouched
     torch.testing.assert_close(table.detach().double(), w0, atol=1e-6, rtol=0)
     # with W0 = 0 (a run saved without its start) it is W's own top direction, the start's axis, that goes
     with torch.no_grad():
         table.add_(moved.float())
         model.word_start.zero_()
-    model.remove_top_word_direction()
+    init.remove_top_word_direction(model)
     assert (table.detach().double() @ start_dir).norm() < 0.05 * (w0 @ start_dir).norm()
 
 

@@ -10,7 +10,8 @@ import torch
 from glue_fixtures import WORDS, write_glue
 
 from electra import quickstart as qs
-from electra.report import level_band, load_sweep
+from electra.report.runs import load_sweep
+from electra.report.scores import level_band
 
 
 @pytest.mark.slow

@@ -4,9 +4,9 @@ run, fp32 generator logits under autocast."""
 import pytest
 import torch
 
+from electra import init
 from electra.config import preset
 from electra.errors import ConfigError
-from electra.model import ELECTRA
 from electra.objective import SpecialIds
 from electra.optim import lr_factor, peak_lr_factor
 
@@ -40,14 +40,14 @@ def word_tables(model):
 
 
 def test_official_sharing_is_one_table():
-    model = ELECTRA(small_cfg(), SPECIAL)
+    model = init.build(small_cfg(), SPECIAL)
     gen, disc = word_tables(model)
     assert gen is disc and model.generator.generator_lm_head.weight is gen.weight
 
 
 def test_gdes_discriminator_sees_generator_tables_plus_deltas_and_its_gradient_stops_there():
     torch.manual_seed(0)
-    model = ELECTRA(small_cfg(embedding_sharing="gdes"), SPECIAL)
+    model = init.build(small_cfg(embedding_sharing="gdes"), SPECIAL)
     gen, disc = word_tables(model)
     assert gen is not disc and torch.count_nonzero(disc.weight) == 0  # deltas start at zero
     ids, am, tt = batch()
@@ -73,7 +73,7 @@ def test_gdes_discriminator_sees_generator_tables_plus_deltas_and_its_gradient_s
 
 
 def test_no_sharing_gives_separate_tables_trained_by_their_own_losses():
-    model = ELECTRA(small_cfg(embedding_sharing="none"), SPECIAL)
+    model = init.build(small_cfg(embedding_sharing="none"), SPECIAL)
     gen, disc = word_tables(model)
     assert gen is not disc and model.generator.generator_lm_head.weight is gen.weight
     ids, am, tt = batch()
@@ -85,7 +85,7 @@ def test_no_sharing_gives_separate_tables_trained_by_their_own_losses():
 
 
 def test_generator_logits_are_fp32_under_autocast():
-    model = ELECTRA(small_cfg(), SPECIAL)
+    model = init.build(small_cfg(), SPECIAL)
     ids, am, tt = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model.generator(ids, am, tt, torch.tensor([[1, 2]] * 4))
@@ -118,11 +118,11 @@ def test_peak_lr_factor_is_the_schedule_maximum(total, warmup):
 
 def test_prior_output_biases_start_the_heads_at_the_base_rates():
     cfg = small_cfg(output_bias_init="prior")
-    model = ELECTRA(cfg, SPECIAL)
+    model = init.build(cfg, SPECIAL)
     counts = torch.zeros(40, dtype=torch.long)
     counts[5:40] = torch.arange(35) * 10
     counts[SPECIAL.cls] = counts[SPECIAL.sep] = 1000  # never masked: no mass for them
-    model.init_output_biases(counts)
+    init.init_output_biases(model, counts)
     p = model.generator.generator_lm_head.bias.double().softmax(0)
     expected = (counts.double() + 1).index_fill(0, torch.tensor(list(SPECIAL)), 1.0)
     torch.testing.assert_close(p, expected / expected.sum())
@@ -144,8 +144,8 @@ def test_prior_biases_match_the_observed_replacement_rate():
         max_length=128,
         batch_size=64,
     )
-    model = ELECTRA(cfg, SPECIAL)
-    model.init_output_biases(torch.ones(40, dtype=torch.long))
+    model = init.build(cfg, SPECIAL)
+    init.init_output_biases(model, torch.ones(40, dtype=torch.long))
     ids = torch.randint(5, 40, (512, 128))
     masked = model.mask(ids, torch.ones_like(ids), torch.Generator().manual_seed(0))
     selected = torch.zeros_like(ids).scatter_(1, masked.positions, masked.weights.long()).bool()

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from electra.cli import main
-from electra.report import build_report, discover, write_report
+from electra.report import write_report
+from electra.report.findings import build_report
+from electra.report.runs import discover
 
 LABEL3 = "GLUE-3 (no MRPC, STS-B, QQP, MNLI, QNLI)"
 SWEEP_A = {"cola": [50.0, 54.0, 46.0], "sst2": [80.0, 82.0], "rte": [60.0, 62.0, 58.0, 64.0]}
@@ -256,7 +258,7 @@ def test_findings_state_the_regime_the_probe_the_baselines_and_constant_runs(tmp
 )
 def test_probe_verdict_allows_for_the_test_set_size(tmp_path, best, test_examples, verdict):
     """The report calls the probe above or below random weights only beyond the noise of its test set."""
-    from electra.report import probe_margin
+    from electra.stats import probe_margin
 
     assert probe_margin(0.5, 600) == pytest.approx(0.0577, abs=1e-4)
     run = write_pretrain_run(tmp_path / "run")
@@ -287,7 +289,8 @@ def test_a_glue_average_within_the_finetuning_seeds_noise_of_random_weights_is_l
     each task's spread over finetuning seeds, never less than 0.5 points."""
     from types import SimpleNamespace
 
-    from electra.report import average_noise, findings
+    from electra.report.findings import findings
+    from electra.report.scores import average_noise
 
     def glue(name, model, average):
         return {"name": name, "model": model, "tasks": ["sst2", "rte"], "average": average, "label": "GLUE-2"}
@@ -308,7 +311,7 @@ def test_a_comparison_where_neither_sweep_learned_anything_says_so():
     as soon as one sweep ranks one task above chance, it does not."""
     from types import SimpleNamespace
 
-    from electra.report import findings
+    from electra.report.findings import findings
 
     def glue(name, model, average):
         scores = {"sst2": average, "rte": average}
@@ -337,7 +340,7 @@ def test_tasks_at_chance_for_both_sweeps_do_not_decide_the_verdict_against_rando
     learnt, in both directions, with the full average beside it; a task one sweep learnt stays in the verdict."""
     from types import SimpleNamespace
 
-    from electra.report import findings
+    from electra.report.findings import findings
 
     def glue(name, model, scores):
         average = sum(scores.values()) / len(scores)
@@ -378,7 +381,7 @@ def test_tasks_at_chance_for_both_sweeps_do_not_decide_the_verdict_against_rando
 def test_weight_change_finding_names_the_cause_by_the_runs_epsilon():
     """Layers within 10 % of their start are "hardly trained": with a large Adam epsilon that is the cause named;
     with the official one, too few steps; layers that moved more get no such verdict."""
-    from electra.report import moved_finding
+    from electra.report.findings import moved_finding
 
     small = {
         "discriminator embeddings": 0.37,
@@ -470,7 +473,7 @@ def test_loss_plot_draws_the_frequency_only_generator(tmp_path, monkeypatch):
 def test_probe_plot_shades_the_band_the_report_calls_level(tmp_path, monkeypatch):
     """The probe plot's band around the random-initialisation line is exactly the report's margin."""
     import electra.report.plots as plots
-    from electra.report import probe_margin
+    from electra.stats import probe_margin
 
     figures = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))

@@ -333,7 +333,7 @@ def test_export_loads_in_the_pipeline_with_the_same_word_labels(swept, micro, tm
 
 
 def test_recipe_defaults_by_model_size():
-    from electra.finetune.recipe import FinetuneConfig
+    from electra.config import FinetuneConfig
 
     small = tagging_finetune.resolve(FinetuneConfig(), ModelConfig(**MICRO))
     assert (small.learning_rate, small.layerwise_lr_decay, small.epochs) == (3e-4, 0.8, 3)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from electra import init
 from electra.config import preset
 from electra.init import cooccurrence, ppmi, ppmi_vectors
-from electra.model import ELECTRA
 from electra.objective import SpecialIds
 
 SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
@@ -96,7 +96,7 @@ def small_cfg(**overrides):
 @pytest.mark.parametrize("sharing", ["official", "none", "gdes"])
 def test_init_word_vectors_sets_the_seen_rows_at_the_initialisers_scale(sharing):
     torch.manual_seed(0)
-    model = ELECTRA(small_cfg(embedding_sharing=sharing), SPECIAL)
+    model = init.build(small_cfg(embedding_sharing=sharing), SPECIAL)
     gen = model.generator.electra.embeddings.word_embeddings.weight
     disc = model.discriminator.electra.embeddings.word_embeddings.weight
     gen_before, disc_before = gen.detach().clone(), disc.detach().clone()
@@ -104,7 +104,7 @@ def test_init_word_vectors_sets_the_seen_rows_at_the_initialisers_scale(sharing)
     vectors = torch.from_numpy(ppmi_vectors(examples, 20, dim=4))
     counts = torch.from_numpy(np.bincount(np.concatenate(examples), minlength=20))
     counts[SPECIAL.cls] = 3  # a special token that occurs keeps its random row
-    assert model.init_word_vectors(vectors, counts) == 14  # ids 5-8 and 10-19
+    assert init.init_word_vectors(model, vectors, counts) == 14  # ids 5-8 and 10-19
     seen = torch.tensor([5, 6, 7, 8, *range(10, 20)])
     kept = torch.tensor([0, 1, 2, 3, 4, 9])
     scale = 0.02 / vectors[seen].double().std()
@@ -120,9 +120,9 @@ def test_init_word_vectors_sets_the_seen_rows_at_the_initialisers_scale(sharing)
 
 
 def test_init_word_vectors_with_nothing_seen_changes_nothing():
-    model = ELECTRA(small_cfg(), SPECIAL)
+    model = init.build(small_cfg(), SPECIAL)
     before = model.generator.electra.embeddings.word_embeddings.weight.detach().clone()
-    assert model.init_word_vectors(torch.zeros(20, 4), torch.zeros(20, dtype=torch.long)) == 0
+    assert init.init_word_vectors(model, torch.zeros(20, 4), torch.zeros(20, dtype=torch.long)) == 0
     torch.testing.assert_close(model.generator.electra.embeddings.word_embeddings.weight, before)
 
 

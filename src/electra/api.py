@@ -24,12 +24,12 @@ from typing import Any
 
 from electra.data.prepare import prepare_corpus as prepare
 from electra.errors import ElectraError
-from electra.finetune.glue import finetune
-from electra.finetune.own import finetune_own
+from electra.finetune.glue import finetune, finetune_own
 from electra.finetune.qa import export_qa_run, finetune_squad
 from electra.finetune.tagging import export_tagging_run, finetune_tagging
+from electra.probe import live_probe
 from electra.report import write_report as report
-from electra.train.pretrain import pretrain
+from electra.train.pretrain import pretrain as pretrain_run
 
 __all__ = ["export", "finetune", "finetune_own", "finetune_squad", "finetune_tagging", "prepare", "pretrain", "report"]
 
@@ -48,7 +48,8 @@ def export(
     transformers head; tagging: `ElectraForTokenClassification`; SQuAD: `ElectraForQuestionAnswering` or encoder +
     official head); what `electra export` does. Returns what the
     export records."""
-    from electra.export import export_glue_run, export_run, finetuned_task, is_glue_run
+    from electra.export import export_run
+    from electra.finetune.export import export_glue_run, finetuned_task, is_glue_run
     from electra.loading import is_run_dir
 
     source = Path(source)
@@ -72,3 +73,17 @@ def export(
         f"{source} is neither a pretraining run directory (config.json + checkpoints/) nor a GLUE run directory "
         "(SWEEP/<task>/run_<seed> with config.json and metrics.json)"
     )
+
+
+def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any) -> dict[str, Any]:
+    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does, the live probe
+    (`probe=`, default the built-in set) included.
+
+    `preset` names the model and recipe (optional on resume); `settings` are run options (the `RunOptions`
+    fields: data or corpus + vocab, resume, force, eval_every, probe, device, ...) and config fields that override
+    the preset's (max_steps, learning_rate, hidden_size, ...). Returns the last logged training record.
+
+        from electra.api import pretrain
+        pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
+    """
+    return pretrain_run(out, preset, evaluators=[live_probe], **settings)

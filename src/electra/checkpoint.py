@@ -330,7 +330,7 @@ def load_run(
 ) -> tuple[torch.nn.Module, PretrainConfig, WordPiece]:
     """(ELECTRA model in eval mode, its PretrainConfig, its tokenizer) from a run directory (or a checkpoint
     directory of one). `checkpoint`: "latest", "6.25%" ... "100%", "step_N" or N."""
-    from electra.model import ELECTRA
+    from electra import init
     from electra.objective import SpecialIds
 
     path = Path(path)
@@ -341,7 +341,7 @@ def load_run(
     cfg = pretrain_config(meta, str(ckpt / CONFIG))
     tok_dir = ckpt / TOKENIZER if (ckpt / TOKENIZER).is_dir() else path / TOKENIZER
     tokenizer = load_tokenizer(tok_dir)
-    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer)).to(device)
+    model = init.build(cfg, SpecialIds.from_tokenizer(tokenizer)).to(device)
     load_checkpoint(ckpt, model)
     if hasattr(model, "discriminator"):  # gdes: a plain discriminator (tables = generator's + deltas) from here on
         model.discriminator.electra.embeddings.merge_base()

@@ -7,12 +7,10 @@ docs/faithfulness.md §1 (sizes, generator shape, pretraining defaults) and §5 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import json
 import typing
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -22,6 +20,12 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 _D = TypeVar("_D", bound="DataclassInstance")  # a config dataclass
+
+
+# run options that are not part of a run's result (the command line checks them before any heavy import)
+MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_SCOPES = ("model", "parts")
 
 
 @dataclass
@@ -132,8 +136,6 @@ class PretrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
-    # Adam's epsilon for the generator's own parameters (not the shared embeddings); None: adam_epsilon. Ours.
-    generator_adam_epsilon: float | None = None
     adam_bias_correction: bool = False
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -168,8 +170,6 @@ class PretrainConfig:
             check_range(self, name, 0, None, lo_open=True)
         for name in ("gen_weight", "disc_weight", "weight_decay", "seed"):
             check_range(self, name, 0, None)
-        if self.generator_adam_epsilon is not None:
-            check_range(self, "generator_adam_epsilon", 0, None, lo_open=True)
         if self.warmup_steps > self.max_steps:
             raise ConfigError(
                 f"warmup_steps {self.warmup_steps} is longer than the run (max_steps {self.max_steps}): "
@@ -187,6 +187,74 @@ class PretrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class FinetuneConfig:
+    """The finetuning recipe; None means "by model size / by task" as resolved in `resolve`."""
+
+    learning_rate: float | None = None  # 3e-4 Small (H <= 256), 1e-4 Base (H <= 768), 5e-5 Large
+    layerwise_lr_decay: float | None = None  # 0.8 Small/Base, 0.9 Large (24 layers); 1.0 switches it off
+    layer_decay_mode: Literal["official", "paper"] = "official"  # official keeps the off-by-one (faithfulness §5.3)
+    weight_decay: float = 0.0  # paper Table 7 (the official code's default is 0.01)
+    warmup_proportion: float = 0.1
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int | None = None  # 3; 10 for RTE and STS-B
+    max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
+    loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
+    max_grad_norm: float = 1.0
+    head_dropout: float = 0.1
+    encoder_dropout: float | None = None  # the encoder's hidden and attention dropout; None: the model's own (0.1)
+    head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
+    double_unordered: bool = True  # MRPC and STS-B train only
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-6
+    adam_bias_correction: bool = False
+    schedule: Literal["official", "warmup_then_decay"] = "official"
+    max_train_examples: int | None = None  # subsample train (fixed subset, the same for every seed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
+
+    def __post_init__(self):
+        if self.batch_size <= 0 or self.eval_batch_size <= 0:
+            raise ConfigError("batch_size and eval_batch_size must be positive")
+        if not 0 <= self.warmup_proportion <= 1:
+            raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
+        if self.max_train_examples is not None and self.max_train_examples <= 0:
+            raise ConfigError("max_train_examples must be positive")
+        if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
+            raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
+        _check_literals(self)
+
+    def encoder_config(self, model: ModelConfig) -> ModelConfig:
+        """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden
+        states and attention weights) replaced by `encoder_dropout` when that is set."""
+        if self.encoder_dropout is None:
+            return model
+        p = self.encoder_dropout
+        return dataclasses.replace(model, hidden_dropout_prob=p, attention_probs_dropout_prob=p)
+
+    def resolve(self, model: ModelConfig, task: Any) -> FinetuneConfig:  # noqa: ANN401  (a task: its `epochs`)
+        """A copy with every size- and task-dependent default filled in."""
+        return self.with_defaults(model, task.epochs)
+
+    def with_defaults(self, model: ModelConfig, epochs: int) -> FinetuneConfig:
+        """A copy with the size-dependent defaults filled in (paper Table 7: the learning rate by hidden size,
+        layer-wise decay 0.9 for 24 layers, else 0.8) and `epochs` unless set: for GLUE the task's, for tagging and
+        SQuAD theirs."""
+        lr = self.learning_rate
+        if lr is None:
+            lr = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
+        decay = self.layerwise_lr_decay
+        if decay is None:
+            decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
+        return dataclasses.replace(
+            self,
+            learning_rate=lr,
+            layerwise_lr_decay=decay,
+            epochs=self.epochs if self.epochs is not None else epochs,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -310,9 +378,29 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+# Fields that earlier versions recorded and this one no longer has, with the value that meant "off": a run that
+# recorded that value loads as if the field never existed; any other value is refused (the run needs the version
+# that had it; docs/research/2026-12-08-options-removed.md says which commit).
+RETIRED_FIELDS: dict[str, dict[str, Any]] = {"PretrainConfig": {"generator_adam_epsilon": None}}
+
+
+def without_retired(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """`values` without the fields of `cls` that this version retired (`RETIRED_FIELDS`), refusing one that is set
+    to anything but its "off" value."""
+    retired = RETIRED_FIELDS.get(cls.__name__, {})
+    for key, off in retired.items():
+        if key in values and values[key] != off:
+            raise ConfigError(
+                f"{where or cls.__name__}: {key}={values[key]!r} was an experimental option of electra 0.1.0 that this "
+                "version no longer has; continue that run with electra 0.1.0"
+            )
+    return {k: v for k, v in values.items() if k not in retired}
+
+
 def from_dict(cls: type[_D], values: dict[str, Any], where: str = "") -> _D:
     """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
     known = {f.name for f in fields(cls)}
+    values = without_retired(cls, values, where)
     for key in values:
         if key not in known:
             raise ConfigError(unknown_key_message(key, known, where or cls.__name__))
@@ -365,72 +453,3 @@ def flat_fields(*classes: type) -> list[tuple[str, Any]]:
                 continue
             out.append((f.name, hints[f.name]))
     return out
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser,
-    *classes: type,
-    title: str = "config fields",
-    description: str = "override any field of the preset",
-    prefix: str = "cfg__",
-    describe: Callable[[str], str] | None = None,
-) -> None:
-    """One `--field-name VALUE` option per field of the dataclasses (nested dataclass fields are their own class's
-    fields): bool as true/false, Literal as choices, `X | None` as X or "none". Given values land in `prefix` +
-    name (see `overrides_from_args`); absent ones are not set, so the preset's value applies. `describe(name)`
-    gives the help text (the default)."""
-    group = parser.add_argument_group(title, description)
-    if describe is None:  # the presets built once here, not once per field
-        configs = {name: preset(name) for name in PRESETS}
-        describe = lambda field: preset_defaults(field, configs)  # noqa: E731
-    for name, hint in flat_fields(*classes):
-        kwargs: dict[str, Any] = dict(dest=prefix + name, default=argparse.SUPPRESS, metavar="V", help=describe(name))
-        args = typing.get_args(hint)
-        optional = type(None) in args and len(args) == 2
-        inner = next(a for a in args if a is not type(None)) if optional else hint
-        if typing.get_origin(inner) is Literal:
-            kwargs.update(choices=typing.get_args(inner), metavar=None)
-        elif inner is bool:
-            kwargs.update(type=_parse_bool)
-        elif inner in (int, float, str):
-            kwargs.update(type=_optional(inner) if optional else inner)
-        group.add_argument("--" + name.replace("_", "-"), **kwargs)
-
-
-def _optional(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() == "none" else kind(text)
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error message
-    return parse
-
-
-def preset_defaults(name: str, configs: dict[str, PretrainConfig] | None = None) -> str:
-    """`default V (tiny: W; base, large: X)`: the official default of a config field and the presets that differ
-    (`configs`: the presets, already built)."""
-    base = PretrainConfig()
-    default = getattr(base.model, name) if hasattr(base.model, name) else getattr(base, name)
-    differing: dict[str, list[str]] = {}
-    for preset_name, cfg in (configs or {n: preset(n) for n in PRESETS}).items():
-        value = getattr(cfg.model, name) if hasattr(cfg.model, name) else getattr(cfg, name)
-        if value != default:
-            differing.setdefault(_show(value), []).append(preset_name)
-    shown = "; ".join(f"{', '.join(names)}: {value}" for value, names in differing.items())
-    return f"default {_show(default)}" + (f" ({shown})" if shown else "")
-
-
-def _show(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {key[len("cfg__") :]: value for key, value in vars(args).items() if key.startswith("cfg__")}

@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from electra import init
 from electra.errors import ElectraError
 from electra.model import ELECTRA, ElectraModel, SelfAttention, attention_bias
 
 if TYPE_CHECKING:
-    import argparse
-
     from electra.config import PretrainConfig
     from electra.tokenizer import WordPiece
 
@@ -224,8 +223,8 @@ def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float | None:
     direction: near 1 when pretraining added one direction to the table, which in short runs with a trained table
     is word frequency (docs/pretraining.md); a change spread over many directions gives a small share. None when
     the table did not move (beyond a millionth of its norm, the rounding of a rebuilt start): a frozen table."""
-    start = initial.word_table()[1]
-    sv = torch.linalg.svdvals(model.word_table()[1] - start)
+    start = init.word_table(initial)[1]
+    sv = torch.linalg.svdvals(init.word_table(model)[1] - start)
     total = float(sv.pow(2).sum())
     return None if total <= 1e-12 * float(start.pow(2).sum()) else float(sv[0] ** 2) / total
 
@@ -243,7 +242,7 @@ def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> EL
         return None
     with torch.random.fork_rng(devices=[]):  # leaves the caller's random state as it was
         torch.manual_seed(cfg.seed)  # as electra.train.pretrain does before building the model
-        model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+        model = init.build(cfg, SpecialIds.from_tokenizer(tokenizer))
     if cfg.word_init == "random" and cfg.output_bias_init == "zero":
         return model
     data = run_config.get("data", {})
@@ -254,7 +253,7 @@ def initial_model(run_dir: str, cfg: PretrainConfig, tokenizer: WordPiece) -> EL
     if loader.meta.get("key") != data.get("key"):
         return None
     if cfg.output_bias_init == "prior":
-        model.init_output_biases(torch.from_numpy(loader.token_counts(cfg.model.vocab_size)))
+        init.init_output_biases(model, torch.from_numpy(loader.token_counts(cfg.model.vocab_size)))
     if cfg.word_init == "ppmi":
         init_word_vectors(model, loader)
     return model
@@ -354,26 +353,3 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         elif "word_move_top_share" in r:
             out.append("  the word table did not move from its start (frozen: --freeze-word-embeddings)")
     return "\n".join(out)
-
-
-def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
-    )
-    parser.add_argument(
-        "--texts",
-        default="builtin",
-        metavar="SET",
-        help="where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)",
-    )
-    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for --texts glue:<task>")
-    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-
-
-def run_diagnose(args: argparse.Namespace) -> int:
-    import json
-
-    rows = diagnose_models(args.models, args.texts, args.glue_dir, args.checkpoint)
-    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
-    return 0

@@ -18,8 +18,12 @@ below 0.01 %).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from electra.config import ModelConfig, PretrainConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DROPOUT, LAYER_NORM, GELU, SOFTMAX = 4, 5, 8, 5
 OUTPUT_FRAC = 0.15625  # 20 of 128 positions run the MLM softmax in the paper's count
@@ -147,3 +151,8 @@ def format_flops(x: float) -> str:
         if x >= scale:
             return f"{x / scale:.2f} {unit}"
     return f"{x:.0f} "
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Parameters counted once even when shared."""
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

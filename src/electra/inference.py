@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
 from torch import nn
 
 from electra.errors import ElectraError
-from electra.loading import load_model
 from electra.tokenizer import WordPiece
 
 
@@ -44,57 +40,6 @@ def fill_masks(generator: nn.Module, tokenizer: WordPiece, text: str, top_k: int
         [{"token": tok, "prob": p} for tok, p in zip(tokenizer.convert_ids_to_tokens(i), pr.tolist(), strict=True)]
         for i, pr in zip(ids, probs, strict=True)
     ]
-
-
-def _add_model_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="M", help=f"pretraining run directory, HF-format {what} directory, or hub id"
-    )
-    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N")
-    parser.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per text")
-
-
-def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_argument(parser, "discriminator")
-    parser.add_argument("texts", nargs="+", metavar="TEXT")
-
-
-def run_detect(args: argparse.Namespace) -> int:
-    empty = [i for i, t in enumerate(args.texts, start=1) if not t.strip()]
-    if empty:
-        raise ElectraError(f"text {empty[0]} is empty; give the text whose tokens to score")
-    model, tokenizer = load_model(args.model, "discriminator", args.checkpoint)
-    for text in args.texts:
-        tokens, probs = replaced_probabilities(model, tokenizer, text)
-        if args.json:
-            print(json.dumps({"tokens": tokens, "probs": probs}))
-        else:
-            width = max(len(t) for t in tokens + ["token"])
-            print(f"{'token':<{width}}  P(replaced)")
-            for token, p in zip(tokens, probs, strict=True):
-                print(f"{token:<{width}}  {p:11.4f}  {'#' * round(20 * p)}")
-            print()
-    return 0
-
-
-def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_argument(parser, "generator")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("text", metavar="TEXT", help="text with one or more [MASK] tokens")
-
-
-def run_fill(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise ElectraError(f"--top-k must be at least 1, got {args.top_k}")
-    model, tokenizer = load_model(args.model, "generator", args.checkpoint)
-    masks = fill_masks(model, tokenizer, args.text, args.top_k)
-    if args.json:
-        print(json.dumps({"masks": masks}))
-    else:
-        print(filled_text(args.text, [m[0]["token"] for m in masks]))
-        for i, candidates in enumerate(masks):
-            print(f"[MASK] #{i + 1}: " + "  ".join(f"{c['token']} ({c['prob']:.3f})" for c in candidates))
-    return 0
 
 
 def filled_text(text: str, tokens: list[str]) -> str:

@@ -13,10 +13,20 @@ like; `--word-init ppmi` starts pretraining from them (`ELECTRA.init_word_vector
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+from electra import objective as obj
+from electra.config import PretrainConfig
+from electra.model import ELECTRA, Embeddings
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 WINDOW = 5  # positions on each side
 CONTEXT_SMOOTHING = 0.75
@@ -25,6 +35,8 @@ CHUNK_TOKENS = 1_000_000  # pairs are counted a chunk at a time to bound memory
 
 def cooccurrence(examples: Iterable[np.ndarray], vocab_size: int, window: int = WINDOW) -> sp.csr_matrix:
     """Symmetric (V, V) counts of id pairs at distance 1..`window` within the same example."""
+    import scipy.sparse as sp
+
     total = sp.csr_matrix((vocab_size, vocab_size), dtype=np.float64)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -53,6 +65,8 @@ def cooccurrence(examples: Iterable[np.ndarray], vocab_size: int, window: int = 
 
 def ppmi(counts: sp.csr_matrix, smoothing: float = CONTEXT_SMOOTHING) -> sp.csr_matrix:
     """max(0, log p(w, c) / (p(w) p_s(c))), p_s the context distribution raised to `smoothing`; zeros stay zero."""
+    import scipy.sparse as sp
+
     coo = counts.tocoo()
     total = coo.data.sum()
     if total == 0:
@@ -83,3 +97,99 @@ def ppmi_vectors(examples: Iterable[np.ndarray], vocab_size: int, dim: int, wind
     out = np.zeros((vocab_size, dim), np.float32)
     out[:, :k] = vectors
     return out
+
+
+# ---------------------------------------------------------------------------------------------- a built model's start
+# Data-dependent starts of a built `ELECTRA` (not in the paper): the `tiny` preset and the small-budget baseline
+# recipes use them (docs/pretraining.md); the paper's model itself starts from `electra.model.init_weights`.
+
+
+def build(cfg: PretrainConfig, special_ids: obj.SpecialIds) -> ELECTRA:
+    """`ELECTRA(cfg, special_ids)`, with the `word_start` buffer that `word_init="ppmi"` runs keep in their
+    checkpoints (not in exports): the table the run started from, so that `remove_top_word_direction` undoes what
+    training moved and not the start's own top direction."""
+    model = ELECTRA(cfg, special_ids)
+    if cfg.word_init == "ppmi":
+        model.register_buffer("word_start", torch.zeros(cfg.model.vocab_size, cfg.model.embedding_size))
+    return model
+
+
+@torch.no_grad()
+def init_output_biases(model: ELECTRA, token_counts: Tensor) -> None:
+    """Start the output layers at the base rates: the generator's bias at log p(token) over the tokens that
+    can be masked (add-one smoothed counts from the data), the discriminator's at log(r / (1 - r)), r the
+    expected share of real tokens that get replaced (~ mask_prob less the positions drawn twice)."""
+    counts = token_counts.double().clone()
+    counts[list(model.special)] = 0  # never a target
+    log_p = obj.unigram_log_probs(counts)
+    model.generator.generator_lm_head.bias.copy_(log_p.to(model.generator.generator_lm_head.bias))
+    if model.cfg.objective == "electra":
+        n = model.cfg.max_length
+        k = min(model.cfg.max_predictions, round(model.cfg.mask_prob * n))
+        r = k * (1 - (k - 1) / (2 * (n - 2))) / n  # distinct positions among k draws with replacement, per token
+        model.discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(r / (1 - r)))
+
+
+@torch.no_grad()
+def word_table(model: ELECTRA) -> tuple[nn.Parameter, Tensor]:
+    """The word-embedding parameter of the encoder that finetuning uses (the discriminator's; the masked-LM
+    encoder's for `--objective mlm`) and, in float64, the table it looks words up in: the parameter itself, or
+    with gdes, where the parameter holds only a delta, base + delta."""
+    embeddings = (model.discriminator if hasattr(model, "discriminator") else model.generator).electra.embeddings
+    table = embeddings.word_embeddings.weight
+    base = embeddings.base
+    return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
+
+
+def freeze_word_tables(model: ELECTRA) -> None:
+    """Take every word table (the shared one; both with `embedding_sharing="none"`; base and delta with gdes)
+    out of training: no gradient, so the optimizer leaves them where they started."""
+    for part in (model.generator, getattr(model, "discriminator", None)):
+        if part is not None:
+            part.electra.embeddings.word_embeddings.weight.requires_grad_(False)
+
+
+@torch.no_grad()
+def init_word_vectors(model: ELECTRA, vectors: Tensor, token_counts: Tensor) -> int:
+    """Start every word table (the shared one; the generator's and the discriminator's own with
+    `embedding_sharing="none"`; the generator's base with gdes, whose deltas stay zero) at `vectors` (V, E)
+    for the ids that occur in the data, rescaled so that their entries have the initialiser's standard
+    deviation; special tokens and unseen ids keep their random rows. Returns how many rows were set."""
+    rows = (token_counts > 0).clone()
+    rows[list(model.special)] = False
+    vectors = vectors[rows].double()
+    if not len(vectors) or not vectors.std() > 0:
+        return 0
+    scaled = vectors * (model.cfg.model.initializer_range / vectors.std())
+    tables = {
+        id(m.word_embeddings.weight): m.word_embeddings.weight for m in model.modules() if isinstance(m, Embeddings)
+    }
+    if model.cfg.objective == "electra" and model.cfg.embedding_sharing == "gdes":
+        tables.pop(id(model.discriminator.electra.embeddings.word_embeddings.weight))
+    for table in tables.values():
+        table[rows] = scaled.to(table.dtype)
+    if hasattr(model, "word_start"):
+        model.word_start.copy_(word_table(model)[1])
+    return int(rows.sum())
+
+
+@torch.no_grad()
+def remove_top_word_direction(model: ELECTRA) -> float:
+    """Undo what training wrote along one direction of the discriminator's word table W: with W0 the table's
+    start (`word_start`: the PPMI start of `word_init="ppmi"`, or the imported table of an --init-from run with
+    it; no such buffer counts as zero) and u the top right-singular direction of
+    the movement W - W0, W <- W - ((W - W0) u) u^T, which from a random start (W0 = 0) projects W's own top
+    direction out of every row. The generator's table changes too where it is shared; with gdes, W = base + delta
+    and only the delta changes; for `--objective mlm` it is the masked-LM encoder's table. Returns the share of
+    ||W||^2 removed. After a short `tiny` run u is the word-frequency direction pretraining wrote into the table,
+    which costs more in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf.
+    Mu & Viswanath (2018), "All-but-the-top". From a PPMI start, W's own top direction would be the start's
+    first component instead. Applied to a run's encoder when it is loaded for finetuning, probing or export if
+    the run's config has `remove_top_word_direction` (`tiny` before it froze its table); never to a checkpoint."""
+    table, used = word_table(model)
+    start = getattr(model, "word_start", None)
+    moved = used if start is None else used - start.double()
+    u = torch.linalg.svd(moved, full_matrices=False).Vh[0]
+    along = moved @ u
+    table.sub_(torch.outer(along, u).to(table.dtype))
+    return float(along.pow(2).sum() / used.pow(2).sum())

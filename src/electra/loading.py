@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from electra import init
 from electra.checkpoint import is_run_dir, load_run
 from electra.config import PretrainConfig
 from electra.errors import ElectraError
@@ -31,7 +32,7 @@ def load_model(
     if is_run_dir(source):
         model, cfg, tokenizer = load_run(source, checkpoint)
         if kind != "generator" and cfg.remove_top_word_direction:
-            model.remove_top_word_direction()
+            init.remove_top_word_direction(model)
         if kind == "discriminator":
             module = model.discriminator
         elif kind == "generator":
@@ -86,7 +87,7 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
         raise ElectraError(f"generator {sources[1]} has a shape this toolkit cannot express")
     tokenizer = load_tokenizer(sources[0])
     torch.manual_seed(cfg.seed)  # for the generator, when none is given
-    model = ELECTRA(cfg, SpecialIds.from_tokenizer(tokenizer))
+    model = init.build(cfg, SpecialIds.from_tokenizer(tokenizer))
     if gen is not None:  # first, so that the discriminator's copy of the shared embeddings wins
         copy_state(gen, model.generator, f"generator {sources[1]}")
     copy_state(disc, model.discriminator, f"discriminator {sources[0]}")

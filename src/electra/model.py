@@ -9,7 +9,6 @@ Details and sources: docs/faithfulness.md §3 (objective) and §4 (model). Singl
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,6 +49,11 @@ class Embeddings(nn.Module):
         x = self._lookup("word_embeddings", input_ids) + self._lookup("token_type_embeddings", token_type_ids)
         x = x + self._lookup("position_embeddings", positions)  # (B, L, E)
         return self.dropout(self.LayerNorm(x))
+
+    @property
+    def base(self) -> Embeddings | None:
+        """The module whose tables this one adds its deltas to (gdes), or None."""
+        return self._base[0]
 
     @torch.no_grad()
     def merge_base(self) -> None:
@@ -243,9 +247,6 @@ class Discriminator(nn.Module):
         return self.discriminator_predictions(self.electra(input_ids, attention_mask, token_type_ids))
 
 
-# ---------------------------------------------------------------------------------------------- init
-
-
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """As the official code (docs/faithfulness.md §4): truncated normal (cut at +-2 std, absolute bounds) for
     embeddings and dense kernels, zero biases, LayerNorm 1/0; Glorot-uniform for `embeddings_project` and the
@@ -310,116 +311,21 @@ class ELECTRA(nn.Module):
             # "none": the discriminator's own tables; "gdes": stop_gradient(generator's tables) + its own deltas
             base = self.generator.electra.embeddings if cfg.embedding_sharing == "gdes" else None
             self.discriminator = Discriminator(cfg.model, Embeddings(cfg.model, base))
-        if cfg.word_init == "ppmi":
-            # the finetuning encoder's word table as init_word_vectors left it, kept in checkpoints (not in exports):
-            # remove_top_word_direction undoes what training moved, not the start's own top direction
-            self.register_buffer("word_start", torch.zeros(cfg.model.vocab_size, cfg.model.embedding_size))
         init_weights(self, cfg.model.initializer_range)
         if cfg.objective == "electra" and cfg.embedding_sharing == "gdes":
             for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
                 nn.init.zeros_(getattr(self.discriminator.electra.embeddings, table).weight)  # zero deltas
 
-    @torch.no_grad()
-    def init_output_biases(self, token_counts: Tensor) -> None:
-        """Start the output layers at the base rates: the generator's bias at log p(token) over the tokens that
-        can be masked (add-one smoothed counts from the data), the discriminator's at log(r / (1 - r)), r the
-        expected share of real tokens that get replaced (~ mask_prob less the positions drawn twice)."""
-        counts = token_counts.double().clone()
-        counts[list(self.special)] = 0  # never a target
-        log_p = obj.unigram_log_probs(counts)
-        self.generator.generator_lm_head.bias.copy_(log_p.to(self.generator.generator_lm_head.bias))
-        if self.cfg.objective == "electra":
-            n = self.cfg.max_length
-            k = min(self.cfg.max_predictions, round(self.cfg.mask_prob * n))
-            r = k * (1 - (k - 1) / (2 * (n - 2))) / n  # distinct positions among k draws with replacement, per token
-            self.discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(r / (1 - r)))
-
-    @torch.no_grad()
-    def word_table(self) -> tuple[nn.Parameter, Tensor]:
-        """The word-embedding parameter of the encoder that finetuning uses (the discriminator's; the masked-LM
-        encoder's for `--objective mlm`) and, in float64, the table it looks words up in: the parameter itself, or
-        with gdes, where the parameter holds only a delta, base + delta."""
-        embeddings = (self.discriminator if hasattr(self, "discriminator") else self.generator).electra.embeddings
-        table = embeddings.word_embeddings.weight
-        base = embeddings._base[0]
-        return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
-
-    def freeze_word_tables(self) -> None:
-        """Take every word table (the shared one; both with `embedding_sharing="none"`; base and delta with gdes)
-        out of training: no gradient, so the optimizer leaves them where they started."""
-        for part in (self.generator, getattr(self, "discriminator", None)):
-            if part is not None:
-                part.electra.embeddings.word_embeddings.weight.requires_grad_(False)
-
-    @torch.no_grad()
-    def init_word_vectors(self, vectors: Tensor, token_counts: Tensor) -> int:
-        """Start every word table (the shared one; the generator's and the discriminator's own with
-        `embedding_sharing="none"`; the generator's base with gdes, whose deltas stay zero) at `vectors` (V, E)
-        for the ids that occur in the data, rescaled so that their entries have the initialiser's standard
-        deviation; special tokens and unseen ids keep their random rows. Returns how many rows were set."""
-        rows = (token_counts > 0).clone()
-        rows[list(self.special)] = False
-        vectors = vectors[rows].double()
-        if not len(vectors) or not vectors.std() > 0:
-            return 0
-        scaled = vectors * (self.cfg.model.initializer_range / vectors.std())
-        tables = {
-            id(m.word_embeddings.weight): m.word_embeddings.weight for m in self.modules() if isinstance(m, Embeddings)
-        }
-        if self.cfg.objective == "electra" and self.cfg.embedding_sharing == "gdes":
-            tables.pop(id(self.discriminator.electra.embeddings.word_embeddings.weight))
-        for table in tables.values():
-            table[rows] = scaled.to(table.dtype)
-        if hasattr(self, "word_start"):
-            self.word_start.copy_(self.word_table()[1])
-        return int(rows.sum())
-
-    @torch.no_grad()
-    def remove_top_word_direction(self) -> float:
-        """Undo what training wrote along one direction of the discriminator's word table W: with W0 the table's
-        start (`word_start`: the PPMI start of `word_init="ppmi"`, or the imported table of an --init-from run with
-        it; no such buffer counts as zero) and u the top right-singular direction of
-        the movement W - W0, W <- W - ((W - W0) u) u^T, which from a random start (W0 = 0) projects W's own top
-        direction out of every row. The generator's table changes too where it is shared; with gdes, W = base + delta
-        and only the delta changes; for `--objective mlm` it is the masked-LM encoder's table. Returns the share of
-        ||W||^2 removed. After a short `tiny` run u is the word-frequency direction pretraining wrote into the table,
-        which costs more in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf.
-        Mu & Viswanath (2018), "All-but-the-top". From a PPMI start, W's own top direction would be the start's
-        first component instead. Applied to a run's encoder when it is loaded for finetuning, probing or export if
-        the run's config has `remove_top_word_direction` (`tiny` before it froze its table); never to a checkpoint."""
-        table, used = self.word_table()
-        start = getattr(self, "word_start", None)
-        moved = used if start is None else used - start.double()
-        u = torch.linalg.svd(moved, full_matrices=False).Vh[0]
-        along = moved @ u
-        table.sub_(torch.outer(along, u).to(table.dtype))
-        return float(along.pow(2).sum() / used.pow(2).sum())
-
     def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator | None = None) -> obj.Masked:
         """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""
         cfg = self.cfg
+        corrupt = dict(mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob, rng=rng)
+        corrupt.update(vocab_size=cfg.model.vocab_size)
         if cfg.masking == "official":
             return obj.mask_tokens(
-                input_ids,
-                attention_mask,
-                cfg.mask_prob,
-                cfg.max_predictions,
-                self.special,
-                mask_token_prob=cfg.mask_token_prob,
-                random_token_prob=cfg.random_token_prob,
-                vocab_size=cfg.model.vocab_size,
-                rng=rng,
+                input_ids, attention_mask, cfg.mask_prob, cfg.max_predictions, self.special, **corrupt
             )
-        return obj.mask_tokens_bernoulli(
-            input_ids,
-            attention_mask,
-            cfg.mask_prob,
-            self.special,
-            mask_token_prob=cfg.mask_token_prob,
-            random_token_prob=cfg.random_token_prob,
-            vocab_size=cfg.model.vocab_size,
-            rng=rng,
-        )
+        return obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special, **corrupt)
 
     def forward(
         self,
@@ -490,8 +396,3 @@ class ELECTRA(nn.Module):
                 disc_labels=labels,
                 disc_input_ids=fake_ids,
             )
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Parameters counted once even when shared."""
-    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

@@ -14,7 +14,6 @@ Labelled sets (`--probe`):
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import functools
@@ -29,21 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from electra import dist
+from electra import dist, init
 from electra.config import ModelConfig, PretrainConfig
+from electra.data.sources import BUILTIN_TOPICS, builtin_documents, paragraphs
 from electra.errors import ElectraError
 from electra.model import ELECTRA, ElectraModel, init_weights
+from electra.stats import probe_margin
 from electra.tokenizer import WordPiece
+from electra.train.rundir import Setup
 
-BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # label -> stdlib packages; left out of the built-in corpus
-    "asyncio": ("asyncio",),
-    "email": ("email",),
-    "logging": ("logging",),
-    "unittest": ("unittest",),
-    "xml": ("xml",),
-    "web": ("http", "urllib"),
-}
-PROBE_PACKAGES = frozenset(p for packages in BUILTIN_TOPICS.values() for p in packages)
 MAX_TRAIN, MAX_TEST = 2000, 1000
 
 
@@ -81,8 +74,6 @@ def _split(name: str, rows: list[tuple[str, str | None, str]], seed: int = 0) ->
 def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
     """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each, a fixed shuffle);
     read once per process."""
-    from electra.data.sources import _paragraphs, builtin_documents
-
     root = Path(sysconfig.get_paths()["stdlib"])
     in_corpus = {line for doc in builtin_documents() for line in doc}  # common phrases also found elsewhere
     rows = []
@@ -100,7 +91,7 @@ def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
                     if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                         doc = ast.get_docstring(node, clean=False)
                         if doc:
-                            found.extend(_paragraphs(inspect.cleandoc(doc)))
+                            found.extend(paragraphs(inspect.cleandoc(doc)))
         found = sorted(set(found) - in_corpus)  # once each, and never a line of the pretraining corpus
         random.Random(topic).shuffle(found)
         rows += [(text, None, topic) for text in found[:per_topic]]
@@ -244,9 +235,8 @@ def probe_models(
     and their range, since random initialisations alone spread as much as a short pretraining moves the probe) and
     followed by the majority class. Each model's row says whether its best probe ([CLS] or mean-pooled) is above,
     within or below the random initialisations' range of the same, widened on each side by the test set's noise
-    (`electra.report.probe_margin`: with one initialisation, the rule `electra report` applies to a run)."""
+    (`probe_margin`: with one initialisation, the rule `electra report` applies to a run)."""
     from electra.loading import load_model
-    from electra.report import probe_margin
 
     if random_seeds < 1:
         raise ElectraError(f"--random-seeds must be at least 1, got {random_seeds}")
@@ -278,48 +268,6 @@ def probe_models(
         rows.append({"model": source, **result, "against_random": verdict})
     rows.append({"model": "majority class", "probe_cls": probe_set.majority, "probe_mean": probe_set.majority})
     return rows
-
-
-def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
-    )
-    parser.add_argument(
-        "--probe",
-        default="builtin",
-        metavar="SET",
-        help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
-        "with text and label columns",
-    )
-    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe (default: the hub)")
-    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
-    parser.add_argument(
-        "--random-seeds",
-        type=int,
-        default=3,
-        metavar="N",
-        help="random initialisations to compare with (default 3): a model is above random weights only when its "
-        "best probe beats all of theirs by more than the test set's noise",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def run_probe(args: argparse.Namespace) -> int:
-    rows = probe_models(args.models, args.probe, args.glue_dir, args.checkpoint, args.random_seeds)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["model"]) for r in rows)
-    print(f"linear probe {args.probe}: test accuracy on frozen final-layer features")
-    print(f"{'model':<{width}}  [CLS]   mean   best against random weights")
-    for r in rows:
-        line = f"{r['model']:<{width}}  {r['probe_cls']:.3f}  {r['probe_mean']:.3f}"
-        if "seeds" in r:
-            line += f"  mean of {r['seeds']} seeds; best {r['best_min']:.3f}-{r['best_max']:.3f}"
-        elif "against_random" in r:
-            line += f"  {r['against_random']}"
-        print(line)
-    return 0
 
 
 class LiveProbe:
@@ -364,11 +312,16 @@ class LiveProbe:
         if not model.cfg.remove_top_word_direction:
             return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
         # probe what the run delivers (electra.loading.load_model), then put the trained table back bit for bit
-        table = model.word_table()[0]
+        table = init.word_table(model)[0]
         trained = table.detach().clone()
-        model.remove_top_word_direction()
+        init.remove_top_word_direction(model)
         try:
             return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
         finally:
             with torch.no_grad():
                 table.copy_(trained)
+
+
+def live_probe(setup: Setup, device: torch.device) -> LiveProbe | None:
+    """The probe a pretraining run asked for (`--probe`, `--glue-dir`), as an evaluator of `electra.train.pretrain`."""
+    return LiveProbe.start(setup.opts.probe, setup.opts.glue_dir, setup.cfg, setup.tokenizer, device)

@@ -16,7 +16,6 @@ trained layers"); the run ends by saying how it compares. See docs/use-cases.md 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -24,7 +23,6 @@ import time
 from pathlib import Path
 
 from electra import io
-from electra.errors import ElectraError
 
 VOCAB_SIZE = 8192  # the built-in corpus is ~2 MB: a BERT-size vocabulary would be mostly unused
 MAX_LENGTH = 128
@@ -110,7 +108,7 @@ def quickstart(
     print(f"{meta['num_examples']} examples, {meta['num_tokens']} tokens in {data}")
 
     _say("3/6 pretrain the tiny preset")
-    from electra.train.pretrain import pretrain
+    from electra.api import pretrain
 
     run = out / "pretrain"
     if (run / "config.json").is_file():
@@ -154,8 +152,8 @@ def quickstart(
         )
         summary["glue"] = None
     else:
+        from electra.config import FinetuneConfig
         from electra.finetune.glue import sweep as run_sweep
-        from electra.finetune.recipe import FinetuneConfig
         from electra.finetune.tasks import parse_tasks
 
         where = glue_dir or "the hub (nyu-mll/glue)"
@@ -210,62 +208,3 @@ def quickstart(
         print("- " + note)
     print(f"\ndone in {summary['minutes']:.1f} minutes; the report is {summary['report']}")
     return summary
-
-
-def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out",
-        default="runs/quickstart",
-        metavar="DIR",
-        help="where everything goes (default %(default)s); an existing one is continued",
-    )
-    parser.add_argument(
-        "--glue-dir",
-        metavar="DIR",
-        help="GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)",
-    )
-    parser.add_argument(
-        "--minutes", type=float, default=3.0, help="pretraining time budget in minutes (default %(default)s)"
-    )
-    parser.add_argument("--max-steps", type=int, metavar="N", help="pretraining steps (overrides --minutes)")
-    parser.add_argument(
-        "--corpus",
-        nargs="+",
-        default=["builtin"],
-        metavar="SRC",
-        help="pretraining corpus, as for `electra prepare` (default: builtin)",
-    )
-    parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="vocabulary size (default %(default)s)")
-    parser.add_argument("--tasks", default="all", help="GLUE tasks, as for `electra finetune` (default all)")
-    parser.add_argument("--runs", type=int, default=2, help="finetuning runs (seeds) per task (default %(default)s)")
-    parser.add_argument(
-        "--max-train-examples",
-        type=int,
-        default=500,
-        metavar="N",
-        help="subsample each GLUE train set to N examples (default %(default)s: with fewer, random weights learn no "
-        "task, and the comparison with them is noise)",
-    )
-    parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs for every task (default %(default)s)")
-    parser.add_argument("--force", action="store_true", help="delete --out and start over")
-
-
-def run_quickstart(args: argparse.Namespace) -> int:
-    if args.max_steps is not None and args.max_steps < 1:
-        raise ElectraError("--max-steps must be at least 1")
-    if args.glue_dir is not None and not Path(args.glue_dir).is_dir():
-        raise ElectraError(f"--glue-dir {args.glue_dir} is not a directory")
-    quickstart(
-        args.out,
-        args.glue_dir,
-        args.minutes,
-        args.max_steps,
-        tuple(args.corpus),
-        args.tasks,
-        args.runs,
-        args.max_train_examples,
-        args.epochs,
-        args.vocab_size,
-        args.force,
-    )
-    return 0

@@ -29,7 +29,17 @@ from electra.errors import ElectraError
 
 TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
-BUILTIN_VERSION = 2  # 2: the linear probe's packages (`electra.probe.PROBE_PACKAGES`) are left out
+BUILTIN_VERSION = 2  # 2: the linear probe's packages (`PROBE_PACKAGES`) are left out
+BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # the built-in probe set's labels -> stdlib packages
+    # left out of the built-in corpus: the probe's labelled texts are never pretraining text
+    "asyncio": ("asyncio",),
+    "email": ("email",),
+    "logging": ("logging",),
+    "unittest": ("unittest",),
+    "xml": ("xml",),
+    "web": ("http", "urllib"),
+}
+PROBE_PACKAGES = frozenset(p for packages in BUILTIN_TOPICS.values() for p in packages)
 BUILTIN_MAX_CHARS = 2_000_000
 _BUILTIN_SKIP = {
     "test",
@@ -313,8 +323,6 @@ def _hf_documents(source: Source, text_field: str) -> Iterator[list[str]]:
 
 
 def _builtin_files() -> list[Path]:
-    from electra.probe import PROBE_PACKAGES  # held out: the probe's labelled texts are never pretraining text
-
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = _BUILTIN_SKIP | PROBE_PACKAGES
     files = [p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts)]
@@ -342,7 +350,7 @@ def builtin_documents(max_chars: int = BUILTIN_MAX_CHARS) -> Iterator[list[str]]
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 doc = ast.get_docstring(node, clean=False)
                 if doc:
-                    lines.extend(_paragraphs(inspect.cleandoc(doc)))
+                    lines.extend(paragraphs(inspect.cleandoc(doc)))
         if lines:
             yield lines
             total += sum(map(len, lines))
@@ -353,7 +361,7 @@ def builtin_documents(max_chars: int = BUILTIN_MAX_CHARS) -> Iterator[list[str]]
 _PROSE = re.compile(r"[A-Za-z]{2,}")
 
 
-def _paragraphs(doc: str) -> list[str]:
+def paragraphs(doc: str) -> list[str]:
     out = []
     for para in re.split(r"\n\s*\n", doc):
         text = " ".join(para.split())

@@ -7,14 +7,10 @@ special tokens first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. The output d
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from tokenizers.implementations import BertWordPieceTokenizer
 
-from electra import io
 from electra.data.sources import ReadStats, iter_documents, resolve_sources
 from electra.errors import ElectraError
 from electra.tokenizer import SPECIAL_TOKENS, WordPiece
@@ -74,29 +70,3 @@ def continuing_pieces(bert: BertWordPieceTokenizer, lines: Iterator[str]) -> lis
         for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(line)):
             chars.update(word[1:])
     return ["##" + c for c in sorted(chars)]
-
-
-def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", nargs="+", required=True, metavar="SRC", help="corpus sources, as for prepare")
-    parser.add_argument("--size", type=int, default=30522, help="vocabulary size (default 30522, as BERT)")
-    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase + strip)")
-    parser.add_argument("--min-frequency", type=int, default=2, help="least count of a merged piece (default 2)")
-    parser.add_argument("--skip-bad-lines", action="store_true", help="skip lines that are not valid UTF-8")
-    parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets")
-    parser.add_argument("--out", required=True, metavar="DIR", help="directory for vocab.txt + tokenizer.json")
-    parser.add_argument("--force", dest="overwrite", action="store_true", help="replace an existing output directory")
-    parser.add_argument("--overwrite", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # older name
-
-
-def run_vocab(args: argparse.Namespace) -> int:
-    io.refuse_inputs_inside(args.out, {"--corpus": args.corpus}, "--force" if args.overwrite else "writing")
-    tokenizer = train_vocab(
-        args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
-    )
-    io.write_dir(Path(args.out), tokenizer.save, force=args.overwrite)
-    print(
-        f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
-        f"fingerprint {tokenizer.fingerprint()}",
-        file=sys.stdout,
-    )
-    return 0

@@ -19,32 +19,12 @@ import numpy as np
 import torch
 
 from electra.errors import ElectraError
-from electra.finetune.tasks import HUB_DATASET, Split, Task
+from electra.finetune.tasks import HUB_DATASET, Example, Split, SplitData, Task
 
 if TYPE_CHECKING:
     from electra.tokenizer import WordPiece
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # some GLUE sentences are long; the default limit is 128 KiB
-
-
-@dataclass
-class Example:
-    index: str  # the row's id (the `index`/`id` column of test files; the row number otherwise)
-    text_a: str
-    text_b: str | None
-    label: int | float | tuple[int, ...] | None  # class index, a score, class indices (multilabel), None (test)
-
-
-@dataclass
-class SplitData:
-    task: Task
-    split: Split
-    source: str  # file path or hub id, for messages
-    examples: list[Example]
-    skipped: int = 0  # malformed rows skipped (only where the original data is known to contain them)
-
-
-# ---------------------------------------------------------------------------------------------- GLUE directory
 
 
 def find_split_file(task: Task, split: Split, glue_dir: str | Path) -> Path | None:

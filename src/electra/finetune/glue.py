@@ -22,15 +22,15 @@ import torch
 from tqdm.auto import tqdm
 
 from electra import __version__, io
-from electra.config import ModelConfig, from_dict
+from electra.config import FinetuneConfig, ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.encoder import SequenceClassifier, build_model, load_encoder, per_example_loss
 from electra.finetune.features import Features, SplitData, collate, double_unordered, featurize, load_split
 from electra.finetune.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
-from electra.finetune.own import task_record
-from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetune.own import Kind, own_task, task_record
+from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.finetune.results import run_dir, save_predictions, write_prediction_csv, write_results
-from electra.finetune.tasks import Task, parse_tasks
+from electra.finetune.tasks import OwnFiles, Task, parse_tasks
 from electra.io import write_json
 
 if TYPE_CHECKING:
@@ -337,3 +337,35 @@ def finetune(
         if not results["tasks"]:
             raise ElectraError("no task could be finetuned (no train and dev sets found)")
     return results
+
+
+def finetune_own(
+    model: str,
+    out: str | Path,
+    *,
+    train: str,
+    dev: str,
+    test: str | None = None,
+    kind: Kind = "classification",
+    text_column: str = "text",
+    pair_column: str | None = None,
+    label_column: str = "label",
+    labels: list[str] | None = None,
+    id_column: str | None = None,
+    label_separator: str = ",",
+    name: str | None = None,
+    runs: int = 1,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, Any]:
+    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
+    `options`: those of `electra.finetune.glue.finetune` (device, save_model, quiet, ...) and recipe fields
+    (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
+    test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
+    task folder.
+
+        from electra.api import finetune_own
+        finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
+    """
+    files = OwnFiles(train, dev, test, text_column, pair_column, label_column, id_column, label_separator)
+    return finetune(model, out, [own_task(files, kind, labels, name)], None, runs, seed, **options)

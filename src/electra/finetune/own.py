@@ -29,31 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from electra.errors import ElectraError
-from electra.finetune.features import Example, SplitData
-from electra.finetune.tasks import Split, Task
+from electra.finetune.tasks import KINDS, Example, OwnFiles, Split, SplitData, Task
 
 Kind = Literal["classification", "regression", "multilabel"]
-KINDS: tuple[str, ...] = ("classification", "regression", "multilabel")
 _METRICS = {
     "classification": ("acc", "macro_f1"),
     "regression": ("pearson", "spearman"),
     "multilabel": ("micro_f1", "macro_f1"),
 }
 _SCORE = {"classification": "acc", "regression": "spearman", "multilabel": "micro_f1"}
-
-
-@dataclass(frozen=True)
-class OwnFiles:
-    """Where a task's splits are and how to read their rows."""
-
-    train: str
-    dev: str
-    test: str | None = None
-    text_column: str = "text"
-    pair_column: str | None = None  # a second text: `[CLS] text [SEP] pair [SEP]`
-    label_column: str = "label"
-    id_column: str | None = None  # test predictions are written beside this column's values (else the row number)
-    label_separator: str = ","  # multilabel labels in one string
 
 
 @dataclass
@@ -315,37 +299,3 @@ def task_from_record(name: str, record: dict[str, Any]) -> Task:
 
 
 # ---------------------------------------------------------------------------------------------- API
-
-
-def finetune_own(
-    model: str,
-    out: str | Path,
-    *,
-    train: str,
-    dev: str,
-    test: str | None = None,
-    kind: Kind = "classification",
-    text_column: str = "text",
-    pair_column: str | None = None,
-    label_column: str = "label",
-    labels: list[str] | None = None,
-    id_column: str | None = None,
-    label_separator: str = ",",
-    name: str | None = None,
-    runs: int = 1,
-    seed: int = 0,
-    **options: Any,
-) -> dict[str, Any]:
-    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
-    `options`: those of `electra.finetune.glue.finetune` (device, save_model, quiet, ...) and recipe fields
-    (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
-    test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
-    task folder.
-
-        from electra.api import finetune_own
-        finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
-    """
-    from electra.finetune.glue import finetune
-
-    files = OwnFiles(train, dev, test, text_column, pair_column, label_column, id_column, label_separator)
-    return finetune(model, out, [own_task(files, kind, labels, name)], None, runs, seed, **options)

@@ -9,91 +9,18 @@ STS-B; tagging 3; SQuAD 2).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 
-from electra.config import ModelConfig, _check_literals
-from electra.errors import ConfigError
+from electra.config import FinetuneConfig
 from electra.finetune.layer_decay import layer_lr_multipliers
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
 if TYPE_CHECKING:
     from tqdm import tqdm
-
-    from electra.finetune.tasks import Task
-
-
-@dataclass
-class FinetuneConfig:
-    """The finetuning recipe; None means "by model size / by task" as resolved in `resolve`."""
-
-    learning_rate: float | None = None  # 3e-4 Small (H <= 256), 1e-4 Base (H <= 768), 5e-5 Large
-    layerwise_lr_decay: float | None = None  # 0.8 Small/Base, 0.9 Large (24 layers); 1.0 switches it off
-    layer_decay_mode: Literal["official", "paper"] = "official"  # official keeps the off-by-one (faithfulness §5.3)
-    weight_decay: float = 0.0  # paper Table 7 (the official code's default is 0.01)
-    warmup_proportion: float = 0.1
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    epochs: int | None = None  # 3; 10 for RTE and STS-B
-    max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
-    loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
-    max_grad_norm: float = 1.0
-    head_dropout: float = 0.1
-    encoder_dropout: float | None = None  # the encoder's hidden and attention dropout; None: the model's own (0.1)
-    head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
-    double_unordered: bool = True  # MRPC and STS-B train only
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-6
-    adam_bias_correction: bool = False
-    schedule: Literal["official", "warmup_then_decay"] = "official"
-    max_train_examples: int | None = None  # subsample train (fixed subset, the same for every seed)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
-
-    def __post_init__(self):
-        if self.batch_size <= 0 or self.eval_batch_size <= 0:
-            raise ConfigError("batch_size and eval_batch_size must be positive")
-        if not 0 <= self.warmup_proportion <= 1:
-            raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
-        if self.max_train_examples is not None and self.max_train_examples <= 0:
-            raise ConfigError("max_train_examples must be positive")
-        if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
-            raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
-        _check_literals(self)
-
-    def encoder_config(self, model: ModelConfig) -> ModelConfig:
-        """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden
-        states and attention weights) replaced by `encoder_dropout` when that is set."""
-        if self.encoder_dropout is None:
-            return model
-        p = self.encoder_dropout
-        return dataclasses.replace(model, hidden_dropout_prob=p, attention_probs_dropout_prob=p)
-
-    def resolve(self, model: ModelConfig, task: Task) -> FinetuneConfig:
-        """A copy with every size- and task-dependent default filled in."""
-        return self.with_defaults(model, task.epochs)
-
-    def with_defaults(self, model: ModelConfig, epochs: int) -> FinetuneConfig:
-        """A copy with the size-dependent defaults filled in (paper Table 7: the learning rate by hidden size,
-        layer-wise decay 0.9 for 24 layers, else 0.8) and `epochs` unless set: for GLUE the task's, for tagging and
-        SQuAD theirs."""
-        lr = self.learning_rate
-        if lr is None:
-            lr = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
-        decay = self.layerwise_lr_decay
-        if decay is None:
-            decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
-        return dataclasses.replace(
-            self,
-            learning_rate=lr,
-            layerwise_lr_decay=decay,
-            epochs=self.epochs if self.epochs is not None else epochs,
-        )
 
 
 # ---------------------------------------------------------------------------------------------- training

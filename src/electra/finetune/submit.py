@@ -7,9 +7,7 @@ chosen MNLI run(s).
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,37 +145,3 @@ def write_zip(path: str | Path, files: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="DIR", help="output directory of `electra finetune`")
-    parser.add_argument("--out", default="glue_submission.zip", help="zip file to write (default %(default)s)")
-    parser.add_argument(
-        "--pick",
-        default="best",
-        help="which run per task: best | median | RUN (seed or run_<seed>) | ensemble:K "
-        "(average the K best dev runs' probabilities); default %(default)s",
-    )
-
-
-def run_submit(args: argparse.Namespace) -> int:
-    sweep = Path(args.sweep)
-    if not sweep.is_dir():
-        raise ElectraError(f"sweep directory {sweep} does not exist")
-    pick = parse_pick(args.pick)
-    files, manifest = build_submission(sweep, pick)
-    if not files:
-        raise ElectraError(f"{sweep} has no complete run with test predictions; run `electra finetune` first")
-    write_zip(args.out, files)
-    for entry in manifest:
-        scores = ", ".join(f"{s:.2f}" for s in next(v for k, v in entry.items() if k.startswith("dev_")))
-        print(f"{entry['file']:<12} {entry['rows']:>6} rows  from {', '.join(entry['runs'])} (dev {scores})")
-    missing = [name for name in SERVER_FILES if name not in files]
-    if missing:
-        print(
-            f"not in the zip (no test predictions): {', '.join(missing)}; the GLUE server needs all "
-            f"{len(SERVER_FILES)} files",
-            file=sys.stderr,
-        )
-    print(f"wrote {args.out} ({len(files)} files)")
-    return 0

@@ -9,14 +9,42 @@ message instead of silently reading the wrong column. CoLA train/dev have no hea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from electra.errors import ElectraError
 
-if TYPE_CHECKING:
-    from electra.finetune.own import OwnFiles
-
 HUB_DATASET = "nyu-mll/glue"
+KINDS: tuple[str, ...] = ("classification", "regression", "multilabel")  # of your own data
+
+
+@dataclass(frozen=True)
+class OwnFiles:
+    """Where a task's splits are and how to read their rows."""
+
+    train: str
+    dev: str
+    test: str | None = None
+    text_column: str = "text"
+    pair_column: str | None = None  # a second text: `[CLS] text [SEP] pair [SEP]`
+    label_column: str = "label"
+    id_column: str | None = None  # test predictions are written beside this column's values (else the row number)
+    label_separator: str = ","  # multilabel labels in one string
+
+
+@dataclass
+class Example:
+    index: str  # the row's id (the `index`/`id` column of test files; the row number otherwise)
+    text_a: str
+    text_b: str | None
+    label: int | float | tuple[int, ...] | None  # class index, a score, class indices (multilabel), None (test)
+
+
+@dataclass
+class SplitData:
+    task: Task
+    split: Split
+    source: str  # file path or hub id, for messages
+    examples: list[Example]
+    skipped: int = 0  # malformed rows skipped (only where the original data is known to contain them)
 
 
 @dataclass(frozen=True)

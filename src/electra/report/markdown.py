@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from electra.report import PROBE_KEYS, fmt_number
+from electra.report.runs import PROBE_KEYS, fmt_number
 
 
 def _row(cells: list[str]) -> str:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from electra.io import save_figure
-from electra.report import LOSS_KEYS, LOSS_TITLES, PretrainRun, probe_margin
 from electra.report.markdown import task_columns
+from electra.report.runs import LOSS_KEYS, LOSS_TITLES, PretrainRun
+from electra.stats import probe_margin
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -132,7 +133,7 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
 
 def plot_probe(runs: list[PretrainRun], path: Path) -> None:
     """Probe accuracy over evaluations, with the random-initialisation and majority-class levels as lines and the
-    band around random initialisation that `electra report` calls level (`electra.report.probe_margin`)."""
+    band around random initialisation that `electra report` calls level (`electra.stats.probe_margin`)."""
     fig, axes = _figure(1, 2, 11, 4)
     for ax, (kind, title) in zip(axes[0], (("cls", "[CLS] state"), ("mean", "mean-pooled states")), strict=True):
         for i, r in enumerate(runs):

@@ -10,22 +10,17 @@ process's peak resident set).
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import time
 
 import torch
 
-from electra import dist
-from electra.config import PRESETS, PretrainConfig, add_config_arguments, overrides_from_args, preset
-from electra.flops import format_flops, train_flops_per_sequence
-from electra.model import ELECTRA, count_parameters
+from electra import dist, init
+from electra.config import PretrainConfig
+from electra.flops import count_parameters, train_flops_per_sequence
 from electra.objective import SpecialIds
 from electra.train.step import (
-    COMPILE_SCOPES,
     StepResult,
-    add_compile_argument,
     build_optimizer,
     check_compile_plan,
     choose_precision,
@@ -55,7 +50,7 @@ class SingleProcessStep:
         self.plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
         check_compile_plan(compile_mode, self.plan)
         torch.manual_seed(cfg.seed)
-        self.model = ELECTRA(cfg, SpecialIds()).to(self.info.device)
+        self.model = init.build(cfg, SpecialIds()).to(self.info.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
         self.cudagraphs = compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
@@ -136,51 +131,3 @@ def device_name(device: torch.device) -> str:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, choices=list(PRESETS))
-    parser.add_argument("--batch", type=int, help="sequences per step (default: the preset's batch)")
-    parser.add_argument("--seq-len", type=int, help="sequence length (default: the preset's max_length)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    parser.add_argument("--warmup", type=int, help="untimed steps first (default 3; 10 with --compile)")
-    parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    add_compile_argument(parser)
-    parser.add_argument(
-        "--compile-scope",
-        default="model",
-        choices=COMPILE_SCOPES,
-        help="what --compile compiles: the whole model forward (default), or the generator and "
-        "discriminator only (losses and sampling eager)",
-    )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more',
-    )
-    add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    overrides = overrides_from_args(args)
-    if args.batch:
-        overrides["batch_size"] = args.batch
-    if args.seq_len:
-        overrides["max_length"] = args.seq_len
-    cfg = preset(args.preset, **overrides)
-    warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    r = measure(
-        cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size, args.compile_scope
-    )
-    if args.json:
-        print(json.dumps(r))
-    else:
-        print(
-            f"{args.preset}: {r['params'] / 1e6:.1f}M parameters, batch {r['batch']} x {r['seq_len']}, "
-            f"{r['precision']}{' + compile ' + r['compile'] if r['compile'] else ''} on {r['device']}\n"
-            f"  {r['seqs_per_s']:.1f} sequences/s  {r['tokens_per_s']:.0f} tokens/s  "
-            f"{format_flops(r['flops_per_s'])}FLOP/s (paper count)  peak memory {r['peak_mem_mb']:.0f} MB"
-        )
-    return 0

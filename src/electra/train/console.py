@@ -78,7 +78,7 @@ def print_header(
     step: int,
     setup: Setup,
 ) -> None:
-    from electra.model import count_parameters
+    from electra.flops import count_parameters
 
     what = f"resuming from {setup.resume_from} at step {step}" if setup.resume_from else "starting"
     dist.print0(

@@ -15,49 +15,40 @@ and a resumed run repeats an uninterrupted one exactly. Optimizer and schedule: 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from electra import checkpoint as ckpt
-from electra import dist, io
+from electra import dist, init, io
 from electra.config import (
-    PRESETS,
     ModelConfig,
     PretrainConfig,
-    add_config_arguments,
     flat_fields,
-    overrides_from_args,
     unknown_key_message,
 )
+from electra.data.loader import count_ids
 from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
-from electra.probe import LiveProbe
 from electra.train import console, rundir
 from electra.train.rundir import (
     RunOptions,
     Setup,
-    apply_overrides,
     check_data,
-    config_from,
     data_info,
     resolve_setup,
-    run_options,
 )
 from electra.train.step import (
-    MAX_MICRO_TOKENS,
     NonFiniteLoss,
     StepResult,
-    add_compile_argument,
     build_optimizer,
     check_compile_plan,
     choose_precision,
@@ -76,6 +67,12 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------- the run
 
 
+# Something evaluated beside the held-out losses at every evaluation, on the main process (the live probe:
+# `electra.probe.live_probe`): made once from the run's setup and device (None: nothing to evaluate), then called with
+# the model; returns the metrics to log with the evaluation.
+Evaluator = Callable[[nn.Module], dict[str, float]]
+EvaluatorFactory = Callable[[Setup, torch.device], Evaluator | None]
+
 WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at most this many training tokens
 
 
@@ -83,18 +80,16 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
     tokens (electra.init). Deterministic, and it draws nothing from the random stream, so every process
     (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
-    from electra.data.loader import count_ids
-    from electra.init import ppmi_vectors
-
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
-    vectors = torch.from_numpy(ppmi_vectors(examples, vocab_size, dim))
+    vectors = torch.from_numpy(init.ppmi_vectors(examples, vocab_size, dim))
     counts = count_ids(examples, vocab_size)  # the same examples, read once
-    return model.init_word_vectors(vectors, torch.from_numpy(counts)), sum(len(e) for e in examples)
+    return init.init_word_vectors(model, vectors, torch.from_numpy(counts)), sum(len(e) for e in examples)
 
 
-def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
-    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record."""
+def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFactory] = ()) -> dict[str, Any]:
+    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
+    `evaluators` add their metrics to every held-out evaluation."""
     from electra.data import PretrainLoader
 
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
@@ -107,16 +102,16 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     torch.manual_seed(cfg.seed)  # the initial weights (identical on every process)
-    model = setup.init_model or ELECTRA(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
+    model = setup.init_model or init.build(cfg, SpecialIds.from_tokenizer(setup.tokenizer))
     init_prior = cfg.output_bias_init == "prior" and setup.init_model is None and setup.resume_from is None
     # the held-out word-frequency baselines (electra.train.step.evaluate), on the process that evaluates, if it does
     frequency_baselines = info.is_main and bool(opts.eval_every)
     # token counts (a pass over up to 50M training tokens): read once, and only for the prior or that baseline
     counts = torch.from_numpy(loader.token_counts(cfg.model.vocab_size)) if init_prior or frequency_baselines else None
     if init_prior:
-        model.init_output_biases(counts)
+        init.init_output_biases(model, counts)
     if setup.init_model is not None and setup.resume_from is None and hasattr(model, "word_start"):
-        model.word_start.copy_(model.word_table()[1])  # --init-from: the imported table is where this run starts
+        model.word_start.copy_(init.word_table(model)[1])  # --init-from: the imported table is where this run starts
     if cfg.word_init == "ppmi" and setup.init_model is None and setup.resume_from is None:
         started = time.perf_counter()
         rows, n_tokens = init_word_vectors(model, loader)
@@ -126,7 +121,7 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             flush=True,
         )
     if cfg.freeze_word_embeddings:
-        model.freeze_word_tables()
+        init.freeze_word_tables(model)
     model.to(info.device)
     optimizer = build_optimizer(model, cfg)
     scaler = precision.scaler()
@@ -157,10 +152,10 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
     bar = console.progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
     console.print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
-    live_probe = (
-        LiveProbe.start(opts.probe, opts.glue_dir, cfg, setup.tokenizer, info.device)
+    live = (
+        [e for make in evaluators if (e := make(setup, info.device)) is not None]
         if info.is_main and eval_batches
-        else None
+        else []
     )
     last: dict[str, Any] = {}
     last_saved = setup.resume_from
@@ -233,8 +228,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                         "step": step,
                         **evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity),
                     }
-                    if live_probe is not None:
-                        record.update(live_probe(model))
+                    for evaluate_more in live:
+                        record.update(evaluate_more(model))
                     log.write(record)
                     console.say(
                         bar,
@@ -270,73 +265,13 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--preset", choices=list(PRESETS), help="model/recipe preset (docs/faithfulness.md §1); optional on --resume"
-    )
-    parser.add_argument("--data", metavar="DIR", help="a dataset directory from `electra prepare`")
-    parser.add_argument(
-        "--corpus", nargs="+", metavar="SRC", help="prepare these sources on the fly instead (cached in --data-cache)"
-    )
-    parser.add_argument("--vocab", metavar="SRC", help="tokenizer for --corpus: vocab.txt, directory or hub id")
-    parser.add_argument("--data-cache", metavar="DIR", help="where --corpus is prepared (default RUN_DIR/data)")
-    parser.add_argument("--prepare-workers", type=int, metavar="N", help="processes for --corpus")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
-        "options not given again are the run's own",
-    )
-    parser.add_argument("--force", action="store_true", help="start over in a RUN_DIR that already holds a run")
-    parser.add_argument(
-        "--init-from",
-        nargs="+",
-        metavar=("DISC", "GEN"),
-        help="continued pretraining from HF-format discriminator [and generator] directories or hub "
-        "ids (weights only; the step count and schedule start at 0). To continue a released "
-        "model the way the official README does (global step 4e6 + extra, lr rescaled), use "
-        "--max-steps EXTRA --warmup-steps 0: the schedule is then identical",
-    )
-    parser.add_argument("--log-every", type=int, metavar="N", help="log every N steps (default 10)")
-    parser.add_argument(
-        "--save-every", type=int, metavar="N", help="rewrite checkpoints/latest every N steps (default 1000)"
-    )
-    parser.add_argument(
-        "--eval-every", type=int, metavar="N", help="held-out evaluation every N steps (default 1000; 0: never)"
-    )
-    parser.add_argument(
-        "--eval-examples", type=int, metavar="N", help="held-out examples per evaluation (default 1000)"
-    )
-    parser.add_argument(
-        "--micro-batch-size",
-        type=int,
-        metavar="B",
-        help="sequences per forward per process (gradient accumulation = batch / processes / B; "
-        f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
-        "positions)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU",
-    )
-    add_compile_argument(parser)
-    parser.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project")
-    parser.add_argument(
-        "--probe",
-        metavar="SET",
-        help="linear probe on the frozen features at every evaluation, beside the same probe on "
-        "random weights: builtin (default; no download), glue:<task> (with --glue-dir), a "
-        "CSV/TSV/JSONL file with text and label columns, or none",
-    )
-    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe")
-    add_config_arguments(parser, PretrainConfig, type(PretrainConfig().model))
-
-
-def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any) -> dict[str, Any]:
+def pretrain(
+    out: str | os.PathLike,
+    preset: str | None = None,
+    *,
+    evaluators: Sequence[EvaluatorFactory] = (),
+    **settings: Any,
+) -> dict[str, Any]:
     """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does.
 
     `preset` names the model and recipe (optional on resume); `settings` are run options (the `RunOptions`
@@ -370,7 +305,7 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any)
                     return {"step": state["step"]}
             elif setup.opts.resume:
                 dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
-            last = train(setup, info)
+            last = train(setup, info, evaluators)
             summary = json.dumps({k: last[k] for k in ("step", "loss") if k in last})
             dist.print0(f"done: {setup.run_dir}  ({summary})")
             return last
@@ -385,21 +320,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def resolved_pretrain_config(args: argparse.Namespace) -> dict[str, Any]:
-    """What `--print-config` shows: the config (preset + overrides) and options, as a run's config.json has them
-    (and `--config` reads them back)."""
-    overrides = overrides_from_args(args)
-    if args.preset is None and args.resume and (Path(args.out) / ckpt.CONFIG).is_file():
-        cfg = apply_overrides(ckpt.pretrain_config(ckpt.read_run_config(args.out), args.out), overrides)
-    else:
-        cfg = config_from(args.preset, overrides)
-    options = {k: getattr(args, k) for k in RunOptions.__dataclass_fields__ if hasattr(args, k)}
-    return ckpt.run_config(cfg, asdict(run_options(options, None)), {})
-
-
-def run_pretrain(args: argparse.Namespace) -> int:
-    options = {k: getattr(args, k) for k in [*RunOptions.__dataclass_fields__, "device"] if hasattr(args, k)}
-    pretrain(args.out, args.preset, **{k: v for k, v in options.items() if k != "out"}, **overrides_from_args(args))
-    return 0

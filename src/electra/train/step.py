@@ -10,7 +10,6 @@ uninterrupted one exactly. `electra.train.pretrain` runs it in a loop; `electra.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 from dataclasses import dataclass
@@ -20,12 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from electra import dist
-from electra.config import PretrainConfig
+from electra.config import COMPILE_MODES, COMPILE_SCOPES, MAX_MICRO_TOKENS, PretrainConfig
 from electra.errors import ElectraError
 from electra.model import ELECTRA, LossTotals
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
-
-MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
 
 
 @dataclass(frozen=True)
@@ -100,18 +97,10 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, ste
 
 
 def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
-    """The official AdamW over `model`'s parameters (fused on a GPU: one kernel instead of a dozen per step).
-
-    With `cfg.generator_adam_epsilon` the generator's own parameters get that epsilon; parameters it shares with
-    the discriminator (the embeddings) keep `cfg.adam_epsilon`."""
+    """The official AdamW over `model`'s parameters (fused on a GPU: one kernel instead of a dozen per step)."""
     on_gpu = next(model.parameters()).device.type == "cuda"
     named = list(model.named_parameters())  # a shared parameter appears once, under the discriminator's name
     groups = param_groups(named, cfg.weight_decay)
-    if cfg.generator_adam_epsilon is not None:
-        generator = [(n, p) for n, p in named if n.startswith("generator.")]
-        groups = param_groups([(n, p) for n, p in named if not n.startswith("generator.")], cfg.weight_decay)
-        for group in param_groups(generator, cfg.weight_decay):
-            groups.append({**group, "eps": cfg.generator_adam_epsilon})
     return AdamW(
         groups,
         lr=0.0,
@@ -122,9 +111,7 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
     )
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-COMPILE_SCOPES = ("model", "parts")
 
 
 def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
@@ -158,19 +145,6 @@ def check_compile_plan(mode: str | None, plan: BatchPlan) -> None:
             f"{plan.accum} micro-batches of {plan.micro}: pass --micro-batch-size {plan.per_rank} "
             "if that fits in memory, or use --compile default"
         )
-
-
-def add_compile_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--compile",
-        nargs="?",
-        const="default",
-        choices=COMPILE_MODES,
-        metavar="MODE",
-        help="torch.compile the model's forward; MODE: default (when omitted), "
-        "reduce-overhead (CUDA graphs: fastest for small models on GPUs), max-autotune, "
-        "max-autotune-no-cudagraphs",
-    )
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:

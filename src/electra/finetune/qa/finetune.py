@@ -31,13 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from electra import __version__, io
-from electra.config import ModelConfig, from_dict
+from electra.config import FinetuneConfig, ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.finetune.qa.evaluate import squad_metrics
 from electra.finetune.qa.model import Head, HeadOptions, QuestionAnswerer, build_qa_model
 from electra.finetune.qa.postprocess import NA_THRESHOLD, apply_null_threshold, predict_answers
-from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses, train_steps
 from electra.io import write_json
 from electra.tokenizer import WordPiece
 

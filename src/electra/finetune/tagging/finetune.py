@@ -25,9 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from electra import __version__, io
-from electra.config import ModelConfig, from_dict
+from electra.config import FinetuneConfig, ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetune.recipe import FinetuneConfig, autocast, finetune_optimizer, fit, train_steps
+from electra.finetune.recipe import autocast, finetune_optimizer, fit, train_steps
 from electra.finetune.tagging.data import (
     TOKEN_TYPE,
     TaggingFeatures,

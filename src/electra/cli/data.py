@@ -1,4 +1,4 @@
-"""`electra prepare`: the command-line options, and the adapter that calls `electra.data.prepare.build_or_reuse`."""
+"""`electra prepare` and `electra vocab`: their options and the calls into `electra.data`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-
-from electra.data import store
-from electra.data.prepare import build_or_reuse
-from electra.data.sources import LONG_LINE_CHARS, PIECE_CHARS
-from electra.tokenizer import load_tokenizer
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +47,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from electra.data import store
+    from electra.data.prepare import build_or_reuse
+    from electra.tokenizer import load_tokenizer
+
     if args.vocab:
         tokenizer = load_tokenizer(args.vocab, lowercase=not args.cased if Path(args.vocab).is_file() else None)
     else:
@@ -77,7 +76,38 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_vocab_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="SRC", help="corpus sources, as for prepare")
+    parser.add_argument("--size", type=int, default=30522, help="vocabulary size (default 30522, as BERT)")
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase + strip)")
+    parser.add_argument("--min-frequency", type=int, default=2, help="least count of a merged piece (default 2)")
+    parser.add_argument("--skip-bad-lines", action="store_true", help="skip lines that are not valid UTF-8")
+    parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for vocab.txt + tokenizer.json")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # older name
+
+
+def run_vocab(args: argparse.Namespace) -> int:
+    from electra import io
+    from electra.data.vocab import train_vocab
+
+    io.refuse_inputs_inside(args.out, {"--corpus": args.corpus}, "--force" if args.overwrite else "writing")
+    tokenizer = train_vocab(
+        args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
+    )
+    io.write_dir(Path(args.out), tokenizer.save, force=args.overwrite)
+    print(
+        f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
+        f"fingerprint {tokenizer.fingerprint()}",
+        file=sys.stdout,
+    )
+    return 0
+
+
 def summary(meta: dict[str, Any], out: Path, reused: bool = False) -> str:
+    from electra.data.sources import LONG_LINE_CHARS, PIECE_CHARS
+
     lines = [
         f"{'reused' if reused else 'wrote'} {out}",
         f"  documents {meta['num_documents']:,}  examples {meta['num_examples']:,} "

@@ -1,8 +1,10 @@
 """The `electra` command: one subcommand per workflow.
 
-Each workflow module exposes `add_arguments(parser)` and `run(args) -> int`; this file only wires them up and
-turns `ElectraError` (bad input) and `OSError` (the environment: a full or read-only disk, an unreadable path)
-into one clear line on stderr and exit code 2.
+Each command's module in this package has `add_<command>_arguments(parser)` and `run_<command>(args) -> int`; the
+run functions call the workflow functions of `electra.api` (and the modules below it), imported only when the command
+runs, so that `--help` and argument errors answer at once. This file only wires them up and turns
+`ElectraError` (bad input) and `OSError` (the environment: a full or read-only disk, an unreadable path) into one
+clear line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,30 +18,30 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from electra import __version__
-from electra.config import unknown_key_message
+from electra.config import PretrainConfig, unknown_key_message, without_retired
 from electra.errors import ElectraError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("electra.data.command", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
-    "vocab": ("electra.data.vocab", "train a new WordPiece vocabulary on a corpus"),
+    "prepare": ("electra.cli.data", "turn a text corpus into ELECTRA pretraining examples (tokenized, on disk)"),
+    "vocab": ("electra.cli.data", "train a new WordPiece vocabulary on a corpus"),
     "pretrain": (
-        "electra.train.pretrain",
+        "electra.cli.pretrain",
         "pretrain generator + discriminator (replaced-token detection), 1 CPU to N GPUs",
     ),
-    "bench": ("electra.train.bench", "measure the training throughput of a preset on this machine"),
-    "export": ("electra.export", "a pretraining or finetuning run -> transformers model directories"),
-    "finetune": (
-        "electra.finetune.command",
-        "finetune on GLUE, your own files, tagging or SQuAD over seeds; dev metrics",
+    "bench": ("electra.cli.pretrain", "measure the training throughput of a preset on this machine"),
+    "export": ("electra.cli.models", "a pretraining or finetuning run -> transformers model directories"),
+    "finetune": ("electra.cli.finetune", "finetune on GLUE, your own files, tagging or SQuAD over seeds; dev metrics"),
+    "submit": ("electra.cli.finetune", "write the GLUE-server submission zip from a finetuning sweep"),
+    "report": ("electra.cli.analysis", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
+    "probe": ("electra.cli.analysis", "linear probe of frozen features against random weights: are they useful yet?"),
+    "diagnose": (
+        "electra.cli.analysis",
+        "what pretraining did to the representations (collapse, attention, embeddings)",
     ),
-    "submit": ("electra.finetune.submit", "write the GLUE-server submission zip from a finetuning sweep"),
-    "report": ("electra.report", "markdown tables and PNG plots over pretraining runs and finetuning sweeps"),
-    "probe": ("electra.probe", "linear probe of frozen features against random weights: are they useful yet?"),
-    "diagnose": ("electra.diagnose", "what pretraining did to the representations (collapse, attention, embeddings)"),
-    "detect": ("electra.inference", "print each token's probability of having been replaced (discriminator)"),
-    "fill": ("electra.inference", "the generator's top-k tokens for each [MASK] in a text"),
-    "quickstart": ("electra.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),
+    "detect": ("electra.cli.models", "print each token's probability of having been replaced (discriminator)"),
+    "fill": ("electra.cli.models", "the generator's top-k tokens for each [MASK] in a text"),
+    "quickstart": ("electra.cli.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),
 }
 
 
@@ -90,9 +92,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if argv is None or name == chosen:
             module = importlib.import_module(module_name)
-            getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments", None))(p)
+            getattr(module, f"add_{name}_arguments")(p)
             p.set_defaults(
-                _run=getattr(module, f"run_{name}", getattr(module, "run", None)),
+                _run=getattr(module, f"run_{name}"),
                 _resolve=getattr(module, f"resolved_{name}_config", None),
             )
             p.add_argument(
@@ -117,7 +119,7 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if not isinstance(values, dict):
         raise ElectraError(f"--config {path}: expected a JSON object of option values")
     if "config" in values and "run" in values:  # a pretraining run's own config.json
-        config = dict(values["config"])
+        config = without_retired(PretrainConfig, dict(values["config"]), f"--config {path}")
         values = {**config.pop("model"), **config, **{k: v for k, v in values["run"].items() if k != "out"}}
         values.update(resume=False, force=False)
     command = next(p for p in parser._commands()[1:] if p._defaults.get("_run"))  # the chosen one

@@ -1,22 +1,20 @@
-"""`electra finetune`: the command-line options, and the adapter that calls `electra.finetune.glue.finetune`."""
+"""`electra finetune` and `electra submit`: their options and the calls into `electra.api` / `electra.finetune`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from electra.config import add_config_arguments, from_dict
+from electra.cli.options import add_config_arguments
+from electra.config import FinetuneConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetune.glue import finetune
-from electra.finetune.own import KINDS as OWN_KINDS
-from electra.finetune.own import finetune_own
-from electra.finetune.recipe import FinetuneConfig
+from electra.finetune.tasks import KINDS as OWN_KINDS
 
-# recipe fields whose default is not "by model size / task"
 RECIPE_HELP = {"encoder_dropout": "the encoder's hidden and attention dropout (default: the model's own, 0.1)"}
 
 
@@ -133,6 +131,8 @@ def _own_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    from electra.api import finetune, finetune_own
+
     recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
     own = _own_options(args)
     common = dict(
@@ -176,6 +176,42 @@ def run_finetune(args: argparse.Namespace) -> int:
             **recipe,
         )
     print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", metavar="DIR", help="output directory of `electra finetune`")
+    parser.add_argument("--out", default="glue_submission.zip", help="zip file to write (default %(default)s)")
+    parser.add_argument(
+        "--pick",
+        default="best",
+        help="which run per task: best | median | RUN (seed or run_<seed>) | ensemble:K "
+        "(average the K best dev runs' probabilities); default %(default)s",
+    )
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from electra.finetune.submit import SERVER_FILES, build_submission, parse_pick, write_zip
+
+    sweep = Path(args.sweep)
+    if not sweep.is_dir():
+        raise ElectraError(f"sweep directory {sweep} does not exist")
+    pick = parse_pick(args.pick)
+    files, manifest = build_submission(sweep, pick)
+    if not files:
+        raise ElectraError(f"{sweep} has no complete run with test predictions; run `electra finetune` first")
+    write_zip(args.out, files)
+    for entry in manifest:
+        scores = ", ".join(f"{s:.2f}" for s in next(v for k, v in entry.items() if k.startswith("dev_")))
+        print(f"{entry['file']:<12} {entry['rows']:>6} rows  from {', '.join(entry['runs'])} (dev {scores})")
+    missing = [name for name in SERVER_FILES if name not in files]
+    if missing:
+        print(
+            f"not in the zip (no test predictions): {', '.join(missing)}; the GLUE server needs all "
+            f"{len(SERVER_FILES)} files",
+            file=sys.stderr,
+        )
+    print(f"wrote {args.out} ({len(files)} files)")
     return 0
 
 
