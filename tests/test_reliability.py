@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pretrain import TINY, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
+from test_pretrain import TINY, TOKENS, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
 
 from electra import io
 from electra.cli import main
@@ -511,3 +511,38 @@ def test_a_disk_that_fills_up_midway_is_one_line_and_leaves_existing_outputs_int
         assert "File too large" in lines[-1] or "is the disk full?" in lines[-1]  # numpy's short write has no errno
     assert _tree(run) == before["run"] and _tree(tmp_path / "hf") == before["hf"] and _tree(data_dir) == before["data"]
     assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob(".*"))  # no temporary leftovers
+
+
+def _rewind(run: Path, step: int) -> None:
+    """The run as a kill after step `step` leaves it: `latest` back at the kept `step_<step>`, not finished."""
+    config = json.loads((run / "config.json").read_text())
+    config["finished"] = False
+    (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.rmtree(run / "checkpoints" / "latest")
+    shutil.copytree(run / "checkpoints" / f"step_{step}", run / "checkpoints" / "latest")
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    x, y = (
+        load_file(a / "checkpoints" / "latest" / "model.safetensors"),
+        load_file(b / "checkpoints" / "latest" / "model.safetensors"),
+    )
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_the_same_command_with_resume_continues_a_run_whose_vocabulary_came_from_its_data(data_dir, tmp_path, capsys):  # noqa: F811
+    """(the preset's default vocabulary size was compared with the one the run took from its data, and refused)"""
+    shape = [a for a in TINY if a not in ("--vocab-size", str(len(TOKENS)))]
+    command = ["pretrain", *shape, "--data", str(data_dir), "--max-steps", "6", "--eval-every", "0", "--probe", "none"]
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert main([*command, "--out", str(full)]) == 0 and main([*command, "--out", str(run)]) == 0
+    _rewind(run, 3)
+    capsys.readouterr()
+    assert main([*command, "--out", str(run), "--resume"]) == 0, capsys.readouterr().err
+    assert "at step 3" in capsys.readouterr().out and _same_weights(run, full)
+    _rewind(run, 3)  # the preset and the run's config alone, without --data (the run's own)
+    assert main(["pretrain", "--out", str(run), "--resume", *shape, "--max-steps", "6"]) == 0, capsys.readouterr().err
+    assert "at step 3" in capsys.readouterr().out and _same_weights(run, full)
+    # a command that describes another run is still refused
+    assert main([*command, "--out", str(run), "--resume", "--vocab-size", str(len(TOKENS) + 1)]) == 2
+    assert f"model.vocab_size ({len(TOKENS)} in the run, {len(TOKENS) + 1} now)" in capsys.readouterr().err

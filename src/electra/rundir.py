@@ -298,8 +298,13 @@ def resolve_setup(
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
+        if (run_dir / ckpt.TOKENIZER).is_dir():
+            tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
         if preset_name is not None or overrides:  # what the command line asks for must be what the run is
             wanted = preset(preset_name, **overrides) if preset_name else apply_overrides(saved_cfg, overrides)
+            if preset_name and "vocab_size" not in overrides:  # as the command took it when it started the run
+                vocab = tokenizer.vocab_size if tokenizer is not None else saved_cfg.model.vocab_size
+                wanted = replace(wanted, model=replace(wanted.model, vocab_size=vocab))
             if opts.init_from:  # the shapes came from the --init-from models
                 wanted = replace(
                     wanted,
@@ -313,8 +318,6 @@ def resolve_setup(
         cfg = saved_cfg
         if not opts.data and not opts.corpus:
             opts.data = saved.get("data", {}).get("path")
-        if (run_dir / ckpt.TOKENIZER).is_dir():
-            tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
         if resume_from is not None:
             opts.init_from = None  # the checkpoint has the weights
     else:
