@@ -546,3 +546,48 @@ def test_the_same_command_with_resume_continues_a_run_whose_vocabulary_came_from
     # a command that describes another run is still refused
     assert main([*command, "--out", str(run), "--resume", "--vocab-size", str(len(TOKENS) + 1)]) == 2
     assert f"model.vocab_size ({len(TOKENS)} in the run, {len(TOKENS) + 1} now)" in capsys.readouterr().err
+
+
+def test_a_resume_refuses_a_run_config_edited_since_its_checkpoint_with_one_line_naming_the_fields(
+    data_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """(an edited learning_rate or max_steps applied silently from the middle of the run on; a wrong type was a
+    traceback)"""
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run, "--save-every", "2") == 0
+    finished = load_file(run / "checkpoints" / "latest" / "model.safetensors")
+    _rewind(run, 3)
+    original = json.loads((run / "config.json").read_text())
+    edits = {
+        "learning_rate (0.0005 in the checkpoint, 0.01 in config.json); max_steps (6 in the checkpoint, 8 in ": {
+            "config": {"learning_rate": 0.01, "max_steps": 8}
+        },
+        "config.json: learning_rate must be a number, got 'fast'": {"config": {"learning_rate": "fast"}},
+        "config.json: max_steps must be an integer, got 6.5": {"config": {"max_steps": 6.5}},
+        "config.json: hidden_size must be an integer, got '32'": {"config": {"model": {"hidden_size": "32"}}},
+        "config.json: run.log_every must be an integer, got 'ten'": {"run": {"log_every": "ten"}},
+    }
+    for expected, edit in edits.items():
+        config = json.loads(json.dumps(original))
+        for section, values in edit.items():
+            target = config[section]
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    target[key].update(value)
+                else:
+                    target[key] = value
+        (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        before = _tree(run)
+        capsys.readouterr()
+        assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 2, expected
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("electra pretrain: error: "), (expected, err)
+        assert expected in lines[0], (expected, lines[0])
+        assert _tree(run) == before, expected  # nothing rewritten, the edit included
+    (run / "config.json").write_text(json.dumps(original, indent=2) + "\n")
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    resumed = load_file(run / "checkpoints" / "latest" / "model.safetensors")
+    assert resumed.keys() == finished.keys() and all(torch.equal(resumed[k], finished[k]) for k in finished)

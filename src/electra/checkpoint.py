@@ -33,7 +33,7 @@ from safetensors.torch import load_model, save_model
 
 from electra import io
 from electra.config import PretrainConfig, from_dict
-from electra.errors import ElectraError
+from electra.errors import ConfigError, ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 
 RUN_FORMAT = "electra-pretraining-run"
@@ -93,6 +93,9 @@ def pretrain_config(meta: dict[str, Any], where: str) -> PretrainConfig:
         return from_dict(PretrainConfig, dict(meta["config"]), where)
     except KeyError:
         raise ElectraError(f"{where} has no 'config' entry") from None
+    except (ConfigError, TypeError, ValueError, AttributeError) as err:  # a wrong kind or range (an edited file)
+        text = str(err)
+        raise ConfigError(text if where in text else f"{where}: {text}") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +44,7 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
+        check_types(self)
         for name in (
             "vocab_size",
             "embedding_size",
@@ -141,6 +143,7 @@ class PretrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = from_dict(ModelConfig, self.model)
+        check_types(self)
         _check_literals(self)
         if self.max_length < 5:
             raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
@@ -339,6 +342,32 @@ def check_range(
         else:
             allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_types(obj: DataclassInstance) -> None:
+    """Raise a ConfigError naming the field when a plain field (a number, a count, a flag, a string, or None where
+    allowed) holds a value of another kind, e.g. `"fast"` for learning_rate read from a JSON file."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        hint, value = hints[f.name], getattr(obj, f.name)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = [k for k in (typing.get_args(hint) if union else (hint,)) if k is not type(None)]
+        optional = union and type(None) in typing.get_args(hint)
+        if not all(k in _KINDS for k in kinds) or (value is None and optional):
+            continue  # a Literal, a dataclass, a list (checked elsewhere), or None where None is allowed
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not any(
+            (k is bool and isinstance(value, bool))
+            or (k is str and isinstance(value, str))
+            or (k is int and numeric and isinstance(value, int))
+            or (k is float and numeric)
+            for k in kinds
+        ):
+            allowed = " or ".join(_KINDS[k] for k in kinds) + (" or null" if optional else "")
+            raise ConfigError(f"{f.name} must be {allowed}, got {value!r}")
 
 
 def _check_literals(obj: DataclassInstance) -> None:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from electra import checkpoint as ckpt
 from electra import dist, io
-from electra.config import PRESETS, ModelConfig, PretrainConfig, flat_fields, from_dict, preset
-from electra.errors import ElectraError
+from electra.config import PRESETS, ModelConfig, PretrainConfig, check_types, flat_fields, from_dict, preset
+from electra.errors import ConfigError, ElectraError
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -78,15 +78,33 @@ def _fall_back(run_dir: Path, bad: str) -> Path:
     raise ElectraError(f"cannot resume {run_dir}: {bad}, and no kept checkpoint is intact; start over with --force")
 
 
-def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+def config_differences(
+    a: dict[str, Any], b: dict[str, Any], prefix: str = "", names: tuple[str, str] = ("now", "in the run")
+) -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, f"{prefix}{key}.")
+            out += config_differences(va, vb, f"{prefix}{key}.", names)
         elif va != vb:
-            out.append(f"{prefix}{key} ({vb!r} in the run, {va!r} now)")
+            out.append(f"{prefix}{key} ({vb!r} {names[1]}, {va!r} {names[0]})")
     return out
+
+
+def check_unchanged(run_dir: Path, resume_from: Path, cfg: PretrainConfig) -> None:
+    """Refuse to resume when the run's config.json no longer says what its checkpoint was trained with (an edited
+    learning_rate or max_steps would otherwise apply silently from the middle of the run on)."""
+    path = resume_from / ckpt.CONFIG
+    if not path.is_file():  # (every checkpoint holds its copy; a damaged one is not resumed from)
+        return
+    trained = ckpt.pretrain_config(ckpt.read_json(path, "checkpoint config"), str(path))
+    diffs = config_differences(cfg.to_dict(), trained.to_dict(), names=("in config.json", "in the checkpoint"))
+    if diffs:
+        raise ElectraError(
+            f"cannot resume {run_dir}: its {ckpt.CONFIG} differs from the config its checkpoint {resume_from.name} "
+            f"was trained with: {'; '.join(diffs)}; put the checkpoint's values back (they are in {path}), "
+            "or start a new run (another --out, or --force)"
+        )
 
 
 def start(run_dir: Path, run_config: dict[str, Any], tokenizer: WordPiece, fresh: bool) -> None:
@@ -281,6 +299,10 @@ def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptio
             )
     values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
     opts = RunOptions(**values)
+    try:
+        check_types(opts)
+    except ConfigError as err:  # e.g. an edited config.json of the run
+        raise ConfigError(f"{Path(given['out']) / ckpt.CONFIG}: run.{err}" if saved else str(err)) from None
     for name in ("log_every", "save_every", "eval_examples"):
         if getattr(opts, name) < 1:
             raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
@@ -298,6 +320,8 @@ def resolve_setup(
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
+        if resume_from is not None:
+            check_unchanged(run_dir, resume_from, saved_cfg)
         if (run_dir / ckpt.TOKENIZER).is_dir():
             tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
         if preset_name is not None or overrides:  # what the command line asks for must be what the run is
