@@ -591,3 +591,57 @@ def test_a_resume_refuses_a_run_config_edited_since_its_checkpoint_with_one_line
     assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
     resumed = load_file(run / "checkpoints" / "latest" / "model.safetensors")
     assert resumed.keys() == finished.keys() and all(torch.equal(resumed[k], finished[k]) for k in finished)
+
+
+@pytest.mark.parametrize("where", ["optimizer", "weights"])
+def test_a_full_disk_while_pretraining_is_one_line_naming_the_run_and_the_space_a_checkpoint_needs(
+    data_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+    where,
+):
+    """The disk fills up at the 3rd checkpoint: torch.save(optimizer.pt) fails as torch does on a full disk (a short
+    write it reports as "unexpected pos"), or safetensors as the OSError it is. (It was a 34-line traceback.)"""
+    import errno
+
+    from electra import checkpoint as ckpt
+
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert _short_run(data_dir, full, "--save-every", "2") == 0
+    calls = {"n": 0}
+    save, save_model = ckpt.torch.save, ckpt.save_model
+
+    def torch_save(obj, f, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += Path(f).name == "optimizer.pt"
+        if calls["n"] == 3:
+            Path(f).write_bytes(b"PK\x03\x04 cut short")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return save(obj, f, *args, **kwargs)
+
+    def safetensors_save(model, filename, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save_model(model, filename, *args, **kwargs)
+
+    if where == "optimizer":
+        monkeypatch.setattr(ckpt.torch, "save", torch_save)
+    else:
+        monkeypatch.setattr(ckpt, "save_model", safetensors_save)
+    capsys.readouterr()
+    assert _short_run(data_dir, run, "--save-every", "2") == 2  # checkpoints at steps 1 and 2, the one at 3 fails
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"electra pretrain: error: {run}: no room for the checkpoint of step 3 ("), lines[0]
+    size = sum(p.stat().st_size for p in (full / "checkpoints" / "step_3").glob("*.*"))  # weights, optimizer, ...
+    needed = lines[0].split("a checkpoint needs about ")[1].split(" kB")[0]
+    assert 0.5 * size <= 1000 * float(needed) <= 1.5 * size, (size, lines[0])
+    assert "the checkpoints written so far are intact; make room, then continue it with --resume" in lines[0]
+    root = run / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["index.json", "latest", "step_1", "step_2"]  # nothing stray
+    assert not (run / ".lock").exists()
+    assert _short_run(data_dir, run, "--save-every", "2", "--resume") == 0
+    assert _same_weights(run, full)

@@ -227,6 +227,20 @@ def save_checkpoint(
     return root / name
 
 
+def size_estimate(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of a checkpoint of `model` and `optimizer`: the weights (shared tensors once) and the optimizer state;
+    the rest (trainer and random state, config, tokenizer) is small."""
+    seen, total = set(), 0
+    tensors = [*model.state_dict().values()]
+    tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
 def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
     """`root/dst` as a copy of `root/src` (hard links: files are never modified in place), installed atomically."""
     tmp = root / f".tmp-{dst}-{os.getpid()}-{time.time_ns()}"

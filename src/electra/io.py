@@ -73,7 +73,7 @@ def library_writes(path: str | os.PathLike) -> Iterator[None]:
     """Failed writes of the libraries that write files themselves (safetensors, `torch.save`, transformers'
     `save_pretrained`, numpy's `tofile`) raised as the `OSError` they are, naming `path`, so that a full disk is one
     line like any other environment fault. safetensors reports `I/O error: ... (os error N)`, torch `file write
-    failed`, numpy an OSError without an errno."""
+    failed` or `unexpected pos N vs M` (a short write), numpy an OSError without an errno."""
     try:
         yield
     except OSError as err:
@@ -87,7 +87,8 @@ def library_writes(path: str | os.PathLike) -> Iterator[None]:
         code = re.search(r"os error (\d+)", text)
         if code:
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
-        if "file write failed" in text or "failed writing file" in text:
+        if "file write failed" in text or "failed writing file" in text or "unexpected pos" in text:
+            # torch: a failed or short write (on a full disk, torch.save reports "unexpected pos N vs M")
             raise OSError(errno.EIO, "writing failed (is the disk full?)", str(path)) from err
         raise
 

@@ -15,6 +15,7 @@ data, tokenizer, checkpoint to resume from).
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -163,16 +164,37 @@ def save(
         "time": time.time(),
     }
     name = f"step_{step}" if step in keep else ckpt.LATEST
-    path = ckpt.save_checkpoint(root, name, model, optimizer, scaler, state, run_config, tokenizer)
-    if step in keep:
-        io.fault_point("save.kept_written")
-        ckpt.update_index(root, keep[step], name)
-        io.fault_point("save.indexed")
-        path = ckpt.copy_checkpoint(root, name, ckpt.LATEST)
-    if finished:
-        io.fault_point("save.finishing")
-        io.write_json(run_dir / ckpt.CONFIG, {**run_config, "finished": True})
+    try:
+        path = ckpt.save_checkpoint(root, name, model, optimizer, scaler, state, run_config, tokenizer)
+        if step in keep:
+            io.fault_point("save.kept_written")
+            ckpt.update_index(root, keep[step], name)
+            io.fault_point("save.indexed")
+            path = ckpt.copy_checkpoint(root, name, ckpt.LATEST)
+        if finished:
+            io.fault_point("save.finishing")
+            io.write_json(run_dir / ckpt.CONFIG, {**run_config, "finished": True})
+    except OSError as err:
+        if err.errno not in FULL_DISK:
+            raise
+        raise ElectraError(
+            f"{run_dir}: no room for the checkpoint of step {step} ({err.strerror}): a checkpoint needs about "
+            f"{_size(ckpt.size_estimate(model, optimizer))} and {_size(shutil.disk_usage(run_dir).free)} is free "
+            "there; the checkpoints written so far are intact; make room, then continue it with --resume"
+        ) from None
     return path
+
+
+# a full disk or quota, a file size limit, or a write a library reported as failed (`electra.io.library_writes`)
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 class MetricsLog:
