@@ -34,15 +34,19 @@ FAULT_ENV = "ELECTRA_FAULT"
 
 def fault_point(name: str) -> None:
     """A kill for the tests: SIGKILL this process here when the environment variable ELECTRA_FAULT is `name`, or
-    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op."""
+    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op.
+    `name@N:SIGTERM` (or another signal's name) sends that signal instead, once."""
     spec = os.environ.get(FAULT_ENV)
-    if not spec or spec.partition("@")[0] != name:
+    point, _, signame = (spec or "").partition(":")
+    if not spec or point.partition("@")[0] != name:
         return
-    n = int(spec.partition("@")[2] or 1)
+    n = int(point.partition("@")[2] or 1)
     if n > 1:
-        os.environ[FAULT_ENV] = f"{name}@{n - 1}"
+        os.environ[FAULT_ENV] = f"{name}@{n - 1}" + (f":{signame}" if signame else "")
         return
-    os.kill(os.getpid(), signal.SIGKILL)
+    if signame:
+        del os.environ[FAULT_ENV]
+    os.kill(os.getpid(), getattr(signal, signame) if signame else signal.SIGKILL)
 
 
 def _umask() -> int:

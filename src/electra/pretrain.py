@@ -68,6 +68,7 @@ from electra.step import (
     to_device,
     train_step,
 )
+from electra.stopping import Stopped, StopSignals, signal_name
 
 if TYPE_CHECKING:
     pass
@@ -92,8 +93,9 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     return model.init_word_vectors(vectors, torch.from_numpy(counts)), sum(len(e) for e in examples)
 
 
-def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
-    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record."""
+def train(setup: Setup, info: dist.DistInfo, stop: StopSignals | None = None) -> dict[str, Any]:
+    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
+    A SIGTERM or SIGINT (`stop`) ends the loop at the next step boundary with a checkpoint, raising `Stopped`."""
     from electra.data import PretrainLoader
 
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
@@ -166,8 +168,10 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
     halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
     unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
+    stop = stop or StopSignals()
     try:
         model.train()
+        stop.arm()
         while step < cfg.max_steps:
             t0 = time.perf_counter()
             batch = to_device(next(loader), info.device)
@@ -192,7 +196,8 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
             eval_step = (
                 bool(eval_batches) and opts.eval_every and (step % opts.eval_every == 0 or step == cfg.max_steps)
             )
-            save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps
+            stopping = stop.requested(info, check_all=step % opts.log_every == 0)  # a SIGTERM or SIGINT came
+            save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps or bool(stopping)
             if logging_step or eval_step or save_step:
                 try:
                     rows = read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
@@ -258,6 +263,14 @@ def train(setup: Setup, info: dist.DistInfo) -> dict[str, Any]:
                         keep=keep,
                     )
                 dist.barrier(info)
+            if stopping and step < cfg.max_steps:
+                if bar is not None:
+                    bar.close()
+                raise Stopped(
+                    f"stopped by {signal_name(stopping)} after step {step} of {cfg.max_steps}; checkpoint saved in "
+                    f"{run_dir / ckpt.CHECKPOINTS / ckpt.LATEST}: the same command with --resume continues the run",
+                    stopping,
+                )
         if bar is not None:
             bar.close()
     finally:
@@ -355,8 +368,9 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any)
     given["out"] = str(out)
     info = dist.init_from_env(given.get("device") or "auto")
     try:
-        # one writer per run directory; the other processes of a torchrun job only read it
-        with io.claimed(out, "run directory", lock=info.is_main, clean_up=info.is_main) as lock:
+        # one writer per run directory; the other processes of a torchrun job only read it. A SIGTERM or SIGINT
+        # stops at once while setting up, and at the next step boundary, with a checkpoint, while training.
+        with StopSignals() as stop, io.claimed(out, "run directory", lock=info.is_main, clean_up=info.is_main) as lock:
             if lock is not None and lock.stale:
                 print(f"  ({out} was last written by {lock.stale}, which has ended)", flush=True)
             setup = resolve_setup(given, preset, overrides, info)
@@ -369,7 +383,7 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any)
                     return {"step": state["step"]}
             elif setup.opts.resume:
                 dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
-            last = train(setup, info)
+            last = train(setup, info, stop)
             summary = json.dumps({k: last[k] for k in ("step", "loss") if k in last})
             dist.print0(f"done: {setup.run_dir}  ({summary})")
             return last
