@@ -323,8 +323,11 @@ def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptio
     opts = RunOptions(**values)
     try:
         check_types(opts)
-    except ConfigError as err:  # e.g. an edited config.json of the run
-        raise ConfigError(f"{Path(given['out']) / ckpt.CONFIG}: run.{err}" if saved else str(err)) from None
+    except ConfigError as err:
+        name = str(err).split(" ", 1)[0]
+        if saved and given.get("resume") and given.get(name) is None:  # the run's own, e.g. an edited config.json
+            raise ConfigError(f"{Path(given['out']) / ckpt.CONFIG}: run.{err}") from None
+        raise
     for name in ("log_every", "save_every", "eval_examples"):
         if getattr(opts, name) < 1:
             raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
