@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pretrain import TINY, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
+from test_pretrain import TINY, TOKENS, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
 
 from electra import io
 from electra.cli import main
@@ -511,3 +511,137 @@ def test_a_disk_that_fills_up_midway_is_one_line_and_leaves_existing_outputs_int
         assert "File too large" in lines[-1] or "is the disk full?" in lines[-1]  # numpy's short write has no errno
     assert _tree(run) == before["run"] and _tree(tmp_path / "hf") == before["hf"] and _tree(data_dir) == before["data"]
     assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob(".*"))  # no temporary leftovers
+
+
+def _rewind(run: Path, step: int) -> None:
+    """The run as a kill after step `step` leaves it: `latest` back at the kept `step_<step>`, not finished."""
+    config = json.loads((run / "config.json").read_text())
+    config["finished"] = False
+    (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.rmtree(run / "checkpoints" / "latest")
+    shutil.copytree(run / "checkpoints" / f"step_{step}", run / "checkpoints" / "latest")
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    x, y = (
+        load_file(a / "checkpoints" / "latest" / "model.safetensors"),
+        load_file(b / "checkpoints" / "latest" / "model.safetensors"),
+    )
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_the_same_command_with_resume_continues_a_run_whose_vocabulary_came_from_its_data(data_dir, tmp_path, capsys):  # noqa: F811
+    """(the preset's default vocabulary size was compared with the one the run took from its data, and refused)"""
+    shape = [a for a in TINY if a not in ("--vocab-size", str(len(TOKENS)))]
+    command = ["pretrain", *shape, "--data", str(data_dir), "--max-steps", "6", "--eval-every", "0", "--probe", "none"]
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert main([*command, "--out", str(full)]) == 0 and main([*command, "--out", str(run)]) == 0
+    _rewind(run, 3)
+    capsys.readouterr()
+    assert main([*command, "--out", str(run), "--resume"]) == 0, capsys.readouterr().err
+    assert "at step 3" in capsys.readouterr().out and _same_weights(run, full)
+    _rewind(run, 3)  # the preset and the run's config alone, without --data (the run's own)
+    assert main(["pretrain", "--out", str(run), "--resume", *shape, "--max-steps", "6"]) == 0, capsys.readouterr().err
+    assert "at step 3" in capsys.readouterr().out and _same_weights(run, full)
+    # a command that describes another run is still refused
+    assert main([*command, "--out", str(run), "--resume", "--vocab-size", str(len(TOKENS) + 1)]) == 2
+    assert f"model.vocab_size ({len(TOKENS)} in the run, {len(TOKENS) + 1} now)" in capsys.readouterr().err
+
+
+def test_a_resume_refuses_a_run_config_edited_since_its_checkpoint_with_one_line_naming_the_fields(
+    data_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """(an edited learning_rate or max_steps applied silently from the middle of the run on; a wrong type was a
+    traceback)"""
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run, "--save-every", "2") == 0
+    finished = load_file(run / "checkpoints" / "latest" / "model.safetensors")
+    _rewind(run, 3)
+    original = json.loads((run / "config.json").read_text())
+    edits = {
+        "learning_rate (0.0005 in the checkpoint, 0.01 in config.json); max_steps (6 in the checkpoint, 8 in ": {
+            "config": {"learning_rate": 0.01, "max_steps": 8}
+        },
+        "config.json: learning_rate must be a number, got 'fast'": {"config": {"learning_rate": "fast"}},
+        "config.json: max_steps must be an integer, got 6.5": {"config": {"max_steps": 6.5}},
+        "config.json: hidden_size must be an integer, got '32'": {"config": {"model": {"hidden_size": "32"}}},
+        "config.json: run.log_every must be an integer, got 'ten'": {"run": {"log_every": "ten"}},
+    }
+    for expected, edit in edits.items():
+        config = json.loads(json.dumps(original))
+        for section, values in edit.items():
+            target = config[section]
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    target[key].update(value)
+                else:
+                    target[key] = value
+        (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        before = _tree(run)
+        capsys.readouterr()
+        assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 2, expected
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("electra pretrain: error: "), (expected, err)
+        assert expected in lines[0], (expected, lines[0])
+        assert _tree(run) == before, expected  # nothing rewritten, the edit included
+    (run / "config.json").write_text(json.dumps(original, indent=2) + "\n")
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    resumed = load_file(run / "checkpoints" / "latest" / "model.safetensors")
+    assert resumed.keys() == finished.keys() and all(torch.equal(resumed[k], finished[k]) for k in finished)
+
+
+@pytest.mark.parametrize("where", ["optimizer", "weights"])
+def test_a_full_disk_while_pretraining_is_one_line_naming_the_run_and_the_space_a_checkpoint_needs(
+    data_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+    where,
+):
+    """The disk fills up at the 3rd checkpoint: torch.save(optimizer.pt) fails as torch does on a full disk (a short
+    write it reports as "unexpected pos"), or safetensors as the OSError it is. (It was a 34-line traceback.)"""
+    import errno
+
+    from electra import checkpoint as ckpt
+
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert _short_run(data_dir, full, "--save-every", "2") == 0
+    calls = {"n": 0}
+    save, save_model = ckpt.torch.save, ckpt.save_model
+
+    def torch_save(obj, f, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += Path(f).name == "optimizer.pt"
+        if calls["n"] == 3:
+            Path(f).write_bytes(b"PK\x03\x04 cut short")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return save(obj, f, *args, **kwargs)
+
+    def safetensors_save(model, filename, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save_model(model, filename, *args, **kwargs)
+
+    if where == "optimizer":
+        monkeypatch.setattr(ckpt.torch, "save", torch_save)
+    else:
+        monkeypatch.setattr(ckpt, "save_model", safetensors_save)
+    capsys.readouterr()
+    assert _short_run(data_dir, run, "--save-every", "2") == 2  # checkpoints at steps 1 and 2, the one at 3 fails
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"electra pretrain: error: {run}: no room for the checkpoint of step 3 ("), lines[0]
+    size = sum(p.stat().st_size for p in (full / "checkpoints" / "step_3").glob("*.*"))  # weights, optimizer, ...
+    needed = lines[0].split("a checkpoint needs about ")[1].split(" kB")[0]
+    assert 0.5 * size <= 1000 * float(needed) <= 1.5 * size, (size, lines[0])
+    assert "the checkpoints written so far are intact; make room, then continue it with --resume" in lines[0]
+    root = run / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["index.json", "latest", "step_1", "step_2"]  # nothing stray
+    assert not (run / ".lock").exists()
+    assert _short_run(data_dir, run, "--save-every", "2", "--resume") == 0
+    assert _same_weights(run, full)

@@ -33,7 +33,7 @@ from safetensors.torch import load_model, save_model
 
 from electra import io
 from electra.config import PretrainConfig, from_dict
-from electra.errors import ElectraError
+from electra.errors import ConfigError, ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 
 RUN_FORMAT = "electra-pretraining-run"
@@ -93,6 +93,9 @@ def pretrain_config(meta: dict[str, Any], where: str) -> PretrainConfig:
         return from_dict(PretrainConfig, dict(meta["config"]), where)
     except KeyError:
         raise ElectraError(f"{where} has no 'config' entry") from None
+    except (ConfigError, TypeError, ValueError, AttributeError) as err:  # a wrong kind or range (an edited file)
+        text = str(err)
+        raise ConfigError(text if where in text else f"{where}: {text}") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -222,6 +225,20 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root / name
+
+
+def size_estimate(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of a checkpoint of `model` and `optimizer`: the weights (shared tensors once) and the optimizer state;
+    the rest (trainer and random state, config, tokenizer) is small."""
+    seen, total = set(), 0
+    tensors = [*model.state_dict().values()]
+    tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
 
 
 def copy_checkpoint(root: Path, src: str, dst: str) -> Path:

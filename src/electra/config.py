@@ -8,18 +8,23 @@ docs/faithfulness.md §1 (sizes, generator shape, pretraining defaults) and §5 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from electra.errors import ConfigError
+from electra.validate import (  # the config API: configs are built and checked through these
+    check_literals,
+    check_range,
+    check_types,
+    flat_fields,
+    from_dict,
+    unknown_key_message,
+    without_retired,
+)
 
 if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-_D = TypeVar("_D", bound="DataclassInstance")  # a config dataclass
+    pass
 
 
 # run options that are not part of a run's result (the command line checks them before any heavy import)
@@ -47,6 +52,7 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
+        check_types(self)
         for name in (
             "vocab_size",
             "embedding_size",
@@ -143,7 +149,8 @@ class PretrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = from_dict(ModelConfig, self.model)
-        _check_literals(self)
+        check_types(self)
+        check_literals(self)
         if self.max_length < 5:
             raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
         if self.max_length > self.model.max_position_embeddings:
@@ -225,7 +232,7 @@ class FinetuneConfig:
             raise ConfigError("max_train_examples must be positive")
         if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
             raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
-        _check_literals(self)
+        check_literals(self)
 
     def encoder_config(self, model: ModelConfig) -> ModelConfig:
         """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden
@@ -375,81 +382,19 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
     return from_dict(PretrainConfig, {**values, "model": model})
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-# Fields that earlier versions recorded and this one no longer has, with the value that meant "off": a run that
-# recorded that value loads as if the field never existed; any other value is refused (the run needs the version
-# that had it; docs/research/2026-12-08-options-removed.md says which commit).
-RETIRED_FIELDS: dict[str, dict[str, Any]] = {"PretrainConfig": {"generator_adam_epsilon": None}}
-
-
-def without_retired(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """`values` without the fields of `cls` that this version retired (`RETIRED_FIELDS`), refusing one that is set
-    to anything but its "off" value."""
-    retired = RETIRED_FIELDS.get(cls.__name__, {})
-    for key, off in retired.items():
-        if key in values and values[key] != off:
-            raise ConfigError(
-                f"{where or cls.__name__}: {key}={values[key]!r} was an experimental option of electra 0.1.0 that this "
-                "version no longer has; continue that run with electra 0.1.0"
-            )
-    return {k: v for k, v in values.items() if k not in retired}
-
-
-def from_dict(cls: type[_D], values: dict[str, Any], where: str = "") -> _D:
-    """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
-    known = {f.name for f in fields(cls)}
-    values = without_retired(cls, values, where)
-    for key in values:
-        if key not in known:
-            raise ConfigError(unknown_key_message(key, known, where or cls.__name__))
-    return cls(**values)
-
-
-def unknown_key_message(key: str, known: typing.Iterable[str], where: str) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown config key {key!r} in {where}{hint}"
-
-
-def check_range(
-    obj: DataclassInstance, name: str, lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
-) -> None:
-    """Raise a ConfigError naming the field and its allowed range when obj.<name> lies outside it."""
-    value = getattr(obj, name)
-    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
-        hi is not None and (value > hi or (hi_open and value == hi))
-    )
-    if isinstance(value, bool) or not isinstance(value, int | float) or bad or value != value:  # (NaN)
-        if hi is None:
-            allowed = f"{'>' if lo_open else '>='} {lo:g}"
-        else:
-            allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _check_literals(obj: DataclassInstance) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in fields(obj):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is Literal:
-            allowed = typing.get_args(hint)
-            if getattr(obj, f.name) not in allowed:
-                raise ConfigError(
-                    f"{f.name} must be one of {', '.join(map(repr, allowed))}, got {getattr(obj, f.name)!r}"
-                )
-
-
-# ---------------------------------------------------------------------------------------------- CLI support
-
-
-def flat_fields(*classes: type) -> list[tuple[str, Any]]:
-    out = []
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                continue
-            out.append((f.name, hints[f.name]))
-    return out
+__all__ = [
+    "COMPILE_MODES",
+    "COMPILE_SCOPES",
+    "MAX_MICRO_TOKENS",
+    "PRESETS",
+    "FinetuneConfig",
+    "ModelConfig",
+    "PretrainConfig",
+    "check_range",
+    "check_types",
+    "flat_fields",
+    "from_dict",
+    "preset",
+    "unknown_key_message",
+    "without_retired",
+]

@@ -34,15 +34,19 @@ FAULT_ENV = "ELECTRA_FAULT"
 
 def fault_point(name: str) -> None:
     """A kill for the tests: SIGKILL this process here when the environment variable ELECTRA_FAULT is `name`, or
-    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op."""
+    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op.
+    `name@N:SIGTERM` (or another signal's name) sends that signal instead, once."""
     spec = os.environ.get(FAULT_ENV)
-    if not spec or spec.partition("@")[0] != name:
+    point, _, signame = (spec or "").partition(":")
+    if not spec or point.partition("@")[0] != name:
         return
-    n = int(spec.partition("@")[2] or 1)
+    n = int(point.partition("@")[2] or 1)
     if n > 1:
-        os.environ[FAULT_ENV] = f"{name}@{n - 1}"
+        os.environ[FAULT_ENV] = f"{name}@{n - 1}" + (f":{signame}" if signame else "")
         return
-    os.kill(os.getpid(), signal.SIGKILL)
+    if signame:
+        del os.environ[FAULT_ENV]
+    os.kill(os.getpid(), getattr(signal, signame) if signame else signal.SIGKILL)
 
 
 def _umask() -> int:
@@ -73,7 +77,7 @@ def library_writes(path: str | os.PathLike) -> Iterator[None]:
     """Failed writes of the libraries that write files themselves (safetensors, `torch.save`, transformers'
     `save_pretrained`, numpy's `tofile`) raised as the `OSError` they are, naming `path`, so that a full disk is one
     line like any other environment fault. safetensors reports `I/O error: ... (os error N)`, torch `file write
-    failed`, numpy an OSError without an errno."""
+    failed` or `unexpected pos N vs M` (a short write), numpy an OSError without an errno."""
     try:
         yield
     except OSError as err:
@@ -87,7 +91,8 @@ def library_writes(path: str | os.PathLike) -> Iterator[None]:
         code = re.search(r"os error (\d+)", text)
         if code:
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
-        if "file write failed" in text or "failed writing file" in text:
+        if "file write failed" in text or "failed writing file" in text or "unexpected pos" in text:
+            # torch: a failed or short write (on a full disk, torch.save reports "unexpected pos N vs M")
             raise OSError(errno.EIO, "writing failed (is the disk full?)", str(path)) from err
         raise
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from electra import __version__
 from electra.config import PretrainConfig, unknown_key_message, without_retired
-from electra.errors import ElectraError
+from electra.errors import ElectraError, Stopped
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"electra {command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except Stopped as err:  # SIGTERM or SIGINT, after what could be saved was saved (electra.train.stopping)
+        print(f"electra {command}: {err}", file=sys.stderr)
+        return err.status
     except KeyboardInterrupt:
         print(f"electra {command}: interrupted", file=sys.stderr)
         return 130

@@ -87,7 +87,8 @@ def add_config_arguments(
         return groups[key]
 
     for name, hint in chosen:
-        kwargs: dict[str, Any] = dict(dest=prefix + name, default=argparse.SUPPRESS, metavar="V", help=describe(name))
+        text = field_help(name, describe(name))
+        kwargs: dict[str, Any] = dict(dest=prefix + name, default=argparse.SUPPRESS, metavar="V", help=text)
         args = typing.get_args(hint)
         optional = type(None) in args and len(args) == 2
         inner = next(a for a in args if a is not type(None)) if optional else hint
@@ -128,3 +129,76 @@ def _show(value: Any) -> str:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {key[len("cfg__") :]: value for key, value in vars(args).items() if key.startswith("cfg__")}
+
+
+# What each config field does, shown before its default in `--help` (docs/cli.md is generated from the same text).
+FIELD_HELP: dict[str, str] = {
+    # ModelConfig
+    "vocab_size": "word pieces in the vocabulary (a new run takes its data's)",
+    "embedding_size": "width of the embedding tables (projected to hidden_size when they differ)",
+    "hidden_size": "width of the transformer layers",
+    "num_hidden_layers": "transformer layers",
+    "num_attention_heads": "attention heads per layer",
+    "intermediate_size": "width of each layer's feed-forward block",
+    "max_position_embeddings": "rows of the position table: the longest input the model can read",
+    "type_vocab_size": "segment (token type) ids",
+    "hidden_dropout_prob": "dropout after the embeddings and in every layer",
+    "attention_probs_dropout_prob": "dropout of the attention weights",
+    "layer_norm_eps": "LayerNorm epsilon",
+    "initializer_range": "std of the truncated-normal initialisation",
+    "pad_token_id": "id of [PAD]",
+    # PretrainConfig: recipe
+    "learning_rate": "peak learning rate",
+    "batch_size": "examples per optimizer step (pretraining: over all processes)",
+    "max_steps": "optimizer steps of the run",
+    "warmup_steps": "steps of linear warm-up",
+    "max_length": "tokens per example",
+    "mask_prob": "share of the tokens the generator predicts",
+    "seed": "seed of the initial weights, the data order and the masking",
+    "weight_decay": "decoupled weight decay (not on biases and LayerNorm)",
+    "adam_beta1": "Adam beta1",
+    "adam_beta2": "Adam beta2",
+    "adam_epsilon": "Adam epsilon",
+    "adam_bias_correction": "Adam's bias correction (the official code has none)",
+    "max_grad_norm": "clip the global gradient norm to this (pretraining: generator and discriminator together)",
+    "lr_decay_power": "power of the polynomial decay to 0",
+    "schedule": "official: decay over all steps, warm-up on top; warmup_then_decay: decay after the warm-up",
+    # PretrainConfig: objective
+    "objective": "electra: replaced-token detection; mlm: the masked-LM baseline alone",
+    "generator_size": "generator width as a fraction of the discriminator's",
+    "generator_layers": "generator depth as a fraction of the discriminator's",
+    "embedding_sharing": "official: shared tables; gdes: gradient-disentangled (DeBERTaV3); none: separate",
+    "gen_weight": "weight of the generator's MLM loss",
+    "disc_weight": "weight of the discriminator's loss (the paper's lambda)",
+    "masking": "official: k positions drawn with replacement; bernoulli: each position with mask_prob",
+    "mask_token_prob": "share of the chosen positions replaced by [MASK]",
+    "random_token_prob": "share of the chosen positions replaced by a random token (BERT: 0.1)",
+    "sampling": "how the generator's replacements are drawn",
+    "temperature": "sampling temperature of the generator",
+    "disallow_correct": "never sample the original token (official option)",
+    "uniform_generator": "replacements drawn uniformly, no generator (official ablation)",
+    "gen_label_smoothing": "label smoothing of the generator's loss",
+    "disc_label_smoothing": "label smoothing of the discriminator's loss",
+    # PretrainConfig: small-budget recipes
+    "word_init": "random: the initialiser's draw; ppmi: word vectors counted from the training data",
+    "freeze_word_embeddings": "keep every word table at its start",
+    "output_bias_init": "zero: official; prior: output biases at the data's base rates",
+    "remove_top_word_direction": "undo the top direction training wrote into the word table when the run is used",
+    # FinetuneConfig
+    "layerwise_lr_decay": "learning rate x this per layer below the top (1: off)",
+    "layer_decay_mode": "official: the official code's layer numbering; paper: the paper's",
+    "warmup_proportion": "share of the steps spent warming up",
+    "eval_batch_size": "examples per evaluation batch",
+    "epochs": "passes over the training set",
+    "loss_reduction": "sum: the official batch loss; mean: averaged over the batch",
+    "head_dropout": "dropout before the task head",
+    "head": "official: the official code's head; transformers: ElectraForSequenceClassification's",
+    "double_unordered": "MRPC and STS-B: train also on each pair swapped (official)",
+    "max_train_examples": "train on a random sample of this many examples (seeded, the same for every run)",
+    "precision": "bf16: autocast on CUDA",
+}
+
+
+def field_help(name: str, default: str) -> str:
+    """`what it does; default ...` for a config field."""
+    return f"{FIELD_HELP[name]}; {default}" if name in FIELD_HELP else default

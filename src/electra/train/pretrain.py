@@ -38,7 +38,7 @@ from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
-from electra.train import console, rundir
+from electra.train import console, outputs
 from electra.train.rundir import (
     RunOptions,
     Setup,
@@ -60,6 +60,7 @@ from electra.train.step import (
     to_device,
     train_step,
 )
+from electra.train.stopping import Stopped, StopSignals, signal_name
 
 if TYPE_CHECKING:
     pass
@@ -87,9 +88,15 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
     return init.init_word_vectors(model, vectors, torch.from_numpy(counts)), sum(len(e) for e in examples)
 
 
-def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFactory] = ()) -> dict[str, Any]:
+def train(
+    setup: Setup,
+    info: dist.DistInfo,
+    evaluators: Sequence[EvaluatorFactory] = (),
+    stop: StopSignals | None = None,
+) -> dict[str, Any]:
     """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
-    `evaluators` add their metrics to every held-out evaluation."""
+    `evaluators` add their metrics to every held-out evaluation. A SIGTERM or SIGINT (`stop`) ends the loop at the
+    next step boundary with a checkpoint, raising `Stopped`."""
     from electra.data import PretrainLoader
 
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
@@ -134,7 +141,7 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
     run_config["environment"] = {"device": info.device.type, "cpu_threads": torch.get_num_threads()}
     console.note_thread_change(setup, info)
     if info.is_main:
-        rundir.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
+        outputs.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
     cudagraphs = compile_model(model, opts.compile) if opts.compile else False
     wrapped: nn.Module = model
@@ -149,7 +156,7 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
     rarity = -unigram_log_probs(counts) if frequency_baselines and eval_batches else None
     flops_per_seq = train_flops_per_sequence(cfg)
     keep = ckpt.fraction_steps(cfg.max_steps)
-    log = rundir.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
+    log = outputs.MetricsLog(run_dir, step, opts.wandb, run_config) if info.is_main else None
     bar = console.progress_bar(cfg.max_steps, step, opts.progress and info.is_main)
     console.print_header(cfg, plan, precision, info, model, flops_per_seq, step, setup)
     live = (
@@ -162,8 +169,10 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
     halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
     unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
+    stop = stop or StopSignals()
     try:
         model.train()
+        stop.arm()
         while step < cfg.max_steps:
             t0 = time.perf_counter()
             batch = to_device(next(loader), info.device)
@@ -188,7 +197,8 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
             eval_step = (
                 bool(eval_batches) and opts.eval_every and (step % opts.eval_every == 0 or step == cfg.max_steps)
             )
-            save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps
+            stopping = stop.requested(info, check_all=step % opts.log_every == 0)  # a SIGTERM or SIGINT came
+            save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps or bool(stopping)
             if logging_step or eval_step or save_step:
                 try:
                     rows = read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
@@ -240,7 +250,7 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
                 dist.barrier(info)
             if save_step:
                 if info.is_main:
-                    last_saved = rundir.save(
+                    last_saved = outputs.save(
                         run_dir,
                         step=step,
                         max_steps=cfg.max_steps,
@@ -254,6 +264,14 @@ def train(setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFacto
                         keep=keep,
                     )
                 dist.barrier(info)
+            if stopping and step < cfg.max_steps:
+                if bar is not None:
+                    bar.close()
+                raise Stopped(
+                    f"stopped by {signal_name(stopping)} after step {step} of {cfg.max_steps}; checkpoint saved in "
+                    f"{run_dir / ckpt.CHECKPOINTS / ckpt.LATEST}: the same command with --resume continues the run",
+                    stopping,
+                )
         if bar is not None:
             bar.close()
     finally:
@@ -291,8 +309,9 @@ def pretrain(
     given["out"] = str(out)
     info = dist.init_from_env(given.get("device") or "auto")
     try:
-        # one writer per run directory; the other processes of a torchrun job only read it
-        with io.claimed(out, "run directory", lock=info.is_main, clean_up=info.is_main) as lock:
+        # one writer per run directory; the other processes of a torchrun job only read it. A SIGTERM or SIGINT
+        # stops at once while setting up, and at the next step boundary, with a checkpoint, while training.
+        with StopSignals() as stop, io.claimed(out, "run directory", lock=info.is_main, clean_up=info.is_main) as lock:
             if lock is not None and lock.stale:
                 print(f"  ({out} was last written by {lock.stale}, which has ended)", flush=True)
             setup = resolve_setup(given, preset, overrides, info)
@@ -305,7 +324,7 @@ def pretrain(
                     return {"step": state["step"]}
             elif setup.opts.resume:
                 dist.print0(f"{setup.run_dir} has no checkpoint yet: starting from scratch")
-            last = train(setup, info, evaluators)
+            last = train(setup, info, evaluators, stop)
             summary = json.dumps({k: last[k] for k in ("step", "loss") if k in last})
             dist.print0(f"done: {setup.run_dir}  ({summary})")
             return last

@@ -1,4 +1,5 @@
-"""A pretraining run directory: what it may hold, who writes it, and how it is started, saved and logged.
+"""A pretraining run directory: what it may hold, who writes it, and the run to do (`resolve_setup`); what a run
+writes while it trains is `electra.train.outputs`'.
 
     RUN_DIR/
       .lock            one writer at a time (`electra.io.DirLock`)
@@ -15,25 +16,20 @@ data, tokenizer, checkpoint to resume from).
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from electra import checkpoint as ckpt
 from electra import dist, io
-from electra.config import PRESETS, ModelConfig, PretrainConfig, flat_fields, from_dict, preset
-from electra.errors import ElectraError
+from electra.config import PRESETS, ModelConfig, PretrainConfig, check_types, flat_fields, from_dict, preset
+from electra.errors import ConfigError, ElectraError
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
 
 if TYPE_CHECKING:
-    import torch
-
     from electra.data.loader import PretrainLoader
 
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
@@ -78,136 +74,33 @@ def _fall_back(run_dir: Path, bad: str) -> Path:
     raise ElectraError(f"cannot resume {run_dir}: {bad}, and no kept checkpoint is intact; start over with --force")
 
 
-def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+def config_differences(
+    a: dict[str, Any], b: dict[str, Any], prefix: str = "", names: tuple[str, str] = ("now", "in the run")
+) -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, f"{prefix}{key}.")
+            out += config_differences(va, vb, f"{prefix}{key}.", names)
         elif va != vb:
-            out.append(f"{prefix}{key} ({vb!r} in the run, {va!r} now)")
+            out.append(f"{prefix}{key} ({vb!r} {names[1]}, {va!r} {names[0]})")
     return out
 
 
-def start(run_dir: Path, run_config: dict[str, Any], tokenizer: WordPiece, fresh: bool) -> None:
-    """Write the run's config.json and tokenizer; `fresh` (a new run, or --force over an old one) first deletes
-    the old run's outputs."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if fresh:  # --force over an old run, or a new directory: start from a clean slate
-        for name in OUTPUTS:
-            p = run_dir / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    io.write_json(run_dir / ckpt.CONFIG, run_config)
-    install_tokenizer(tokenizer, run_dir / ckpt.TOKENIZER)
-
-
-def install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
-    """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
-    else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
-
-    if path.is_dir():
-        try:
-            if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
-                return
-        except ElectraError:
-            pass  # unreadable: replaced below
-    io.write_dir(path, tokenizer.save, force=True)
-
-
-def save(
-    run_dir: Path,
-    *,
-    step: int,
-    max_steps: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    loader_state: dict[str, Any],
-    world_size: int,
-    run_config: dict[str, Any],
-    tokenizer: WordPiece,
-    keep: dict[int, str],
-) -> Path:
-    """The rolling `latest` checkpoint; when `step` is a kept fraction, `step_N` and its index entry first and
-    `latest` as a copy of it, so that a kill at any point either leaves `latest` at an earlier step (the resumed
-    run writes `step_N` again, identically) or finds both complete. A finished run's config.json says so."""
-    root = run_dir / ckpt.CHECKPOINTS
-    finished = step == max_steps
-    state = {
-        "step": step,
-        "max_steps": max_steps,
-        "finished": finished,
-        "loader": loader_state,
-        "world_size": world_size,
-        "time": time.time(),
-    }
-    name = f"step_{step}" if step in keep else ckpt.LATEST
-    path = ckpt.save_checkpoint(root, name, model, optimizer, scaler, state, run_config, tokenizer)
-    if step in keep:
-        io.fault_point("save.kept_written")
-        ckpt.update_index(root, keep[step], name)
-        io.fault_point("save.indexed")
-        path = ckpt.copy_checkpoint(root, name, ckpt.LATEST)
-    if finished:
-        io.fault_point("save.finishing")
-        io.write_json(run_dir / ckpt.CONFIG, {**run_config, "finished": True})
-    return path
-
-
-class MetricsLog:
-    """metrics.jsonl (+ TensorBoard, + optionally Weights & Biases), written by the main process only."""
-
-    def __init__(self, run_dir: Path, start_step: int, wandb_project: str | None, config: dict[str, Any]):
-        self.path = run_dir / "metrics.jsonl"
-        _truncate_metrics(self.path, start_step)
-        self.file = self.path.open("a")
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
-        self.wandb = None
-        if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                raise ElectraError("--wandb needs the wandb package (pip install 'electra[wandb]')") from None
-            self.wandb = wandb.init(project=wandb_project, name=run_dir.name, config=config, resume="allow")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        io.fault_point("metrics.written")
-        split = record.get("split", "train")
-        for key, value in record.items():
-            if key not in ("step", "split") and isinstance(value, (int, float)):
-                self.tb.add_scalar(f"{split}/{key}", value, record["step"])
-        if self.wandb is not None:
-            self.wandb.log(
-                {f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=record["step"]
-            )
-
-    def close(self) -> None:
-        self.file.close()
-        self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def _truncate_metrics(path: Path, start_step: int) -> None:
-    """Keep only records of steps <= start_step (a killed run may have logged past its last checkpoint)."""
-    if not path.exists():
+def check_unchanged(run_dir: Path, resume_from: Path, cfg: PretrainConfig) -> None:
+    """Refuse to resume when the run's config.json no longer says what its checkpoint was trained with (an edited
+    learning_rate or max_steps would otherwise apply silently from the middle of the run on)."""
+    path = resume_from / ckpt.CONFIG
+    if not path.is_file():  # (every checkpoint holds its copy; a damaged one is not resumed from)
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-        if record.get("step", 0) <= start_step:
-            kept.append(line)
-    io.write_text(path, "".join(line + "\n" for line in kept))
+    trained = ckpt.pretrain_config(ckpt.read_json(path, "checkpoint config"), str(path))
+    diffs = config_differences(cfg.to_dict(), trained.to_dict(), names=("in config.json", "in the checkpoint"))
+    if diffs:
+        raise ElectraError(
+            f"cannot resume {run_dir}: its {ckpt.CONFIG} differs from the config its checkpoint {resume_from.name} "
+            f"was trained with: {'; '.join(diffs)}; put the checkpoint's values back (they are in {path}), "
+            "or start a new run (another --out, or --force)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -281,6 +174,13 @@ def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptio
             )
     values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
     opts = RunOptions(**values)
+    try:
+        check_types(opts)
+    except ConfigError as err:
+        name = str(err).split(" ", 1)[0]
+        if saved and given.get("resume") and given.get(name) is None:  # the run's own, e.g. an edited config.json
+            raise ConfigError(f"{Path(given['out']) / ckpt.CONFIG}: run.{err}") from None
+        raise
     for name in ("log_every", "save_every", "eval_examples"):
         if getattr(opts, name) < 1:
             raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
@@ -302,8 +202,15 @@ def resolve_setup(
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
+        if resume_from is not None:
+            check_unchanged(run_dir, resume_from, saved_cfg)
+        if (run_dir / ckpt.TOKENIZER).is_dir():
+            tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
         if preset_name is not None or overrides:  # what the command line asks for must be what the run is
             wanted = preset(preset_name, **overrides) if preset_name else apply_overrides(saved_cfg, overrides)
+            if preset_name and "vocab_size" not in overrides:  # as the command took it when it started the run
+                vocab = tokenizer.vocab_size if tokenizer is not None else saved_cfg.model.vocab_size
+                wanted = replace(wanted, model=replace(wanted.model, vocab_size=vocab))
             if opts.init_from:  # the shapes came from the --init-from models
                 wanted = replace(
                     wanted,
@@ -317,8 +224,6 @@ def resolve_setup(
         cfg = saved_cfg
         if not opts.data and not opts.corpus:
             opts.data = saved.get("data", {}).get("path")
-        if (run_dir / ckpt.TOKENIZER).is_dir():
-            tokenizer = load_tokenizer(run_dir / ckpt.TOKENIZER)
         if resume_from is not None:
             opts.init_from = None  # the checkpoint has the weights
     else:
