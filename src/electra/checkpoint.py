@@ -33,7 +33,7 @@ from safetensors.torch import load_model, save_model
 
 from electra import io
 from electra.config import PretrainConfig, from_dict
-from electra.errors import ElectraError
+from electra.errors import ConfigError, ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 
 RUN_FORMAT = "electra-pretraining-run"
@@ -89,10 +89,12 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def pretrain_config(meta: dict[str, Any], where: str) -> PretrainConfig:
+    if "config" not in meta:
+        raise ElectraError(f"{where} has no 'config' entry")
     try:
-        return from_dict(PretrainConfig, dict(meta["config"]), where)
-    except KeyError:
-        raise ElectraError(f"{where} has no 'config' entry") from None
+        return from_dict(PretrainConfig, meta["config"], where)
+    except ConfigError as err:  # a value of the run's own config.json
+        raise ConfigError(str(err) if where in str(err) else f"{where}: {err}") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

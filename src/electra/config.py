@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +45,7 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         for name in (
             "vocab_size",
             "embedding_size",
@@ -139,9 +142,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
-            self.model = from_dict(ModelConfig, self.model)
-        _check_literals(self)
+        check_fields(self)  # (a `model` given as a dict becomes a ModelConfig)
         if self.max_length < 5:
             raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
         if self.max_length > self.model.max_position_embeddings:
@@ -155,8 +156,9 @@ class PretrainConfig:
         if self.objective == "mlm" and self.generator_size != 1.0:
             # BERT baseline: the "generator" is the full-size model being trained
             self.generator_size = 1.0
-        if self.warmup_steps < 0 or self.max_steps <= 0 or self.batch_size <= 0:
-            raise ConfigError("max_steps and batch_size must be positive and warmup_steps non-negative")
+        for name in ("max_steps", "batch_size"):
+            check_range(self, name, 1, None)
+        check_range(self, "warmup_steps", 0, None)
         check_range(self.model, "type_vocab_size", 2, None)  # pretraining examples use segment ids 0 and 1
         check_range(self, "generator_size", 0, 1, lo_open=True)
         check_range(self, "generator_layers", 0, 1, lo_open=True)
@@ -295,14 +297,15 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
         else:
             values[key] = value
     steps, warmup = PRESETS[name]["max_steps"], PRESETS[name]["warmup_steps"]
-    shortened = isinstance(overrides.get("max_steps"), int) and overrides["max_steps"] < steps
+    is_int = lambda v: _conform(v, int)[0]  # (a value of another type is reported by the config's check)
+    shortened = is_int(overrides.get("max_steps")) and overrides["max_steps"] < steps
     if shortened and "warmup_steps" not in overrides:
         # a shortened run keeps the preset's warm-up *fraction* (a 30-step tiny run with the preset's 200 warm-up
         # steps would peak at 3.5 % of the learning rate)
         values["warmup_steps"] = max(1 if warmup else 0, round(warmup * overrides["max_steps"] / steps))
-    if "hidden_size" in overrides and "num_attention_heads" not in overrides:
+    if "hidden_size" in overrides and "num_attention_heads" not in overrides and is_int(model["hidden_size"]):
         model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
-    if "hidden_size" in overrides and "intermediate_size" not in overrides:
+    if "hidden_size" in overrides and "intermediate_size" not in overrides and is_int(model["hidden_size"]):
         model["intermediate_size"] = 4 * model["hidden_size"]
     return from_dict(PretrainConfig, {**values, "model": model})
 
@@ -312,6 +315,8 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
 
 def from_dict(cls: type[_D], values: dict[str, Any], where: str = "") -> _D:
     """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected an object of {cls.__name__} fields, got {values!r}")
     known = {f.name for f in fields(cls)}
     for key in values:
         if key not in known:
@@ -341,16 +346,78 @@ def check_range(
         raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _check_literals(obj: DataclassInstance) -> None:
-    hints = typing.get_type_hints(type(obj))
+def check_fields(obj: DataclassInstance) -> None:
+    """The one check of a config's values against its field annotations, whichever way they came (the command line,
+    a `--config` file, a run's config.json, the Python API): `int` (not a bool), `float` (an int is taken and
+    stored as a float), `bool`, `str`, `Literal[...]`, `X | None`, `list[X]`, and a nested config dataclass (a
+    dict is built into it). Anything else raises a ConfigError naming the field, what it expects and what it got.
+    Each config's `__post_init__` calls this first, then checks the ranges (`check_range`)."""
     for f in fields(obj):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is Literal:
-            allowed = typing.get_args(hint)
-            if getattr(obj, f.name) not in allowed:
-                raise ConfigError(
-                    f"{f.name} must be one of {', '.join(map(repr, allowed))}, got {getattr(obj, f.name)!r}"
-                )
+        value = getattr(obj, f.name)
+        hint = _hints(type(obj))[f.name]
+        ok, conformed = _conform(value, hint)
+        if not ok:
+            raise ConfigError(f"{f.name} must be {_expected(hint)}, got {value!r}")
+        if conformed is not value:
+            setattr(obj, f.name, conformed)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _conform(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether `value` is of type `hint`, the value to store: an int for a float field becomes a float, a dict for a
+    config dataclass field becomes that dataclass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in sorted(args, key=lambda a: a is not type(None)):  # None first
+            ok, conformed = _conform(value, arg)
+            if ok:
+                return True, conformed
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin is Literal:  # (True is not 1, and 1.0 not 1)
+        return any(type(value) is type(a) and value == a for a in args), value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)  # (NaN: the range checks)
+        return ok, float(value) if ok else value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return False, value
+        items = [_conform(v, args[0] if args else Any) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return True, from_dict(hint, value)
+        return isinstance(value, hint), value
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _expected(hint: Any) -> str:
+    """What a value of type `hint` is, in words: "an integer", "a number or none", "one of 'a', 'b'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_expected(a) for a in args if a is not type(None)]
+        return " or ".join(kinds) + (" or none" if type(None) in args else "")
+    if origin is Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    if origin is list:
+        return "a list" + (f" of {_expected(args[0]).split(' ', 1)[-1]}s" if args and args[0] is not Any else "")
+    if dataclasses.is_dataclass(hint):
+        return f"an object of {hint.__name__} fields"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 # ---------------------------------------------------------------------------------------------- CLI support

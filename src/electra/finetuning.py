@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from electra.config import ModelConfig, _check_literals
+from electra.config import ModelConfig, check_fields, check_range
 from electra.errors import ConfigError
 from electra.glue.layer_decay import layer_lr_multipliers
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
@@ -42,7 +42,7 @@ class FinetuneConfig:
     epochs: int | None = None  # 3; 10 for RTE and STS-B
     max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
     loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
     head_dropout: float = 0.1
     encoder_dropout: float | None = None  # the encoder's hidden and attention dropout; None: the model's own (0.1)
     head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
@@ -56,15 +56,26 @@ class FinetuneConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
 
     def __post_init__(self):
-        if self.batch_size <= 0 or self.eval_batch_size <= 0:
-            raise ConfigError("batch_size and eval_batch_size must be positive")
-        if not 0 <= self.warmup_proportion <= 1:
-            raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
-        if self.max_train_examples is not None and self.max_train_examples <= 0:
-            raise ConfigError("max_train_examples must be positive")
+        check_fields(self)
+        for name in ("batch_size", "eval_batch_size"):
+            check_range(self, name, 1, None)
+        check_range(self, "warmup_proportion", 0, 1)
+        if self.max_train_examples is not None:
+            check_range(self, "max_train_examples", 1, None)
         if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
             raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
-        _check_literals(self)
+        if self.learning_rate is not None:
+            check_range(self, "learning_rate", 0, None, lo_open=True)
+        if self.layerwise_lr_decay is not None:
+            check_range(self, "layerwise_lr_decay", 0, 1, lo_open=True)  # 1.0: no decay
+        if self.epochs is not None:
+            check_range(self, "epochs", 1, None)
+        check_range(self, "max_length", 4, None)  # [CLS] a [SEP] b [SEP] with one piece each
+        check_range(self, "max_grad_norm", 0, None)  # 0: no clipping (`fit`)
+        check_range(self, "adam_epsilon", 0, None, lo_open=True)
+        check_range(self, "weight_decay", 0, None)
+        for name in ("head_dropout", "adam_beta1", "adam_beta2"):
+            check_range(self, name, 0, 1, hi_open=True)
 
     def encoder_config(self, model: ModelConfig) -> ModelConfig:
         """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden

@@ -21,12 +21,21 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from electra import checkpoint as ckpt
 from electra import dist, io
-from electra.config import PRESETS, ModelConfig, PretrainConfig, flat_fields, from_dict, preset
-from electra.errors import ElectraError
+from electra.config import (
+    PRESETS,
+    ModelConfig,
+    PretrainConfig,
+    check_fields,
+    check_range,
+    flat_fields,
+    from_dict,
+    preset,
+)
+from electra.errors import ConfigError, ElectraError
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -231,13 +240,21 @@ class RunOptions:
     eval_every: int = 1000
     eval_examples: int = 1000
     micro_batch_size: int | None = None
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: str | None = None  # a torch.compile mode; None: eager
     device: str = "auto"
     progress: bool = True
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
     glue_dir: str | None = None  # for a `glue:<task>` probe
     wandb: str | None = None
+
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("prepare_workers", "log_every", "save_every", "eval_examples"):
+            check_range(self, name, 1, None)
+        check_range(self, "eval_every", 0, None)  # 0: never
+        if self.micro_batch_size is not None:
+            check_range(self, "micro_batch_size", 1, None)
 
 
 @dataclass
@@ -268,23 +285,26 @@ RESUMED_OPTIONS = (
 )
 
 
-def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptions:
-    """The options given (None: not given); on --resume, the run's own for those not given; else the defaults."""
+def run_options(
+    given: dict[str, Any], saved: dict[str, Any] | None, where: str = "the run's config.json"
+) -> RunOptions:
+    """The options given (None: not given); on --resume, the run's own for those not given (a bad one named as a
+    value of `where`, the run's config.json); else the defaults."""
     values = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
     defaults = RunOptions(out="")
+    own = (saved or {}).get("run", {}) if given.get("resume") else {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"{where}: 'run' is not an object of options")
+    own = {k: v for k, v in own.items() if k in RESUMED_OPTIONS and values.get(k) is None}
+    try:
+        RunOptions(out="", **own)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     for key in RESUMED_OPTIONS:
         if values.get(key) is None:
-            values[key] = (
-                (saved or {}).get("run", {}).get(key, getattr(defaults, key))
-                if given.get("resume")
-                else getattr(defaults, key)
-            )
+            values[key] = own.get(key, getattr(defaults, key))
     values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
-    opts = RunOptions(**values)
-    for name in ("log_every", "save_every", "eval_examples"):
-        if getattr(opts, name) < 1:
-            raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
-    return opts
+    return RunOptions(**values)
 
 
 def resolve_setup(
@@ -293,8 +313,9 @@ def resolve_setup(
     """The run to do: its config (the preset with `overrides`, or on --resume the run's own, which `overrides` may
     not contradict), options, data and tokenizer, and the checkpoint to resume from."""
     run_dir = Path(given["out"])
+    run_options(given, None)  # the options' types and ranges, before the directory is read
     saved, resume_from = inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
-    opts = run_options(given, saved)
+    opts = run_options(given, saved, str(run_dir / ckpt.CONFIG))
     init_model, tokenizer = None, None
     if opts.resume and saved is not None:
         saved_cfg = ckpt.pretrain_config(saved, str(run_dir / ckpt.CONFIG))
