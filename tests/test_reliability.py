@@ -511,3 +511,83 @@ def test_a_disk_that_fills_up_midway_is_one_line_and_leaves_existing_outputs_int
         assert "File too large" in lines[-1] or "is the disk full?" in lines[-1]  # numpy's short write has no errno
     assert _tree(run) == before["run"] and _tree(tmp_path / "hf") == before["hf"] and _tree(data_dir) == before["data"]
     assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob(".*"))  # no temporary leftovers
+
+
+# ---------------------------------------------------------------------------------------------- round two
+
+
+def _one_error_line(argv: list[str], capsys) -> str:
+    """Run `argv`: exit 2 and exactly one line on stderr, returned; no traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    return err.strip()
+
+
+def test_argparse_errors_are_one_line_without_the_usage_block(capsys):
+    cases = {
+        "a missing --out": (["finetune", "--model", "random:tiny"], "the following arguments are required: --out"),
+        "a type error": (["pretrain", "--preset", "tiny", "--max-steps", "ten", "--out", "x"], "invalid int value"),
+        "a bad choice": (["finetune", "--model", "m", "--out", "o", "--kind", "ner"], "invalid choice: 'ner'"),
+        "a mistyped option": (["pretrain", "--hiden-size", "64", "--out", "x"], "did you mean --hidden-size?"),
+    }
+    for what, (argv, words) in cases.items():
+        line = _one_error_line(argv, capsys)
+        assert line.startswith("electra") and ": error: " in line and words in line, (what, line)
+
+
+def test_command_line_messages_use_the_options_words(tmp_path, capsys):
+    """The Python API's keywords on the command line become the options (`--qa-version 2.0`, `--save-model`), and
+    an own-data run is not called a GLUE run."""
+    from glue_fixtures import write_vocab
+
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    context = "the cat sat on the mat ."
+    qas = [{"id": "q1", "question": "who sat ?", "answers": [], "is_impossible": True}]
+    squad = tmp_path / "train.json"
+    squad.write_text(json.dumps({"version": "2.0", "data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    argv = ["finetune", "--model", "random:tiny", "--tokenizer", str(vocab), "--kind", "qa", "--quiet"]
+    line = _one_error_line([*argv, "--train", str(squad), "--dev", str(squad), "--out", str(tmp_path / "q")], capsys)
+    assert "pass --qa-version 2.0" in line and "version=" not in line
+    tagging = tmp_path / "tagging" / "run_0"
+    tagging.mkdir(parents=True)
+    (tagging / "config.json").write_text(json.dumps({"task": "tagging", "finetune": {}, "labels": ["O"]}))
+    (tagging / "metrics.json").write_text("{}")
+    line = _one_error_line(["export", str(tagging), "--out", str(tmp_path / "e")], capsys)
+    assert "finetune with --save-model" in line and "save_model" not in line
+    own = tmp_path / "own" / "run_0"
+    own.mkdir(parents=True)
+    record = {"kind": "classification", "labels": ["a", "b"], "text_column": "text", "pair_column": None}
+    (own / "config.json").write_text(json.dumps({"task": "mine", "finetune": {}, "own_task": record}))
+    (own / "metrics.json").write_text("{}")
+    line = _one_error_line(["export", str(own), "--out", str(tmp_path / "e")], capsys)
+    assert "GLUE run" not in line and "finetuning run (your own data)" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_messages_name_the_users_path_not_a_temporary_one(data_dir, tmp_path):  # noqa: F811
+    # a dataset whose files do not fit: the dataset directory, not `.partial-*` inside it
+    argv = [sys.executable, "-m", "electra", "prepare", "--corpus", str(data_dir.parent / "corpus.txt")]
+    argv += ["--vocab", str(data_dir.parent / "vocab.txt"), "--max-length", "32", "--out", str(tmp_path / "data")]
+    done = subprocess.run(
+        [*argv, "--quiet"], env=subprocess_env(), capture_output=True, text=True, preexec_fn=_limited(4000)
+    )
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and line.startswith(f"electra prepare: error: {tmp_path / 'data'}: "), line
+    assert ".partial-" not in line and ".tmp" not in line
+    # a file written over a directory: the directory, not the temporary file beside it
+    (tmp_path / "report.md").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        io.write_text(tmp_path / "report.md", "x")
+    assert err.value.filename == str(tmp_path / "report.md")
+
+    # a directory built beside its target: a failure inside names the target
+    def write(tmp: Path) -> None:
+        raise ElectraError(f"cannot verify {tmp / 'model'}")
+
+    with pytest.raises(ElectraError, match=f"^cannot verify {tmp_path / 'export' / 'model'}$"):
+        io.write_dir(tmp_path / "export", write)

@@ -220,7 +220,8 @@ def save_checkpoint(
         tokenizer.save(tmp / TOKENIZER)
         io.fault_point("checkpoint.complete")
         io.install_dir(tmp, root / name)
-    except BaseException:
+    except BaseException as err:
+        io.user_path(err, tmp, root / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root / name
@@ -233,7 +234,8 @@ def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
         shutil.copytree(root / src, tmp, copy_function=_link_or_copy)
         io.fault_point("checkpoint.copied")
         io.install_dir(tmp, root / dst)
-    except BaseException:
+    except BaseException as err:
+        io.user_path(err, tmp, root / dst)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root / dst
