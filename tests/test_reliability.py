@@ -528,6 +528,66 @@ def _one_error_line(argv: list[str], capsys) -> str:
     return err.strip()
 
 
+GARBAGE_METRICS = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\xff\xfe",
+    "a list": b"[1, 2]",
+    "metrics not an object": b'{"task": "rte", "metrics": 5}',
+    "a metric not a number": b'{"task": "rte", "metrics": {"acc": "high"}}',
+    "a seed not an integer": b'{"task": "rte", "seed": [0], "metrics": {"acc": 50.0}}',
+    "no score": b'{"task": "rte", "metrics": {"f1": 50.0}}',
+    "majority not numbers": b'{"task": "rte", "metrics": {"acc": 50.0}, "majority_metrics": "acc"}',
+}
+GARBAGE_LOGS = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\xff\xfe\n",
+    "a list": b'[1, 2]\n{"step": 1, "loss": 2.0}\n',
+    "a step not an integer": b'{"step": "one", "loss": 2.0}\n{"step": 2, "loss": 1.0}\n',
+    "a loss not a number": b'{"step": 1, "loss": "low"}\n{"step": 2, "loss": 1.0}\n',
+    "a nested value": b'{"step": 1, "loss": {"a": 1}}\n',
+}
+
+
+def test_report_and_submit_answer_garbage_metrics_files_with_one_line(tmp_path, capsys):
+    """Binary or wrong-shaped metrics.json (a finetuning run) and metrics.jsonl (a pretraining run): one line that
+    names the file, not a UnicodeDecodeError, TypeError or AttributeError."""
+    for what, content in GARBAGE_METRICS.items():
+        sweep = tmp_path / "sweep" / what.replace(" ", "_")
+        (sweep / "rte" / "run_0").mkdir(parents=True)
+        (sweep / "rte" / "run_0" / "metrics.json").write_bytes(content)
+        for argv in (["report", str(sweep), "--out", str(tmp_path / "r")], ["submit", str(sweep), "--out", "s.zip"]):
+            line = _one_error_line(argv, capsys)
+            assert f"{sweep}/rte/run_0/metrics.json" in line, (what, line)
+    for what, content in GARBAGE_LOGS.items():
+        run = tmp_path / "runs" / what.replace(" ", "_")
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_bytes(content)
+        line = _one_error_line(["report", str(run), "--out", str(tmp_path / "r")], capsys)
+        assert f"{run}/metrics.jsonl" in line, (what, line)
+    run = tmp_path / "runs" / "config"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    for content in (b"\xff\xfe", b'{"config": [1], "run": {}}', b'{"config": {"max_steps": "many"}}'):
+        (run / "config.json").write_bytes(content)
+        assert f"{run}/config.json" in _one_error_line(["report", str(run), "--out", str(tmp_path / "r")], capsys)
+    sweep = tmp_path / "results-only"
+    sweep.mkdir()
+    for content in (b'{"tasks": {"rte": 5}}', b"[]", b'{"tasks": {"rte": {"metrics": {"acc": 1}, "score": "acc"}}}'):
+        (sweep / "results.json").write_bytes(content)
+        assert f"{sweep}/results.json" in _one_error_line(["report", str(sweep), "--out", str(tmp_path / "r")], capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s.zip").exists()
+
+
+def test_submit_answers_wrong_shaped_predictions_with_one_line(tmp_path, capsys):
+    from electra.glue.results import save_predictions
+
+    run = tmp_path / "sweep" / "rte" / "run_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"task": "rte", "seed": 0, "metrics": {"acc": 60.0}}))
+    save_predictions(run / "predictions_test.npz", ["0", "1"], torch.zeros(2, 3).numpy(), None)  # RTE: 2 outputs
+    line = _one_error_line(["submit", str(tmp_path / "sweep"), "--out", str(tmp_path / "s.zip")], capsys)
+    assert "predictions_test.npz: expected an 'index' and 'outputs' of 2 number(s) per row" in line
+    assert not (tmp_path / "s.zip").exists()
+
+
 def test_argparse_errors_are_one_line_without_the_usage_block(capsys):
     cases = {
         "a missing --out": (["finetune", "--model", "random:tiny"], "the following arguments are required: --out"),

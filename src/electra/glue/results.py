@@ -61,11 +61,38 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
     for metrics_file in sorted((Path(out) / task.name).glob("run_*/metrics.json")):
         try:
             record = json.loads(metrics_file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
             raise ElectraError(f"cannot read {metrics_file}: {err}") from None
+        if (problem := _run_problem(record, task)) is not None:
+            raise ElectraError(f"{metrics_file}: {problem}; expected a metrics.json of `electra finetune`")
         record["dir"] = str(metrics_file.parent)
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("seed", 0))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _run_problem(record: Any, task: Task) -> str | None:
+    """What is wrong with a run's metrics.json record (the fields the results and the report read), or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not all(_number(v) for v in metrics.values()):
+        return "'metrics' is not an object of numbers"
+    if task.score not in metrics:
+        return f"'metrics' has no {task.score!r} (the task's score)"
+    for key in ("seed", "n_train", "n_train_available", "max_train_examples"):
+        if record.get(key) is not None and not (isinstance(record[key], int) and _number(record[key])):
+            return f"{key!r} is not an integer"
+    for key in ("score", "dev_auc", "dev_auc_chance_band"):
+        if record.get(key) is not None and not _number(record[key]):
+            return f"{key!r} is not a number"
+    majority = record.get("majority_metrics")
+    if majority is not None and not (isinstance(majority, dict) and all(_number(v) for v in majority.values())):
+        return "'majority_metrics' is not an object of numbers"
+    return None
 
 
 def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
@@ -113,6 +140,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def sweep_tasks(out: str | Path) -> list[Task]:
     """The tasks a sweep directory holds runs of: GLUE tasks, and your own data's (from the runs' config.json)."""
+    from electra.glue.own import KINDS as OWN_KINDS
     from electra.glue.own import task_from_record
 
     found: dict[str, Task] = {}
@@ -123,14 +151,21 @@ def sweep_tasks(out: str | Path) -> list[Task]:
             continue
         try:
             config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
             raise ElectraError(f"cannot read {config_file}: {err}") from None
         if isinstance(config, dict) and "own_task" in config:
-            found[name] = task_from_record(name, config["own_task"])
+            own = config["own_task"]
+            if not isinstance(own, dict) or own.get("kind") not in OWN_KINDS or not _labels(own.get("labels")):
+                raise ElectraError(f"{config_file}: 'own_task' is not what `electra finetune` writes for your own data")
+            found[name] = task_from_record(name, own)
         elif name in TASKS:
             found[name] = TASKS[name]
     glue = [t for n, t in TASKS.items() if found.get(n) is t]  # GLUE tasks in the official order, then the others
     return glue + [t for t in found.values() if not t.glue]
+
+
+def _labels(value: Any) -> bool:
+    return value is None or isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str, Any]:
@@ -141,7 +176,8 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         runs = load_runs(out, task)
         if not runs:
             continue
-        metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
+        names = [name for name in runs[0]["metrics"] if all(name in r["metrics"] for r in runs)]  # (all runs have)
+        metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in names}
         ranking = [run_dev_auc(r, task) for r in runs]
         aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
         per_task[task.name] = {
