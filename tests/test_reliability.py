@@ -588,6 +588,59 @@ def test_submit_answers_wrong_shaped_predictions_with_one_line(tmp_path, capsys)
     assert not (tmp_path / "s.zip").exists()
 
 
+def test_a_conll_line_with_an_extra_column_is_refused(tmp_path):
+    from electra.tagging.data import read_conll
+
+    path = tmp_path / "train.txt"
+    path.write_text("EU B-ORG\nrejects O\n\nNew York B-LOC\ncalls O\n")  # a word with a space: "York" is no tag
+    with pytest.raises(ElectraError, match=r"train.txt:4: 3 columns \('New York B-LOC'\), but line 1 has 2"):
+        read_conll(path)
+    path.write_text("EU NNP B-ORG\nrejects VBZ O\n\n-DOCSTART- -X- O\n\ncalls VBZ O\n")  # the same columns: read
+    assert [s.tags for s in read_conll(path).sentences] == [["B-ORG", "O"], ["O"]]
+
+
+def test_a_squad_dev_answer_outside_its_context_is_refused(tmp_path):
+    from electra.qa.data import load_squad
+
+    def dev(answers: list[dict]) -> Path:
+        context = "Alice ran to the park."
+        qas = [{"id": "q1", "question": "who ran?", "answers": answers}]
+        path = tmp_path / "dev.json"
+        path.write_text(json.dumps({"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+        return path
+
+    with pytest.raises(ElectraError, match=r"answer 'park' at answer_start 40 lies outside the context \(22 char"):
+        load_squad(dev([{"text": "Alice", "answer_start": 0}, {"text": "park", "answer_start": 40}]), "1.1", "dev")
+    with pytest.raises(ElectraError, match=r"answer 'Bob' is not in the context"):
+        load_squad(dev([{"text": "Bob", "answer_start": 0}]), "1.1", "dev")
+    # only the text of a dev answer is scored: one whose answer_start is off but whose text is there is kept
+    (ex,) = load_squad(dev([{"text": "the park", "answer_start": 10}]), "1.1", "dev").examples
+    assert ex.answers == ["the park"]
+
+
+def test_a_resume_names_damaged_kept_checkpoints_and_restores_a_deleted_tokenizer_file(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0  # kept: step_1, step_2, step_3, step_6
+    root = run / "checkpoints"
+    for name in ("step_2", "step_6"):  # (their files are hard links of `latest`'s: damage these copies only)
+        data = (root / name / "model.safetensors").read_bytes()
+        (root / name / "model.safetensors").unlink()
+        (root / name / "model.safetensors").write_bytes(data[: len(data) // 2])
+    shutil.rmtree(root / "latest")
+    shutil.copytree(root / "step_3", root / "latest")  # killed after step 3
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"finished": true', '"finished": false'))
+    (run / "tokenizer" / "tokenizer.json").unlink()
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "step_2/model.safetensors is unreadable" in err and "the kept checkpoint step_2 stays damaged" in err
+    assert "step_6/model.safetensors is unreadable" in err and "the resumed run writes step_6 again" in err
+    from electra import checkpoint as ckpt
+
+    assert ckpt.problem(root / "step_6") is None  # written again
+    assert (run / "tokenizer" / "tokenizer.json").is_file()
+
+
 def test_argparse_errors_are_one_line_without_the_usage_block(capsys):
     cases = {
         "a missing --out": (["finetune", "--model", "random:tiny"], "the following arguments are required: --out"),

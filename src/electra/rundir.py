@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from electra.data.loader import PretrainLoader
 
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")  # what `WordPiece.save` writes
 
 
 def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
@@ -73,7 +74,29 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
     resume_from = ckpt.resolve_checkpoint(run_dir, ckpt.LATEST) if resume and has_checkpoint else None
     if resume_from is not None and (bad := ckpt.problem(resume_from)):
         resume_from = _fall_back(run_dir, bad)
+    if resume_from is not None:
+        _say_damaged_kept(run_dir, resume_from)
     return saved, resume_from
+
+
+def _say_damaged_kept(run_dir: Path, resume_from: Path) -> None:
+    """Say which kept checkpoints (`step_N`) are damaged: the resumed run writes those past its start again, the
+    others stay as they are."""
+    start = json.loads((resume_from / ckpt.TRAINER_STATE).read_text()).get("step", 0)
+    root = run_dir / ckpt.CHECKPOINTS
+    for path in sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:])):
+        if path == resume_from or (bad := ckpt.problem(path)) is None:
+            continue
+        step = int(path.name[5:])
+        if step > start:
+            print(f"  {bad}: the resumed run writes {path.name} again", file=sys.stderr, flush=True)
+        else:
+            print(
+                f"  {bad}: the kept checkpoint {path.name} stays damaged (the run resumes at step {start}, after it); "
+                "start over with --force to have it again",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _fall_back(run_dir: Path, bad: str) -> Path:
@@ -117,7 +140,7 @@ def install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
     """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
     else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
 
-    if path.is_dir():
+    if path.is_dir() and all((path / name).is_file() for name in TOKENIZER_FILES):  # (none deleted since)
         try:
             if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
                 return
