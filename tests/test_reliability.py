@@ -704,3 +704,16 @@ def test_messages_name_the_users_path_not_a_temporary_one(data_dir, tmp_path):  
 
     with pytest.raises(ElectraError, match=f"^cannot verify {tmp_path / 'export' / 'model'}$"):
         io.write_dir(tmp_path / "export", write)
+
+
+def test_a_table_of_one_glue_task_claims_no_average(tmp_path):
+    from electra.glue.results import glue_label, markdown_table
+
+    assert glue_label(["rte"]) == "RTE" and glue_label([]) == "GLUE-0" and glue_label(["rte", "wnli"]) == "RTE"
+    stats = {"n": 1, "median": 60.0, "mean": 60.0, "std": 0.0, "max": 60.0, "min": 60.0}
+    task = {"display": "RTE", "glue": True, "score": "acc", "n_runs": 1, "metrics": {"acc": stats}}
+    task.update(max_train_examples=[None], n_train=[100])
+    results = {"tasks": {"rte": task}, "average": {"label": "RTE", "tasks": ["rte"], "median": 60.0, "mean": 60.0}}
+    table = markdown_table(results, "m")
+    assert "Avg." not in table and "GLUE-1" not in table and "(no " not in table and "covers only" not in table
+    assert "| m median | — | — | — | — | — | — | — | 60.00 |\n" in table

@@ -212,11 +212,15 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
 
 
 def glue_label(covered: Iterable[str]) -> str:
-    """`GLUE-8` when all 8 average tasks are present, else e.g. `GLUE-6 (no QQP, MNLI)`."""
+    """`GLUE-8` when all 8 average tasks are present, else e.g. `GLUE-6 (no QQP, MNLI)`; for one task its name
+    (`RTE`: its score, no average), for none `GLUE-0`."""
     covered = set(covered)
+    present = [TASKS[n].display for n in AVERAGE_TASKS if n in covered]
     missing = [TASKS[n].display for n in AVERAGE_TASKS if n not in covered]
-    label = f"GLUE-{len(AVERAGE_TASKS) - len(missing)}"
-    return f"{label} (no {', '.join(missing)})" if missing else label
+    if len(present) == 1:
+        return present[0]
+    label = f"GLUE-{len(present)}"
+    return f"{label} (no {', '.join(missing)})" if missing and present else label
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -265,7 +269,8 @@ def _detail_table(per_task: dict[str, Any], metrics: dict[str, tuple[str, ...]])
 def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -> list[str]:
     """A row per statistic over runs, a column per GLUE task and the average; then the details."""
     columns = [n for n in _CELLS if n in per_task or TASKS[n].in_average]
-    head = ["", *(_HEADINGS[n] for n in columns), f"Avg. {average['label']}"]
+    averaged = len(average["tasks"]) > 1  # the average of one task is that task's column
+    head = ["", *(_HEADINGS[n] for n in columns), *([f"Avg. {average['label']}"] if averaged else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stat in ("median", "mean", "max"):
         cells = [f"{model} {stat}".strip()]
@@ -275,7 +280,8 @@ def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -
                 continue
             m = per_task[n]["metrics"]
             cells.append("/".join(f"{m[k][stat]:.2f}" for k in _CELLS[n] if k in m))
-        cells.append(f"{average[stat]:.2f}" if stat in average else "—")
+        if averaged:
+            cells.append(f"{average[stat]:.2f}" if stat in average else "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += _detail_table(per_task, {n: _CELLS[n] for n in columns if n in per_task})
@@ -314,7 +320,7 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     else:
         lines = _glue_table(per_task, average, model)
     notes = []
-    if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
+    if 1 < len(average["tasks"]) < len(AVERAGE_TASKS):
         notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
     constant = [
         f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"
