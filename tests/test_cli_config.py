@@ -11,10 +11,12 @@ from electra.cli import build_parser, main
 
 def test_help_lists_every_field_with_its_default_and_the_presets_that_differ():
     text = build_parser(["pretrain"])._subparsers._group_actions[0].choices["pretrain"].format_help()
+    text = " ".join(text.split())  # (help lines wrap anywhere)
     assert "--learning-rate V" in text and "default 0.0005 (tiny: 0.0005" not in text  # equal to the default: unlisted
     assert "--batch-size V" in text and "default 128 (tiny: 64" in text
     assert "--freeze-word-embeddings V" in text and "default False (tiny: True)" in text
     finetune = build_parser(["finetune"])._subparsers._group_actions[0].choices["finetune"].format_help()
+    finetune = " ".join(finetune.split())
     assert "--layerwise-lr-decay V" in finetune and "default by model size / task" in finetune
 
 

@@ -645,3 +645,209 @@ def test_a_full_disk_while_pretraining_is_one_line_naming_the_run_and_the_space_
     assert not (run / ".lock").exists()
     assert _short_run(data_dir, run, "--save-every", "2", "--resume") == 0
     assert _same_weights(run, full)
+
+
+# ---------------------------------------------------------------------------------------------- round two
+
+
+def _one_error_line(argv: list[str], capsys) -> str:
+    """Run `argv`: exit 2 and exactly one line on stderr, returned; no traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    return err.strip()
+
+
+GARBAGE_METRICS = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\xff\xfe",
+    "a list": b"[1, 2]",
+    "metrics not an object": b'{"task": "rte", "metrics": 5}',
+    "a metric not a number": b'{"task": "rte", "metrics": {"acc": "high"}}',
+    "a seed not an integer": b'{"task": "rte", "seed": [0], "metrics": {"acc": 50.0}}',
+    "no score": b'{"task": "rte", "metrics": {"f1": 50.0}}',
+    "majority not numbers": b'{"task": "rte", "metrics": {"acc": 50.0}, "majority_metrics": "acc"}',
+}
+GARBAGE_LOGS = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\xff\xfe\n",
+    "a list": b'[1, 2]\n{"step": 1, "loss": 2.0}\n',
+    "a step not an integer": b'{"step": "one", "loss": 2.0}\n{"step": 2, "loss": 1.0}\n',
+    "a loss not a number": b'{"step": 1, "loss": "low"}\n{"step": 2, "loss": 1.0}\n',
+    "a nested value": b'{"step": 1, "loss": {"a": 1}}\n',
+}
+
+
+def test_report_and_submit_answer_garbage_metrics_files_with_one_line(tmp_path, capsys):
+    """Binary or wrong-shaped metrics.json (a finetuning run) and metrics.jsonl (a pretraining run): one line that
+    names the file, not a UnicodeDecodeError, TypeError or AttributeError."""
+    for what, content in GARBAGE_METRICS.items():
+        sweep = tmp_path / "sweep" / what.replace(" ", "_")
+        (sweep / "rte" / "run_0").mkdir(parents=True)
+        (sweep / "rte" / "run_0" / "metrics.json").write_bytes(content)
+        for argv in (["report", str(sweep), "--out", str(tmp_path / "r")], ["submit", str(sweep), "--out", "s.zip"]):
+            line = _one_error_line(argv, capsys)
+            assert f"{sweep}/rte/run_0/metrics.json" in line, (what, line)
+    for what, content in GARBAGE_LOGS.items():
+        run = tmp_path / "runs" / what.replace(" ", "_")
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_bytes(content)
+        line = _one_error_line(["report", str(run), "--out", str(tmp_path / "r")], capsys)
+        assert f"{run}/metrics.jsonl" in line, (what, line)
+    run = tmp_path / "runs" / "config"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    for content in (b"\xff\xfe", b'{"config": [1], "run": {}}', b'{"config": {"max_steps": "many"}}'):
+        (run / "config.json").write_bytes(content)
+        assert f"{run}/config.json" in _one_error_line(["report", str(run), "--out", str(tmp_path / "r")], capsys)
+    sweep = tmp_path / "results-only"
+    sweep.mkdir()
+    for content in (b'{"tasks": {"rte": 5}}', b"[]", b'{"tasks": {"rte": {"metrics": {"acc": 1}, "score": "acc"}}}'):
+        (sweep / "results.json").write_bytes(content)
+        assert f"{sweep}/results.json" in _one_error_line(["report", str(sweep), "--out", str(tmp_path / "r")], capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s.zip").exists()
+
+
+def test_submit_answers_wrong_shaped_predictions_with_one_line(tmp_path, capsys):
+    from electra.finetune.results import save_predictions
+
+    run = tmp_path / "sweep" / "rte" / "run_0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"task": "rte", "seed": 0, "metrics": {"acc": 60.0}}))
+    save_predictions(run / "predictions_test.npz", ["0", "1"], torch.zeros(2, 3).numpy(), None)  # RTE: 2 outputs
+    line = _one_error_line(["submit", str(tmp_path / "sweep"), "--out", str(tmp_path / "s.zip")], capsys)
+    assert "predictions_test.npz: expected an 'index' and 'outputs' of 2 number(s) per row" in line
+    assert not (tmp_path / "s.zip").exists()
+
+
+def test_a_conll_line_with_an_extra_column_is_refused(tmp_path):
+    from electra.finetune.tagging.data import read_conll
+
+    path = tmp_path / "train.txt"
+    path.write_text("EU B-ORG\nrejects O\n\nNew York B-LOC\ncalls O\n")  # a word with a space: "York" is no tag
+    with pytest.raises(ElectraError, match=r"train.txt:4: 3 columns \('New York B-LOC'\), but line 1 has 2"):
+        read_conll(path)
+    path.write_text("EU NNP B-ORG\nrejects VBZ O\n\n-DOCSTART- -X- O\n\ncalls VBZ O\n")  # the same columns: read
+    assert [s.tags for s in read_conll(path).sentences] == [["B-ORG", "O"], ["O"]]
+
+
+def test_a_squad_dev_answer_outside_its_context_is_refused(tmp_path):
+    from electra.finetune.qa.data import load_squad
+
+    def dev(answers: list[dict]) -> Path:
+        context = "Alice ran to the park."
+        qas = [{"id": "q1", "question": "who ran?", "answers": answers}]
+        path = tmp_path / "dev.json"
+        path.write_text(json.dumps({"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+        return path
+
+    with pytest.raises(ElectraError, match=r"answer 'park' at answer_start 40 lies outside the context \(22 char"):
+        load_squad(dev([{"text": "Alice", "answer_start": 0}, {"text": "park", "answer_start": 40}]), "1.1", "dev")
+    with pytest.raises(ElectraError, match=r"answer 'Bob' is not in the context"):
+        load_squad(dev([{"text": "Bob", "answer_start": 0}]), "1.1", "dev")
+    # only the text of a dev answer is scored: one whose answer_start is off but whose text is there is kept
+    (ex,) = load_squad(dev([{"text": "the park", "answer_start": 10}]), "1.1", "dev").examples
+    assert ex.answers == ["the park"]
+
+
+def test_a_resume_names_damaged_kept_checkpoints_and_restores_a_deleted_tokenizer_file(data_dir, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    assert _short_run(data_dir, run) == 0  # kept: step_1, step_2, step_3, step_6
+    root = run / "checkpoints"
+    for name in ("step_2", "step_6"):  # (their files are hard links of `latest`'s: damage these copies only)
+        data = (root / name / "model.safetensors").read_bytes()
+        (root / name / "model.safetensors").unlink()
+        (root / name / "model.safetensors").write_bytes(data[: len(data) // 2])
+    shutil.rmtree(root / "latest")
+    shutil.copytree(root / "step_3", root / "latest")  # killed after step 3
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"finished": true', '"finished": false'))
+    (run / "tokenizer" / "tokenizer.json").unlink()
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "step_2/model.safetensors is unreadable" in err and "the kept checkpoint step_2 stays damaged" in err
+    assert "step_6/model.safetensors is unreadable" in err and "the resumed run writes step_6 again" in err
+    from electra import checkpoint as ckpt
+
+    assert ckpt.problem(root / "step_6") is None  # written again
+    assert (run / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_argparse_errors_are_one_line_without_the_usage_block(capsys):
+    cases = {
+        "a missing --out": (["finetune", "--model", "random:tiny"], "the following arguments are required: --out"),
+        "a type error": (["pretrain", "--preset", "tiny", "--max-steps", "ten", "--out", "x"], "invalid int value"),
+        "a bad choice": (["finetune", "--model", "m", "--out", "o", "--kind", "ner"], "invalid choice: 'ner'"),
+        "a mistyped option": (["pretrain", "--hiden-size", "64", "--out", "x"], "did you mean --hidden-size?"),
+    }
+    for what, (argv, words) in cases.items():
+        line = _one_error_line(argv, capsys)
+        assert line.startswith("electra") and ": error: " in line and words in line, (what, line)
+
+
+def test_command_line_messages_use_the_options_words(tmp_path, capsys):
+    """The Python API's keywords on the command line become the options (`--qa-version 2.0`, `--save-model`), and
+    an own-data run is not called a GLUE run."""
+    from glue_fixtures import write_vocab
+
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    context = "the cat sat on the mat ."
+    qas = [{"id": "q1", "question": "who sat ?", "answers": [], "is_impossible": True}]
+    squad = tmp_path / "train.json"
+    squad.write_text(json.dumps({"version": "2.0", "data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    argv = ["finetune", "--model", "random:tiny", "--tokenizer", str(vocab), "--kind", "qa", "--quiet"]
+    line = _one_error_line([*argv, "--train", str(squad), "--dev", str(squad), "--out", str(tmp_path / "q")], capsys)
+    assert "pass --qa-version 2.0" in line and "version=" not in line
+    tagging = tmp_path / "tagging" / "run_0"
+    tagging.mkdir(parents=True)
+    (tagging / "config.json").write_text(json.dumps({"task": "tagging", "finetune": {}, "labels": ["O"]}))
+    (tagging / "metrics.json").write_text("{}")
+    line = _one_error_line(["export", str(tagging), "--out", str(tmp_path / "e")], capsys)
+    assert "finetune with --save-model" in line and "save_model" not in line
+    own = tmp_path / "own" / "run_0"
+    own.mkdir(parents=True)
+    record = {"kind": "classification", "labels": ["a", "b"], "text_column": "text", "pair_column": None}
+    (own / "config.json").write_text(json.dumps({"task": "mine", "finetune": {}, "own_task": record}))
+    (own / "metrics.json").write_text("{}")
+    line = _one_error_line(["export", str(own), "--out", str(tmp_path / "e")], capsys)
+    assert "GLUE run" not in line and "finetuning run (your own data)" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_messages_name_the_users_path_not_a_temporary_one(data_dir, tmp_path):  # noqa: F811
+    # a dataset whose files do not fit: the dataset directory, not `.partial-*` inside it
+    argv = [sys.executable, "-m", "electra", "prepare", "--corpus", str(data_dir.parent / "corpus.txt")]
+    argv += ["--vocab", str(data_dir.parent / "vocab.txt"), "--max-length", "32", "--out", str(tmp_path / "data")]
+    done = subprocess.run(
+        [*argv, "--quiet"], env=subprocess_env(), capture_output=True, text=True, preexec_fn=_limited(4000)
+    )
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and line.startswith(f"electra prepare: error: {tmp_path / 'data'}: "), line
+    assert ".partial-" not in line and ".tmp" not in line
+    # a file written over a directory: the directory, not the temporary file beside it
+    (tmp_path / "report.md").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        io.write_text(tmp_path / "report.md", "x")
+    assert err.value.filename == str(tmp_path / "report.md")
+
+    # a directory built beside its target: a failure inside names the target
+    def write(tmp: Path) -> None:
+        raise ElectraError(f"cannot verify {tmp / 'model'}")
+
+    with pytest.raises(ElectraError, match=f"^cannot verify {tmp_path / 'export' / 'model'}$"):
+        io.write_dir(tmp_path / "export", write)
+
+
+def test_a_table_of_one_glue_task_claims_no_average(tmp_path):
+    from electra.finetune.results import glue_label, markdown_table
+
+    assert glue_label(["rte"]) == "RTE" and glue_label([]) == "GLUE-0" and glue_label(["rte", "wnli"]) == "RTE"
+    stats = {"n": 1, "median": 60.0, "mean": 60.0, "std": 0.0, "max": 60.0, "min": 60.0}
+    task = {"display": "RTE", "glue": True, "score": "acc", "n_runs": 1, "metrics": {"acc": stats}}
+    task.update(max_train_examples=[None], n_train=[100])
+    results = {"tasks": {"rte": task}, "average": {"label": "RTE", "tasks": ["rte"], "median": 60.0, "mean": 60.0}}
+    table = markdown_table(results, "m")
+    assert "Avg." not in table and "GLUE-1" not in table and "(no " not in table and "covers only" not in table
+    assert "| m median | — | — | — | — | — | — | — | 60.00 |\n" in table

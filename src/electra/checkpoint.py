@@ -89,10 +89,12 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def pretrain_config(meta: dict[str, Any], where: str) -> PretrainConfig:
+    if "config" not in meta:
+        raise ElectraError(f"{where} has no 'config' entry")
     try:
+        if not isinstance(meta["config"], dict):
+            raise ConfigError(f"{where}: 'config' must be an object of config fields")
         return from_dict(PretrainConfig, dict(meta["config"]), where)
-    except KeyError:
-        raise ElectraError(f"{where} has no 'config' entry") from None
     except (ConfigError, TypeError, ValueError, AttributeError) as err:  # a wrong kind or range (an edited file)
         text = str(err)
         raise ConfigError(text if where in text else f"{where}: {text}") from None
@@ -221,7 +223,8 @@ def save_checkpoint(
         tokenizer.save(tmp / TOKENIZER)
         io.fault_point("checkpoint.complete")
         io.install_dir(tmp, root / name)
-    except BaseException:
+    except BaseException as err:
+        io.user_path(err, tmp, root / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root / name
@@ -248,7 +251,8 @@ def copy_checkpoint(root: Path, src: str, dst: str) -> Path:
         shutil.copytree(root / src, tmp, copy_function=_link_or_copy)
         io.fault_point("checkpoint.copied")
         io.install_dir(tmp, root / dst)
-    except BaseException:
+    except BaseException as err:
+        io.user_path(err, tmp, root / dst)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root / dst

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from electra.errors import ConfigError
 from electra.validate import (  # the config API: configs are built and checked through these
-    check_literals,
+    check_fields,
     check_range,
-    check_types,
+    conform,
     flat_fields,
     from_dict,
     unknown_key_message,
@@ -52,7 +52,7 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def __post_init__(self):
-        check_types(self)
+        check_fields(self)
         for name in (
             "vocab_size",
             "embedding_size",
@@ -147,10 +147,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
-            self.model = from_dict(ModelConfig, self.model)
-        check_types(self)
-        check_literals(self)
+        check_fields(self)  # (a `model` given as a dict becomes a ModelConfig)
         if self.max_length < 5:
             raise ConfigError(f"max_length must be at least 5, got {self.max_length}")
         if self.max_length > self.model.max_position_embeddings:
@@ -164,8 +161,9 @@ class PretrainConfig:
         if self.objective == "mlm" and self.generator_size != 1.0:
             # BERT baseline: the "generator" is the full-size model being trained
             self.generator_size = 1.0
-        if self.warmup_steps < 0 or self.max_steps <= 0 or self.batch_size <= 0:
-            raise ConfigError("max_steps and batch_size must be positive and warmup_steps non-negative")
+        for name in ("max_steps", "batch_size"):
+            check_range(self, name, 1, None)
+        check_range(self, "warmup_steps", 0, None)
         check_range(self.model, "type_vocab_size", 2, None)  # pretraining examples use segment ids 0 and 1
         check_range(self, "generator_size", 0, 1, lo_open=True)
         check_range(self, "generator_layers", 0, 1, lo_open=True)
@@ -210,7 +208,7 @@ class FinetuneConfig:
     epochs: int | None = None  # 3; 10 for RTE and STS-B
     max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
     loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
     head_dropout: float = 0.1
     encoder_dropout: float | None = None  # the encoder's hidden and attention dropout; None: the model's own (0.1)
     head: Literal["official", "transformers"] = "official"  # transformers: exports as ElectraForSequenceClassification
@@ -224,15 +222,26 @@ class FinetuneConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
 
     def __post_init__(self):
-        if self.batch_size <= 0 or self.eval_batch_size <= 0:
-            raise ConfigError("batch_size and eval_batch_size must be positive")
-        if not 0 <= self.warmup_proportion <= 1:
-            raise ConfigError(f"warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
-        if self.max_train_examples is not None and self.max_train_examples <= 0:
-            raise ConfigError("max_train_examples must be positive")
+        check_fields(self)
+        for name in ("batch_size", "eval_batch_size"):
+            check_range(self, name, 1, None)
+        check_range(self, "warmup_proportion", 0, 1)
+        if self.max_train_examples is not None:
+            check_range(self, "max_train_examples", 1, None)
         if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
             raise ConfigError(f"encoder_dropout must be in [0, 1) or none, got {self.encoder_dropout}")
-        check_literals(self)
+        if self.learning_rate is not None:
+            check_range(self, "learning_rate", 0, None, lo_open=True)
+        if self.layerwise_lr_decay is not None:
+            check_range(self, "layerwise_lr_decay", 0, 1, lo_open=True)  # 1.0: no decay
+        if self.epochs is not None:
+            check_range(self, "epochs", 1, None)
+        check_range(self, "max_length", 4, None)  # [CLS] a [SEP] b [SEP] with one piece each
+        check_range(self, "max_grad_norm", 0, None)  # 0: no clipping (`fit`)
+        check_range(self, "adam_epsilon", 0, None, lo_open=True)
+        check_range(self, "weight_decay", 0, None)
+        for name in ("head_dropout", "adam_beta1", "adam_beta2"):
+            check_range(self, name, 0, 1, hi_open=True)
 
     def encoder_config(self, model: ModelConfig) -> ModelConfig:
         """The encoder's config while finetuning: the model's own, with both of its dropout probabilities (hidden
@@ -370,14 +379,15 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
         else:
             values[key] = value
     steps, warmup = PRESETS[name]["max_steps"], PRESETS[name]["warmup_steps"]
-    shortened = isinstance(overrides.get("max_steps"), int) and overrides["max_steps"] < steps
+    is_int = lambda v: conform(v, int)[0]  # (a value of another type is reported by the config's check)
+    shortened = is_int(overrides.get("max_steps")) and overrides["max_steps"] < steps
     if shortened and "warmup_steps" not in overrides:
         # a shortened run keeps the preset's warm-up *fraction* (a 30-step tiny run with the preset's 200 warm-up
         # steps would peak at 3.5 % of the learning rate)
         values["warmup_steps"] = max(1 if warmup else 0, round(warmup * overrides["max_steps"] / steps))
-    if "hidden_size" in overrides and "num_attention_heads" not in overrides:
+    if "hidden_size" in overrides and "num_attention_heads" not in overrides and is_int(model["hidden_size"]):
         model["num_attention_heads"] = max(1, model["hidden_size"] // 64)
-    if "hidden_size" in overrides and "intermediate_size" not in overrides:
+    if "hidden_size" in overrides and "intermediate_size" not in overrides and is_int(model["hidden_size"]):
         model["intermediate_size"] = 4 * model["hidden_size"]
     return from_dict(PretrainConfig, {**values, "model": model})
 
@@ -391,7 +401,7 @@ __all__ = [
     "ModelConfig",
     "PretrainConfig",
     "check_range",
-    "check_types",
+    "check_fields",
     "flat_fields",
     "from_dict",
     "preset",

@@ -55,11 +55,32 @@ def _umask() -> int:
     return mask
 
 
+def user_path(err: BaseException, tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """An error that names the temporary path `tmp` names the user's path `final` instead (a file inside a temporary
+    directory `tmp`: the same file inside `final`; any name `tmp` is the prefix of: `final`). Changes the file names
+    of an OSError, the message of an ElectraError, in place."""
+    tmp, final = str(tmp), str(final)
+    if isinstance(err, OSError):
+        for attr in ("filename", "filename2"):
+            name = getattr(err, attr)
+            if isinstance(name, str | os.PathLike) and os.fspath(name).startswith(tmp):
+                rest = os.fspath(name)[len(tmp) :]
+                setattr(err, attr, final + rest if rest[:1] in ("", os.sep) else final)
+        if err.filename2 == err.filename:
+            err.filename2 = None
+    elif isinstance(err, ElectraError):
+        err.args = tuple(a.replace(tmp, final) if isinstance(a, str) else a for a in err.args)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temporary file in `path`'s directory, flush it to disk, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        user_path(err, path.parent / f".{path.name}.", path)
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -67,8 +88,9 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        user_path(err, tmp, path)
         raise
 
 
@@ -107,8 +129,9 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, Any]) -> None:
         with library_writes(path):
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        user_path(err, tmp, path)
         raise
 
 
@@ -129,8 +152,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        user_path(err, tmp, path)
         raise
 
 
@@ -203,7 +227,8 @@ def write_dir(
             old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
             os.rename(out, old)
         os.rename(tmp, out)
-    except BaseException:
+    except BaseException as err:
+        user_path(err, tmp, out)
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not out.exists():
             os.rename(old, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import fields
@@ -40,6 +41,8 @@ def without_retired(cls: type, values: dict[str, Any], where: str = "") -> dict[
 
 def from_dict(cls: type[_D], values: dict[str, Any], where: str = "") -> _D:
     """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected an object of {cls.__name__} fields, got {values!r}")
     known = {f.name for f in fields(cls)}
     values = without_retired(cls, values, where)
     for key in values:
@@ -70,42 +73,78 @@ def check_range(
         raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def check_types(obj: DataclassInstance) -> None:
-    """Raise a ConfigError naming the field when a plain field (a number, a count, a flag, a string, or None where
-    allowed) holds a value of another kind, e.g. `"fast"` for learning_rate read from a JSON file."""
-    hints = typing.get_type_hints(type(obj))
+def check_fields(obj: DataclassInstance) -> None:
+    """The one check of a config's values against its field annotations, whichever way they came (the command line,
+    a `--config` file, a run's config.json, the Python API): `int` (not a bool), `float` (an int is taken and
+    stored as a float), `bool`, `str`, `Literal[...]`, `X | None`, `list[X]`, and a nested config dataclass (a
+    dict is built into it). Anything else raises a ConfigError naming the field, what it expects and what it got.
+    Each config's `__post_init__` calls this first, then checks the ranges (`check_range`)."""
     for f in fields(obj):
-        hint, value = hints[f.name], getattr(obj, f.name)
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        kinds = [k for k in (typing.get_args(hint) if union else (hint,)) if k is not type(None)]
-        optional = union and type(None) in typing.get_args(hint)
-        if not all(k in _KINDS for k in kinds) or (value is None and optional):
-            continue  # a Literal, a dataclass, a list (checked elsewhere), or None where None is allowed
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not any(
-            (k is bool and isinstance(value, bool))
-            or (k is str and isinstance(value, str))
-            or (k is int and numeric and isinstance(value, int))
-            or (k is float and numeric)
-            for k in kinds
-        ):
-            allowed = " or ".join(_KINDS[k] for k in kinds) + (" or null" if optional else "")
-            raise ConfigError(f"{f.name} must be {allowed}, got {value!r}")
+        value = getattr(obj, f.name)
+        hint = _hints(type(obj))[f.name]
+        ok, conformed = conform(value, hint)
+        if not ok:
+            raise ConfigError(f"{f.name} must be {_expected(hint)}, got {value!r}")
+        if conformed is not value:
+            setattr(obj, f.name, conformed)
 
 
-def check_literals(obj: DataclassInstance) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in fields(obj):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is Literal:
-            allowed = typing.get_args(hint)
-            if getattr(obj, f.name) not in allowed:
-                raise ConfigError(
-                    f"{f.name} must be one of {', '.join(map(repr, allowed))}, got {getattr(obj, f.name)!r}"
-                )
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def conform(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether `value` is of type `hint`, the value to store: an int for a float field becomes a float, a dict for a
+    config dataclass field becomes that dataclass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in sorted(args, key=lambda a: a is not type(None)):  # None first
+            ok, conformed = conform(value, arg)
+            if ok:
+                return True, conformed
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin is Literal:  # (True is not 1, and 1.0 not 1)
+        return any(type(value) is type(a) and value == a for a in args), value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)  # (NaN: the range checks)
+        return ok, float(value) if ok else value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return False, value
+        items = [conform(v, args[0] if args else Any) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return True, from_dict(hint, value)
+        return isinstance(value, hint), value
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _expected(hint: Any) -> str:
+    """What a value of type `hint` is, in words: "an integer", "a number or none", "one of 'a', 'b'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_expected(a) for a in args if a is not type(None)]
+        return " or ".join(kinds) + (" or none" if type(None) in args else "")
+    if origin is Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    if origin is list:
+        return "a list" + (f" of {_expected(args[0]).split(' ', 1)[-1]}s" if args and args[0] is not Any else "")
+    if dataclasses.is_dataclass(hint):
+        return f"an object of {hint.__name__} fields"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def flat_fields(*classes: type) -> list[tuple[str, Any]]:

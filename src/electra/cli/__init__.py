@@ -13,13 +13,14 @@ import argparse
 import difflib
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 from electra import __version__
 from electra.config import PretrainConfig, unknown_key_message, without_retired
-from electra.errors import ElectraError, Stopped
+from electra.errors import ConfigError, ElectraError, Stopped
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -70,14 +71,14 @@ class Parser(argparse.ArgumentParser):
                 if word.startswith("--") and close:
                     message += f" (did you mean {close[0]}?)"
                     break
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {message}\n")  # one line: `--help` has the usage
 
     def _commands(self) -> list[argparse.ArgumentParser]:
         subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
         return [self, *(p for s in subs for p in s.choices.values())]
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> Parser:
     """The parser; only the module of the command named in `argv` is imported (all of them when argv is None)."""
     parser = Parser(
         prog="electra",
@@ -107,10 +108,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Defaults from `--config FILE` for the chosen command's parser: explicit options still override them."""
+def apply_config_file(parser: Parser, argv: list[str]) -> dict[str, str]:
+    """Defaults from `--config FILE` for the chosen command's parser: explicit options still override them.
+
+    A value of a config field (`--hidden-size`, `--learning-rate`, ...) goes to its config as it is, which checks it
+    (`electra.config.check_fields`) as it checks every other way in; a string is first read as the command line
+    reads it. Any other option's value must be what the command line could give (`_option_value`). Returns the
+    names of the values read, with the file."""
     if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
-        return
+        return {}
     path = Path(argv[argv.index("--config") + 1])
     try:
         values = json.loads(path.read_text())
@@ -119,8 +125,11 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if not isinstance(values, dict):
         raise ElectraError(f"--config {path}: expected a JSON object of option values")
     if "config" in values and "run" in values:  # a pretraining run's own config.json
-        config = without_retired(PretrainConfig, dict(values["config"]), f"--config {path}")
-        values = {**config.pop("model"), **config, **{k: v for k, v in values["run"].items() if k != "out"}}
+        config, run = values["config"], values["run"]
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not isinstance(run, dict):
+            raise ElectraError(f"--config {path}: expected 'config' (with 'model') and 'run' objects, as a run has")
+        config = without_retired(PretrainConfig, dict(config), f"--config {path}")
+        values = {**config.pop("model"), **config, **{k: v for k, v in run.items() if k != "out"}}
         values.update(resume=False, force=False)
     command = next(p for p in parser._commands()[1:] if p._defaults.get("_run"))  # the chosen one
     dests = {a.dest: a for a in command._actions}
@@ -130,20 +139,129 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         if dest is None or dest in ("help", "config", "print_config"):
             where = f"the options of `electra {command.prog.split()[-1]}`"
             raise ElectraError(f"--config {path}: " + unknown_key_message(key, _names(dests), where))
-        defaults[dest] = value
+        if dest.startswith(("cfg__", "ft__")) and not isinstance(value, str):
+            defaults[dest] = value  # checked by its config
+        else:
+            defaults[dest] = _option_value(dests[dest], key, value, f"--config {path}")
     command.set_defaults(**defaults)
+    return {dest.split("__", 1)[-1]: str(path) for dest in defaults}
+
+
+def _option_value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
+    """A `--config` value for an option, as the command line gives it: true or false for a switch, a list for an
+    option of several values, one string or number otherwise (null: not given, for an option that may be left
+    out), converted and checked as argparse converts and checks the option's text."""
+
+    def refuse(expected: str) -> NoReturn:
+        raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
+
+    several = isinstance(action.nargs, int) and action.nargs > 0 or action.nargs in ("+", "*")
+    if action.nargs == 0:  # a switch (--force, --no-progress)
+        if not isinstance(value, bool):
+            refuse("true or false")
+        return value
+    if value is None:
+        if action.required or action.default is not None:
+            refuse(_list_kind(action) if several else _kind(action))
+        return None
+    if several:
+        if not isinstance(value, list) or (action.nargs == "+" and not value):
+            refuse(_list_kind(action))
+        return [_one_value(action, key, v, where) for v in value]
+    if isinstance(action.default, tuple) and isinstance(value, list):  # --shard K/N, as --print-config shows it
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            refuse("K/N or [K, N]")
+        value = "/".join(map(str, value))
+    return _one_value(action, key, value, where)
+
+
+def _kind(action: argparse.Action) -> str:
+    """What one value of an option is, in words."""
+    if action.choices is not None:
+        return f"one of {', '.join(map(repr, action.choices))}"
+    return {"int": "an integer", "float": "a number", "_parse_bool": "true or false"}.get(
+        getattr(action.type, "__name__", ""), "a string"
+    )
+
+
+def _list_kind(action: argparse.Action) -> str:
+    kind = _kind(action)
+    return f"a list of values ({kind})" if action.choices is not None else f"a list of {kind.split(' ', 1)[1]}s"
+
+
+def _one_value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, str | int | float)
+        or action.type is None
+        and not isinstance(value, str)
+    ):
+        raise ConfigError(f"{where}: {key} must be {_kind(action)}, got {value!r}")
+    try:
+        converted = action.type(str(value)) if action.type is not None else value
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"{where}: {key}: {err}") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be {_kind(action)}, got {value!r}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ConfigError(f"{where}: {key} must be {_kind(action)}, got {value!r}")
+    return converted
 
 
 def _names(dests: dict[str, argparse.Action]) -> list[str]:
     return [d.split("__", 1)[-1] for d in dests if d not in ("help", "config", "print_config")]
 
 
+# keywords of the Python API that are options of another name on the command line (`electra finetune`)
+API_OPTIONS = {"version": "--qa-version", "save_model": "--save-model"}
+
+
+def cli_words(message: str, parser: Parser, from_file: dict[str, str]) -> str:
+    """A message of the Python API in the command line's words: the field a message is about, or a keyword given a
+    value, becomes the option (`learning_rate must be > 0` -> `--learning-rate must be > 0`, `pass version='2.0'`
+    -> `pass --qa-version 2.0`, `save_model=True` -> `--save-model`). A value read from `--config FILE` keeps its
+    key's name, after `--config FILE:`; messages about a config file's contents (`--config ...`,
+    `RUN/config.json: ...`) keep its keys."""
+    command = next((p for p in parser._commands()[1:] if p._defaults.get("_run")), parser)
+    options = dict(API_OPTIONS)
+    for action in command._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and action.dest not in ("help", "config", "print_config"):
+            options[action.dest.split("__", 1)[-1]] = longs[0]
+    if message.startswith("--config ") or re.match(r"\S*config\.json\b", message):
+        return message
+    named = [k for k in from_file if re.search(rf"(?<![\w'./-]){re.escape(k)}(?![\w'/-]|\.\w)", message)]
+    if named:  # a value of the file: its key, as the file has it
+        return f"--config {from_file[named[0]]}: {message}"
+
+    def swap(m: re.Match[str]) -> str:
+        name, assigned, value = m[1], m[2], m[4]
+        option = options.get(name)
+        if option is None or not (assigned or m.start() == 0 and message[m.end() :].startswith(" must")):
+            return m[0]
+        return option if not assigned or value == "True" else f"{option} {value}"
+
+    return re.sub(r"(?<![\w./'\"-])([a-z][a-z0-9_]*)(=(['\"]?)([^\s'\",;)]*)\3)?(?![\w/-])", swap, message)
+
+
+def _given(parser: Parser, argv: list[str]) -> set[str]:
+    """The names of the options given on the command line."""
+    return {
+        a.dest.split("__", 1)[-1]
+        for p in parser._commands()
+        for a in p._actions
+        if any(arg == o or arg.startswith(o + "=") for o in a.option_strings for arg in argv)
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     command = next((a for a in argv if a in COMMANDS), "electra")
+    from_file: dict[str, str] = {}
     try:
-        apply_config_file(parser, argv)
+        from_file = apply_config_file(parser, argv)
+        from_file = {k: v for k, v in from_file.items() if k not in _given(parser, argv)}
         args = parser.parse_args(argv)
         if getattr(args, "print_config", False):
             hidden = ("_run", "_resolve", "command", "config", "print_config")
@@ -154,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return int(args._run(args) or 0)
     except ElectraError as err:
-        print(f"electra {command}: error: {err}", file=sys.stderr)
+        print(f"electra {command}: error: {cli_words(str(err), parser, from_file)}", file=sys.stderr)
         return 2
     except OSError as err:  # the environment: a full or read-only disk, a path that cannot be created or read
         where = f"{err.filename}: " if err.filename else ""

@@ -310,6 +310,9 @@ def build_or_reuse(
             **new_meta,
         }
         _install(partial, out_dir, meta)
+    except (OSError, ElectraError) as err:
+        io.user_path(err, partial, out_dir)  # the user's path, not the temporary one
+        raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
         lock.release()

@@ -49,15 +49,22 @@ def finetuned_task(path: str | os.PathLike) -> str | None:
     return "own" if "own_task" in config else config.get("task")
 
 
+def _kind(config: dict[str, Any]) -> str:
+    """What a finetuning run is called in messages: a GLUE run, or one on your own data."""
+    return "finetuning run (your own data)" if "own_task" in config else "GLUE run"
+
+
 def _glue_tokenizer(run: Path, config: dict[str, Any], tokenizer: str | None) -> WordPiece:
     source = tokenizer or config.get("tokenizer")
     try:
         tok = load_tokenizer(source)
     except ElectraError as err:
-        raise ElectraError(f"GLUE run {run}: cannot load its tokenizer {source} ({err}); pass --tokenizer") from None
+        raise ElectraError(
+            f"{_kind(config)} {run}: cannot load its tokenizer {source} ({err}); pass --tokenizer"
+        ) from None
     if tokenizer is None and tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(
-            f"GLUE run {run}: tokenizer {source} is not the one the run used (fingerprint "
+            f"{_kind(config)} {run}: tokenizer {source} is not the one the run used (fingerprint "
             f"{tok.fingerprint()}, expected {config.get('tokenizer_fingerprint')}); pass --tokenizer"
         )
     return tok
@@ -72,7 +79,9 @@ def load_glue_run(
     config = json.loads((run / "config.json").read_text())
     weights = run / "model.safetensors"
     if not weights.is_file():
-        raise ElectraError(f"GLUE run {run} has no model.safetensors: finetune with --save-model to keep the weights")
+        raise ElectraError(
+            f"{_kind(config)} {run} has no model.safetensors: finetune with --save-model to keep the weights"
+        )
     if "own_task" in config:  # your own data (electra.finetune.own)
         task = task_from_record(config["task"], config["own_task"])
     elif config["task"] in TASKS:

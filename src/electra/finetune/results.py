@@ -61,11 +61,38 @@ def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
     for metrics_file in sorted((Path(out) / task.name).glob("run_*/metrics.json")):
         try:
             record = json.loads(metrics_file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
             raise ElectraError(f"cannot read {metrics_file}: {err}") from None
+        if (problem := _run_problem(record, task)) is not None:
+            raise ElectraError(f"{metrics_file}: {problem}; expected a metrics.json of `electra finetune`")
         record["dir"] = str(metrics_file.parent)
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("seed", 0))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _run_problem(record: Any, task: Task) -> str | None:
+    """What is wrong with a run's metrics.json record (the fields the results and the report read), or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not all(_number(v) for v in metrics.values()):
+        return "'metrics' is not an object of numbers"
+    if task.score not in metrics:
+        return f"'metrics' has no {task.score!r} (the task's score)"
+    for key in ("seed", "n_train", "n_train_available", "max_train_examples"):
+        if record.get(key) is not None and not (isinstance(record[key], int) and _number(record[key])):
+            return f"{key!r} is not an integer"
+    for key in ("score", "dev_auc", "dev_auc_chance_band"):
+        if record.get(key) is not None and not _number(record[key]):
+            return f"{key!r} is not a number"
+    majority = record.get("majority_metrics")
+    if majority is not None and not (isinstance(majority, dict) and all(_number(v) for v in majority.values())):
+        return "'majority_metrics' is not an object of numbers"
+    return None
 
 
 def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
@@ -114,6 +141,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 def sweep_tasks(out: str | Path) -> list[Task]:
     """The tasks a sweep directory holds runs of: GLUE tasks, and your own data's (from the runs' config.json)."""
     from electra.finetune.own import task_from_record
+    from electra.finetune.tasks import KINDS as OWN_KINDS
 
     found: dict[str, Task] = {}
     for metrics_file in sorted(Path(out).glob("*/run_*/metrics.json")):
@@ -123,14 +151,21 @@ def sweep_tasks(out: str | Path) -> list[Task]:
             continue
         try:
             config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
             raise ElectraError(f"cannot read {config_file}: {err}") from None
         if isinstance(config, dict) and "own_task" in config:
-            found[name] = task_from_record(name, config["own_task"])
+            own = config["own_task"]
+            if not isinstance(own, dict) or own.get("kind") not in OWN_KINDS or not _labels(own.get("labels")):
+                raise ElectraError(f"{config_file}: 'own_task' is not what `electra finetune` writes for your own data")
+            found[name] = task_from_record(name, own)
         elif name in TASKS:
             found[name] = TASKS[name]
     glue = [t for n, t in TASKS.items() if found.get(n) is t]  # GLUE tasks in the official order, then the others
     return glue + [t for t in found.values() if not t.glue]
+
+
+def _labels(value: Any) -> bool:
+    return value is None or isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str, Any]:
@@ -141,7 +176,8 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         runs = load_runs(out, task)
         if not runs:
             continue
-        metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
+        names = [name for name in runs[0]["metrics"] if all(name in r["metrics"] for r in runs)]  # (all runs have)
+        metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in names}
         ranking = [run_dev_auc(r, task) for r in runs]
         aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
         per_task[task.name] = {
@@ -176,11 +212,15 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
 
 
 def glue_label(covered: Iterable[str]) -> str:
-    """`GLUE-8` when all 8 average tasks are present, else e.g. `GLUE-6 (no QQP, MNLI)`."""
+    """`GLUE-8` when all 8 average tasks are present, else e.g. `GLUE-6 (no QQP, MNLI)`; for one task its name
+    (`RTE`: its score, no average), for none `GLUE-0`."""
     covered = set(covered)
+    present = [TASKS[n].display for n in AVERAGE_TASKS if n in covered]
     missing = [TASKS[n].display for n in AVERAGE_TASKS if n not in covered]
-    label = f"GLUE-{len(AVERAGE_TASKS) - len(missing)}"
-    return f"{label} (no {', '.join(missing)})" if missing else label
+    if len(present) == 1:
+        return present[0]
+    label = f"GLUE-{len(present)}"
+    return f"{label} (no {', '.join(missing)})" if missing and present else label
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -229,7 +269,8 @@ def _detail_table(per_task: dict[str, Any], metrics: dict[str, tuple[str, ...]])
 def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -> list[str]:
     """A row per statistic over runs, a column per GLUE task and the average; then the details."""
     columns = [n for n in _CELLS if n in per_task or TASKS[n].in_average]
-    head = ["", *(_HEADINGS[n] for n in columns), f"Avg. {average['label']}"]
+    averaged = len(average["tasks"]) > 1  # the average of one task is that task's column
+    head = ["", *(_HEADINGS[n] for n in columns), *([f"Avg. {average['label']}"] if averaged else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stat in ("median", "mean", "max"):
         cells = [f"{model} {stat}".strip()]
@@ -239,7 +280,8 @@ def _glue_table(per_task: dict[str, Any], average: dict[str, Any], model: str) -
                 continue
             m = per_task[n]["metrics"]
             cells.append("/".join(f"{m[k][stat]:.2f}" for k in _CELLS[n] if k in m))
-        cells.append(f"{average[stat]:.2f}" if stat in average else "—")
+        if averaged:
+            cells.append(f"{average[stat]:.2f}" if stat in average else "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += _detail_table(per_task, {n: _CELLS[n] for n in columns if n in per_task})
@@ -278,7 +320,7 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
     else:
         lines = _glue_table(per_task, average, model)
     notes = []
-    if average["tasks"] and len(average["tasks"]) < len(AVERAGE_TASKS):
+    if 1 < len(average["tasks"]) < len(AVERAGE_TASKS):
         notes.append(f"The average covers only {', '.join(TASKS[n].display for n in average['tasks'])}.")
     constant = [
         f"{per_task[n]['display']} ({per_task[n]['constant_runs']} of {per_task[n]['n_runs']})"

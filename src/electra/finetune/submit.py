@@ -116,7 +116,7 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
             paths = [Path(r["dir"]) / f"predictions_{split.name}.npz" for r in chosen]
             if not all(p.is_file() for p in paths):
                 continue
-            preds = [load_predictions(p) for p in paths]
+            preds = [_checked(load_predictions(p), task, p) for p in paths]
             index = preds[0]["index"]
             for p, path in zip(preds[1:], paths[1:], strict=True):
                 if not np.array_equal(p["index"], index):
@@ -133,6 +133,23 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
                 }
             )
     return files, manifest
+
+
+def _checked(pred: dict[str, np.ndarray], task: Task, path: Path) -> dict[str, np.ndarray]:
+    """Stored test predictions as `electra finetune` writes them: an index and a row of outputs for each entry."""
+    index, outputs = pred.get("index"), pred.get("outputs")
+    if (
+        index is None
+        or outputs is None
+        or index.ndim != 1
+        or outputs.shape != (len(index), task.num_outputs)
+        or not np.issubdtype(outputs.dtype, np.number)
+    ):
+        raise ElectraError(
+            f"{path}: expected an 'index' and 'outputs' of {task.num_outputs} number(s) per row, as `electra finetune` "
+            "writes them"
+        )
+    return pred
 
 
 def write_zip(path: str | Path, files: dict[str, str]) -> None:

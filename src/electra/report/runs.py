@@ -53,18 +53,63 @@ def is_sweep(path: Path) -> bool:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl: JSON objects of numbers (and a `split` name), each with its `step`."""
     records = []
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ElectraError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); expected a metrics.jsonl"
+        ) from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if n == len(lines):  # a line being written by a live run
                 break
             raise ElectraError(f"{path}:{n}: not a JSON object") from None
+        if not _is_record(record):
+            raise ElectraError(
+                f"{path}:{n}: expected a JSON object of numbers with a 'step' (and a 'split' name), as a run logs"
+            )
+        records.append(record)
     return records
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_record(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("step"), int)
+        and _number(record["step"])
+        and isinstance(record.get("split", ""), str)
+        and all(_number(v) or v is None for k, v in record.items() if k != "split")
+    )
+
+
+def _run_config(path: Path) -> dict[str, Any]:
+    """A run's config.json, for what the report shows of it (its shape checked, not every value)."""
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ElectraError(f"{path} is not valid JSON ({err})") from None
+    cfg = config.get("config", {}) if isinstance(config, dict) else None
+    ints = ("max_steps", "batch_size", "max_length", "hidden_size", "num_hidden_layers")
+    shaped = (
+        isinstance(cfg, dict)
+        and isinstance(cfg.get("model", {}), dict)
+        and isinstance(config.get("run", {}), dict)
+        and all(isinstance(v, int) for k, v in {**cfg, **cfg.get("model", {})}.items() if k in ints and v is not None)
+        and isinstance(cfg.get("adam_epsilon", 0.0), int | float | None)
+    )
+    if not shaped:
+        raise ElectraError(f"{path} is not a pretraining run's config.json (its 'config' or 'run' has the wrong shape)")
+    return config
 
 
 def _by_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,12 +119,7 @@ def _by_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_pretrain_run(path: Path, name: str) -> PretrainRun:
     records = _records(path / "metrics.jsonl")
-    config = {}
-    if (path / "config.json").is_file():
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except json.JSONDecodeError as err:
-            raise ElectraError(f"{path / 'config.json'} is not valid JSON ({err})") from None
+    config = _run_config(path / "config.json") if (path / "config.json").is_file() else {}
     train = _by_step([r for r in records if r.get("split", "train") == "train"])
     evals = _by_step([r for r in records if r.get("split") == "eval"])
     return PretrainRun(path, name, config, train, evals)
@@ -93,14 +133,39 @@ def load_sweep(path: Path, name: str) -> Sweep:
     else:
         try:
             results = json.loads((path / "results.json").read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ElectraError(f"{path / 'results.json'} is not valid JSON ({err})") from None
+        if not _is_results(results):
+            raise ElectraError(f"{path / 'results.json'} is not the results.json of a finetuning sweep")
     model = ""
     for config_file in sorted(path.glob("*/run_*/config.json"))[:1]:
-        model = str(json.loads(config_file.read_text()).get("model", ""))
+        try:
+            config = json.loads(config_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ElectraError(f"{config_file} is not valid JSON ({err})") from None
+        model = str(config.get("model", "")) if isinstance(config, dict) else ""
     tasks = results.get("tasks", {})
     glue = {n: t for n, t in tasks.items() if t.get("glue", True)}
     return Sweep(path, name, results, model, glue, {n: t for n, t in tasks.items() if n not in glue})
+
+
+def _is_results(results: Any) -> bool:
+    """The shape of a sweep's results.json (`electra.finetune.results.aggregate`), as far as the report reads it."""
+    stat = lambda x: isinstance(x, dict) and all(map(_number, x.values())) and {*STATS, "std"} <= x.keys()
+    numbers = lambda x: isinstance(x, dict) and all(map(_number, x.values()))
+    tasks = results.get("tasks") if isinstance(results, dict) else None
+    return isinstance(tasks, dict) and all(
+        isinstance(t, dict)
+        and isinstance(t.get("metrics"), dict)
+        and all(map(stat, t["metrics"].values()))
+        and t.get("score") in t["metrics"]
+        and isinstance(t.get("n_runs"), int)
+        and isinstance(t.get("display", ""), str)
+        and (t.get("majority") is None or numbers(t["majority"]))
+        and (t.get("dev_auc") is None or stat(t["dev_auc"]))
+        and (t.get("dev_auc_chance_band") is None or _number(t["dev_auc_chance_band"]))
+        for t in tasks.values()
+    )
 
 
 def discover(paths: list[str | os.PathLike]) -> tuple[list[PretrainRun], list[Sweep]]:

@@ -15,7 +15,7 @@ from electra import checkpoint as ckpt
 from electra import io
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
-from electra.train.rundir import OUTPUTS
+from electra.train.rundir import OUTPUTS, TOKENIZER_FILES
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +40,7 @@ def install_tokenizer(tokenizer: WordPiece, path: Path) -> None:
     """The run's copy of its tokenizer: left alone when it is already this one (a resume never rewrites it),
     else written next to it and renamed into place, so that a kill never leaves a truncated tokenizer.json."""
 
-    if path.is_dir():
+    if path.is_dir() and all((path / name).is_file() for name in TOKENIZER_FILES):  # (none deleted since)
         try:
             if load_tokenizer(path).fingerprint() == tokenizer.fingerprint():
                 return

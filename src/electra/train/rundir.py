@@ -16,14 +16,24 @@ data, tokenizer, checkpoint to resume from).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from electra import checkpoint as ckpt
 from electra import dist, io
-from electra.config import PRESETS, ModelConfig, PretrainConfig, check_types, flat_fields, from_dict, preset
+from electra.config import (
+    PRESETS,
+    ModelConfig,
+    PretrainConfig,
+    check_fields,
+    check_range,
+    flat_fields,
+    from_dict,
+    preset,
+)
 from electra.errors import ConfigError, ElectraError
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
     from electra.data.loader import PretrainLoader
 
 OUTPUTS = (ckpt.CHECKPOINTS, "tb", "metrics.jsonl")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")  # what `WordPiece.save` writes
 
 
 def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
@@ -60,7 +71,29 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
     resume_from = ckpt.resolve_checkpoint(run_dir, ckpt.LATEST) if resume and has_checkpoint else None
     if resume_from is not None and (bad := ckpt.problem(resume_from)):
         resume_from = _fall_back(run_dir, bad)
+    if resume_from is not None:
+        _say_damaged_kept(run_dir, resume_from)
     return saved, resume_from
+
+
+def _say_damaged_kept(run_dir: Path, resume_from: Path) -> None:
+    """Say which kept checkpoints (`step_N`) are damaged: the resumed run writes those past its start again, the
+    others stay as they are."""
+    start = json.loads((resume_from / ckpt.TRAINER_STATE).read_text()).get("step", 0)
+    root = run_dir / ckpt.CHECKPOINTS
+    for path in sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:])):
+        if path == resume_from or (bad := ckpt.problem(path)) is None:
+            continue
+        step = int(path.name[5:])
+        if step > start:
+            print(f"  {bad}: the resumed run writes {path.name} again", file=sys.stderr, flush=True)
+        else:
+            print(
+                f"  {bad}: the kept checkpoint {path.name} stays damaged (the run resumes at step {start}, after it); "
+                "start over with --force to have it again",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _fall_back(run_dir: Path, bad: str) -> Path:
@@ -124,13 +157,21 @@ class RunOptions:
     eval_every: int = 1000
     eval_examples: int = 1000
     micro_batch_size: int | None = None
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: str | None = None  # a torch.compile mode; None: eager
     device: str = "auto"
     progress: bool = True
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
     glue_dir: str | None = None  # for a `glue:<task>` probe
     wandb: str | None = None
+
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("prepare_workers", "log_every", "save_every", "eval_examples"):
+            check_range(self, name, 1, None)
+        check_range(self, "eval_every", 0, None)  # 0: never
+        if self.micro_batch_size is not None:
+            check_range(self, "micro_batch_size", 1, None)
 
 
 @dataclass
@@ -161,30 +202,26 @@ RESUMED_OPTIONS = (
 )
 
 
-def run_options(given: dict[str, Any], saved: dict[str, Any] | None) -> RunOptions:
-    """The options given (None: not given); on --resume, the run's own for those not given; else the defaults."""
+def run_options(
+    given: dict[str, Any], saved: dict[str, Any] | None, where: str = "the run's config.json"
+) -> RunOptions:
+    """The options given (None: not given); on --resume, the run's own for those not given (a bad one named as a
+    value of `where`, the run's config.json); else the defaults."""
     values = {k: v for k, v in given.items() if k in RunOptions.__dataclass_fields__}
     defaults = RunOptions(out="")
+    own = (saved or {}).get("run", {}) if given.get("resume") else {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"{where}: 'run' is not an object of options")
+    own = {k: v for k, v in own.items() if k in RESUMED_OPTIONS and values.get(k) is None}
+    try:
+        RunOptions(out="", **own)
+    except ConfigError as err:  # a value of the run's own options: named as its place in that file
+        raise ConfigError(f"{where}: run.{err}") from None
     for key in RESUMED_OPTIONS:
         if values.get(key) is None:
-            values[key] = (
-                (saved or {}).get("run", {}).get(key, getattr(defaults, key))
-                if given.get("resume")
-                else getattr(defaults, key)
-            )
+            values[key] = own.get(key, getattr(defaults, key))
     values = {k: v for k, v in values.items() if v is not None or k in RESUMED_OPTIONS}
-    opts = RunOptions(**values)
-    try:
-        check_types(opts)
-    except ConfigError as err:
-        name = str(err).split(" ", 1)[0]
-        if saved and given.get("resume") and given.get(name) is None:  # the run's own, e.g. an edited config.json
-            raise ConfigError(f"{Path(given['out']) / ckpt.CONFIG}: run.{err}") from None
-        raise
-    for name in ("log_every", "save_every", "eval_examples"):
-        if getattr(opts, name) < 1:
-            raise ElectraError(f"--{name.replace('_', '-')} must be at least 1")
-    return opts
+    return RunOptions(**values)
 
 
 def resolve_setup(
@@ -193,8 +230,9 @@ def resolve_setup(
     """The run to do: its config (the preset with `overrides`, or on --resume the run's own, which `overrides` may
     not contradict), options, data and tokenizer, and the checkpoint to resume from."""
     run_dir = Path(given["out"])
+    run_options(given, None)  # the options' types and ranges, before the directory is read
     saved, resume_from = inspect(run_dir, bool(given.get("resume")), bool(given.get("force")))
-    opts = run_options(given, saved)
+    opts = run_options(given, saved, str(run_dir / ckpt.CONFIG))
     if saved is not None and not opts.resume:  # --force clears the old run's outputs: none of the inputs may be there
         inputs = {"--data": opts.data, "--corpus": opts.corpus, "--vocab": opts.vocab, "--init-from": opts.init_from}
         for name in OUTPUTS:

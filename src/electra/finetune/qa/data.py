@@ -169,6 +169,17 @@ def _normalized(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def _check_gold(text: str, start: int, context: str, where: str) -> None:
+    """A dev answer lies inside its context; its `answer_start` may be off (only its text is scored), but then the
+    text must still be somewhere in the context."""
+    if not text.strip() or start < 0 or start + len(text) > len(context):
+        raise _fail(
+            where, f"answer {text!r} at answer_start {start} lies outside the context ({len(context)} characters)"
+        )
+    if _normalized(text) not in _normalized(context):
+        raise _fail(where, f"answer {text!r} is not in the context")
+
+
 def load_squad(source: str | Path, version: Version, role: Role) -> SquadData:
     """Examples from an official-format file (v1.1 or v2.0) or `hf:squad` / `hf:squad_v2` (`datasets`).
 
@@ -198,6 +209,9 @@ def load_squad(source: str | Path, version: Version, role: Role) -> SquadData:
             if version == "1.1" and not answers:
                 hint = "is it a SQuAD 2.0 file? pass version='2.0'" if "is_impossible" in qa else "SQuAD 1.1 needs one"
                 raise _fail(where, f"question {qa['id']!r} has no answers ({hint})")
+            if role != "train":  # gold answers: scored by their text, which must be in the context where it says
+                for a in answers:
+                    _check_gold(a["text"], a["answer_start"], context, where)
             ex = SquadExample(qa["id"], qa["question"], context, doc_tokens, [a["text"] for a in answers])
             ex.is_impossible = impossible
             if role == "train" and not impossible:

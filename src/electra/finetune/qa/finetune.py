@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from electra import __version__, io
-from electra.config import FinetuneConfig, ModelConfig, from_dict
+from electra.config import FinetuneConfig, ModelConfig, check_fields, from_dict
 from electra.errors import ElectraError
 from electra.finetune.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.finetune.qa.evaluate import squad_metrics
@@ -61,6 +61,7 @@ class QAOptions:
     qa_na_threshold: float | None = None  # None: -2.75 for the answerable classifier's odds, else 0.0
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("max_query_length", "doc_stride", "n_best_size", "max_answer_length", "beam_size"):
             if getattr(self, name) < 1:
                 raise ElectraError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -77,6 +77,7 @@ def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, ta
     sent_tags: list[str] = []
     where: list[str] = []
     labelled: bool | None = None if tags == "optional" else True
+    columns: tuple[int, int] | None = None  # (columns, line) of the first token line: every other has as many
 
     def close() -> None:
         if words:
@@ -101,6 +102,13 @@ def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, ta
             if tags == "optional" and labelled:
                 want += " (earlier lines have tags)"
             raise ElectraError(f"{path}:{number}: {len(cols)} column(s) found ({found!r}); expected {want}")
+        if columns is None:
+            columns = (len(cols), number)
+        elif len(cols) != columns[0]:  # a word with a space in it, or a stray column: its tag would be misread
+            raise ElectraError(
+                f"{path}:{number}: {len(cols)} columns ({' '.join(cols)!r}), but line {columns[1]} has {columns[0]}; "
+                "every token line needs the same columns (words without spaces)"
+            )
         words.append(cols[tok_i])
         if labelled:
             sent_tags.append(cols[tag_i])
