@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from electra.errors import ConfigError
-from electra.validate import (  # the config API: configs are built and checked through these
+from electra.validate import (  # noqa: F401  (the config API: configs are built and checked through these)
     check_fields,
     check_range,
     conform,
@@ -22,10 +22,6 @@ from electra.validate import (  # the config API: configs are built and checked 
     unknown_key_message,
     without_retired,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # run options that are not part of a run's result (the command line checks them before any heavy import)
 MAX_MICRO_TOKENS = 65536  # default micro-batch: at most this many positions (128 x 512) per process
@@ -390,21 +386,3 @@ def preset(name: str, **overrides: Any) -> PretrainConfig:
     if "hidden_size" in overrides and "intermediate_size" not in overrides and is_int(model["hidden_size"]):
         model["intermediate_size"] = 4 * model["hidden_size"]
     return from_dict(PretrainConfig, {**values, "model": model})
-
-
-__all__ = [
-    "COMPILE_MODES",
-    "COMPILE_SCOPES",
-    "MAX_MICRO_TOKENS",
-    "PRESETS",
-    "FinetuneConfig",
-    "ModelConfig",
-    "PretrainConfig",
-    "check_range",
-    "check_fields",
-    "flat_fields",
-    "from_dict",
-    "preset",
-    "unknown_key_message",
-    "without_retired",
-]
