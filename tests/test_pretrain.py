@@ -308,7 +308,7 @@ def test_word_init_ppmi_starts_the_table_at_the_datas_vectors_and_leaves_the_res
     seen[list(SPECIAL)] = False
     table = ppmi_model.discriminator.electra.embeddings.word_embeddings.weight.detach().double()
     torch.testing.assert_close(table[seen], vectors[seen] * (0.02 / vectors[seen].std()), rtol=1e-5, atol=1e-7)
-    # the start is kept in the checkpoint (ELECTRA.remove_top_word_direction undoes what training moved)
+    # the start is kept in the checkpoint (init.remove_top_word_direction undoes what training moved)
     assert torch.equal(ppmi_model.word_start, ppmi_model.discriminator.electra.embeddings.word_embeddings.weight)
     assert "word_start" not in random_model.state_dict()
     others = random_model.state_dict()

@@ -120,7 +120,7 @@ class PretrainConfig:
     uniform_generator: bool = False
     # what the run delivers: the discriminator's word table with the top direction of what training moved undone
     # (from a random start: the table's own top direction), applied whenever the run's encoder is loaded for
-    # finetuning, probing or export (ELECTRA.remove_top_word_direction; not in the paper)
+    # finetuning, probing or export (electra.init.remove_top_word_direction; not in the paper)
     remove_top_word_direction: bool = False
     # losses (docs/faithfulness.md §3.2, §3.4)
     gen_weight: float = 1.0

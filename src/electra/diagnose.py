@@ -219,7 +219,7 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
 
 @torch.no_grad()
 def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float | None:
-    """The share of the word-table movement ||W - W0||^2 (`ELECTRA.word_table`) that lies along its top singular
+    """The share of the word-table movement ||W - W0||^2 (`init.word_table`) that lies along its top singular
     direction: near 1 when pretraining added one direction to the table, which in short runs with a trained table
     is word frequency (docs/pretraining.md); a change spread over many directions gives a small share. None when
     the table did not move (beyond a millionth of its norm, the rounding of a rebuilt start): a frozen table."""

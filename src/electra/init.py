@@ -8,7 +8,7 @@ seconds on a CPU.
 
 Not in the ELECTRA paper. At CPU-minute budgets a transformer trained from scratch learns little beyond word
 frequency (docs/pretraining.md), while these counts give each word piece a vector that says which words it is used
-like; `--word-init ppmi` starts pretraining from them (`ELECTRA.init_word_vectors`).
+like; `--word-init ppmi` starts pretraining from them (`init_word_vectors` below).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def remove_top_word_direction(model: ELECTRA) -> float:
     direction out of every row. The generator's table changes too where it is shared; with gdes, W = base + delta
     and only the delta changes; for `--objective mlm` it is the masked-LM encoder's table. Returns the share of
     ||W||^2 removed. After a short `tiny` run u is the word-frequency direction pretraining wrote into the table,
-    which costs more in finetuning than it gives (docs/pretraining.md, "What `tiny` learns in 2,000 steps"); cf.
+    which costs more in finetuning than it gives (docs/research/2026-12-01-what-tiny-learns-word-frequency.md); cf.
     Mu & Viswanath (2018), "All-but-the-top". From a PPMI start, W's own top direction would be the start's
     first component instead. Applied to a run's encoder when it is loaded for finetuning, probing or export if
     the run's config has `remove_top_word_direction` (`tiny` before it froze its table); never to a checkpoint."""

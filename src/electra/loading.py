@@ -27,7 +27,7 @@ def load_model(
     """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer. The
     discriminator (and encoder) of a run whose config has `remove_top_word_direction` (`tiny` before it froze its
     word table) comes with the top direction of its word table's movement undone
-    (`ELECTRA.remove_top_word_direction`), as `electra export` writes it: what the run delivers; the generator as
+    (`electra.init.remove_top_word_direction`), as `electra export` writes it: what the run delivers; the generator as
     trained. `load_run` gives the checkpoint as trained."""
     if is_run_dir(source):
         model, cfg, tokenizer = load_run(source, checkpoint)

@@ -215,7 +215,7 @@ def discriminator_loss(
 
 def unigram_log_probs(token_counts: Tensor) -> Tensor:
     """log p(token) (float64) under the add-one smoothed unigram distribution of `token_counts` (V,): the
-    generator's prior (`ELECTRA.init_output_biases`), and, negated, the rarity score of a replaced-token detector
+    generator's prior (`electra.init.init_output_biases`), and, negated, the rarity score of a replaced-token detector
     that knows word frequencies and nothing else (`electra.train.step.evaluate`)."""
     counts = torch.as_tensor(token_counts, dtype=torch.float64) + 1
     return torch.log(counts / counts.sum())
