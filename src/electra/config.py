@@ -12,7 +12,7 @@ import difflib
 import json
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from electra.errors import ConfigError
 
@@ -255,6 +255,38 @@ class FinetuneConfig:
             layerwise_lr_decay=decay,
             epochs=self.epochs if self.epochs is not None else epochs,
         )
+
+
+class RecipeFields(TypedDict, total=False):
+    """`FinetuneConfig`'s fields as keyword arguments, all but `head` and `max_train_examples` (`FinetuneFields`)."""
+
+    learning_rate: float | None
+    layerwise_lr_decay: float | None
+    layer_decay_mode: Literal["official", "paper"]
+    weight_decay: float
+    warmup_proportion: float
+    batch_size: int
+    eval_batch_size: int
+    epochs: int | None
+    max_length: int
+    loss_reduction: Literal["sum", "mean"]
+    max_grad_norm: float
+    head_dropout: float
+    encoder_dropout: float | None
+    double_unordered: bool
+    adam_beta1: float
+    adam_beta2: float
+    adam_epsilon: float
+    adam_bias_correction: bool
+    schedule: Literal["official", "warmup_then_decay"]
+    precision: Literal["fp32", "bf16"]
+
+
+class FinetuneFields(RecipeFields, total=False):
+    """Every `FinetuneConfig` field as a keyword argument: `finetune(..., epochs=3, max_length=64)`."""
+
+    head: Literal["official", "transformers"]
+    max_train_examples: int | None
 
 
 # ---------------------------------------------------------------------------------------------- presets

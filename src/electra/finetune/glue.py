@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from electra.config import FinetuneConfig, ModelConfig, from_dict
+from electra.config import FinetuneConfig, FinetuneFields, ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.encoder import SequenceClassifier, build_model, per_example_loss
 from electra.finetune.features import Features, SplitData, collate, double_unordered, featurize, load_split
@@ -32,6 +32,7 @@ from electra.finetune.tasks import OwnFiles, Task, parse_tasks
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+    from typing_extensions import Unpack
 
     from electra.model import ElectraModel
     from electra.tokenizer import WordPiece
@@ -240,7 +241,7 @@ def finetune(
     save_model: bool = False,
     quiet: bool = False,
     checkpoint: str = "latest",
-    **recipe: Any,
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` on GLUE `tasks` ("all", "cola,sst2" or a list), `runs` seeds each; what `electra finetune`
     does. `recipe`: `FinetuneConfig` fields that override the official recipe (learning_rate, epochs,
@@ -304,16 +305,36 @@ def finetune_own(
     name: str | None = None,
     runs: int = 1,
     seed: int = 0,
-    **options: Any,
+    device: str = "auto",
+    tokenizer: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    save_model: bool = False,
+    quiet: bool = False,
+    checkpoint: str = "latest",
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
-    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
-    `options`: those of `electra.finetune.glue.finetune` (device, save_model, quiet, ...) and recipe fields
-    (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
-    test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
-    task folder.
+    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does. The
+    run options are `finetune`'s; `recipe`: `FinetuneConfig` fields (learning_rate, epochs, max_length, head, ...).
+    Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a test file, each run's predictions_test.csv holds
+    `id,prediction` rows. `name` (default: the kind) names OUT's task folder.
 
         from electra.api import finetune_own
         finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
     """
     files = OwnFiles(train, dev, test, text_column, pair_column, label_column, id_column, label_separator)
-    return finetune(model, out, [own_task(files, kind, labels, name)], None, runs, seed, **options)
+    task = own_task(files, kind, labels, name)
+    return finetune(
+        model,
+        out,
+        [task],
+        None,
+        runs,
+        seed,
+        device=device,
+        tokenizer=tokenizer,
+        shard=shard,
+        save_model=save_model,
+        quiet=quiet,
+        checkpoint=checkpoint,
+        **recipe,
+    )

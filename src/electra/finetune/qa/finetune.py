@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from electra.config import FinetuneConfig, ModelConfig, from_dict
+from electra.config import FinetuneConfig, ModelConfig, RecipeFields, from_dict
 from electra.errors import ElectraError
 from electra.finetune.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.finetune.qa.evaluate import squad_metrics
@@ -40,6 +40,7 @@ from electra.io import write_json
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+    from typing_extensions import Unpack
 
 QA_EPOCHS = 2  # google-research/electra configure_finetuning.py, for "squad" / "qa" tasks
 QA_MAX_LENGTH = 512
@@ -67,6 +68,22 @@ class QAOptions:
 
     def head_options(self) -> HeadOptions:
         return HeadOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(HeadOptions)})
+
+
+class SquadFields(RecipeFields, total=False):
+    """`finetune_squad`'s recipe keywords: `FinetuneConfig` fields (the head is its own argument) and `QAOptions`."""
+
+    max_train_examples: int | None
+    max_query_length: int
+    doc_stride: int
+    n_best_size: int
+    max_answer_length: int
+    joint_prediction: bool
+    beam_size: int
+    answerable_classifier: bool
+    answerable_uses_start_logits: bool
+    answerable_weight: float
+    qa_na_threshold: float | None
 
 
 def task_name(version: str) -> str:
@@ -208,14 +225,13 @@ def finetune_squad(
     checkpoint: str = "latest",
     save_model: bool = False,
     quiet: bool = False,
-    max_train_examples: int | None = None,
-    **recipe: Any,
+    **recipe: Unpack[SquadFields],
 ) -> dict[str, Any]:
     """Finetune `model` (a pretraining run, an HF directory or hub id, or `random:<preset>` with `tokenizer`) on
     SQuAD `version`: `train` and `dev` are official-format JSON files or `hf:squad` / `hf:squad_v2`. `recipe`:
-    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, ...) and `QAOptions` fields (doc_stride,
-    joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also written to
-    OUT/results.json.
+    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, max_train_examples, ...) and `QAOptions`
+    fields (doc_stride, joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also
+    written to OUT/results.json.
 
         finetune_squad("runs/small", "runs/squad", train="train-v1.1.json", dev="dev-v1.1.json")
     """
@@ -228,14 +244,11 @@ def finetune_squad(
     qa_keys = {f.name for f in dataclasses.fields(QAOptions)}
     qa = from_dict(QAOptions, {k: v for k, v in recipe.items() if k in qa_keys}, "the QA options")
     fields = {k: v for k, v in recipe.items() if k not in qa_keys}
-    max_length_given = "max_length" in fields
-    if max_train_examples is not None:
-        fields["max_train_examples"] = max_train_examples
     cfg = dataclasses.replace(from_dict(FinetuneConfig, fields, "the finetuning options"), head=head)
     _check_sources(train, dev)
 
     def prepare(name: str, encoder: Encoder) -> SquadRuns:
-        task_cfg = resolve(cfg, encoder.config, max_length_given)
+        task_cfg = resolve(cfg, encoder.config, "max_length" in fields)
         encoder.check_length(task_cfg)
         train_data = load_squad(train, version, "train")
         n_available = len(train_data.examples)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from electra import io
-from electra.config import FinetuneConfig, ModelConfig, from_dict
+from electra.config import FinetuneConfig, FinetuneFields, ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.recipe import autocast, finetune_optimizer, fit
 from electra.finetune.results import read_record
@@ -42,6 +42,7 @@ from electra.finetune.tagging.model import TokenTagger, build_tagger, tagging_lo
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+    from typing_extensions import Unpack
 
     from electra.model import ElectraModel
     from electra.tokenizer import WordPiece
@@ -223,13 +224,13 @@ def finetune_tagging(
     checkpoint: str = "latest",
     save_model: bool = False,
     quiet: bool = False,
-    max_train_examples: int | None = None,
-    **recipe: Any,
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` (a pretraining run, an HF directory, a hub id or `random:<preset>`) to tag the words of
     `train` (CoNLL-style file or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`), evaluated on `dev` (and `test`),
-    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length, ...).
-    Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written to OUT/results.json.
+    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length,
+    max_train_examples, ...). Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written
+    to OUT/results.json.
 
         from electra.finetune.tagging import finetune_tagging
         finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
@@ -237,7 +238,6 @@ def finetune_tagging(
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     fields = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
-    fields["max_train_examples"] = max_train_examples
     cfg = from_dict(FinetuneConfig, fields, "the finetuning options")
 
     def prepare(name: str, encoder: Encoder) -> TaggingRuns:
