@@ -2,12 +2,14 @@
 
 import argparse
 import re
+import typing
 
 import pytest
 
 from electra.cli.options import add_config_arguments, overrides_from_args
-from electra.config import PRESETS, PretrainConfig, preset
+from electra.config import PRESETS, FinetuneConfig, PretrainConfig, preset
 from electra.errors import ConfigError
+from electra.finetune.fields import FinetuneFields
 
 # (lr, batch, steps, max_length, mask_prob, generator_size, hidden, layers, embedding) from faithfulness §1.4, §1.5
 EXPECTED = {
@@ -69,6 +71,18 @@ def test_every_field_is_a_cli_option():
     c = preset("tiny", **over)
     assert c.model.hidden_size == 96 and c.sampling == "multinomial"
     assert set(PRESETS) >= {"tiny", "small", "small++", "base", "base++", "large", "large++"}
+
+
+def test_the_finetuning_functions_recipe_keywords_are_the_config_fields():
+    """`finetune`, `finetune_own` and `finetune_tagging` type their recipe keywords as `FinetuneFields`,
+    `finetune_squad` as `SquadFields`: the names and types of `FinetuneConfig` (SQuAD: less `head`, its own argument,
+    and with `QAOptions`), so that the public signatures say what they take and cannot drift from the configs."""
+    from electra.finetune.qa.finetune import QAOptions, SquadFields
+
+    config = typing.get_type_hints(FinetuneConfig)
+    assert typing.get_type_hints(FinetuneFields) == config
+    squad = {k: v for k, v in config.items() if k != "head"} | typing.get_type_hints(QAOptions)
+    assert typing.get_type_hints(SquadFields) == squad
 
 
 @pytest.mark.parametrize(

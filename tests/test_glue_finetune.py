@@ -196,6 +196,32 @@ def test_max_train_examples_subsamples_and_is_recorded(workdir, tmp_path):
     assert "subsampled" not in (tmp_path / "p/results.md").read_text()
 
 
+def test_shards_split_a_sweep_and_the_encoder_is_read_once_per_sweep_with_runs_pending(workdir, tmp_path, monkeypatch):
+    """Two --shard K/2 processes write disjoint halves of the unsharded sweep's runs, with the same records; each reads
+    the encoder once, and a sweep started again with every run complete reads none."""
+    from electra.finetune import sweep as sweep_loop
+
+    reads = []
+    real = sweep_loop.load_encoder
+    monkeypatch.setattr(sweep_loop, "load_encoder", lambda *a: reads.append(a) or real(*a))
+    model, tasks, cfg = str(workdir / "micro"), parse_tasks("sst2,rte"), FinetuneConfig(epochs=1, max_length=32)
+    run = lambda out, shard=(0, 1): sweep(  # noqa: E731
+        model, tasks, out, workdir / "glue", runs=2, seed=0, cfg=cfg, device="cpu", shard=shard, quiet=True
+    )
+    done = lambda out: {str(p.parent.relative_to(out)) for p in out.glob("*/run_*/metrics.json")}  # noqa: E731
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    run(whole)
+    run(sharded, (0, 2))
+    assert done(sharded) == {"sst2/run_0", "rte/run_0"}
+    run(sharded, (1, 2))
+    assert done(sharded) == done(whole) == {"sst2/run_0", "sst2/run_1", "rte/run_0", "rte/run_1"}
+    for d in done(whole):
+        assert (sharded / d / "metrics.json").read_text() == (whole / d / "metrics.json").read_text()
+    assert len(reads) == 3
+    run(sharded)
+    assert len(reads) == 3
+
+
 def test_missing_task_files_are_skipped_with_a_notice(workdir, tmp_path, capsys):
     results = sweep(
         str(workdir / "micro"),

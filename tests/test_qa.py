@@ -508,7 +508,7 @@ def test_finetune_resumes_and_refuses_too_long_sequences(runs, workdir, monkeypa
     def no_training(*args, **kwargs):
         raise AssertionError("a complete run was trained again")
 
-    monkeypatch.setattr(qa_finetune, "_sweep", no_training)
+    monkeypatch.setattr(qa_finetune, "train", no_training)
     again = finetune_squad(
         str(workdir / "micro"),
         workdir / "out_official_11",

@@ -218,7 +218,7 @@ def run_submit(args: argparse.Namespace) -> int:
 def _run_other_kind(
     args: argparse.Namespace, own: dict[str, Any], common: dict[str, Any], recipe: dict[str, Any]
 ) -> int:
-    """Tagging and SQuAD: their own sweeps, the same recipe options."""
+    """Tagging and SQuAD: their own data, model heads and files in the one sweep loop, the same recipe options."""
     if args.shard != (0, 1):
         raise ElectraError(f"--shard is for GLUE and your own data; --kind {args.kind} runs its seeds in one process")
     if args.kind == "tagging":

@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from electra import __version__, io
 from electra.config import FinetuneConfig, ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetune.encoder import SequenceClassifier, build_model, load_encoder, per_example_loss
+from electra.finetune.encoder import SequenceClassifier, build_model, per_example_loss
 from electra.finetune.features import Features, SplitData, collate, double_unordered, featurize, load_split
+from electra.finetune.fields import FinetuneFields
 from electra.finetune.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
 from electra.finetune.own import Kind, own_task, task_record
-from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses, train_steps
-from electra.finetune.results import run_dir, save_predictions, write_prediction_csv, write_results
+from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses
+from electra.finetune.results import save_predictions, write_prediction_csv, write_results
+from electra.finetune.sweep import Encoder, Run, Sweep, TaskRuns, claimed
 from electra.finetune.tasks import OwnFiles, Task, parse_tasks
-from electra.io import write_json
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+    from typing_extensions import Unpack
+
     from electra.model import ElectraModel
     from electra.tokenizer import WordPiece
 
@@ -142,52 +143,46 @@ def evaluate(task: Task, evals: dict[str, Features], outputs: dict[str, np.ndarr
     return metrics
 
 
-def save_run(
-    out: Path,
-    data: TaskData,
-    seed: int,
-    outputs: dict[str, np.ndarray],
-    metrics: dict[str, float],
-    config: dict[str, Any],
-    model: torch.nn.Module | None = None,
-) -> None:
-    """Predictions and config first, metrics.json last (it marks the run complete)."""
-    d = run_dir(out, data.task, seed)
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "config.json", config)
-    for split, feats in {**data.evals, **data.tests}.items():
-        labels = feats.labels if split in data.evals else None
-        save_predictions(d / f"predictions_{split}.npz", feats.index, outputs[split], labels)
-        if data.task.files is not None and split in data.tests:  # your own data: the predictions beside the ids
-            write_prediction_csv(d / f"predictions_{split}.csv", data.task, feats.index, outputs[split])
-    if model is not None:
-        io.write_safetensors(d / "model.safetensors", model.state_dict())
-    cap = config["finetune"]["max_train_examples"]
-    dev = data.evals.get("dev")
-    no_dev = {"dev_auc": None, "dev_auc_chance_band": None}
-    ranking = dev_auc_fields(data.task, outputs["dev"], dev.labels) if dev is not None else no_dev
-    write_json(
-        d / "metrics.json",
-        {
-            "task": data.task.name,
+@dataclass
+class GlueRuns(TaskRuns):
+    """A GLUE task (or your own data's) in a sweep: the sequence classifier, GLUE's metrics, and each split's outputs
+    as predictions_<split>.npz (your own test data: also .csv)."""
+
+    data: TaskData
+
+    def run(self, seed: int, progress: tqdm) -> Run:
+        e, losses = self.encoder, []
+        model, outputs = finetune_run(
+            self.data, e.weights, e.config, self.cfg, seed, e.device, e.tokenizer.pad_id, progress, losses
+        )
+        return Run(model, outputs, evaluate(self.data.task, self.data.evals, outputs), losses)
+
+    def write(self, directory: Path, seed: int, run: Run, config: dict[str, Any]) -> dict[str, Any]:
+        data, task, outputs, metrics = self.data, self.data.task, run.outputs, run.metrics
+        for split, feats in {**data.evals, **data.tests}.items():
+            labels = feats.labels if split in data.evals else None
+            save_predictions(directory / f"predictions_{split}.npz", feats.index, outputs[split], labels)
+            if task.files is not None and split in data.tests:  # your own data: the predictions beside the ids
+                write_prediction_csv(directory / f"predictions_{split}.csv", task, feats.index, outputs[split])
+        cap = self.cfg.max_train_examples
+        dev = data.evals.get("dev")
+        no_dev = {"dev_auc": None, "dev_auc_chance_band": None}
+        return {
+            "task": task.name,
             "seed": seed,
             "metrics": metrics,
-            "score": metrics[data.task.score],
+            "score": metrics[task.score],
             # the floor to clear, and whether this run fell to it: one class (or one value) for every dev example
-            "majority_metrics": majority_metrics(data.task, data.train.labels, dev.labels) if dev is not None else None,
-            "constant_predictions": is_constant(data.task, outputs["dev"]) if dev is not None else None,
+            "majority_metrics": majority_metrics(task, data.train.labels, dev.labels) if dev is not None else None,
+            "constant_predictions": is_constant(task, outputs["dev"]) if dev is not None else None,
             # two-class tasks: how well the run orders the dev examples, and the band around 0.5 that is chance
-            **ranking,
+            **(dev_auc_fields(task, outputs["dev"], dev.labels) if dev is not None else no_dev),
             "n_train": len(data.train),
             "n_train_available": data.n_train_available,
-            "train_loss_per_epoch": config.get("train_loss_per_epoch"),
+            "train_loss_per_epoch": config["train_loss_per_epoch"],
             # the cap only when it removed examples: a task smaller than the cap is not "subsampled"
             "max_train_examples": cap if cap is not None and cap < data.n_train_available else None,
-        },
-    )
-
-
-# ---------------------------------------------------------------------------------------------- sweep
+        }
 
 
 def sweep(
@@ -207,67 +202,26 @@ def sweep(
     checkpoint: str = "latest",
 ) -> dict[str, Any]:
     """Every pending (task, seed) run of this shard, then the aggregate results of all complete runs."""
-    out = Path(out)
-    seeds = list(range(seed, seed + runs))
-    plan = [(t, s) for t in tasks for s in seeds]
-    plan = [p for i, p in enumerate(plan) if i % shard[1] == shard[0]]
-    pending = [(t, s) for t, s in plan if not (run_dir(out, t, s) / "metrics.json").is_file()]
-    if len(pending) < len(plan) and not quiet:
-        print(f"{len(plan) - len(pending)} of {len(plan)} runs already complete in {out}; continuing", file=sys.stderr)
-    if pending:
-        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
-        if cfg.max_length > model_cfg.max_position_embeddings:
-            raise ElectraError(
-                f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} positions"
-            )
-        by_task: dict[str, list[int]] = {}
-        for t, s in pending:
-            by_task.setdefault(t.name, []).append(s)
-        prepared = {}
-        for t in tasks:
-            if t.name in by_task:
-                task_cfg = cfg.resolve(model_cfg, t)
-                data = prepare_task(t, glue_dir, tok, task_cfg)
-                if data is not None:
-                    prepared[t.name] = (data, task_cfg)
-        total = sum(
-            train_steps(len(prepared[t][0].train), prepared[t][1]) * len(s) for t, s in by_task.items() if t in prepared
-        )
-        with tqdm(total=total, desc="finetune", unit="step", disable=quiet, file=sys.stderr) as bar:
-            for t, s in pending:
-                if t.name not in prepared:
-                    continue
-                data, task_cfg = prepared[t.name]
-                started = time.time()
-                epoch_losses: list[float] = []
-                trained, outputs = finetune_run(
-                    data, encoder, model_cfg, task_cfg, s, dev, tok.pad_id, bar, epoch_losses
-                )
-                metrics = evaluate(t, data.evals, outputs)
-                config = {
-                    "task": t.name,
-                    "seed": s,
-                    "model": model,
-                    "checkpoint": checkpoint,
-                    "model_config": asdict(model_cfg),
-                    "finetune": asdict(task_cfg),
-                    "glue_dir": str(glue_dir) if glue_dir else "hub",
-                    **({"own_task": task_record(t), "files": asdict(t.files)} if t.files else {}),
-                    "tokenizer": tok.source,
-                    "tokenizer_fingerprint": tok.fingerprint(),
-                    "n_train_available": data.n_train_available,
-                    "n_train": len(data.train),
-                    "skipped_rows": data.skipped_rows,
-                    "device": str(dev),
-                    "electra_version": __version__,
-                    "seconds": round(time.time() - started, 1),
-                    "train_loss_per_epoch": [round(x, 6) for x in epoch_losses],
-                }
-                save_run(out, data, s, outputs, metrics, config, trained if save_model else None)
-                if not quiet:
-                    shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
-                    bar.write(f"{t.display} seed {s}: {shown}")
+    by_name = {t.name: t for t in tasks}
+
+    def prepare(name: str, encoder: Encoder) -> GlueRuns | None:
+        t = by_name[name]
+        task_cfg = cfg.resolve(encoder.config, t)
+        encoder.check_length(task_cfg)
+        data = prepare_task(t, glue_dir, encoder.tokenizer, task_cfg)
+        if data is None:
+            return None
+        record = {
+            "glue_dir": str(glue_dir) if glue_dir else "hub",
+            **({"own_task": task_record(t), "files": asdict(t.files)} if t.files else {}),
+            "n_train_available": data.n_train_available,
+            "n_train": len(data.train),
+            "skipped_rows": data.skipped_rows,
+        }
+        return GlueRuns(name, t.display, task_cfg, len(data.train), record, encoder, data)
+
+    where = Sweep(Path(out), model, tokenizer, checkpoint, device, save_model, quiet, shard)
+    where.run(list(by_name), range(seed, seed + runs), prepare, desc="finetune")
     return write_results(out, model, tasks)
 
 
@@ -288,7 +242,7 @@ def finetune(
     save_model: bool = False,
     quiet: bool = False,
     checkpoint: str = "latest",
-    **recipe: Any,
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` on GLUE `tasks` ("all", "cola,sst2" or a list), `runs` seeds each; what `electra finetune`
     does. `recipe`: `FinetuneConfig` fields that override the official recipe (learning_rate, epochs,
@@ -314,11 +268,7 @@ def finetune(
         hub.require(HUB_DATASET, "GLUE dataset (no --glue-dir given)")
     out = Path(out)
     # one writer per sweep; --shard processes write disjoint runs of one sweep and share its directory
-    finished_runs = lambda d: any(d.glob("*/run_*/metrics.json"))  # noqa: E731
-    with io.claimed(out, "finetuning sweep", lock=shard == (0, 1), worth_keeping=finished_runs) as lock:
-        if lock is not None:  # what a killed sweep left half-written (complete runs have metrics.json)
-            for tmp in out.glob("**/.*.tmp"):
-                tmp.unlink(missing_ok=True)
+    with claimed(out, "finetuning sweep", lock=shard == (0, 1)):
         results = sweep(
             model,
             task_list,
@@ -356,16 +306,36 @@ def finetune_own(
     name: str | None = None,
     runs: int = 1,
     seed: int = 0,
-    **options: Any,
+    device: str = "auto",
+    tokenizer: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    save_model: bool = False,
+    quiet: bool = False,
+    checkpoint: str = "latest",
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
-    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does.
-    `options`: those of `electra.finetune.glue.finetune` (device, save_model, quiet, ...) and recipe fields
-    (learning_rate, epochs, max_length, head, ...). Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a
-    test file, each run's predictions_test.csv holds `id,prediction` rows. `name` (default: the kind) names OUT's
-    task folder.
+    """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does. The
+    run options are `finetune`'s; `recipe`: `FinetuneConfig` fields (learning_rate, epochs, max_length, head, ...).
+    Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a test file, each run's predictions_test.csv holds
+    `id,prediction` rows. `name` (default: the kind) names OUT's task folder.
 
         from electra.api import finetune_own
         finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
     """
     files = OwnFiles(train, dev, test, text_column, pair_column, label_column, id_column, label_separator)
-    return finetune(model, out, [own_task(files, kind, labels, name)], None, runs, seed, **options)
+    task = own_task(files, kind, labels, name)
+    return finetune(
+        model,
+        out,
+        [task],
+        None,
+        runs,
+        seed,
+        device=device,
+        tokenizer=tokenizer,
+        shard=shard,
+        save_model=save_model,
+        quiet=quiet,
+        checkpoint=checkpoint,
+        **recipe,
+    )

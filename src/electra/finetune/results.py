@@ -51,22 +51,27 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def run_dir(out: str | Path, task: Task, seed: int) -> Path:
-    return Path(out) / task.name / f"run_{seed}"
+def read_record(path: str | Path) -> dict[str, Any]:
+    """A JSON record a run wrote (its metrics.json), or one clear error."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
+        raise ElectraError(f"cannot read {path}: {err}") from None
+    if not isinstance(record, dict):
+        raise ElectraError(f"{path}: not a JSON object; expected what `electra finetune` writes")
+    return record
 
 
-def load_runs(out: str | Path, task: Task) -> list[dict[str, Any]]:
-    """Every complete run of `task` under `out` (those with a metrics.json), sorted by seed."""
+def load_runs(out: str | Path, task: Task | str) -> list[dict[str, Any]]:
+    """Every complete run of `task` (or of the task folder so named) under `out`, those with a metrics.json, each
+    with its "dir", sorted by seed."""
+    folder = Path(out) / (task if isinstance(task, str) else task.name)
     runs = []
-    for metrics_file in sorted((Path(out) / task.name).glob("run_*/metrics.json")):
-        try:
-            record = json.loads(metrics_file.read_text())
-        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
-            raise ElectraError(f"cannot read {metrics_file}: {err}") from None
-        if (problem := _run_problem(record, task)) is not None:
+    for metrics_file in sorted(folder.glob("run_*/metrics.json")):
+        record = read_record(metrics_file)
+        if not isinstance(task, str) and (problem := _run_problem(record, task)) is not None:
             raise ElectraError(f"{metrics_file}: {problem}; expected a metrics.json of `electra finetune`")
-        record["dir"] = str(metrics_file.parent)
-        runs.append(record)
+        runs.append({**record, "dir": str(metrics_file.parent)})
     return sorted(runs, key=lambda r: r.get("seed", 0))
 
 
@@ -149,10 +154,7 @@ def sweep_tasks(out: str | Path) -> list[Task]:
         config_file = metrics_file.parent / "config.json"
         if name in found:
             continue
-        try:
-            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        except (OSError, ValueError) as err:  # (ValueError: not JSON, or not UTF-8 text)
-            raise ElectraError(f"cannot read {config_file}: {err}") from None
+        config = read_record(config_file) if config_file.is_file() else {}
         if isinstance(config, dict) and "own_task" in config:
             own = config["own_task"]
             if not isinstance(own, dict) or own.get("kind") not in OWN_KINDS or not _labels(own.get("labels")):

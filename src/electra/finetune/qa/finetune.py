@@ -20,26 +20,28 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from electra import __version__, io
 from electra.config import FinetuneConfig, ModelConfig, check_fields, from_dict
 from electra.errors import ElectraError
+from electra.finetune.fields import RecipeFields
 from electra.finetune.qa.data import QAFeature, SquadData, collate, featurize, load_squad, subsample
 from electra.finetune.qa.evaluate import squad_metrics
 from electra.finetune.qa.model import Head, HeadOptions, QuestionAnswerer, build_qa_model
 from electra.finetune.qa.postprocess import NA_THRESHOLD, apply_null_threshold, predict_answers
-from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses, train_steps
+from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses
+from electra.finetune.results import load_runs
+from electra.finetune.sweep import Encoder, Run, Sweep, TaskRuns, claimed
 from electra.io import write_json
-from electra.tokenizer import WordPiece
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+    from typing_extensions import Unpack
 
 QA_EPOCHS = 2  # google-research/electra configure_finetuning.py, for "squad" / "qa" tasks
 QA_MAX_LENGTH = 512
@@ -70,12 +72,24 @@ class QAOptions:
         return HeadOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(HeadOptions)})
 
 
+class SquadFields(RecipeFields, total=False):
+    """`finetune_squad`'s recipe keywords: `FinetuneConfig` fields (the head is its own argument) and `QAOptions`."""
+
+    max_train_examples: int | None
+    max_query_length: int
+    doc_stride: int
+    n_best_size: int
+    max_answer_length: int
+    joint_prediction: bool
+    beam_size: int
+    answerable_classifier: bool
+    answerable_uses_start_logits: bool
+    answerable_weight: float
+    qa_na_threshold: float | None
+
+
 def task_name(version: str) -> str:
     return "squad11" if version == "1.1" else "squad20"
-
-
-def run_dir(out: str | Path, version: str, seed: int) -> Path:
-    return Path(out) / task_name(version) / f"run_{seed}"
 
 
 def null_threshold(qa: QAOptions, head: Head) -> float:
@@ -140,48 +154,56 @@ def predict(
     return results
 
 
-def evaluate_run(
-    model: QuestionAnswerer,
-    dev: SquadData,
-    dev_features: list[QAFeature],
-    tok: WordPiece,
-    qa: QAOptions,
-    device: torch.device,
-    batch_size: int,
-) -> tuple[dict[str, str], dict[str, float], dict[str, Any], dict[str, float]]:
-    """(predictions in the official format, null odds, n-best lists, official metrics) on the dev set."""
-    results = predict(model, dev_features, device, batch_size, tok.pad_id)
-    answers, null_odds, nbest = predict_answers(
-        dev.examples, dev_features, results, tok, dev.version, qa.n_best_size, qa.max_answer_length
-    )
-    gold = {ex.qid: ex.answers for ex in dev.examples}
-    if dev.version == "1.1":
-        return answers, {}, nbest, squad_metrics(gold, answers, "1.1")
-    threshold = null_threshold(qa, model.head)
-    metrics = squad_metrics(gold, answers, "2.0", null_odds, threshold)
-    metrics["na_threshold"] = threshold
-    return apply_null_threshold(answers, null_odds, threshold), null_odds, nbest, metrics
+@dataclass
+class SquadRuns(TaskRuns):
+    """SQuAD in a sweep: the QA head, the official metrics, and the official files (predictions.json, null_odds.json
+    for 2.0, nbest.json)."""
 
+    qa: QAOptions
+    head: Head
+    train_features: list[QAFeature]
+    dev: SquadData
+    dev_features: list[QAFeature]
+    shown: ClassVar[tuple[str, ...] | None] = ("exact", "f1")
+    saves_tokenizer: ClassVar[bool] = True
 
-# ---------------------------------------------------------------------------------------------- sweep
+    def run(self, seed: int, progress: tqdm) -> Run:
+        e, cfg = self.encoder, self.cfg
+        net = build_qa_model(e.weights, cfg.encoder_config(e.config), self.head, self.qa.head_options(), init_seed=seed)
+        net = net.to(e.device)
+        losses = train(net, self.train_features, cfg, seed, e.device, e.tokenizer.pad_id, progress)
+        answers, null_odds, nbest, metrics = self.evaluate(net)
+        return Run(net, (answers, null_odds, nbest), metrics, losses)
 
+    def evaluate(
+        self, model: QuestionAnswerer
+    ) -> tuple[dict[str, str], dict[str, float], dict[str, Any], dict[str, float]]:
+        """(predictions in the official format, null odds, n-best lists, official metrics) on the dev set."""
+        dev, tok, qa = self.dev, self.encoder.tokenizer, self.qa
+        results = predict(model, self.dev_features, self.encoder.device, self.cfg.eval_batch_size, tok.pad_id)
+        answers, null_odds, nbest = predict_answers(
+            dev.examples, self.dev_features, results, tok, dev.version, qa.n_best_size, qa.max_answer_length
+        )
+        gold = {ex.qid: ex.answers for ex in dev.examples}
+        if dev.version == "1.1":
+            return answers, {}, nbest, squad_metrics(gold, answers, "1.1")
+        threshold = null_threshold(qa, model.head)
+        metrics = squad_metrics(gold, answers, "2.0", null_odds, threshold)
+        metrics["na_threshold"] = threshold
+        return apply_null_threshold(answers, null_odds, threshold), null_odds, nbest, metrics
 
-def _load_runs(out: Path, version: str) -> list[dict[str, Any]]:
-    import json
-
-    runs = []
-    for f in sorted((out / task_name(version)).glob("run_*/metrics.json")):
-        try:
-            record = json.loads(f.read_text())
-        except (OSError, ValueError) as err:
-            raise ElectraError(f"cannot read {f}: {err}") from None
-        record["dir"] = str(f.parent)
-        runs.append(record)
-    return sorted(runs, key=lambda r: r.get("seed", 0))
+    def write(self, directory: Path, seed: int, run: Run, config: dict[str, Any]) -> dict[str, Any]:
+        answers, null_odds, nbest = run.outputs
+        version = self.dev.version
+        write_json(directory / "predictions.json", answers)
+        if version == "2.0":
+            write_json(directory / "null_odds.json", {q: float(v) for q, v in null_odds.items()})
+        write_json(directory / "nbest.json", nbest)
+        return {"task": self.name, "version": version, "head": self.head, "seed": seed, "metrics": run.metrics}
 
 
 def write_results(out: Path, version: str, model: str) -> dict[str, Any]:
-    runs = _load_runs(out, version)
+    runs = load_runs(out, task_name(version))
     keys = [k for k, v in runs[0]["metrics"].items() if isinstance(v, (int, float))] if runs else []
     median = {k: statistics.median(r["metrics"][k] for r in runs if k in r["metrics"]) for k in keys}
     results = {"task": task_name(version), "version": version, "model": model, "runs": runs, "median": median}
@@ -205,14 +227,13 @@ def finetune_squad(
     checkpoint: str = "latest",
     save_model: bool = False,
     quiet: bool = False,
-    max_train_examples: int | None = None,
-    **recipe: Any,
+    **recipe: Unpack[SquadFields],
 ) -> dict[str, Any]:
     """Finetune `model` (a pretraining run, an HF directory or hub id, or `random:<preset>` with `tokenizer`) on
     SQuAD `version`: `train` and `dev` are official-format JSON files or `hf:squad` / `hf:squad_v2`. `recipe`:
-    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, ...) and `QAOptions` fields
-    (doc_stride, joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also written
-    to OUT/results.json.
+    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, max_train_examples, ...) and `QAOptions`
+    fields (doc_stride, joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also
+    written to OUT/results.json.
 
         finetune_squad("runs/small", "runs/squad", train="train-v1.1.json", dev="dev-v1.1.json")
     """
@@ -224,25 +245,41 @@ def finetune_squad(
         raise ElectraError(f"QA head must be 'official' or 'transformers', got {head!r}")
     qa_keys = {f.name for f in dataclasses.fields(QAOptions)}
     qa = from_dict(QAOptions, {k: v for k, v in recipe.items() if k in qa_keys}, "the QA options")
-    recipe = {k: v for k, v in recipe.items() if k not in qa_keys}
-    max_length_given = "max_length" in recipe
-    if max_train_examples is not None:
-        recipe["max_train_examples"] = max_train_examples
-    cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
-    cfg = dataclasses.replace(cfg, head=head)
+    fields = {k: v for k, v in recipe.items() if k not in qa_keys}
+    cfg = dataclasses.replace(from_dict(FinetuneConfig, fields, "the finetuning options"), head=head)
     _check_sources(train, dev)
+
+    def prepare(name: str, encoder: Encoder) -> SquadRuns:
+        task_cfg = resolve(cfg, encoder.config, "max_length" in fields)
+        encoder.check_length(task_cfg)
+        train_data = load_squad(train, version, "train")
+        n_available = len(train_data.examples)
+        train_data = subsample(train_data, task_cfg.max_train_examples)
+        dev_data = load_squad(dev, version, "dev")
+        sizes = dict(max_length=task_cfg.max_length, max_query_length=qa.max_query_length, doc_stride=qa.doc_stride)
+        train_features = featurize(train_data.examples, encoder.tokenizer, training=True, **sizes)
+        dev_features = featurize(dev_data.examples, encoder.tokenizer, training=False, **sizes)
+        record = {
+            "version": version,
+            "head": head,
+            "qa": asdict(qa),
+            "train": train,
+            "dev": dev,
+            "tokenizer_lowercase": encoder.tokenizer.lowercase,
+            "n_train_available": n_available,
+            "n_train": len(train_data.examples),
+            "n_train_features": len(train_features),
+            "skipped_train_answers": train_data.skipped,
+            "n_dev": len(dev_data.examples),
+            "n_dev_features": len(dev_features),
+        }
+        parts = (qa, head, train_features, dev_data, dev_features)
+        return SquadRuns(name, f"SQuAD {version}", task_cfg, len(train_features), record, encoder, *parts)
+
     out = Path(out)
-    seeds = list(range(seed, seed + runs))
-    with io.claimed(out, "SQuAD finetuning", worth_keeping=lambda d: any(d.glob("*/run_*/metrics.json"))):
-        for tmp in out.glob("**/.*.tmp"):  # what a killed run left half-written
-            tmp.unlink(missing_ok=True)
-        pending = [s for s in seeds if not (run_dir(out, version, s) / "metrics.json").is_file()]
-        if len(pending) < len(seeds) and not quiet:
-            print(f"{len(seeds) - len(pending)} of {len(seeds)} runs already complete in {out}", file=sys.stderr)
-        if pending:
-            where = {"train_src": train, "dev_src": dev, "version": version, "head": head, "seeds": pending}
-            opts = {"device": device, "tokenizer": tokenizer, "checkpoint": checkpoint, "save_model": save_model}
-            _sweep(model, out, cfg=cfg, qa=qa, quiet=quiet, max_length_given=max_length_given, **where, **opts)
+    with claimed(out, "SQuAD finetuning"):
+        where = Sweep(out, model, tokenizer, checkpoint, device, save_model, quiet)
+        where.run([task_name(version)], range(seed, seed + runs), prepare, desc="squad")
         return write_results(out, version, model)
 
 
@@ -255,97 +292,3 @@ def _check_sources(train: str, dev: str) -> None:
             hub.require(hub.parse_dataset(src, role).name, f"--{role} dataset")
         elif not Path(src).is_file():
             raise ElectraError(f"--{role} {src}: no such file; expected a SQuAD JSON file, hf:squad or hf:squad_v2")
-
-
-def _sweep(
-    model: str,
-    out: Path,
-    *,
-    train_src: str,
-    dev_src: str,
-    version: str,
-    head: Head,
-    seeds: list[int],
-    device: str,
-    tokenizer: str | None,
-    checkpoint: str,
-    save_model: bool,
-    quiet: bool,
-    cfg: FinetuneConfig,
-    qa: QAOptions,
-    max_length_given: bool,
-) -> None:
-    """Train and evaluate every seed in `seeds` (the data is read and featurized once)."""
-    from electra.finetune.encoder import load_encoder
-
-    dev_ = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
-    cfg = resolve(cfg, model_cfg, max_length_given)
-    if cfg.max_length > model_cfg.max_position_embeddings:
-        raise ElectraError(
-            f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} positions; "
-            f"pass max_length={model_cfg.max_position_embeddings} or less"
-        )
-    train_data = load_squad(train_src, version, "train")
-    n_available = len(train_data.examples)
-    train_data = subsample(train_data, cfg.max_train_examples)
-    dev_data = load_squad(dev_src, version, "dev")
-    feats = dict(max_length=cfg.max_length, max_query_length=qa.max_query_length, doc_stride=qa.doc_stride)
-    train_features = featurize(train_data.examples, tok, training=True, **feats)
-    dev_features = featurize(dev_data.examples, tok, training=False, **feats)
-    steps = train_steps(len(train_features), cfg)
-    with tqdm(total=steps * len(seeds), desc="squad", unit="step", disable=quiet, file=sys.stderr) as bar:
-        for s in seeds:
-            started = time.time()
-            net = build_qa_model(encoder, cfg.encoder_config(model_cfg), head, qa.head_options(), init_seed=s).to(dev_)
-            losses = train(net, train_features, cfg, s, dev_, tok.pad_id, bar)
-            predictions, null_odds, nbest, metrics = evaluate_run(
-                net, dev_data, dev_features, tok, qa, dev_, cfg.eval_batch_size
-            )
-            d = run_dir(out, version, s)
-            d.mkdir(parents=True, exist_ok=True)
-            config = {
-                "task": task_name(version),
-                "version": version,
-                "head": head,
-                "seed": s,
-                "model": model,
-                "checkpoint": checkpoint,
-                "model_config": asdict(model_cfg),
-                "finetune": asdict(cfg),
-                "qa": asdict(qa),
-                "train": train_src,
-                "dev": dev_src,
-                "tokenizer": tok.source,
-                "tokenizer_fingerprint": tok.fingerprint(),
-                "tokenizer_lowercase": tok.lowercase,
-                "n_train_available": n_available,
-                "n_train": len(train_data.examples),
-                "n_train_features": len(train_features),
-                "skipped_train_answers": train_data.skipped,
-                "n_dev": len(dev_data.examples),
-                "n_dev_features": len(dev_features),
-                "device": str(dev_),
-                "electra_version": __version__,
-                "seconds": round(time.time() - started, 1),
-                "train_loss_per_epoch": [round(x, 6) for x in losses],
-            }
-            write_json(d / "config.json", config)
-            write_json(d / "predictions.json", predictions)
-            if version == "2.0":
-                write_json(d / "null_odds.json", {q: float(v) for q, v in null_odds.items()})
-            write_json(d / "nbest.json", nbest)
-            if save_model:
-                save_weights(net, tok, d)
-            write_json(
-                d / "metrics.json",
-                {"task": task_name(version), "version": version, "head": head, "seed": s, "metrics": metrics},
-            )
-            if not quiet:
-                bar.write(f"SQuAD {version} seed {s}: exact {metrics['exact']:.2f}, f1 {metrics['f1']:.2f}")
-
-
-def save_weights(model: QuestionAnswerer, tok: WordPiece, directory: Path) -> None:
-    """model.safetensors (written beside and renamed) and the tokenizer (tokenizer/), for `export_qa_run`."""
-    io.write_safetensors(directory / "model.safetensors", model.state_dict())
-    tok.save(directory / "tokenizer")

@@ -13,21 +13,20 @@ defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from tqdm.auto import tqdm
 
-from electra import __version__, io
+from electra import io
 from electra.config import FinetuneConfig, ModelConfig, from_dict
 from electra.errors import ElectraError
-from electra.finetune.recipe import autocast, finetune_optimizer, fit, train_steps
+from electra.finetune.fields import FinetuneFields
+from electra.finetune.recipe import autocast, finetune_optimizer, fit
+from electra.finetune.results import read_record
+from electra.finetune.sweep import Encoder, Run, Sweep, TaskRuns, claimed, run_dir
 from electra.finetune.tagging.data import (
     TOKEN_TYPE,
     TaggingFeatures,
@@ -43,15 +42,14 @@ from electra.finetune.tagging.data import (
 from electra.finetune.tagging.model import TokenTagger, build_tagger, tagging_loss, tagging_metrics
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+    from typing_extensions import Unpack
+
     from electra.model import ElectraModel
     from electra.tokenizer import WordPiece
 
 TAGGING_DEFAULTS = {"max_length": 256, "head_dropout": 0.0, "epochs": 3}
 SUBDIR = "tagging"
-
-
-def run_dir(out: str | Path, seed: int) -> Path:
-    return Path(out) / SUBDIR / f"run_{seed}"
 
 
 def resolve(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
@@ -69,23 +67,12 @@ class TaggingData:
     splits: dict[str, TaggingSplit]  # train, dev, test (when given)
     features: dict[str, TaggingFeatures]
     n_train_available: int
-    token_column: int = 0
-    tag_column: int = -1
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.labels)}
 
 
 def read_data(
-    train: str,
-    dev: str,
-    test: str | None = None,
-    token_column: int = 0,
-    tag_column: int = -1,
-    max_train_examples: int | None = None,
+    train: str, dev: str, test: str | None, token_column: int, tag_column: int, tok: WordPiece, cfg: FinetuneConfig
 ) -> TaggingData:
-    """Read every split, take the label set from train, refuse dev/test tags it lacks (features: `featurize_data`)."""
+    """Read and featurize every split; the label set is train's, and dev or test tags it lacks are refused."""
     splits = {"train": load_split(train, "train", token_column, tag_column)}
     splits["dev"] = load_split(dev, "dev", token_column, tag_column)
     if test is not None:
@@ -95,13 +82,10 @@ def read_data(
         if name in splits:
             check_tags(splits[name], labels)
     n_available = len(splits["train"].sentences)
-    splits["train"] = subsample(splits["train"], max_train_examples)
-    return TaggingData(labels, span_scheme(labels), splits, {}, n_available, token_column, tag_column)
-
-
-def featurize_data(data: TaggingData, tokenizer: WordPiece, max_length: int) -> TaggingData:
-    data.features = {k: featurize(s, tokenizer, data.label2id, max_length) for k, s in data.splits.items()}
-    return data
+    splits["train"] = subsample(splits["train"], cfg.max_train_examples)
+    label2id = {t: i for i, t in enumerate(labels)}
+    features = {k: featurize(s, tok, label2id, cfg.max_length) for k, s in splits.items()}
+    return TaggingData(labels, span_scheme(labels), splits, features, n_available)
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -161,11 +145,6 @@ def predict_tags(
     return out
 
 
-def fallback_tag(labels: list[str]) -> str:
-    """What the predictions file shows for a word cut by truncation (it has no prediction)."""
-    return "O" if "O" in labels else labels[0]
-
-
 def conll_predictions(split: TaggingSplit, preds: list[list[str]], fallback: str) -> str:
     """CoNLL text: `token gold predicted` (or `token predicted` without gold), a blank line between sentences."""
     blocks = []
@@ -189,48 +168,45 @@ def evaluate(data: TaggingData, preds: dict[str, list[list[str]]]) -> dict[str, 
     return metrics
 
 
-def save_run(
-    d: Path,
-    data: TaggingData,
-    seed: int,
-    preds: dict[str, list[list[str]]],
-    metrics: dict[str, float],
-    config: dict[str, Any],
-    model: TokenTagger | None = None,
-    tokenizer: WordPiece | None = None,
-) -> dict[str, Any]:
-    """config.json, predictions, weights; metrics.json last (it marks the run complete)."""
-    d.mkdir(parents=True, exist_ok=True)
-    io.write_json(d / "config.json", config)
-    fallback = fallback_tag(data.labels)
-    for name in ("dev", "test"):
-        if name in data.splits:
-            io.write_text(d / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds[name], fallback))
-    if model is not None:
-        io.write_safetensors(d / "model.safetensors", model.state_dict())
-        tokenizer.save(d / "tokenizer")
-    record = {
-        "task": "tagging",
-        "seed": seed,
-        "metrics": metrics,
-        "score": metrics.get("f1", metrics.get("accuracy")),
-        "score_name": "f1" if "f1" in metrics else "accuracy",
-        "scheme": data.scheme,
-        "n_train": len(data.splits["train"].sentences),
-        "n_train_available": data.n_train_available,
-        "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
-        "train_loss_per_epoch": config.get("train_loss_per_epoch"),
-    }
-    io.write_json(d / "metrics.json", record)
-    return record
+@dataclass
+class TaggingRuns(TaskRuns):
+    """The tagging task of a sweep: a tag per word, span metrics, and the predictions as CoNLL text
+    (predictions_dev.txt, predictions_test.txt)."""
+
+    data: TaggingData
+    saves_tokenizer: ClassVar[bool] = True
+
+    def run(self, seed: int, progress: tqdm) -> Run:
+        e, data, losses = self.encoder, self.data, []
+        pad = e.tokenizer.pad_id
+        trained = train_tagger(data, e.weights, e.config, self.cfg, seed, e.device, pad, progress, losses)
+        preds = {
+            k: predict_tags(trained, data.features[k], data.labels, e.device, self.cfg, pad)
+            for k in ("dev", "test")
+            if k in data.splits
+        }
+        return Run(trained, preds, evaluate(data, preds), losses)
+
+    def write(self, directory: Path, seed: int, run: Run, config: dict[str, Any]) -> dict[str, Any]:
+        data, metrics = self.data, run.metrics
+        fallback = "O" if "O" in data.labels else data.labels[0]  # for the words truncation left unpredicted
+        for name, preds in run.outputs.items():
+            io.write_text(directory / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds, fallback))
+        return {
+            "task": SUBDIR,
+            "seed": seed,
+            "metrics": metrics,
+            "score": metrics.get("f1", metrics.get("accuracy")),
+            "score_name": "f1" if "f1" in metrics else "accuracy",
+            "scheme": data.scheme,
+            "n_train": len(data.splits["train"].sentences),
+            "n_train_available": data.n_train_available,
+            "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
+            "train_loss_per_epoch": config["train_loss_per_epoch"],
+        }
 
 
 # ---------------------------------------------------------------------------------------------- API
-
-
-def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
-    keys = sorted({k for r in runs for k in r["metrics"]})
-    return {k: statistics.median(r["metrics"][k] for r in runs if k in r["metrics"]) for k in keys}
 
 
 def finetune_tagging(
@@ -249,107 +225,46 @@ def finetune_tagging(
     checkpoint: str = "latest",
     save_model: bool = False,
     quiet: bool = False,
-    max_train_examples: int | None = None,
-    **recipe: Any,
+    **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` (a pretraining run, an HF directory, a hub id or `random:<preset>`) to tag the words of
     `train` (CoNLL-style file or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`), evaluated on `dev` (and `test`),
-    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length, ...).
-    Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written to OUT/results.json.
+    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length,
+    max_train_examples, ...). Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written
+    to OUT/results.json.
 
         from electra.finetune.tagging import finetune_tagging
         finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
     """
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
-    recipe = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
-    recipe["max_train_examples"] = max_train_examples
-    cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
+    fields = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
+    cfg = from_dict(FinetuneConfig, fields, "the finetuning options")
+
+    def prepare(name: str, encoder: Encoder) -> TaggingRuns:
+        task_cfg = resolve(cfg, encoder.config)
+        encoder.check_length(task_cfg)
+        data = read_data(train, dev, test, token_column, tag_column, encoder.tokenizer, task_cfg)
+        record = {
+            "labels": data.labels,
+            "scheme": data.scheme,
+            "train": data.splits["train"].source,
+            "dev": data.splits["dev"].source,
+            "test": data.splits["test"].source if "test" in data.splits else None,
+            "token_column": token_column,
+            "tag_column": tag_column,
+            "token_type_id": TOKEN_TYPE,
+        }
+        return TaggingRuns(name, "tagging", task_cfg, len(data.features["train"]), record, encoder, data)
+
     out = Path(out)
-    seeds = list(range(seed, seed + runs))
-    finished = lambda d: any(d.glob(f"{SUBDIR}/run_*/metrics.json"))  # noqa: E731
-    with io.claimed(out, "tagging sweep", worth_keeping=finished):
-        for tmp in out.glob(f"{SUBDIR}/**/.*.tmp"):  # what a killed sweep left half-written
-            tmp.unlink(missing_ok=True)
-        pending = [s for s in seeds if not (run_dir(out, s) / "metrics.json").is_file()]
-        if len(pending) < len(seeds) and not quiet:
-            print(
-                f"{len(seeds) - len(pending)} of {len(seeds)} runs already complete in {out}; continuing",
-                file=sys.stderr,
-            )
-        if pending:
-            data = read_data(train, dev, test, token_column, tag_column, cfg.max_train_examples)
-            _sweep(model, out, pending, cfg, data, device, tokenizer, checkpoint, save_model, quiet)
-        done = [_read_json(run_dir(out, s) / "metrics.json") for s in seeds]
-        results = {"runs": done, "median": _medians(done)}
+    seeds = range(seed, seed + runs)
+    with claimed(out, "tagging sweep"):
+        where = Sweep(out, model, tokenizer, checkpoint, device, save_model, quiet)
+        where.run([SUBDIR], seeds, prepare, desc="tagging")
+        done = [read_record(run_dir(out, SUBDIR, s) / "metrics.json") for s in seeds]
+        keys = sorted({k for r in done for k in r["metrics"]})
+        median = {k: statistics.median(r["metrics"][k] for r in done if k in r["metrics"]) for k in keys}
+        results = {"runs": done, "median": median}
         io.write_json(out / "results.json", results)
     return results
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ElectraError(f"cannot read {path}: {err}") from None
-
-
-def _sweep(
-    model: str,
-    out: Path,
-    seeds: list[int],
-    cfg: FinetuneConfig,
-    data: TaggingData,
-    device: str,
-    tokenizer: str | None,
-    checkpoint: str,
-    save_model: bool,
-    quiet: bool,
-) -> None:
-    from electra.finetune.encoder import load_encoder
-
-    dev_ = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    encoder, model_cfg, tok = load_encoder(model, tokenizer, checkpoint)
-    if cfg.max_length > model_cfg.max_position_embeddings:
-        raise ElectraError(
-            f"max_length {cfg.max_length} exceeds the model's {model_cfg.max_position_embeddings} positions; "
-            f"pass max_length={model_cfg.max_position_embeddings} or less"
-        )
-    cfg = resolve(cfg, model_cfg)
-    featurize_data(data, tok, cfg.max_length)
-    total = train_steps(len(data.features["train"]), cfg) * len(seeds)
-    with tqdm(total=total, desc="tagging", unit="step", disable=quiet, file=sys.stderr) as bar:
-        for s in seeds:
-            started = time.time()
-            losses: list[float] = []
-            trained = train_tagger(data, encoder, model_cfg, cfg, s, dev_, tok.pad_id, bar, losses)
-            preds = {
-                k: predict_tags(trained, data.features[k], data.labels, dev_, cfg, tok.pad_id)
-                for k in ("dev", "test")
-                if k in data.splits
-            }
-            metrics = evaluate(data, preds)
-            config = {
-                "task": "tagging",
-                "seed": s,
-                "model": model,
-                "checkpoint": checkpoint,
-                "model_config": asdict(model_cfg),
-                "finetune": asdict(cfg),
-                "labels": data.labels,
-                "scheme": data.scheme,
-                "train": data.splits["train"].source,
-                "dev": data.splits["dev"].source,
-                "test": data.splits["test"].source if "test" in data.splits else None,
-                "token_column": data.token_column,
-                "tag_column": data.tag_column,
-                "token_type_id": TOKEN_TYPE,
-                "tokenizer": tok.source,
-                "tokenizer_fingerprint": tok.fingerprint(),
-                "device": str(dev_),
-                "electra_version": __version__,
-                "seconds": round(time.time() - started, 1),
-                "train_loss_per_epoch": [round(x, 6) for x in losses],
-            }
-            save_run(run_dir(out, s), data, s, preds, metrics, config, trained if save_model else None, tok)
-            if not quiet:
-                bar.write(f"tagging seed {s}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
