@@ -10,6 +10,7 @@ from electra import init
 from electra import objective as obj
 from electra.config import preset
 from electra.errors import ConfigError
+from electra.flops import EncoderShape, binary_head_flops, forward_flops, train_flops_per_sequence
 
 SPECIAL = obj.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 
@@ -178,6 +179,19 @@ def test_tie_all_weights_is_one_encoder_with_two_heads():
     ]:
         with pytest.raises(ConfigError, match=f"tie_all_weights .*got {named}"):
             tiny(tie_all_weights=True, **wrong)
+
+
+def test_flops_count_the_model_each_objective_runs():
+    small = preset("small")
+    disc, gen = EncoderShape.of(small.model, 128), EncoderShape.of(small.generator_model, 128, embedding=128)
+    per_seq = train_flops_per_sequence
+    assert per_seq(preset("small", objective="electra-15")) == per_seq(small)  # only the loss is restricted
+    replace = 2 * (forward_flops(gen, "mlm") + forward_flops(disc, "mlm"))
+    assert per_seq(preset("small", objective="replace-mlm")) == replace
+    every = 2 * (forward_flops(gen, "mlm") + forward_flops(disc, "mlm", 1.0) + binary_head_flops(disc))
+    assert per_seq(preset("small", objective="all-tokens-mlm")) == every > replace
+    tied = preset("small", generator_size=1.0, tie_all_weights=True)
+    assert per_seq(tied) == per_seq(preset("small", generator_size=1.0))  # tied weights, two passes all the same
 
 
 # ---------------------------------------------------------------------------------------------- with the rest
