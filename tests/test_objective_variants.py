@@ -1,13 +1,22 @@
-"""The paper's efficiency ablations (§3.5, Table 5) and all-tied weights (§3.2) against hand computations, and with
-gradient accumulation (docs/faithfulness.md §3.5 and §4)."""
+"""The paper's efficiency ablations (§3.5, Table 5) and all-tied weights (§3.2) against hand computations, and each
+end to end: a few steps, a kill, a bit-exact resume, their evaluation metrics and their export
+(docs/faithfulness.md §3.5 and §4)."""
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from test_pretrain import TINY, data_dir, subprocess_env  # noqa: F401  (data_dir: the session fixture)
+from test_reliability import _snapshot
 
 from electra import init
 from electra import objective as obj
+from electra.checkpoint import load_run
+from electra.cli import main
 from electra.config import preset
 from electra.errors import ConfigError
 from electra.flops import EncoderShape, binary_head_flops, forward_flops, train_flops_per_sequence
@@ -227,3 +236,118 @@ def test_micro_batch_losses_add_up_to_the_full_batch_loss_and_gradient(variant):
     torch.testing.assert_close(sum(p.disc_loss for p in parts), full.disc_loss, rtol=1e-6, atol=0)
     for p, g in zip(model.parameters(), full_grads, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(OVERRIDES))
+def test_compiled_and_bf16_steps_match_eager_fp32(variant):
+    """`--compile` (the whole forward one graph) trains as eager does, and bf16 autocast stays close to fp32."""
+    from electra import dist
+    from electra.train.step import BatchPlan, Precision, build_optimizer, compile_model, train_step
+
+    cfg = tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, batch_size=4, **OVERRIDES[variant])
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    runs = {}
+    for how in ("eager", "compiled", "bf16"):
+        torch.manual_seed(0)
+        model = init.build(cfg, SPECIAL)
+        optimizer = build_optimizer(model, cfg)
+        if how == "compiled":
+            compile_model(model, "default")
+        losses = []
+        for step in range(2):
+            for group in optimizer.param_groups:
+                group["lr"] = 1e-3
+            ids, amask, types = batch(seed=step)
+            b = {"input_ids": ids, "attention_mask": amask, "token_type_ids": types}
+            precision = Precision("bf16" if how == "bf16" else "fp32", "cpu")
+            r = train_step(
+                model,
+                model,
+                optimizer,
+                None,
+                b,
+                step=step,
+                cfg=cfg,
+                plan=BatchPlan(4, 1, 4),
+                info=info,
+                precision=precision,
+            )
+            losses += [r.read()["gen_loss"], r.read()["disc_loss"]]
+        runs[how] = losses, [p.detach().clone() for p in model.parameters()]
+    assert runs["compiled"][0] == pytest.approx(runs["eager"][0], rel=1e-5)
+    for a, b in zip(runs["compiled"][1], runs["eager"][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert runs["bf16"][0][:2] == pytest.approx(runs["eager"][0][:2], rel=0.05)  # step 0: generator, full-size model
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+VARIANTS = {  # (the live probe where the encoder it reads is not the discriminator's)
+    "electra-15": ["--objective", "electra-15", "--probe", "none"],
+    "replace-mlm": ["--objective", "replace-mlm"],
+    "all-tokens-mlm": ["--objective", "all-tokens-mlm"],
+    "tie-all-weights": ["--tie-all-weights", "true", "--generator-size", "1", "--probe", "none"],
+}
+
+
+def pretrain(args: list, out, fault: str | None = None) -> subprocess.CompletedProcess:
+    """A run in its own process, one CPU thread, as test_reliability's: bit-exact only at the same thread count."""
+    env = {**subprocess_env(), **({"ELECTRA_FAULT": fault} if fault else {})}
+    command = [sys.executable, "-m", "electra", "pretrain", *args, "--out", str(out)]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_path, variant):  # noqa: F811
+    args = [*TINY, *VARIANTS[variant], "--data", str(data_dir), "--max-steps", "6", "--log-every", "1"]
+    args += ["--save-every", "2", "--eval-every", "3", "--eval-examples", "8"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert pretrain(args, full).returncode == 0
+    killed = pretrain(args, cut, fault="metrics.written@5")  # SIGKILL at step 4's log line (after step 3's eval)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = pretrain([*args, "--resume"], cut)
+    assert resumed.returncode == 0 and "at step 3;" in resumed.stdout, resumed.stderr[-2000:]
+    expected, got = _snapshot(full), _snapshot(cut)
+    for key in expected:
+        assert got[key] == expected[key], key  # every checkpoint's weights, the metrics, the config: identical
+    evals = [json.loads(line) for line in (full / "metrics.jsonl").open() if '"eval"' in line]
+    assert [r["step"] for r in evals] == [3, 6] and all(("probe_cls" in r) == ("--probe" not in args) for r in evals)
+    if variant in ("replace-mlm", "all-tokens-mlm"):
+        assert all(0 <= r["mlm_accuracy"] <= 1 and r["mlm_loss"] > 0 and "disc_auc" not in r for r in evals)
+        out = tmp_path / "export"
+        assert main(["export", str(full), "--out", str(out)]) == 0
+        record = json.loads((out / "export.json").read_text())
+        assert record["masked_lm"] == record["generator"] == "ElectraForMaskedLM" and "discriminator" not in record
+        assert max(record["verified_max_abs_diff"].values()) < 1e-4  # transformers computes what we do
+        assert json.loads((out / "masked_lm" / "config.json").read_text())["hidden_size"] == 32
+        assert not (out / "discriminator").exists()
+    else:
+        assert all(0 <= r["disc_auc"] <= 1 or math.isnan(r["disc_auc"]) for r in evals)
+    if variant == "tie-all-weights":
+        stored = load_file(full / "checkpoints" / "latest" / "model.safetensors")
+        assert len([k for k in stored if k.endswith("encoder.layer.1.output.dense.weight")]) == 1  # stored once
+        loaded, _, _ = load_run(full)
+        assert loaded.generator.electra is loaded.discriminator.electra
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_two_process_ddp_equals_one_process(data_dir, tmp_path, variant):  # noqa: F811
+    """gloo DDP, 2 processes x 2 micro-batches of 2 == 1 process x 4 micro-batches of 2 (as test_pretrain's)."""
+    args = [*TINY, *VARIANTS[variant], "--data", str(data_dir), "--max-steps", "3", "--log-every", "1"]
+    args += ["--eval-every", "0", "--micro-batch-size", "2", "--probe", "none"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert pretrain(args, one).returncode == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command = [*torchrun, "-m", "electra", "pretrain", *args, "--out", str(two)]
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True)
+    assert result.returncode == 0 and "2 x 2 micro-batch(es) of 2" in result.stdout, result.stderr[-3000:]
+    logs = [[json.loads(line) for line in (run / "metrics.jsonl").open()] for run in (one, two)]
+    for a, b in zip(*logs, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    a, b = (load_file(run / "checkpoints" / "latest" / "model.safetensors") for run in (one, two))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
