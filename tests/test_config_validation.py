@@ -191,7 +191,11 @@ def test_random_wrong_config_values_are_one_line_naming_the_key_and_nothing_is_w
         ("learning_rate", [1, 2], "learning_rate must be a number, got [1, 2]"),
         ("learning_rate", -1, "learning_rate must be > 0, got -1.0"),
         ("hidden_size", {"a": 1}, "hidden_size must be an integer, got {'a': 1}"),
-        ("objective", "bert", "objective must be one of 'electra', 'mlm', got 'bert'"),
+        (
+            "objective",
+            "bert",
+            "objective must be one of 'electra', 'mlm', 'electra-15', 'replace-mlm', 'all-tokens-mlm', got 'bert'",
+        ),
     ],
 )
 def test_the_python_api_and_a_config_file_give_the_same_answer(field, value, message, tmp_path, capsys):

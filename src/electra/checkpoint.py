@@ -364,6 +364,6 @@ def load_run(
     tokenizer = load_tokenizer(tok_dir)
     model = init.build(cfg, SpecialIds.from_tokenizer(tokenizer)).to(device)
     load_checkpoint(ckpt, model)
-    if hasattr(model, "discriminator"):  # gdes: a plain discriminator (tables = generator's + deltas) from here on
-        model.discriminator.electra.embeddings.merge_base()
+    # gdes: a plain discriminator (or masked LM; tables = generator's + deltas) from here on
+    model.delivered().embeddings.merge_base()
     return model.eval(), cfg, tokenizer

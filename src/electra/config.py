@@ -49,15 +49,8 @@ class ModelConfig:
 
     def __post_init__(self):
         check_fields(self)
-        for name in (
-            "vocab_size",
-            "embedding_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-        ):
+        sizes = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+        for name in (*sizes, "intermediate_size", "max_position_embeddings"):
             check_range(self, name, 1, None)
         check_range(self, "type_vocab_size", 1, None)
         check_range(self, "hidden_dropout_prob", 0, 1, hi_open=True)
@@ -82,7 +75,8 @@ class ModelConfig:
         )
 
 
-Objective = Literal["electra", "mlm"]
+# electra-15, replace-mlm and all-tokens-mlm: the paper's efficiency ablations (§3.5, Table 5; faithfulness §3.5)
+Objective = Literal["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"]
 
 
 @dataclass
@@ -93,6 +87,8 @@ class PretrainConfig:
     objective: Objective = "electra"  # "mlm": BERT-style masked LM only (same encoder), for same-compute baselines
     generator_size: float = 0.25  # generator hidden / discriminator hidden (docs/faithfulness.md §1.3)
     generator_layers: float = 1.0  # generator depth / discriminator depth
+    # official untied_generator=False: the generator is the discriminator's own encoder, with its own MLM head (§3.2)
+    tie_all_weights: bool = False
     # official: generator and discriminator share the embedding tables and their LayerNorm (paper §3.2);
     # gdes: the discriminator adds its own zero-initialised deltas to the generator's tables, through which its
     # gradient does not flow (DeBERTaV3's gradient-disentangled sharing); none: separate embeddings
@@ -154,9 +150,17 @@ class PretrainConfig:
             raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.mask_token_prob + self.random_token_prob > 1:
             raise ConfigError("mask_token_prob + random_token_prob must be at most 1")
-        if self.objective == "mlm" and self.generator_size != 1.0:
-            # BERT baseline: the "generator" is the full-size model being trained
+        if self.objective == "mlm":  # BERT baseline: the "generator" is the full-size model being trained
             self.generator_size = 1.0
+        tied = dict(objective=("electra", "electra-15"), generator_size=(1.0,), generator_layers=(1.0,))
+        tied.update(embedding_sharing=("official",), uniform_generator=(False,))
+        wrong = [f"{k}={getattr(self, k)!r}" for k, allowed in tied.items() if getattr(self, k) not in allowed]
+        if self.tie_all_weights and wrong:
+            raise ConfigError(
+                "tie_all_weights makes the generator the discriminator's own full-size encoder (official "
+                "untied_generator=False): it needs objective electra or electra-15, generator_size 1, generator_layers "
+                f"1, embedding_sharing official and uniform_generator false; got {', '.join(wrong)}"
+            )
         for name in ("max_steps", "batch_size"):
             check_range(self, name, 1, None)
         check_range(self, "warmup_steps", 0, None)

@@ -186,8 +186,11 @@ WEIGHT_GROUPS = (
 
 def _weight_group(name: str, electra: bool = True) -> str | None:
     """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); with
-    `electra` False (a masked-LM run, whose one encoder is stored as the generator) the owner is "encoder"."""
-    owner = ("generator" if electra else "encoder") if name.startswith("generator.") else "discriminator"
+    `electra` False (a masked-LM run, whose one encoder is stored as the generator) the owner is "encoder"; the
+    full-size masked LM of replace-mlm and all-tokens-mlm is "masked LM"."""
+    owner = {"generator": "generator" if electra else "encoder", "masked_lm": "masked LM"}.get(
+        name.partition(".")[0], "discriminator"
+    )
     for group, parts in WEIGHT_GROUPS:
         if any(part in name for part in parts) and name.endswith(".weight") and "LayerNorm" not in name:
             return f"{owner} {group}"
@@ -202,7 +205,7 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
     few percent after thousands of steps means the optimizer has barely trained that part (e.g. an Adam epsilon
     far above the gradients' size)."""
     start = dict(initial.named_parameters())
-    electra = hasattr(model, "discriminator")
+    electra = model.cfg.objective != "mlm"  # a generator beside a full-size model
     moved: dict[str, list[float]] = {}
     for name, p in model.named_parameters():  # a shared table once, under the discriminator (registered first)
         group = _weight_group(name, electra)
@@ -307,7 +310,7 @@ def diagnose_models(
         row = {"model": source, **representation_stats(encoder, batch)}
         if is_run_dir(source):
             model, cfg, run_tokenizer = load_run(source, checkpoint)
-            if cfg.objective == "electra":
+            if hasattr(model, "discriminator"):  # electra, electra-15
                 row["discriminator"] = discriminator_stats(model, batch, seed)
             initial = initial_model(source, cfg, run_tokenizer)
             if initial is not None:

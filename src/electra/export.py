@@ -4,6 +4,8 @@
         DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
         DIR/generator/       ElectraForMaskedLM     (the same files)
         DIR/export.json      where the weights came from (run, checkpoint, step, config)
+      A replace-mlm or all-tokens-mlm run has a full-size masked LM instead of a discriminator:
+        DIR/masked_lm/       ElectraForMaskedLM (all-tokens-mlm's copy head is not part of it)
       A run with `remove_top_word_direction` (`tiny` before it froze its word table) exports its discriminator with
       the top direction of its word table's movement undone, as finetuning loads it; the generator as trained.
 
@@ -102,7 +104,8 @@ def export_run(
     force: bool = False,
     verify: bool = True,
 ) -> dict[str, Any]:
-    """Export a pretraining run's discriminator and generator; returns what export.json records."""
+    """Export a pretraining run's discriminator (or full-size masked LM) and generator; returns what export.json
+    records."""
     from electra.checkpoint import read_json, resolve_checkpoint
 
     model, cfg, tokenizer = _load_run(run_dir, checkpoint)
@@ -112,8 +115,9 @@ def export_run(
         if (ckpt_dir / "trainer_state.json").is_file()
         else {}
     )
-    if cfg.objective != "electra":
+    if cfg.objective == "mlm":
         raise ElectraError(f"run {run_dir} was trained with objective {cfg.objective!r}: it has no discriminator")
+    main = "discriminator" if hasattr(model, "discriminator") else "masked_lm"  # the full-size model the run trains
     record: dict[str, Any] = {
         "format": "electra-export",
         "source": str(Path(run_dir).resolve()),
@@ -122,9 +126,11 @@ def export_run(
         "step": state.get("step"),
         "config": cfg.to_dict(),
         "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "discriminator": "ElectraForPreTraining",
+        main: "ElectraForPreTraining" if main == "discriminator" else "ElectraForMaskedLM",
         "generator": "ElectraForMaskedLM",
     }
+    if hasattr(model, "copy_predictions"):
+        record["not_exported"] = "copy_predictions (all-tokens-mlm's copy head)"
 
     disc_model = model
     if cfg.remove_top_word_direction:  # the discriminator as the run delivers it (electra.loading.load_model)
@@ -133,8 +139,8 @@ def export_run(
 
     def write(tmp: Path) -> None:
         diffs = {
-            "discriminator": save_model_dir(
-                disc_model.discriminator, tmp / "discriminator", tokenizer, verify, "discriminator"
+            main: save_model_dir(
+                getattr(disc_model, main), tmp / main, tokenizer, verify, main.replace("masked_lm", "generator")
             ),
             "generator": save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator"),
         }

@@ -9,7 +9,11 @@ Conventions (kept so that our numbers are comparable with the paper's compute co
 - the generator's MLM output layer (dense, GELU, LayerNorm, V-way softmax) runs on `output_frac` = 20/128 of the
   positions; the discriminator's binary head (dense H×H, GELU, H→1) on every position;
 - generator + discriminator are summed; with tied embeddings the generator's embedding size is the
-  discriminator's.
+  discriminator's;
+- the paper's efficiency ablations (§3.5): electra-15 costs what ELECTRA does (the discriminator still reads and
+  scores every token; only its loss is restricted); replace-mlm replaces the discriminator by a full-size masked LM
+  whose head runs on `output_frac` of the positions; all-tokens-mlm by one whose head runs on every position, plus
+  the copy head (a binary head) everywhere.
 The official script charges the attention-output LayerNorm 5 FLOPs per token instead of 5·H (a missing factor
 H); we keep that so the paper's totals are reproduced exactly (`faithful=False` counts 5·H; the difference is
 below 0.01 %).
@@ -143,6 +147,11 @@ def train_flops_per_sequence(cfg: PretrainConfig, seq_len: int | None = None, fa
         return electra_train_flops(None, EncoderShape.of(cfg.model, s), 1, 1, faithful=faithful)
     disc = EncoderShape.of(cfg.model, s)
     gen = EncoderShape.of(cfg.generator_model, s, embedding=cfg.model.embedding_size)  # tied embeddings
+    if cfg.objective == "replace-mlm":
+        return 2 * (forward_flops(gen, "mlm", faithful=faithful) + forward_flops(disc, "mlm", faithful=faithful))
+    if cfg.objective == "all-tokens-mlm":
+        everywhere = forward_flops(disc, "mlm", 1.0, faithful) + binary_head_flops(disc)
+        return 2 * (forward_flops(gen, "mlm", faithful=faithful) + everywhere)
     return electra_train_flops(disc, gen, 1, 1, faithful=faithful)
 
 

@@ -116,13 +116,16 @@ def build(cfg: PretrainConfig, special_ids: obj.SpecialIds) -> ELECTRA:
 
 @torch.no_grad()
 def init_output_biases(model: ELECTRA, token_counts: Tensor) -> None:
-    """Start the output layers at the base rates: the generator's bias at log p(token) over the tokens that
-    can be masked (add-one smoothed counts from the data), the discriminator's at log(r / (1 - r)), r the
-    expected share of real tokens that get replaced (~ mask_prob less the positions drawn twice)."""
+    """Start the output layers at the base rates: the generator's bias (and a replace-mlm or all-tokens-mlm run's
+    masked LM's) at log p(token) over the tokens that can be masked (add-one smoothed counts from the data), the
+    discriminator's at log(r / (1 - r)), r the expected share of real tokens that get replaced (~ mask_prob less
+    the positions drawn twice)."""
     counts = token_counts.double().clone()
     counts[list(model.special)] = 0  # never a target
     log_p = obj.unigram_log_probs(counts)
-    model.generator.generator_lm_head.bias.copy_(log_p.to(model.generator.generator_lm_head.bias))
+    for lm in (model.generator, getattr(model, "masked_lm", None)):
+        if lm is not None:
+            lm.generator_lm_head.bias.copy_(log_p.to(lm.generator_lm_head.bias))
     if model.cfg.objective == "electra":
         n = model.cfg.max_length
         k = min(model.cfg.max_predictions, round(model.cfg.mask_prob * n))
@@ -132,10 +135,10 @@ def init_output_biases(model: ELECTRA, token_counts: Tensor) -> None:
 
 @torch.no_grad()
 def word_table(model: ELECTRA) -> tuple[nn.Parameter, Tensor]:
-    """The word-embedding parameter of the encoder that finetuning uses (the discriminator's; the masked-LM
-    encoder's for `--objective mlm`) and, in float64, the table it looks words up in: the parameter itself, or
-    with gdes, where the parameter holds only a delta, base + delta."""
-    embeddings = (model.discriminator if hasattr(model, "discriminator") else model.generator).electra.embeddings
+    """The word-embedding parameter of the encoder that finetuning uses (`ELECTRA.delivered`: the discriminator's;
+    the masked-LM encoder's for `--objective mlm`, replace-mlm and all-tokens-mlm) and, in float64, the table it
+    looks words up in: the parameter itself, or with gdes, where the parameter holds only a delta, base + delta."""
+    embeddings = model.delivered().embeddings
     table = embeddings.word_embeddings.weight
     base = embeddings.base
     return table, table.double() if base is None else table.double() + base.word_embeddings.weight.double()
@@ -144,9 +147,9 @@ def word_table(model: ELECTRA) -> tuple[nn.Parameter, Tensor]:
 def freeze_word_tables(model: ELECTRA) -> None:
     """Take every word table (the shared one; both with `embedding_sharing="none"`; base and delta with gdes)
     out of training: no gradient, so the optimizer leaves them where they started."""
-    for part in (model.generator, getattr(model, "discriminator", None)):
-        if part is not None:
-            part.electra.embeddings.word_embeddings.weight.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, Embeddings):
+            m.word_embeddings.weight.requires_grad_(False)
 
 
 @torch.no_grad()
@@ -164,8 +167,8 @@ def init_word_vectors(model: ELECTRA, vectors: Tensor, token_counts: Tensor) -> 
     tables = {
         id(m.word_embeddings.weight): m.word_embeddings.weight for m in model.modules() if isinstance(m, Embeddings)
     }
-    if model.cfg.objective == "electra" and model.cfg.embedding_sharing == "gdes":
-        tables.pop(id(model.discriminator.electra.embeddings.word_embeddings.weight))
+    if model.cfg.objective != "mlm" and model.cfg.embedding_sharing == "gdes":  # (mlm: one model, nothing shared)
+        tables.pop(id(model.delivered().embeddings.word_embeddings.weight))
     for table in tables.values():
         table[rows] = scaled.to(table.dtype)
     if hasattr(model, "word_start"):

@@ -17,7 +17,7 @@ from electra.config import PretrainConfig
 from electra.errors import ElectraError
 from electra.hf import Kind, load_hf
 from electra.model import ELECTRA
-from electra.objective import SpecialIds
+from electra.objective import RTD, SpecialIds
 from electra.tokenizer import WordPiece, load_tokenizer
 
 
@@ -33,12 +33,14 @@ def load_model(
         model, cfg, tokenizer = load_run(source, checkpoint)
         if kind != "generator" and cfg.remove_top_word_direction:
             init.remove_top_word_direction(model)
+        if kind == "discriminator" and not hasattr(model, "discriminator"):
+            raise ElectraError(f"run {source} was trained with objective {cfg.objective!r}: it has no discriminator")
         if kind == "discriminator":
             module = model.discriminator
         elif kind == "generator":
             module = model.generator
-        else:
-            module = model.discriminator.electra if hasattr(model, "discriminator") else model.generator.electra
+        else:  # the full-size encoder: the discriminator's, or the masked LM's
+            module = model.delivered()
         return module.eval(), tokenizer
     module = load_hf(source, kind)
     try:
@@ -63,6 +65,8 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
 
     if not 1 <= len(sources) <= 2:
         raise ElectraError("--init-from takes a discriminator and optionally a generator")
+    if cfg.objective not in RTD:
+        raise ElectraError(f"--init-from starts a discriminator, and objective {cfg.objective!r} trains none")
     disc = load_hf(sources[0], "discriminator")
     gen = load_hf(sources[1], "generator") if len(sources) == 2 else None
     model_cfg = replace(

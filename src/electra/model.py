@@ -9,15 +9,13 @@ Details and sources: docs/faithfulness.md §3 (objective) and §4 (model). Singl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra import objective as obj
 from electra.config import ModelConfig, PretrainConfig
+from electra.objective import LossTotals, PretrainOutput  # (defined there, the loss records; also importable here)
 
 # ---------------------------------------------------------------------------------------------- encoder
 
@@ -212,7 +210,10 @@ class Generator(nn.Module):
     ) -> Tensor:
         """Vocabulary logits (B, N, V) at `positions` (B, N) only, or (B, L, V) everywhere if None; always fp32,
         also under autocast (they feed the Gumbel sampling and the cross-entropy, as in the official fp32 code)."""
-        h = self.electra(input_ids, attention_mask, token_type_ids)
+        return self.logits(self.electra(input_ids, attention_mask, token_type_ids), positions)
+
+    def logits(self, h: Tensor, positions: Tensor | None = None) -> Tensor:
+        """The MLM head on encoder outputs `h` (B, L, H_g), as `forward`."""
         if positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, H_g)
         h = self.generator_predictions(h)
@@ -269,52 +270,41 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 # ---------------------------------------------------------------------------------------------- ELECTRA
 
 
-@dataclass
-class PretrainOutput:
-    """Named results of one pretraining forward; every field but `loss` is detached."""
-
-    loss: Tensor
-    gen_loss: Tensor
-    disc_loss: Tensor
-    gen_accuracy: Tensor  # argmax of the generator at the masked slots == original
-    sampled_accuracy: Tensor  # sampled replacement == original
-    disc_accuracy: Tensor  # over all real tokens
-    replaced_fraction: Tensor  # share of real tokens whose label is "replaced"
-    disc_logits: Tensor | None = None  # (B, L) for evaluation (AUC); None for the MLM objective
-    disc_labels: Tensor | None = None  # (B, L) bool: replaced
-    disc_input_ids: Tensor | None = None  # (B, L): the corrupted input the discriminator read
-
-
-class LossTotals(NamedTuple):
-    """Loss denominators of a whole (global) batch, for computing its loss one micro-batch at a time."""
-
-    gen: Tensor  # sum of the masked-slot weights
-    disc: Tensor  # number of real tokens (sum of the attention mask)
-
-
 class ELECTRA(nn.Module):
     """Generator + discriminator trained jointly with replaced-token detection (or, with objective="mlm",
-    the masked-LM baseline alone). `forward` takes a batch of real tokens and does masking, generation,
-    sampling and both losses, so one DDP wrapper covers everything."""
+    the masked-LM baseline alone; replace-mlm and all-tokens-mlm train a full-size masked LM, `masked_lm`, on the
+    generator's samples instead of a discriminator). `forward` takes a batch of real tokens and does masking,
+    generation, sampling and both losses, so one DDP wrapper covers everything."""
 
     def __init__(self, cfg: PretrainConfig, special_ids: obj.SpecialIds):
         super().__init__()
         self.cfg = cfg
         self.special = special_ids
-        if cfg.objective == "electra" and cfg.embedding_sharing == "official":
-            self.discriminator = Discriminator(cfg.model)
-            shared = self.discriminator.electra.embeddings  # word/pos/type tables + embedding LayerNorm
+        learner = cfg.objective != "mlm"  # a full-size model learns from the generator's samples
+        kind, name = (Discriminator, "discriminator") if cfg.objective in obj.RTD else (Generator, "masked_lm")
+        if learner and cfg.embedding_sharing == "official":
+            setattr(self, name, kind(cfg.model))
+            shared = getattr(self, name).electra.embeddings  # word/pos/type tables + embedding LayerNorm
             self.generator = Generator(cfg.generator_model, shared)
         else:
             self.generator = Generator(cfg.generator_model)
-        if cfg.objective == "electra" and cfg.embedding_sharing != "official":
+        if learner and cfg.embedding_sharing != "official":
             # "none": the discriminator's own tables; "gdes": stop_gradient(generator's tables) + its own deltas
             base = self.generator.electra.embeddings if cfg.embedding_sharing == "gdes" else None
-            self.discriminator = Discriminator(cfg.model, Embeddings(cfg.model, base))
+            setattr(self, name, kind(cfg.model, Embeddings(cfg.model, base)))
+        if cfg.objective == "all-tokens-mlm":  # the copy probability D: a sigmoid layer (faithfulness §3.5)
+            self.copy_predictions = DiscriminatorPredictions(cfg.model)
+        if cfg.tie_all_weights:  # official untied_generator=False: one encoder, two heads (faithfulness §4)
+            self.generator.electra = self.discriminator.electra
         init_weights(self, cfg.model.initializer_range)
-        if cfg.objective == "electra" and cfg.embedding_sharing == "gdes":
+        if learner and cfg.embedding_sharing == "gdes":
             for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-                nn.init.zeros_(getattr(self.discriminator.electra.embeddings, table).weight)  # zero deltas
+                nn.init.zeros_(getattr(self.delivered().embeddings, table).weight)  # zero deltas
+
+    def delivered(self) -> ElectraModel:
+        """The full-size encoder the run delivers (finetuning, probing): the discriminator's, the masked LM's
+        (replace-mlm, all-tokens-mlm), or the generator's (mlm)."""
+        return next(getattr(self, n) for n in ("discriminator", "masked_lm", "generator") if hasattr(self, n)).electra
 
     def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator | None = None) -> obj.Masked:
         """Choose the positions to predict and corrupt them (dynamic masking, anew each step)."""
@@ -344,7 +334,7 @@ class ELECTRA(nn.Module):
             masked = self.mask(input_ids, attention_mask, rng)
         gen_total, disc_total = (None, None) if totals is None else totals
         noise = None
-        if cfg.objective == "electra" and cfg.sampling == "gumbel":
+        if cfg.objective != "mlm" and cfg.sampling == "gumbel":
             # the sampling noise of step 3, drawn now (the generator's stream order is unchanged: it is not used in
             # between): a draw from an explicit generator ends a torch.compile graph, so all that follows is one
             B, N = masked.positions.shape
@@ -369,21 +359,29 @@ class ELECTRA(nn.Module):
             )
         # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
         with torch.no_grad():
-            sampled = obj.sample_replacements(
-                logits.detach(),
-                cfg.temperature,
-                cfg.sampling,
-                rng,
-                masked.targets if cfg.disallow_correct else None,
-                noise,
-            )
+            disallow = masked.targets if cfg.disallow_correct else None
+            sampled = obj.sample_replacements(logits.detach(), cfg.temperature, cfg.sampling, rng, disallow, noise)
             fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
-        # 4. discriminator loss over every real token
-        disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)
-        disc_loss = obj.discriminator_loss(disc_logits, labels, attention_mask, cfg.disc_label_smoothing, disc_total)
-        loss = cfg.gen_weight * gen_loss + cfg.disc_weight * disc_loss
+        # 4. the discriminator's loss over every real token (electra-15: the masked-out ones), or a full-size masked
+        # LM on the fake input, at the masked slots (replace-mlm) or with its copy head at every token (all-tokens-mlm)
+        disc_logits = scored = None
+        if cfg.objective in obj.RTD:
+            disc_logits = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L)
+            scored = obj.scored_positions(cfg.objective, masked, attention_mask)
+            disc_loss = obj.discriminator_loss(disc_logits, labels, scored, cfg.disc_label_smoothing, disc_total)
+            loss = cfg.gen_weight * gen_loss + cfg.disc_weight * disc_loss
+        else:
+            everywhere = cfg.objective == "all-tokens-mlm"
+            h = self.masked_lm.electra(fake_ids, attention_mask, token_type_ids)
+            lm_logits = self.masked_lm.logits(h, None if everywhere else masked.positions)
+            copy_logits = self.copy_predictions(h) if everywhere else None
+            disc_loss, d = obj.masked_lm_on_samples(
+                lm_logits, copy_logits, masked, fake_ids, input_ids, labels, attention_mask, disc_total
+            )
+            loss = cfg.gen_weight * gen_loss + disc_loss  # (the paper gives no weight: 1, as an MLM's)
         with torch.no_grad():
-            d = obj.discriminator_metrics(disc_logits, labels, attention_mask)
+            if disc_logits is not None:
+                d = obj.discriminator_metrics(disc_logits, labels, scored)
             return PretrainOutput(
                 loss=loss,
                 gen_loss=gen_loss.detach(),
@@ -392,7 +390,8 @@ class ELECTRA(nn.Module):
                 sampled_accuracy=obj.weighted_accuracy(sampled, masked.targets, masked.weights),
                 disc_accuracy=d["accuracy"],
                 replaced_fraction=d["replaced_fraction"],
-                disc_logits=disc_logits.detach(),
+                disc_logits=None if disc_logits is None else disc_logits.detach(),
                 disc_labels=labels,
                 disc_input_ids=fake_ids,
+                disc_mask=scored,
             )

@@ -1,12 +1,15 @@
 """Replaced-token detection as small pure functions (docs/faithfulness.md §3).
 
 mask_tokens -> generator logits at the masked slots -> sample_replacements -> replace_tokens (fake input and
-labels) -> generator_loss + discriminator_loss. Randomness comes only from the `torch.Generator` passed in, so a
-step is reproducible from its seed.
+labels) -> generator_loss + discriminator_loss. The paper's efficiency ablations (§3.5) change only the last step:
+electra-15 scores the masked-out positions alone (`scored_positions`), replace-mlm and all-tokens-mlm train a masked
+LM on the fake input (`masked_lm_on_samples`, with All-Tokens MLM's copy mixture). Randomness comes only from the
+`torch.Generator` passed in, so a step is reproducible from its seed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -15,6 +18,10 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from electra.tokenizer import WordPiece
+
+
+RTD = ("electra", "electra-15")  # objectives whose full-size model is a discriminator of the generator's samples
+SAMPLE_MLM = ("replace-mlm", "all-tokens-mlm")  # objectives whose full-size model is a masked LM on those samples
 
 
 class SpecialIds(NamedTuple):
@@ -211,6 +218,125 @@ def discriminator_loss(
     w = attention_mask.float()
     total = w.sum() if total_tokens is None else total_tokens
     return (per_token * w).sum() / (total + 1e-6)
+
+
+def selected_positions(positions: Tensor, weights: Tensor, length: int) -> Tensor:
+    """(B, L) bool: the positions that at least one used slot points at, each once (the paper's set m)."""
+    counts = torch.zeros(positions.shape[0], length, dtype=torch.long, device=positions.device)
+    return counts.scatter_add_(1, positions, weights.long()) > 0
+
+
+def scored_positions(objective: str, masked: Masked, attention_mask: Tensor) -> Tensor:
+    """(B, L) bool: the tokens the discriminator's loss covers. Every real token (paper §2: L_Disc sums over t = 1
+    to n); with electra-15 only the masked-out ones (paper §3.5: "the sum in the discriminator loss L_Disc is over
+    i in m instead of from 1 to n"), each position once however many slots drew it."""
+    real = attention_mask.bool()
+    if objective != "electra-15":
+        return real
+    return real & selected_positions(masked.positions, masked.weights, real.shape[1])
+
+
+class LossTotals(NamedTuple):
+    """Loss denominators of a whole (global) batch, for computing its loss one micro-batch at a time."""
+
+    gen: Tensor  # sum of the masked-slot weights
+    disc: Tensor  # the full-size model's: the tokens it scores (`scored_positions`), or for replace-mlm the slots
+
+
+def loss_totals(objective: str, masked: Masked, attention_mask: Tensor) -> LossTotals:
+    """The denominators of one micro-batch's two losses, to be summed over the global batch (`generator_loss`)."""
+    gen = masked.weights.sum()
+    if objective == "replace-mlm":  # a masked LM at the masked slots, weighted as the generator's
+        return LossTotals(gen, gen)
+    return LossTotals(gen, scored_positions(objective, masked, attention_mask).sum().float())
+
+
+def copy_mixture_log_probs(logits: Tensor, copy_logits: Tensor, input_ids: Tensor, targets: Tensor) -> Tensor:
+    """log p(target) at every position under All-Tokens MLM's output distribution (paper §3.5: "The model's output
+    distribution puts D weight on the input token plus 1 - D times the output of the MLM softmax"):
+
+        p(x) = D * [x == input token] + (1 - D) * softmax(logits)(x),    D = sigmoid(copy_logits)
+
+    computed in fp32 as log(D [target == input] + (1 - D) q(target)) with log-sigmoids, never dividing by 0."""
+    V = logits.shape[-1]
+    log_q = -F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), reduction="none")
+    c = copy_logits.float()
+    from_vocab = F.logsigmoid(-c) + log_q.view(targets.shape)
+    copied = torch.where(input_ids == targets, F.logsigmoid(c), float("-inf"))
+    return torch.logaddexp(copied, from_vocab)
+
+
+def copy_mlm_loss(
+    logits: Tensor,
+    copy_logits: Tensor,
+    input_ids: Tensor,
+    targets: Tensor,
+    attention_mask: Tensor,
+    total_tokens: Tensor | None = None,
+) -> Tensor:
+    """All-Tokens MLM's loss: -log p(original token) under the copy mixture, averaged over every real token of the
+    batch (the paper: "the model predicts the identity of all tokens in the input"); `total_tokens` as in
+    `discriminator_loss`."""
+    nll = -copy_mixture_log_probs(logits, copy_logits, input_ids, targets)
+    w = attention_mask.float()
+    total = w.sum() if total_tokens is None else total_tokens
+    return (nll * w).sum() / (total + 1e-6)
+
+
+def copy_mixture_predictions(logits: Tensor, copy_logits: Tensor, input_ids: Tensor) -> Tensor:
+    """The most probable token under the copy mixture: the input token where D + (1 - D) q(input) >= (1 - D) max q,
+    else the softmax's argmax."""
+    q = logits.float().softmax(-1)
+    top_q, top = q.max(-1)
+    d = torch.sigmoid(copy_logits.float())
+    copy = d + (1 - d) * q.gather(-1, input_ids[..., None]).squeeze(-1) >= (1 - d) * top_q
+    return torch.where(copy, input_ids, top)
+
+
+def masked_lm_on_samples(
+    logits: Tensor,
+    copy_logits: Tensor | None,
+    masked: Masked,
+    fake_ids: Tensor,
+    input_ids: Tensor,
+    labels: Tensor,
+    attention_mask: Tensor,
+    total: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss of the full-size masked LM that reads the generator's corrupted input `fake_ids` (paper §3.5), with
+    its accuracy on the tokens it predicts and the share of real tokens replaced. Replace MLM (`copy_logits` None,
+    `logits` (B, N, V) at the masked slots): `generator_loss` at the slots. All-Tokens MLM (`logits` (B, L, V)):
+    `copy_mlm_loss` over every real token. `total`: the global batch's denominator (`loss_totals`)."""
+    if copy_logits is None:
+        loss = generator_loss(logits, masked.targets, masked.weights, 0.0, total)
+    else:
+        loss = copy_mlm_loss(logits, copy_logits, fake_ids, input_ids, attention_mask, total)
+    with torch.no_grad():
+        if copy_logits is None:
+            accuracy = weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights)
+        else:
+            predicted = copy_mixture_predictions(logits, copy_logits, fake_ids)
+            accuracy = weighted_accuracy(predicted, input_ids, attention_mask.float())
+        replaced = labels.sum().float() / attention_mask.sum().clamp(min=1).float()
+    return loss, {"accuracy": accuracy, "replaced_fraction": replaced}
+
+
+@dataclass
+class PretrainOutput:
+    """Named results of one pretraining forward; every field but `loss` is detached. For replace-mlm and
+    all-tokens-mlm, `disc_loss` and `disc_accuracy` are the full-size masked LM's loss and accuracy."""
+
+    loss: Tensor
+    gen_loss: Tensor
+    disc_loss: Tensor
+    gen_accuracy: Tensor  # argmax of the generator at the masked slots == original
+    sampled_accuracy: Tensor  # sampled replacement == original
+    disc_accuracy: Tensor  # over the tokens the discriminator scores (all real ones but for electra-15)
+    replaced_fraction: Tensor  # share of those tokens whose label is "replaced"
+    disc_logits: Tensor | None = None  # (B, L) for evaluation (AUC); None without a discriminator
+    disc_labels: Tensor | None = None  # (B, L) bool: replaced
+    disc_input_ids: Tensor | None = None  # (B, L): the corrupted input the full-size model read
+    disc_mask: Tensor | None = None  # (B, L) bool: the tokens the discriminator scores (`scored_positions`)
 
 
 def unigram_log_probs(token_counts: Tensor) -> Tensor:

@@ -289,7 +289,7 @@ class LiveProbe:
         except ElectraError as err:
             dist.print0(f"  (no probe: {err})", flush=True)
             return None
-        encoder_cfg = cfg.model if cfg.objective == "electra" else cfg.generator_model
+        encoder_cfg = cfg.generator_model if cfg.objective == "mlm" else cfg.model  # (what ELECTRA.delivered gives)
         rng_state = torch.get_rng_state()  # the baseline's initialisation must not move the run's random stream
         result = probe(random_encoder(encoder_cfg, cfg.seed).to(device), tokenizer, probe_set, cfg.max_length)
         torch.set_rng_state(rng_state)
@@ -308,7 +308,7 @@ class LiveProbe:
         return cls(probe_set, tokenizer, cfg.max_length, baseline)
 
     def __call__(self, model: ELECTRA) -> dict[str, float]:
-        encoder = model.discriminator.electra if model.cfg.objective == "electra" else model.generator.electra
+        encoder = model.delivered()
         if not model.cfg.remove_top_word_direction:
             return {**probe(encoder, self.tokenizer, self.probe_set, self.max_length), **self.baseline}
         # probe what the run delivers (electra.loading.load_model), then put the trained table back bit for bit

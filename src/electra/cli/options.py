@@ -32,7 +32,8 @@ PRETRAIN_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "model shape": ("the discriminator's architecture (ModelConfig; the generator's follows generator_size)", ()),
     "objective and its variants": (
         "the paper's and the official code's objective options, and common variants (docs/faithfulness.md §3)",
-        ("objective", "generator_size", "generator_layers", "embedding_sharing", "gen_weight", "disc_weight")
+        ("objective", "generator_size", "generator_layers", "tie_all_weights", "embedding_sharing", "gen_weight")
+        + ("disc_weight",)
         + ("masking", "mask_token_prob", "random_token_prob", "sampling", "temperature", "disallow_correct")
         + ("uniform_generator", "gen_label_smoothing", "disc_label_smoothing"),
     ),
@@ -46,7 +47,8 @@ PRETRAIN_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 # what `electra bench` takes: the fields that change the time of a step
 SPEED_FIELDS = (
     *(f.name for f in fields(ModelConfig)),
-    *("objective", "generator_size", "generator_layers", "embedding_sharing", "freeze_word_embeddings"),
+    *("objective", "generator_size", "generator_layers", "tie_all_weights", "embedding_sharing"),
+    "freeze_word_embeddings",
     *("max_length", "mask_prob", "batch_size"),
 )
 
@@ -164,12 +166,18 @@ FIELD_HELP: dict[str, str] = {
     "lr_decay_power": "power of the polynomial decay to 0",
     "schedule": "official: decay over all steps, warm-up on top; warmup_then_decay: decay after the warm-up",
     # PretrainConfig: objective
-    "objective": "electra: replaced-token detection; mlm: the masked-LM baseline alone",
+    "objective": "electra: replaced-token detection; mlm: the masked-LM baseline alone; the paper's efficiency "
+    "ablations (Table 5): electra-15: the discriminator's loss over the masked-out tokens only; replace-mlm: a "
+    "full-size masked LM on the generator's samples instead of [MASK]; all-tokens-mlm: that, predicting every token "
+    "with a copy mechanism",
     "generator_size": "generator width as a fraction of the discriminator's",
     "generator_layers": "generator depth as a fraction of the discriminator's",
+    "tie_all_weights": "the generator is the discriminator's own encoder with its own MLM head (official "
+    "untied_generator=False; needs generator size and layers 1)",
     "embedding_sharing": "official: shared tables; gdes: gradient-disentangled (DeBERTaV3); none: separate",
     "gen_weight": "weight of the generator's MLM loss",
-    "disc_weight": "weight of the discriminator's loss (the paper's lambda)",
+    "disc_weight": "weight of the discriminator's loss (the paper's lambda; replace-mlm and all-tokens-mlm weigh "
+    "their masked LM's loss 1)",
     "masking": "official: k positions drawn with replacement; bernoulli: each position with mask_prob",
     "mask_token_prob": "share of the chosen positions replaced by [MASK]",
     "random_token_prob": "share of the chosen positions replaced by a random token (BERT: 0.1)",

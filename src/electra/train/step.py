@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from electra import dist
+from electra import objective as obj
 from electra.config import COMPILE_MODES, COMPILE_SCOPES, MAX_MICRO_TOKENS, PretrainConfig
 from electra.errors import ElectraError
-from electra.model import ELECTRA, LossTotals
+from electra.model import ELECTRA
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
 
@@ -131,8 +132,10 @@ def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
         model.compile(mode=mode)
     else:
         model.generator.compile(mode=mode)
-        if model.cfg.objective == "electra":
+        if model.cfg.objective in obj.RTD:
             model.discriminator.compile(mode=mode)
+        elif model.cfg.objective in obj.SAMPLE_MLM:  # (its heads, and the copy head, stay eager)
+            model.masked_lm.electra.compile(mode=mode)
     return mode in CUDA_GRAPH_MODES
 
 
@@ -209,8 +212,10 @@ def train_step(
         for j in range(plan.accum)
     ]
     masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
-    totals = torch.stack([sum(mk.weights.sum() for mk in masks), sum(m["attention_mask"].sum() for m in micro).float()])
-    totals = LossTotals(*dist.all_reduce_sum(totals, info))  # denominators of the global batch
+    parts = [obj.loss_totals(cfg.objective, mk, m["attention_mask"]) for m, mk in zip(micro, masks, strict=True)]
+    real = sum(m["attention_mask"].sum() for m in micro).float()
+    totals = dist.all_reduce_sum(torch.stack([sum(p.gen for p in parts), sum(p.disc for p in parts), real]), info)
+    totals, real = obj.LossTotals(*totals[:2]), totals[2]  # denominators of the global batch, its real tokens
     stats = torch.zeros(6, device=device, dtype=torch.float64)
     for j, (m, g, mk) in enumerate(zip(micro, rngs, masks, strict=True)):
         torch.manual_seed(micro_seed(cfg.seed, step, info.rank * plan.accum + j, 1))  # dropout
@@ -257,7 +262,7 @@ def train_step(
         [
             stats[:3],
             stats[3:6] / W,
-            totals.disc.double().view(1),
+            real.double().view(1),
             grad_norm.detach().double().view(1),
             non_finite.double().view(1),
         ]
@@ -297,7 +302,9 @@ def evaluate(
     rarity: Tensor | None = None,
 ) -> dict[str, float]:
     """Held-out metrics without dropout (docs/faithfulness.md §3.5): generator MLM accuracy and loss, sampled-token
-    accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens. Masks and samples are seeded
+    accuracy, discriminator loss, accuracy, AUC, precision and recall over real tokens (electra-15: over the masked-out
+    ones, which its loss covers); for replace-mlm and all-tokens-mlm the full-size masked LM's `mlm_loss` and
+    `mlm_accuracy` on the tokens it predicts (the masked slots; every real token) instead. Masks and samples are seeded
     the same way at every evaluation, so successive evaluations see the same corruptions up to the generator's
     samples. With `rarity` (-log p(token) of the training data's counts, `objective.unigram_log_probs`) also
     `disc_auc_unigram`: the AUC of scoring each token the discriminator reads by its rarity alone, on the same
@@ -309,6 +316,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
+    mlm_correct = replaced = real_sum = 0.0
     scores, truths, rare = [], [], []
     for i, b in enumerate(batches):
         b = to_device(b, device)
@@ -318,7 +326,7 @@ def evaluate(
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
         with precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
-        w, n = float(mk.weights.sum()), float(b["attention_mask"].sum())
+        w, n = float(mk.weights.sum()), float(obj.loss_totals(cfg.objective, mk, b["attention_mask"]).disc)
         w_sum, tok_sum = w_sum + w, tok_sum + n
         gen_loss += float(out.gen_loss) * w
         gen_correct += float(out.gen_accuracy) * w
@@ -326,8 +334,12 @@ def evaluate(
         if rarity is not None:
             unigram_loss += float((rarity[mk.targets.cpu()] * mk.weights.cpu().double()).sum())
         disc_loss += float(out.disc_loss) * n
+        if cfg.objective in obj.SAMPLE_MLM:
+            mlm_correct += float(out.disc_accuracy) * n
+            real_sum += float(b["attention_mask"].sum())
+            replaced += float(out.replaced_fraction) * float(b["attention_mask"].sum())
         if out.disc_logits is not None:
-            real = b["attention_mask"].bool()
+            real = out.disc_mask
             scores.append(out.disc_logits.float()[real].cpu())
             truths.append(out.disc_labels[real].cpu())
             if rarity is not None:
@@ -336,6 +348,13 @@ def evaluate(
     metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
     if rarity is not None:
         metrics["gen_loss_unigram"] = unigram_loss / max(w_sum, 1)
+    if cfg.objective in obj.SAMPLE_MLM:
+        metrics.update(
+            sampled_accuracy=sampled_correct / max(w_sum, 1),
+            mlm_loss=disc_loss / max(tok_sum, 1),
+            mlm_accuracy=mlm_correct / max(tok_sum, 1),
+            replaced_fraction=replaced / max(real_sum, 1),
+        )
     if scores:
         s, t = torch.cat(scores), torch.cat(truths)
         both = 0 < int(t.sum()) < len(t)  # an AUC needs both classes
