@@ -103,3 +103,23 @@ def test_the_finetuning_functions_recipe_keywords_are_the_config_fields():
 def test_out_of_range_values_name_the_field_and_the_allowed_range(field, value, allowed):
     with pytest.raises(ConfigError, match=re.escape(f"{field} must be {allowed}, got {value!r}")):
         preset("tiny", **{field: value})
+
+
+def test_pretrain_settings_are_the_run_options_and_config_fields():
+    """`electra.api.pretrain(out, preset, **settings: Unpack[PretrainSettings])`: the typed keywords are exactly the
+    run options (less `out`) and the flat config fields, with their types (paths may also be os.PathLike)."""
+    import dataclasses
+    import os
+
+    from electra.config import ModelConfig, flat_fields
+    from electra.train.fields import PretrainSettings
+    from electra.train.rundir import RunOptions
+
+    typed = typing.get_type_hints(PretrainSettings)
+    run = {k: v for k, v in typing.get_type_hints(RunOptions).items() if k != "out"}
+    config = dict(flat_fields(PretrainConfig, ModelConfig))
+    assert typed.keys() == run.keys() | config.keys() and not run.keys() & config.keys()
+    for name, hint in {**run, **config}.items():
+        widened = hint | os.PathLike[str] if name in ("data", "vocab", "data_cache", "glue_dir") else hint
+        assert typed[name] in (hint, widened), name
+    assert {f.name for f in dataclasses.fields(RunOptions)} - {"out"} == set(run)

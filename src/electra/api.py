@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from electra.data.prepare import prepare_corpus as prepare
 from electra.errors import ElectraError
@@ -30,6 +30,11 @@ from electra.finetune.tagging import export_tagging_run, finetune_tagging
 from electra.probe import live_probe
 from electra.report import write_report as report
 from electra.train.pretrain import pretrain as pretrain_run
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from electra.train.fields import PretrainSettings
 
 __all__ = ["export", "finetune", "finetune_own", "finetune_squad", "finetune_tagging", "prepare", "pretrain", "report"]
 
@@ -75,7 +80,7 @@ def export(
     )
 
 
-def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Any) -> dict[str, Any]:
+def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Unpack[PretrainSettings]) -> dict[str, Any]:
     """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does, the live probe
     (`probe=`, default the built-in set) included.
 

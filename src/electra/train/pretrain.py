@@ -63,6 +63,10 @@ from electra.train.step import (
 from electra.train.stopping import Stopped, StopSignals, signal_name
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from electra.train.fields import PretrainSettings
+
     pass
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -288,7 +292,7 @@ def pretrain(
     preset: str | None = None,
     *,
     evaluators: Sequence[EvaluatorFactory] = (),
-    **settings: Any,
+    **settings: Unpack[PretrainSettings],
 ) -> dict[str, Any]:
     """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does.
 
