@@ -29,3 +29,12 @@ def nce_loss(logits: Tensor, sampled: Tensor, attention_mask: Tensor) -> Tensor:
     weights = attention_mask.float()
     losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, sampled.float(), reduction="none")
     return (losses * weights).sum() / (1e-6 + weights.sum())
+
+
+def two_tower_states(ltr: Tensor, rtl: Tensor) -> Tensor:
+    """The cloze generator's state at each position from its two towers, ``[batch, seq, 2 * hidden]``.
+
+    Position t takes the left-to-right tower's state at t - 1 and the right-to-left tower's at t + 1 (cyclically, as
+    the official ``roll``), so neither half has read the token at t.
+    """
+    return torch.cat([torch.roll(ltr, 1, dims=1), torch.roll(rtl, -1, dims=1)], dim=-1)
