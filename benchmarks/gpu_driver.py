@@ -395,7 +395,7 @@ def stage_e(o: argparse.Namespace, log: Log, budget: float) -> None:
 
 STAGES = {"a": stage_a, "b": stage_b, "c": stage_c, "d": stage_d, "e": stage_e}
 # seconds of each stage in a full call (sum 470 s, under 8 minutes with start-up); scaled by --budget
-SHARES = {"a": 270, "b": 110, "c": 50, "d": 20, "e": 20}
+SHARES = {"a": 350, "b": 65, "c": 30, "d": 12, "e": 13}  # a: >= 4 training minutes per model at --budget 470
 
 
 def prepare_dry_data(work: Path) -> Path:
