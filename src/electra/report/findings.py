@@ -200,7 +200,7 @@ def moved_finding(name: str, moved: dict[str, float], adam_epsilon: float | None
         )
         line += (
             ": they are hardly trained, so the encoder is close to random weights with trained embeddings — "
-            f"{cause} (docs/pretraining.md, item 7), not a fault"
+            f"{cause} (docs/pretraining.md, 'Why short runs finetune worse than random weights'), not a fault"
         )
     return line + "."
 
