@@ -60,6 +60,7 @@ def swept(workdir) -> Path:
         cfg=cfg,
         device="cpu",
         quiet=True,
+        test_predictions="all",  # every run's, for the ensemble submission below
     )
     return out
 
@@ -110,6 +111,7 @@ def test_resume_equals_uninterrupted(swept, workdir):
         cfg=FinetuneConfig(epochs=1, max_length=32),
         device="cpu",
         quiet=True,
+        test_predictions="all",
     )
     after = json.loads((swept / "sst2/run_1/metrics.json").read_text())
     assert after == before

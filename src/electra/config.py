@@ -205,6 +205,7 @@ class FinetuneConfig:
     warmup_proportion: float = 0.1
     batch_size: int = 32
     eval_batch_size: int = 64
+    group_by_length: bool = False  # training batches of rows of similar length (faster; not the official order)
     epochs: int | None = None  # 3; 10 for RTE and STS-B
     max_length: int = 128  # 512 for the "++" checkpoints as in richarddwang/electra_pytorch
     loss_reduction: Literal["sum", "mean"] = "sum"  # sum: official; mean: richarddwang/electra_pytorch

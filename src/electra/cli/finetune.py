@@ -66,6 +66,13 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only every N-th run starting at K (one process per GPU)",
     )
     parser.add_argument("--save-model", action="store_true", help="keep each run's weights (model.safetensors)")
+    parser.add_argument(
+        "--test-predictions",
+        choices=("best", "all"),
+        default="best",
+        help="GLUE and your own data: predict the test data in the run that is best on dev so far (what `electra "
+        "submit --pick best` uses), or in every run (for --pick median or ensemble:K) (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true")
     own = parser.add_argument_group(
         "your own data",
@@ -160,6 +167,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             runs=1 if args.runs is None else args.runs,
             seed=args.seed,
             shard=args.shard,
+            test_predictions=args.test_predictions,
             **common,
             **recipe,
         )
@@ -172,6 +180,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             10 if args.runs is None else args.runs,
             args.seed,
             shard=args.shard,
+            test_predictions=args.test_predictions,
             **common,
             **recipe,
         )
@@ -221,6 +230,8 @@ def _run_other_kind(
     """Tagging and SQuAD: their own data, model heads and files in the one sweep loop, the same recipe options."""
     if args.shard != (0, 1):
         raise ElectraError(f"--shard is for GLUE and your own data; --kind {args.kind} runs its seeds in one process")
+    if args.test_predictions != "best":
+        raise ElectraError(f"--test-predictions is for GLUE and your own data; --kind {args.kind} predicts every run's")
     if args.kind == "tagging":
         from electra.finetune.tagging.finetune import finetune_tagging
 

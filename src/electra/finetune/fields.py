@@ -16,6 +16,7 @@ class RecipeFields(TypedDict, total=False):
     warmup_proportion: float
     batch_size: int
     eval_batch_size: int
+    group_by_length: bool
     epochs: int | None
     max_length: int
     loss_reduction: Literal["sum", "mean"]

@@ -14,7 +14,7 @@ import random
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from electra.finetune.fields import FinetuneFields
 from electra.finetune.metrics import compute_metrics, dev_auc_fields, is_constant, majority_metrics
 from electra.finetune.own import Kind, own_task, task_record
 from electra.finetune.recipe import autocast, finetune_optimizer, fit, reduce_losses
-from electra.finetune.results import save_predictions, write_prediction_csv, write_results
+from electra.finetune.results import load_runs, rank, save_predictions, write_prediction_csv, write_results
 from electra.finetune.sweep import Encoder, Run, Sweep, TaskRuns, claimed
 from electra.finetune.tasks import OwnFiles, Task, parse_tasks
 
@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 
     from electra.model import ElectraModel
     from electra.tokenizer import WordPiece
+
+
+TestPredictions = Literal["best", "all"]
+
+
+def check_test_predictions(value: str) -> bool:
+    """True for "all"; refuses anything but "best" and "all"."""
+    if value not in ("best", "all"):
+        raise ElectraError(f"test_predictions must be best or all, got {value!r}")
+    return value == "all"
 
 
 # ---------------------------------------------------------------------------------------------- data per task
@@ -83,20 +93,24 @@ def prepare_task(task: Task, glue_dir: str | Path | None, tokenizer: WordPiece, 
 # ---------------------------------------------------------------------------------------------- one run
 
 
-@torch.no_grad()
 def predict(
     model: SequenceClassifier, features: Features, device: torch.device, cfg: FinetuneConfig, pad_id: int
 ) -> np.ndarray:
-    """Model outputs (logits, or the regression value in units of y/5) for every row, in order."""
+    """Model outputs (logits, or the regression value in units of y/5) for every row, in the features' order.
+
+    Rows are batched `cfg.eval_batch_size` at a time shortest first, so that a batch pads little, under
+    `torch.inference_mode()`; padding is masked out, so a row's outputs do not depend on its batch."""
     model.eval()
-    out = []
-    for start in range(0, len(features), cfg.eval_batch_size):
-        rows = range(start, min(start + cfg.eval_batch_size, len(features)))
-        b = collate(features, rows, pad_id)
-        with autocast(device, cfg.precision):
-            y = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
-        out.append(y.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.num_outputs), np.float32)
+    order = np.argsort([len(q) for q in features.input_ids], kind="stable")
+    out = np.zeros((len(features), model.num_outputs), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), cfg.eval_batch_size):
+            rows = order[start : start + cfg.eval_batch_size]
+            b = collate(features, rows.tolist(), pad_id)
+            with autocast(device, cfg.precision):
+                y = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
+            out[rows] = y.float().cpu().numpy().reshape(len(rows), -1)
+    return out
 
 
 def finetune_run(
@@ -110,8 +124,9 @@ def finetune_run(
     progress: tqdm | None = None,
     epoch_losses: list[float] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
-    """Train one (task, seed) run; returns the model and its outputs on every dev and test split.
-    `epoch_losses`, if given, receives the mean per-example training loss of each epoch."""
+    """Train one (task, seed) run; returns the model and its outputs on every dev split (`predict` gives the test
+    splits' when they are wanted). `epoch_losses`, if given, receives the mean per-example training loss of each
+    epoch."""
     task = data.task
     model = build_model(
         encoder, cfg.encoder_config(model_cfg), task.num_outputs, cfg.head_dropout, init_seed=seed, head=cfg.head
@@ -126,11 +141,11 @@ def finetune_run(
         losses = per_example_loss(outputs, b["labels"], task.kind)
         return reduce_losses(losses, cfg), losses.detach().sum(), len(rows)
 
-    losses = fit(model, opt, len(data.train), cfg, seed, device, step_losses, progress, {"task": task.display})
+    lengths = [len(q) for q in data.train.input_ids]
+    losses = fit(model, opt, len(data.train), cfg, seed, device, step_losses, progress, {"task": task.display}, lengths)
     if epoch_losses is not None:
         epoch_losses.extend(losses)
-    outputs = {name: predict(model, f, device, cfg, pad_id) for name, f in {**data.evals, **data.tests}.items()}
-    return model, outputs
+    return model, {name: predict(model, f, device, cfg, pad_id) for name, f in data.evals.items()}
 
 
 def evaluate(task: Task, evals: dict[str, Features], outputs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -146,20 +161,37 @@ def evaluate(task: Task, evals: dict[str, Features], outputs: dict[str, np.ndarr
 @dataclass
 class GlueRuns(TaskRuns):
     """A GLUE task (or your own data's) in a sweep: the sequence classifier, GLUE's metrics, and each split's outputs
-    as predictions_<split>.npz (your own test data: also .csv)."""
+    as predictions_<split>.npz (your own test data: also .csv). The test splits are predicted by every run
+    (`all_tests`) or only by a run that is the best on dev so far among the task's complete runs in `out`, so that
+    the best run, the one a submission uses, always has them."""
 
     data: TaskData
+    out: Path
+    all_tests: bool = False
 
     def run(self, seed: int, progress: tqdm) -> Run:
-        e, losses = self.encoder, []
+        e, losses, data = self.encoder, [], self.data
         model, outputs = finetune_run(
-            self.data, e.weights, e.config, self.cfg, seed, e.device, e.tokenizer.pad_id, progress, losses
+            data, e.weights, e.config, self.cfg, seed, e.device, e.tokenizer.pad_id, progress, losses
         )
-        return Run(model, outputs, evaluate(self.data.task, self.data.evals, outputs), losses)
+        metrics = evaluate(data.task, data.evals, outputs)
+        if data.tests and (self.all_tests or self.best_so_far(seed, metrics)):
+            outputs.update(
+                {s: predict(model, f, e.device, self.cfg, e.tokenizer.pad_id) for s, f in data.tests.items()}
+            )
+        return Run(model, outputs, metrics, losses)
+
+    def best_so_far(self, seed: int, metrics: dict[str, float]) -> bool:
+        """Whether a run would rank first on dev among the task's complete runs (ties: the lower seed)."""
+        task = self.data.task
+        ranks = [rank(r, task) for r in load_runs(self.out, task)]
+        return not ranks or rank({"metrics": metrics, "seed": seed}, task) > max(ranks)
 
     def write(self, directory: Path, seed: int, run: Run, config: dict[str, Any]) -> dict[str, Any]:
         data, task, outputs, metrics = self.data, self.data.task, run.outputs, run.metrics
         for split, feats in {**data.evals, **data.tests}.items():
+            if split not in outputs:  # a test split this run did not predict
+                continue
             labels = feats.labels if split in data.evals else None
             save_predictions(directory / f"predictions_{split}.npz", feats.index, outputs[split], labels)
             if task.files is not None and split in data.tests:  # your own data: the predictions beside the ids
@@ -200,8 +232,10 @@ def sweep(
     save_model: bool = False,
     quiet: bool = False,
     checkpoint: str = "latest",
+    test_predictions: TestPredictions = "best",
 ) -> dict[str, Any]:
     """Every pending (task, seed) run of this shard, then the aggregate results of all complete runs."""
+    all_tests = check_test_predictions(test_predictions)
     by_name = {t.name: t for t in tasks}
 
     def prepare(name: str, encoder: Encoder) -> GlueRuns | None:
@@ -218,7 +252,7 @@ def sweep(
             "n_train": len(data.train),
             "skipped_rows": data.skipped_rows,
         }
-        return GlueRuns(name, t.display, task_cfg, len(data.train), record, encoder, data)
+        return GlueRuns(name, t.display, task_cfg, len(data.train), record, encoder, data, Path(out), all_tests)
 
     where = Sweep(Path(out), model, tokenizer, checkpoint, device, save_model, quiet, shard)
     where.run(list(by_name), range(seed, seed + runs), prepare, desc="finetune")
@@ -242,17 +276,21 @@ def finetune(
     save_model: bool = False,
     quiet: bool = False,
     checkpoint: str = "latest",
+    test_predictions: TestPredictions = "best",
     **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` on GLUE `tasks` ("all", "cola,sst2" or a list), `runs` seeds each; what `electra finetune`
     does. `recipe`: `FinetuneConfig` fields that override the official recipe (learning_rate, epochs,
     max_train_examples, ...). Returns the aggregate results (also in OUT/results.json and OUT/results.md).
+    `test_predictions`: "best" predicts a task's test splits only in a run that is the best on dev so far (the run
+    `electra submit --pick best` uses); "all" in every run.
 
         from electra.api import finetune
         finetune("runs/tiny", "runs/glue", tasks="sst2,rte", glue_dir="glue_data", runs=3, epochs=3)
     """
     if runs < 1:
         raise ElectraError(f"--runs must be at least 1, got {runs}")
+    check_test_predictions(test_predictions)
     if glue_dir is not None and not Path(glue_dir).is_dir():
         raise ElectraError(f"--glue-dir {glue_dir} is not a directory")
     cfg = from_dict(FinetuneConfig, recipe, "the finetuning options")
@@ -283,6 +321,7 @@ def finetune(
             save_model=save_model,
             quiet=quiet,
             checkpoint=checkpoint,
+            test_predictions=test_predictions,
         )
         if not results["tasks"]:
             raise ElectraError("no task could be finetuned (no train and dev sets found)")
@@ -312,12 +351,14 @@ def finetune_own(
     save_model: bool = False,
     quiet: bool = False,
     checkpoint: str = "latest",
+    test_predictions: TestPredictions = "best",
     **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
     """Finetune `model` on your own files, `runs` seeds; what `electra finetune --train ... --dev ...` does. The
     run options are `finetune`'s; `recipe`: `FinetuneConfig` fields (learning_rate, epochs, max_length, head, ...).
-    Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a test file, each run's predictions_test.csv holds
-    `id,prediction` rows. `name` (default: the kind) names OUT's task folder.
+    Writes OUT/<name>/run_<seed>/ and OUT/results.{json,md}; with a test file, the best run's predictions_test.csv
+    (every run's with `test_predictions="all"`) holds `id,prediction` rows. `name` (default: the kind) names OUT's
+    task folder.
 
         from electra.api import finetune_own
         finetune_own("runs/tiny", "runs/reviews", train="train.csv", dev="dev.csv", text_column="review")
@@ -337,5 +378,6 @@ def finetune_own(
         save_model=save_model,
         quiet=quiet,
         checkpoint=checkpoint,
+        test_predictions=test_predictions,
         **recipe,
     )

@@ -10,7 +10,7 @@ STS-B; tagging 3; SQuAD 2).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -65,6 +65,14 @@ def reduce_losses(losses: torch.Tensor, cfg: FinetuneConfig) -> torch.Tensor:
     return losses.sum() if cfg.loss_reduction == "sum" else losses.mean()
 
 
+def group_order(order: list[int], lengths: Sequence[int], batch_size: int, groups: int = 50) -> list[int]:
+    """`order` regrouped so that a batch holds rows of similar length, as `transformers`' `group_by_length`: each
+    run of `groups` batches is sorted longest first (stable), so batches stay random in their mix of examples but pad
+    little."""
+    size = groups * batch_size
+    return [i for s in range(0, len(order), size) for i in sorted(order[s : s + size], key=lambda i: -lengths[i])]
+
+
 def fit(
     model: torch.nn.Module,
     opt: AdamW,
@@ -75,11 +83,13 @@ def fit(
     step_losses: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, int]],
     progress: tqdm | None = None,
     describe: dict[str, str] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> list[float]:
     """The finetuning loop of every task: `cfg.epochs` passes over `n` training rows in a new seeded order each
     epoch, batches of `cfg.batch_size` (the last one short: as the official padding rows with zero loss), the
     recipe's warm-up and decay, clipping, one optimizer step per batch. `step_losses(rows)` returns the loss to
-    minimise, its summed per-row value and the number of rows (or words) it covers; returns each epoch's mean."""
+    minimise, its summed per-row value and the number of rows (or words) it covers; returns each epoch's mean.
+    With `cfg.group_by_length` and the rows' `lengths`, each epoch's order is regrouped: `group_order`."""
     total = train_steps(n, cfg)
     warmup = cfg.warmup_proportion * total
     shuffle = torch.Generator().manual_seed(seed)
@@ -89,6 +99,8 @@ def fit(
     model.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=shuffle).tolist()  # a new order every epoch
+        if cfg.group_by_length and lengths is not None:
+            order = group_order(order, lengths, cfg.batch_size)
         loss_sum, count = torch.zeros((), device=device), 0
         for start in range(0, n, cfg.batch_size):
             set_group_lrs(opt, cfg.learning_rate * lr_factor(step, total, warmup, 1.0, cfg.schedule))

@@ -15,6 +15,7 @@ contributing its `score` metric. With tasks missing it is labelled "GLUE-k (no X
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,6 +74,12 @@ def load_runs(out: str | Path, task: Task | str) -> list[dict[str, Any]]:
             raise ElectraError(f"{metrics_file}: {problem}; expected a metrics.json of `electra finetune`")
         runs.append({**record, "dir": str(metrics_file.parent)})
     return sorted(runs, key=lambda r: r.get("seed", 0))
+
+
+def rank(run: dict[str, Any], task: Task) -> tuple[float, int]:
+    """How runs of a task rank on dev, higher first: by the task's score (NaN last), ties to the lower seed."""
+    score = run["metrics"][task.score]
+    return (score if score == score else -math.inf), -run.get("seed", 0)
 
 
 def _number(value: Any) -> bool:

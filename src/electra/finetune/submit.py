@@ -17,7 +17,7 @@ import numpy as np
 
 from electra.errors import ElectraError
 from electra.finetune.metrics import predictions_from_outputs
-from electra.finetune.results import load_predictions, load_runs
+from electra.finetune.results import load_predictions, load_runs, rank
 from electra.finetune.tasks import TASKS, Task
 from electra.io import write_bytes
 
@@ -64,7 +64,7 @@ def choose_runs(runs: list[dict[str, Any]], task: Task, pick: Pick) -> list[dict
     """The run(s) whose test predictions are used, chosen by the dev `task.score`."""
     if not runs:
         return []
-    by_score = sorted(runs, key=lambda r: (r["metrics"][task.score], -r.get("seed", 0)), reverse=True)
+    by_score = sorted(runs, key=lambda r: rank(r, task), reverse=True)
     if pick.mode == "best":
         return by_score[:1]
     if pick.mode == "median":
@@ -114,8 +114,14 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
             continue
         for split in task.test_splits:
             paths = [Path(r["dir"]) / f"predictions_{split.name}.npz" for r in chosen]
-            if not all(p.is_file() for p in paths):
-                continue
+            missing = [p for p in paths if not p.is_file()]
+            if missing and not any((Path(r["dir"]) / paths[0].name).is_file() for r in runs):
+                continue  # no run of the sweep predicted this split (no test data)
+            if missing:
+                raise ElectraError(
+                    f"{missing[0]} does not exist: this sweep predicted {task.display}'s test data only in the run "
+                    "that was best on dev so far; use --pick best, or finetune with --test-predictions all"
+                )
             preds = [_checked(load_predictions(p), task, p) for p in paths]
             index = preds[0]["index"]
             for p, path in zip(preds[1:], paths[1:], strict=True):

@@ -128,7 +128,8 @@ def train(
         losses = model.loss(out, b["start_positions"], b["end_positions"], b["is_impossible"])
         return reduce_losses(losses, cfg), losses.detach().sum(), len(rows)
 
-    return fit(model, opt, len(features), cfg, seed, device, step_losses, progress)
+    lengths = [len(f.input_ids) for f in features]
+    return fit(model, opt, len(features), cfg, seed, device, step_losses, progress, lengths=lengths)
 
 
 @torch.no_grad()

@@ -115,7 +115,8 @@ def train_tagger(
         loss, n_words = tagging_loss(logits, b["labels"], cfg.loss_reduction)
         return loss, loss.detach() * (1 if cfg.loss_reduction == "sum" else n_words), n_words
 
-    losses = fit(model, opt, len(feats), cfg, seed, device, step_losses, progress)
+    lengths = [len(q) for q in feats.input_ids]
+    losses = fit(model, opt, len(feats), cfg, seed, device, step_losses, progress, lengths=lengths)
     if epoch_losses is not None:
         epoch_losses.extend(losses)
     return model
