@@ -199,7 +199,8 @@ def worker(args) -> None:
         scores = (trainer_worker if args.worker == "trainer" else electra_worker)(args, Path(tmp) / "sweep", clock)
     total = time.perf_counter() - begun
     clock.seconds["other"] = total - sum(v for k, v in clock.seconds.items() if k != "start")
-    print(json.dumps({"phases": dict(clock.seconds), "scores": scores}))
+    wall = time.time() - args.launched  # from the launch to the end of the work (side by side, the driver waits)
+    print(json.dumps({"wall": wall, "phases": dict(clock.seconds), "scores": scores}))
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -217,11 +218,9 @@ def launch(name: str, src: str | None, args, passthrough: list[str]) -> tuple[su
 
 def finish(proc: subprocess.Popen, launched: float) -> dict:
     stdout, _ = proc.communicate()
-    wall = time.time() - launched
     if proc.returncode != 0:
         raise SystemExit(f"a variant failed (exit {proc.returncode})")
-    record = json.loads(stdout.strip().splitlines()[-1])
-    return {"wall": wall, **record}
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
