@@ -212,7 +212,10 @@ def train_step(
         for j in range(plan.accum)
     ]
     masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
-    parts = [obj.loss_totals(cfg.objective, mk, m["attention_mask"]) for m, mk in zip(micro, masks, strict=True)]
+    parts = [
+        obj.loss_totals(cfg.objective, mk, m["attention_mask"], m["input_ids"], model.special)
+        for m, mk in zip(micro, masks, strict=True)
+    ]
     real = sum(m["attention_mask"].sum() for m in micro).float()
     totals = dist.all_reduce_sum(torch.stack([sum(p.gen for p in parts), sum(p.disc for p in parts), real]), info)
     totals, real = obj.LossTotals(*totals[:2]), totals[2]  # denominators of the global batch, its real tokens
@@ -315,7 +318,7 @@ def evaluate(
 
     was_training = model.training
     model.eval()
-    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
+    w_sum = gw_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
     mlm_correct = replaced = real_sum = 0.0
     scores, truths, rare = [], [], []
     for i, b in enumerate(batches):
@@ -326,12 +329,19 @@ def evaluate(
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
         with precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
-        w, n = float(mk.weights.sum()), float(obj.loss_totals(cfg.objective, mk, b["attention_mask"]).disc)
-        w_sum, tok_sum = w_sum + w, tok_sum + n
-        gen_loss += float(out.gen_loss) * w
+        t = obj.loss_totals(cfg.objective, mk, b["attention_mask"], b["input_ids"], model.special)
+        w, gw, n = float(mk.weights.sum()), float(t.gen), float(t.disc)  # (gw: electric's cloze loss's tokens)
+        w_sum, gw_sum, tok_sum = w_sum + w, gw_sum + gw, tok_sum + n
+        gen_loss += float(out.gen_loss) * gw
         gen_correct += float(out.gen_accuracy) * w
         sampled_correct += float(out.sampled_accuracy) * w
-        if rarity is not None:
+        if rarity is not None and cfg.objective == "electric":  # its cloze loss covers every maskable token
+            unigram_loss += float(
+                rarity[b["input_ids"].cpu()][
+                    obj.maskable(b["input_ids"], b["attention_mask"], model.special).cpu()
+                ].sum()
+            )
+        elif rarity is not None:
             unigram_loss += float((rarity[mk.targets.cpu()] * mk.weights.cpu().double()).sum())
         disc_loss += float(out.disc_loss) * n
         if cfg.objective in obj.SAMPLE_MLM:
@@ -345,9 +355,9 @@ def evaluate(
             if rarity is not None:
                 rare.append(rarity[out.disc_input_ids[real].cpu()])
     model.train(was_training)
-    metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
+    metrics = {"gen_loss": gen_loss / max(gw_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
     if rarity is not None:
-        metrics["gen_loss_unigram"] = unigram_loss / max(w_sum, 1)
+        metrics["gen_loss_unigram"] = unigram_loss / max(gw_sum, 1)
     if cfg.objective in obj.SAMPLE_MLM:
         metrics.update(
             sampled_accuracy=sampled_correct / max(w_sum, 1),
