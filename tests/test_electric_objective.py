@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import test_objective_variants as variants
 import torch
 from test_objective_variants import SPECIAL, batch, bce, pretrain, softmax
 from test_pretrain import TINY, data_dir  # noqa: F401  (data_dir: the session fixture)
@@ -218,3 +219,17 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
     with torch.no_grad():
         ours = model.discriminator.eval()(ids, torch.ones_like(ids))
         torch.testing.assert_close(hf(ids).logits, ours, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_and_bf16_steps_match_eager_fp32(monkeypatch):
+    """test_objective_variants' check with objective electric: `--compile` trains as eager, bf16 stays close."""
+    monkeypatch.setitem(variants.OVERRIDES, "electric", dict(objective="electric"))
+    variants.test_compiled_and_bf16_steps_match_eager_fp32("electric")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    """test_objective_variants' check with objective electric: gloo DDP, 2 processes == 1 process."""
+    monkeypatch.setitem(variants.VARIANTS, "electric", ARGS)
+    variants.test_two_process_ddp_equals_one_process(data_dir, tmp_path, "electric")
