@@ -19,7 +19,7 @@ from electra.checkpoint import load_run
 from electra.cli import main
 from electra.config import preset
 from electra.electric import ClozeGenerator, Electric, causal_mask, nce_logits, nce_loss
-from electra.errors import ConfigError
+from electra.errors import ConfigError, ElectraError
 from electra.flops import (
     EncoderShape,
     binary_head_flops,
@@ -29,6 +29,7 @@ from electra.flops import (
     mlm_head_flops,
     train_flops_per_sequence,
 )
+from electra.loading import load_model
 
 
 def electric(**overrides):
@@ -179,7 +180,7 @@ def test_flops_count_both_towers_and_the_cloze_head_everywhere():
 
 # ---------------------------------------------------------------------------------------------- end to end
 
-ARGS = ["--objective", "electric", "--probe", "none"]
+ARGS = ["--objective", "electric"]
 
 
 @pytest.mark.slow
@@ -198,6 +199,7 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
         assert got[key] == expected[key], key  # every checkpoint's weights, the metrics, the config: identical
     evals = [json.loads(line) for line in (full / "metrics.jsonl").open() if '"eval"' in line]
     assert [r["step"] for r in evals] == [3, 6]
+    assert all("probe_cls" in r for r in evals)  # the live probe reads the discriminator's encoder
     for r in evals:  # the NCE classifier's accuracy and AUC (label: was sampled), the cloze model's loss
         assert 0 < r["disc_accuracy"] <= 1 and (0 <= r["disc_auc"] <= 1 or math.isnan(r["disc_auc"]))
         assert 0 < r["replaced_fraction"] < 0.3 and r["gen_loss"] > 0 and "mlm_accuracy" not in r
@@ -219,6 +221,26 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
     with torch.no_grad():
         ours = model.discriminator.eval()(ids, torch.ones_like(ids))
         torch.testing.assert_close(hf(ids).logits, ours, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ElectraError, match="two-tower cloze model, not a masked LM"):
+        load_model(full, "generator")
+    assert load_model(full, "discriminator")[0].config.hidden_size == 32
+
+
+def test_pretrain_refuses_electric_with_tied_weights_in_one_line(tmp_path, capsys):
+    args = [
+        "pretrain",
+        "--preset",
+        "tiny",
+        "--objective",
+        "electric",
+        "--tie-all-weights",
+        "true",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tie_all_weights" in err and "--objective electric" in err
 
 
 @pytest.mark.slow
@@ -231,5 +253,5 @@ def test_compiled_and_bf16_steps_match_eager_fp32(monkeypatch):
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(data_dir, tmp_path, monkeypatch):  # noqa: F811
     """test_objective_variants' check with objective electric: gloo DDP, 2 processes == 1 process."""
-    monkeypatch.setitem(variants.VARIANTS, "electric", ARGS)
+    monkeypatch.setitem(variants.VARIANTS, "electric", [*ARGS, "--probe", "none"])
     variants.test_two_process_ddp_equals_one_process(data_dir, tmp_path, "electric")

@@ -101,7 +101,7 @@ def save_model_dir(
 
 ELECTRIC_NOTE = (
     "Trained with Electric's objective (Clark et al., EMNLP 2020; `electra pretrain --objective electric`): "
-    "ElectraForPreTraining's logits here are Electric's scores, minus the energies -E(x)_t, not replaced-token "
+    "ElectraForPreTraining's logits here are Electric's scores -E(x)_t (minus the energies), not replaced-token "
     "logits. The probability that a token was sampled is sigmoid(score + log q(x_t | context) + log(p / (1 - p))), "
     "with q the cloze generator (not exported) and p the mask rate; summed over a sentence they give Electric's "
     "unnormalised pseudo-log-likelihood score. "
