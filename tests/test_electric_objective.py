@@ -127,6 +127,8 @@ def test_the_whole_loss_against_a_hand_computation():
     assert out.disc_loss.item() == pytest.approx(disc, rel=1e-5)
     assert out.loss.item() == pytest.approx(1.0 * gen + 50.0 * disc, rel=1e-5)  # official gen_weight, disc_weight
     torch.testing.assert_close(out.disc_logits[0, :5], torch.tensor(nce))
+    prior = [log_q(t, fake[t]) + math.log(p / (1 - p)) for t in range(5)]  # what evaluation's disc_auc_cloze ranks by
+    torch.testing.assert_close(out.disc_prior[0, :5], torch.tensor(prior))
     # the pure functions of electric.py say the same, and the NCE term passes no gradient to the cloze model
     logits = nce_logits(torch.tensor([scores]), torch.tensor([cloze]), torch.tensor([fake]), p)
     assert nce_loss(logits, out.disc_labels, amask).item() == pytest.approx(disc, rel=1e-5)
@@ -203,6 +205,7 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
     for r in evals:  # the NCE classifier's accuracy and AUC (label: was sampled), the cloze model's loss
         assert 0 < r["disc_accuracy"] <= 1 and (0 <= r["disc_auc"] <= 1 or math.isnan(r["disc_auc"]))
         assert 0 < r["replaced_fraction"] < 0.3 and r["gen_loss"] > 0 and "mlm_accuracy" not in r
+        assert 0 <= r["disc_auc_cloze"] <= 1 or math.isnan(r["disc_auc_cloze"])  # the cloze model's own ranking
 
     out = tmp_path / "export"
     assert main(["export", str(full), "--out", str(out)]) == 0

@@ -154,4 +154,5 @@ class Electric(ELECTRA):
                 disc_labels=labels,
                 disc_input_ids=fake_ids,
                 disc_mask=real,
+                disc_prior=logits - scores.float(),  # log q(x~_t) + log(p / (1 - p)): the cloze model's own ranking
             )

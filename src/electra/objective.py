@@ -355,6 +355,7 @@ class PretrainOutput:
     disc_labels: Tensor | None = None  # (B, L) bool: replaced
     disc_input_ids: Tensor | None = None  # (B, L): the corrupted input the full-size model read
     disc_mask: Tensor | None = None  # (B, L) bool: the tokens the discriminator scores (`scored_positions`)
+    disc_prior: Tensor | None = None  # (B, L) electric: the part of disc_logits not from the discriminator
 
 
 def unigram_log_probs(token_counts: Tensor) -> Tensor:

@@ -313,14 +313,17 @@ def evaluate(
     `disc_auc_unigram`: the AUC of scoring each token the discriminator reads by its rarity alone, on the same
     corruptions, which is what a discriminator gets from word frequency without any context (docs/pretraining.md);
     and `gen_loss_unigram`: the loss of predicting every masked word by its frequency alone, on the same masked
-    positions, which is the generator's `gen_loss` without any context (label smoothing aside)."""
+    positions, which is the generator's `gen_loss` without any context (label smoothing aside). For electric the
+    disc_* metrics are its NCE classifier's (label: was sampled), `gen_loss` is over every maskable token, and
+    `disc_auc_cloze` is the AUC of the NCE logit without the discriminator's score: the cloze model's own ranking,
+    which the discriminator must improve on."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
     model.eval()
     w_sum = gw_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
     mlm_correct = replaced = real_sum = 0.0
-    scores, truths, rare = [], [], []
+    scores, truths, rare, prior = [], [], [], []
     for i, b in enumerate(batches):
         b = to_device(b, device)
         g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
@@ -354,6 +357,8 @@ def evaluate(
             truths.append(out.disc_labels[real].cpu())
             if rarity is not None:
                 rare.append(rarity[out.disc_input_ids[real].cpu()])
+            if out.disc_prior is not None:
+                prior.append(out.disc_prior.float()[real].cpu())
     model.train(was_training)
     metrics = {"gen_loss": gen_loss / max(gw_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
     if rarity is not None:
@@ -379,8 +384,7 @@ def evaluate(
             disc_recall=tp / max(float(t.sum()), 1.0),
             replaced_fraction=float(t.float().mean()),
         )
-        if rare:
-            metrics["disc_auc_unigram"] = (
-                float(roc_auc_score(t.numpy(), torch.cat(rare).numpy())) if both else float("nan")
-            )
+        for name, baseline in (("disc_auc_unigram", rare), ("disc_auc_cloze", prior)):
+            if baseline:
+                metrics[name] = float(roc_auc_score(t.numpy(), torch.cat(baseline).numpy())) if both else float("nan")
     return metrics
