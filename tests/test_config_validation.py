@@ -194,7 +194,8 @@ def test_random_wrong_config_values_are_one_line_naming_the_key_and_nothing_is_w
         (
             "objective",
             "bert",
-            "objective must be one of 'electra', 'mlm', 'electra-15', 'replace-mlm', 'all-tokens-mlm', got 'bert'",
+            "objective must be one of 'electra', 'mlm', 'electra-15', 'replace-mlm', 'all-tokens-mlm', 'electric', "
+            "got 'bert'",
         ),
     ],
 )

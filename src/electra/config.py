@@ -75,8 +75,9 @@ class ModelConfig:
         )
 
 
-# electra-15, replace-mlm and all-tokens-mlm: the paper's efficiency ablations (§3.5, Table 5; faithfulness §3.5)
-Objective = Literal["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"]
+# electra-15, replace-mlm and all-tokens-mlm: the paper's efficiency ablations (§3.5, Table 5; faithfulness §3.5);
+# electric: Electric's NCE objective with a two-tower cloze generator (electra.electric)
+Objective = Literal["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm", "electric"]
 
 
 @dataclass
@@ -161,6 +162,8 @@ class PretrainConfig:
                 "untied_generator=False): it needs objective electra or electra-15, generator_size 1, generator_layers "
                 f"1, embedding_sharing official and uniform_generator false; got {', '.join(wrong)}"
             )
+        if self.objective == "electric" and self.uniform_generator:
+            raise ConfigError("objective electric needs its cloze generator: uniform_generator must be false")
         for name in ("max_steps", "batch_size"):
             check_range(self, name, 1, None)
         check_range(self, "warmup_steps", 0, None)

@@ -6,6 +6,9 @@
         DIR/export.json      where the weights came from (run, checkpoint, step, config)
       A replace-mlm or all-tokens-mlm run has a full-size masked LM instead of a discriminator:
         DIR/masked_lm/       ElectraForMaskedLM (all-tokens-mlm's copy head is not part of it)
+      An electric run exports its discriminator alone (its two-tower cloze generator has no `transformers` class),
+      with a note in export.json and DIR/discriminator/README.md: its logits are Electric's scores (minus the
+      energies), not replaced-token logits.
       A run with `remove_top_word_direction` (`tiny` before it froze its word table) exports its discriminator with
       the top direction of its word table's movement undone, as finetuning loads it; the generator as trained.
 
@@ -96,6 +99,15 @@ def save_model_dir(
 
 # ---------------------------------------------------------------------------------------------- pretraining runs
 
+ELECTRIC_NOTE = (
+    "Trained with Electric's objective (Clark et al., EMNLP 2020; `electra pretrain --objective electric`): "
+    "ElectraForPreTraining's logits here are Electric's scores -E(x)_t (minus the energies), not replaced-token "
+    "logits. The probability that a token was sampled is sigmoid(score + log q(x_t | context) + log(p / (1 - p))), "
+    "with q the cloze generator (not exported) and p the mask rate; summed over a sentence they give Electric's "
+    "unnormalised pseudo-log-likelihood score. "
+    "Finetuning uses the encoder, as with any ELECTRA discriminator."
+)
+
 
 def export_run(
     run_dir: str | os.PathLike,
@@ -131,6 +143,11 @@ def export_run(
     }
     if hasattr(model, "copy_predictions"):
         record["not_exported"] = "copy_predictions (all-tokens-mlm's copy head)"
+    electric = cfg.objective == "electric"
+    if electric:
+        del record["generator"]
+        record["not_exported"] = "generator (Electric's two-tower cloze model has no transformers class)"
+        record["note"] = ELECTRIC_NOTE
 
     disc_model = model
     if cfg.remove_top_word_direction:  # the discriminator as the run delivers it (electra.loading.load_model)
@@ -142,8 +159,11 @@ def export_run(
             main: save_model_dir(
                 getattr(disc_model, main), tmp / main, tokenizer, verify, main.replace("masked_lm", "generator")
             ),
-            "generator": save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator"),
         }
+        if electric:
+            (tmp / main / "README.md").write_text(f"# Electric discriminator\n\n{ELECTRIC_NOTE}\n")
+        else:
+            diffs["generator"] = save_model_dir(model.generator, tmp / "generator", tokenizer, verify, "generator")
         if verify:
             record["verified_max_abs_diff"] = diffs
         write_json(tmp / "export.json", record)

@@ -13,7 +13,11 @@ Conventions (kept so that our numbers are comparable with the paper's compute co
 - the paper's efficiency ablations (§3.5): electra-15 costs what ELECTRA does (the discriminator still reads and
   scores every token; only its loss is restricted); replace-mlm replaces the discriminator by a full-size masked LM
   whose head runs on `output_frac` of the positions; all-tokens-mlm by one whose head runs on every position, plus
-  the copy head (a binary head) everywhere.
+  the copy head (a binary head) everywhere;
+- electric (docs/faithfulness.md §3.5): the generator is two towers of the generator's shape (each its own
+  embedding pass and layers, the causal attention counted as full attention, as a masked SDPA computes it), and its
+  head (dense 2·H_g→E, GELU, LayerNorm, V-way softmax) runs on every position: the NCE logit reads the cloze
+  probability of every token.
 The official script charges the attention-output LayerNorm 5 FLOPs per token instead of 5·H (a missing factor
 H); we keep that so the paper's totals are reproduced exactly (`faithful=False` counts 5·H; the difference is
 below 0.01 %).
@@ -21,7 +25,7 @@ below 0.01 %).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from electra.config import ModelConfig, PretrainConfig
@@ -124,6 +128,13 @@ def forward_flops(m: EncoderShape, head: str, output_frac: float = OUTPUT_FRAC, 
     return m.layers * block_flops(m, faithful) + input_embedding_flops(m) + top
 
 
+def cloze_forward_flops(gen: EncoderShape, faithful: bool = True) -> float:
+    """Forward FLOPs of Electric's two-tower cloze generator on one sequence: two towers of `gen`'s shape, and the
+    cloze head on the joined states (width 2·H_g) at every position."""
+    tower = gen.layers * block_flops(gen, faithful) + input_embedding_flops(gen)
+    return 2 * tower + mlm_head_flops(replace(gen, hidden=2 * gen.hidden), 1.0)
+
+
 def electra_train_flops(
     disc: EncoderShape | None,
     gen: EncoderShape,
@@ -149,6 +160,8 @@ def train_flops_per_sequence(cfg: PretrainConfig, seq_len: int | None = None, fa
     gen = EncoderShape.of(cfg.generator_model, s, embedding=cfg.model.embedding_size)  # tied embeddings
     if cfg.objective == "replace-mlm":
         return 2 * (forward_flops(gen, "mlm", faithful=faithful) + forward_flops(disc, "mlm", faithful=faithful))
+    if cfg.objective == "electric":
+        return 2 * (cloze_forward_flops(gen, faithful) + forward_flops(disc, "binary", faithful=faithful))
     if cfg.objective == "all-tokens-mlm":
         everywhere = forward_flops(disc, "mlm", 1.0, faithful) + binary_head_flops(disc)
         return 2 * (forward_flops(gen, "mlm", faithful=faithful) + everywhere)

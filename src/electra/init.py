@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from electra import objective as obj
 from electra.config import PretrainConfig
+from electra.electric import Electric
 from electra.model import ELECTRA, Embeddings
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def build(cfg: PretrainConfig, special_ids: obj.SpecialIds) -> ELECTRA:
     """`ELECTRA(cfg, special_ids)`, with the `word_start` buffer that `word_init="ppmi"` runs keep in their
     checkpoints (not in exports): the table the run started from, so that `remove_top_word_direction` undoes what
     training moved and not the start's own top direction."""
-    model = ELECTRA(cfg, special_ids)
+    model = (Electric if cfg.objective == "electric" else ELECTRA)(cfg, special_ids)
     if cfg.word_init == "ppmi":
         model.register_buffer("word_start", torch.zeros(cfg.model.vocab_size, cfg.model.embedding_size))
     return model

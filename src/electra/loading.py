@@ -37,6 +37,11 @@ def load_model(
             raise ElectraError(f"run {source} was trained with objective {cfg.objective!r}: it has no discriminator")
         if kind == "discriminator":
             module = model.discriminator
+        elif kind == "generator" and cfg.objective == "electric":
+            raise ElectraError(
+                f"run {source} was trained with objective 'electric': its generator is a two-tower cloze "
+                "model, not a masked LM"
+            )
         elif kind == "generator":
             module = model.generator
         else:  # the full-size encoder: the discriminator's, or the masked LM's
@@ -67,6 +72,10 @@ def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfi
         raise ElectraError("--init-from takes a discriminator and optionally a generator")
     if cfg.objective not in RTD:
         raise ElectraError(f"--init-from starts a discriminator, and objective {cfg.objective!r} trains none")
+    if cfg.objective == "electric" and len(sources) == 2:
+        raise ElectraError(
+            "--init-from: objective electric's generator is a two-tower cloze model; give the discriminator alone"
+        )
     disc = load_hf(sources[0], "discriminator")
     gen = load_hf(sources[1], "generator") if len(sources) == 2 else None
     model_cfg = replace(

@@ -276,6 +276,8 @@ class ELECTRA(nn.Module):
     generator's samples instead of a discriminator). `forward` takes a batch of real tokens and does masking,
     generation, sampling and both losses, so one DDP wrapper covers everything."""
 
+    generator_class: type[nn.Module] = Generator  # (Electric's subclass: its two-tower cloze model)
+
     def __init__(self, cfg: PretrainConfig, special_ids: obj.SpecialIds):
         super().__init__()
         self.cfg = cfg
@@ -285,9 +287,9 @@ class ELECTRA(nn.Module):
         if learner and cfg.embedding_sharing == "official":
             setattr(self, name, kind(cfg.model))
             shared = getattr(self, name).electra.embeddings  # word/pos/type tables + embedding LayerNorm
-            self.generator = Generator(cfg.generator_model, shared)
+            self.generator = self.generator_class(cfg.generator_model, shared)
         else:
-            self.generator = Generator(cfg.generator_model)
+            self.generator = self.generator_class(cfg.generator_model)
         if learner and cfg.embedding_sharing != "official":
             # "none": the discriminator's own tables; "gdes": stop_gradient(generator's tables) + its own deltas
             base = self.generator.electra.embeddings if cfg.embedding_sharing == "gdes" else None

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from electra.tokenizer import WordPiece
 
 
-RTD = ("electra", "electra-15")  # objectives whose full-size model is a discriminator of the generator's samples
+# objectives whose full-size model is a discriminator of the generator's samples (electric: Electric's NCE scorer)
+RTD = ("electra", "electra-15", "electric")
 SAMPLE_MLM = ("replace-mlm", "all-tokens-mlm")  # objectives whose full-size model is a masked LM on those samples
 
 
@@ -85,6 +86,12 @@ def _corrupt(
     return corrupted
 
 
+def maskable(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds) -> Tensor:
+    """(B, L) bool: the real tokens that are not [CLS]/[SEP]/[MASK] (the official `get_candidates_mask`): those the
+    official masking may choose, and those Electric's cloze loss covers."""
+    return attention_mask.bool() & ~is_any(input_ids, (special.cls, special.sep, special.mask))
+
+
 def mask_tokens(
     input_ids: Tensor,
     attention_mask: Tensor,
@@ -100,7 +107,7 @@ def mask_tokens(
     """The official masking: k slots of N drawn *with replacement*, uniformly over real tokens that are not
     [CLS]/[SEP]/[MASK] ([UNK] can be masked)."""
     N = max_predictions
-    candidates = attention_mask.bool() & ~is_any(input_ids, (special.cls, special.sep, special.mask))  # (B, L)
+    candidates = maskable(input_ids, attention_mask, special)  # (B, L)
     k = num_to_mask(attention_mask.sum(1), mask_prob, N)  # (B,)
     weights = (torch.arange(N, device=input_ids.device)[None, :] < k[:, None]).float()  # (B, N)
     has_candidate = candidates.any(1)
@@ -243,8 +250,19 @@ class LossTotals(NamedTuple):
     disc: Tensor  # the full-size model's: the tokens it scores (`scored_positions`), or for replace-mlm the slots
 
 
-def loss_totals(objective: str, masked: Masked, attention_mask: Tensor) -> LossTotals:
-    """The denominators of one micro-batch's two losses, to be summed over the global batch (`generator_loss`)."""
+def loss_totals(
+    objective: str,
+    masked: Masked,
+    attention_mask: Tensor,
+    input_ids: Tensor | None = None,
+    special: SpecialIds | None = None,
+) -> LossTotals:
+    """The denominators of one micro-batch's two losses, to be summed over the global batch (`generator_loss`).
+    Electric's cloze loss covers every `maskable` token of `input_ids`, not the masked slots."""
+    if objective == "electric":
+        if input_ids is None or special is None:
+            raise ValueError("loss_totals: objective electric needs input_ids and the special ids")
+        return LossTotals(maskable(input_ids, attention_mask, special).sum().float(), attention_mask.sum().float())
     gen = masked.weights.sum()
     if objective == "replace-mlm":  # a masked LM at the masked slots, weighted as the generator's
         return LossTotals(gen, gen)
@@ -337,6 +355,7 @@ class PretrainOutput:
     disc_labels: Tensor | None = None  # (B, L) bool: replaced
     disc_input_ids: Tensor | None = None  # (B, L): the corrupted input the full-size model read
     disc_mask: Tensor | None = None  # (B, L) bool: the tokens the discriminator scores (`scored_positions`)
+    disc_prior: Tensor | None = None  # (B, L) electric: the part of disc_logits not from the discriminator
 
 
 def unigram_log_probs(token_counts: Tensor) -> Tensor:

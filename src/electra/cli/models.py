@@ -57,10 +57,10 @@ def run_export(args: argparse.Namespace) -> int:
         )
     else:
         what = f"{record['checkpoint_dir']} (step {record['step']})"
-        print(
-            f"exported {args.source} {what} to {args.out}/discriminator (ElectraForPreTraining) and "
-            f"{args.out}/generator (ElectraForMaskedLM)"
-        )
+        parts = [f"{args.out}/{k} ({record[k]})" for k in ("discriminator", "masked_lm", "generator") if k in record]
+        print(f"exported {args.source} {what} to {' and '.join(parts)}")
+        if "note" in record:  # (electric: what its discriminator's logits are)
+            print(f"note: {record['note']}")
     if args.verify:
         print("verified: transformers' from_pretrained loads every weight and computes our outputs")
     return 0

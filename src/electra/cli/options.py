@@ -169,7 +169,7 @@ FIELD_HELP: dict[str, str] = {
     "objective": "electra: replaced-token detection; mlm: the masked-LM baseline alone; the paper's efficiency "
     "ablations (Table 5): electra-15: the discriminator's loss over the masked-out tokens only; replace-mlm: a "
     "full-size masked LM on the generator's samples instead of [MASK]; all-tokens-mlm: that, predicting every token "
-    "with a copy mechanism",
+    "with a copy mechanism; electric: Electric's noise-contrastive estimation with a two-tower cloze generator",
     "generator_size": "generator width as a fraction of the discriminator's",
     "generator_layers": "generator depth as a fraction of the discriminator's",
     "tie_all_weights": "the generator is the discriminator's own encoder with its own MLM head (official "

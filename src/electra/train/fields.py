@@ -36,7 +36,7 @@ class RunSettings(TypedDict, total=False):
 class PretrainSettings(RunSettings, total=False):
     """The run options and the config fields that override the preset's."""
 
-    objective: Literal["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"]
+    objective: Literal["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm", "electric"]
     generator_size: float
     generator_layers: float
     tie_all_weights: bool

@@ -212,7 +212,10 @@ def train_step(
         for j in range(plan.accum)
     ]
     masks = [model.mask(m["input_ids"], m["attention_mask"], g) for m, g in zip(micro, rngs, strict=True)]
-    parts = [obj.loss_totals(cfg.objective, mk, m["attention_mask"]) for m, mk in zip(micro, masks, strict=True)]
+    parts = [
+        obj.loss_totals(cfg.objective, mk, m["attention_mask"], m["input_ids"], model.special)
+        for m, mk in zip(micro, masks, strict=True)
+    ]
     real = sum(m["attention_mask"].sum() for m in micro).float()
     totals = dist.all_reduce_sum(torch.stack([sum(p.gen for p in parts), sum(p.disc for p in parts), real]), info)
     totals, real = obj.LossTotals(*totals[:2]), totals[2]  # denominators of the global batch, its real tokens
@@ -310,14 +313,17 @@ def evaluate(
     `disc_auc_unigram`: the AUC of scoring each token the discriminator reads by its rarity alone, on the same
     corruptions, which is what a discriminator gets from word frequency without any context (docs/pretraining.md);
     and `gen_loss_unigram`: the loss of predicting every masked word by its frequency alone, on the same masked
-    positions, which is the generator's `gen_loss` without any context (label smoothing aside)."""
+    positions, which is the generator's `gen_loss` without any context (label smoothing aside). For electric the
+    disc_* metrics are its NCE classifier's (label: was sampled), `gen_loss` is over every maskable token, and
+    `disc_auc_cloze` is the AUC of the NCE logit without the discriminator's score: the cloze model's own ranking,
+    which the discriminator must improve on."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
     model.eval()
-    w_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
+    w_sum = gw_sum = tok_sum = gen_loss = disc_loss = gen_correct = sampled_correct = unigram_loss = 0.0
     mlm_correct = replaced = real_sum = 0.0
-    scores, truths, rare = [], [], []
+    scores, truths, rare, prior = [], [], [], []
     for i, b in enumerate(batches):
         b = to_device(b, device)
         g = torch.Generator(device).manual_seed(micro_seed(cfg.seed, 2**31 - 1, i, 2))
@@ -326,12 +332,19 @@ def evaluate(
         mk = model.mask(b["input_ids"], b["attention_mask"], g)
         with precision.autocast():
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], g, mk)
-        w, n = float(mk.weights.sum()), float(obj.loss_totals(cfg.objective, mk, b["attention_mask"]).disc)
-        w_sum, tok_sum = w_sum + w, tok_sum + n
-        gen_loss += float(out.gen_loss) * w
+        t = obj.loss_totals(cfg.objective, mk, b["attention_mask"], b["input_ids"], model.special)
+        w, gw, n = float(mk.weights.sum()), float(t.gen), float(t.disc)  # (gw: electric's cloze loss's tokens)
+        w_sum, gw_sum, tok_sum = w_sum + w, gw_sum + gw, tok_sum + n
+        gen_loss += float(out.gen_loss) * gw
         gen_correct += float(out.gen_accuracy) * w
         sampled_correct += float(out.sampled_accuracy) * w
-        if rarity is not None:
+        if rarity is not None and cfg.objective == "electric":  # its cloze loss covers every maskable token
+            unigram_loss += float(
+                rarity[b["input_ids"].cpu()][
+                    obj.maskable(b["input_ids"], b["attention_mask"], model.special).cpu()
+                ].sum()
+            )
+        elif rarity is not None:
             unigram_loss += float((rarity[mk.targets.cpu()] * mk.weights.cpu().double()).sum())
         disc_loss += float(out.disc_loss) * n
         if cfg.objective in obj.SAMPLE_MLM:
@@ -344,10 +357,12 @@ def evaluate(
             truths.append(out.disc_labels[real].cpu())
             if rarity is not None:
                 rare.append(rarity[out.disc_input_ids[real].cpu()])
+            if out.disc_prior is not None:
+                prior.append(out.disc_prior.float()[real].cpu())
     model.train(was_training)
-    metrics = {"gen_loss": gen_loss / max(w_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
+    metrics = {"gen_loss": gen_loss / max(gw_sum, 1), "gen_accuracy": gen_correct / max(w_sum, 1)}
     if rarity is not None:
-        metrics["gen_loss_unigram"] = unigram_loss / max(w_sum, 1)
+        metrics["gen_loss_unigram"] = unigram_loss / max(gw_sum, 1)
     if cfg.objective in obj.SAMPLE_MLM:
         metrics.update(
             sampled_accuracy=sampled_correct / max(w_sum, 1),
@@ -369,8 +384,7 @@ def evaluate(
             disc_recall=tp / max(float(t.sum()), 1.0),
             replaced_fraction=float(t.float().mean()),
         )
-        if rare:
-            metrics["disc_auc_unigram"] = (
-                float(roc_auc_score(t.numpy(), torch.cat(rare).numpy())) if both else float("nan")
-            )
+        for name, baseline in (("disc_auc_unigram", rare), ("disc_auc_cloze", prior)):
+            if baseline:
+                metrics[name] = float(roc_auc_score(t.numpy(), torch.cat(baseline).numpy())) if both else float("nan")
     return metrics
