@@ -159,6 +159,8 @@ class RunOptions:
     micro_batch_size: int | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: str | None = None  # a torch.compile mode; None: eager
+    fused_generator_head: bool = False  # electra.fused: the generator's head, loss and sampling chunk by chunk
+    graph_optimizer: bool = False  # electra.fused.GraphUpdate: clipping and AdamW as one compiled function
     device: str = "auto"
     progress: bool = True
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)

@@ -1,0 +1,170 @@
+"""The speed variants of `electra.fused` (`--fused-generator-head`, `--graph-optimizer`) against the plain path:
+the same losses, samples and weights, step by step, on the CPU (issue #49, item 2)."""
+
+import json
+
+import pytest
+import torch
+from test_bench import TINY as BENCH
+from test_pretrain import SPECIAL, random_batch, tiny_cfg
+
+from electra import dist, fused, init
+from electra.cli import main
+from electra.errors import ElectraError
+from electra.train.step import BatchPlan, Precision, build_optimizer, train_step
+
+CPU = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+HEAD_CASES = {
+    "electra": {},
+    "label smoothing": {"gen_label_smoothing": 0.1},
+    "disallow correct": {"disallow_correct": True},
+    "temperature": {"temperature": 0.7},
+    "mlm": {"objective": "mlm"},
+    "replace-mlm": {"objective": "replace-mlm"},
+}
+
+
+def forward_and_grads(cfg, fuse, seed=3):
+    torch.manual_seed(0)
+    model = init.build(cfg, SPECIAL)
+    if fuse:
+        fused.fuse_generator_head(model)
+    b = random_batch(seed=seed)
+    g = torch.Generator().manual_seed(7)
+    torch.manual_seed(1)  # dropout
+    out = model(
+        b["input_ids"], b["attention_mask"], b["token_type_ids"], g, model.mask(b["input_ids"], b["attention_mask"], g)
+    )
+    out.loss.backward()
+    return out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("rows", [None, 5], ids=["one chunk", "chunks of 5 slots"])
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_fused_generator_head_gives_the_same_loss_samples_and_gradients(monkeypatch, case, rows):
+    """Same RNG -> the same generator loss (bit for bit: the same log-softmax per slot), the same argmax and Gumbel
+    samples (hence the same fake input and discriminator loss); the gradients agree to float32 rounding (the
+    backward sums the table's gradient chunk by chunk, and subtracts the target's term after the softmax's)."""
+    if rows:  # 64 slots per batch here: several chunks, the last one short
+        monkeypatch.setattr(fused, "CHUNK_ELEMENTS", rows * tiny_cfg().model.vocab_size)
+    cfg = tiny_cfg(**HEAD_CASES[case])
+    (ref, ref_grads), (out, grads) = (forward_and_grads(cfg, fuse) for fuse in (False, True))
+    assert torch.equal(out.gen_loss, ref.gen_loss) and torch.equal(out.loss.detach(), ref.loss.detach())
+    assert torch.equal(out.gen_accuracy, ref.gen_accuracy) and torch.equal(out.sampled_accuracy, ref.sampled_accuracy)
+    if cfg.objective != "mlm":
+        assert torch.equal(out.disc_input_ids, ref.disc_input_ids) and out.disc_labels.any()
+        assert torch.equal(out.disc_loss, ref.disc_loss)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():  # within 2e-6 of the tensor's largest entry
+        r = ref_grads[name]
+        assert (g - r).abs().max() <= 2e-6 * r.abs().max() + 1e-10, name
+
+
+def train(cfg, steps=3, fuse=False, update_mode=None, backend="aot_eager", poison=None):
+    """`steps` updates of the tiny model; returns the logged values per step and the final weights."""
+    torch.manual_seed(0)
+    model = init.build(cfg, SPECIAL)
+    optimizer = build_optimizer(model, cfg)
+    if fuse:
+        fused.fuse_generator_head(model)
+    update = None
+    if update_mode is not False:
+        update = fused.GraphUpdate(optimizer, cfg.max_grad_norm, update_mode, backend=backend)
+    halted = torch.zeros((), dtype=torch.bool)
+    rows = []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3 * (step + 1)
+        batch = random_batch(seed=step)
+        if poison == step:
+            batch["input_ids"] = batch["input_ids"].clone()
+            model.discriminator.discriminator_predictions.dense.bias.data[0] = float("inf")
+        r = train_step(
+            model,
+            model,
+            optimizer,
+            None,
+            batch,
+            step=step,
+            cfg=cfg,
+            plan=BatchPlan(8, 1, 8),
+            info=CPU,
+            precision=Precision("fp32", "cpu"),
+            halted=halted,
+            update=update,
+        )
+        rows.append(r.read())
+    return rows, {n: p.detach().clone() for n, p in model.named_parameters()}, optimizer
+
+
+def assert_same_run(a, b, rel=1e-6, atol=1e-6):
+    for x, y in zip(a[0], b[0], strict=True):
+        for key in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy", "grad_norm"):
+            assert x[key] == pytest.approx(y[key], rel=rel, abs=1e-12), key
+    for name, w in a[1].items():
+        torch.testing.assert_close(w, b[1][name], rtol=0, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("case", ["electra", "mlm"])
+def test_fused_generator_head_trains_as_the_plain_path(case):
+    cfg = tiny_cfg(**HEAD_CASES[case])
+    plain, fast = train(cfg, update_mode=False), train(cfg, fuse=True, update_mode=False)
+    assert [r["gen_loss"] for r in fast[0]][0] == plain[0][0]["gen_loss"]  # the first step: the same weights
+    assert_same_run(fast, plain)
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_graph_update_gives_the_optimizer_steps_of_clip_and_adamw(bias_correction):
+    """Clipping + AdamW as one tensor function, eager and traced whole (`fullgraph=True`, the aot_eager backend:
+    what inductor compiles, without its minutes of C++ builds on the CPU): the same losses and gradient norms,
+    weights within float32 rounding (x + alpha * y is fused on the CPU, x + y * alpha is not), the same state."""
+    cfg = tiny_cfg(adam_bias_correction=bias_correction, max_grad_norm=0.05)  # clipping on at every step
+    plain = train(cfg, update_mode=False)
+    assert all(r["grad_norm"] > 0.05 for r in plain[0])
+    for mode in (None, "default"):
+        run = train(cfg, update_mode=mode)
+        assert_same_run(run, plain)
+        (opt, ref) = run[2], plain[2]
+        assert (
+            [s["step"] for s in opt.state.values()] == [s["step"] for s in ref.state.values()] == [3] * len(ref.state)
+        )
+        for s, t in zip(opt.state.values(), ref.state.values(), strict=True):
+            torch.testing.assert_close(s["exp_avg_sq"], t["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_graph_update_compiled_by_inductor_trains_as_the_plain_path():
+    """(about 2 minutes on 2 CPU cores: inductor builds its C++ kernels)"""
+    cfg = tiny_cfg()
+    assert_same_run(train(cfg, update_mode="default", backend="inductor"), train(cfg, update_mode=False))
+
+
+def test_both_variants_together_train_as_the_plain_path():
+    cfg = tiny_cfg()
+    assert_same_run(train(cfg, fuse=True, update_mode="default"), train(cfg, update_mode=False))
+
+
+def test_graph_update_applies_no_update_from_a_non_finite_step_on():
+    cfg = tiny_cfg()
+    plain, run = train(cfg, update_mode=False, poison=1), train(cfg, update_mode=None, poison=1)
+    assert [r["non_finite"] for r in run[0]] == [r["non_finite"] for r in plain[0]] == [0.0, 1.0, 1.0]
+    for name, w in run[1].items():
+        torch.testing.assert_close(w, plain[1][name], rtol=0, atol=1e-6, equal_nan=True, msg=name)
+
+
+def test_variants_refuse_what_they_cannot_do_in_one_line():
+    model = init.build(tiny_cfg(sampling="multinomial"), SPECIAL)
+    with pytest.raises(ElectraError, match="--fused-generator-head needs .* sampling multinomial"):
+        fused.apply_speed_variants(model, build_optimizer(model, model.cfg), fused_generator_head=True)
+    model = init.build(tiny_cfg(), SPECIAL)
+    with pytest.raises(ElectraError, match="--graph-optimizer does not take fp16"):
+        fused.apply_speed_variants(model, build_optimizer(model, model.cfg), graph_optimizer=True, gradient_scaler=True)
+
+
+def test_bench_times_each_variant(capsys):
+    assert main([*BENCH, "--fused-generator-head", "--graph-optimizer"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (r["fused_generator_head"], r["graph_optimizer"], r["steps"]) == (True, True, 2)
+    assert main([*BENCH, "--graph-optimizer", "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--graph-optimizer does not take fp16" in err[0]
