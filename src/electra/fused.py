@@ -157,6 +157,7 @@ class GraphUpdate:
         self.optimizer, self.max_norm = optimizer, max_norm
         device = optimizer.param_groups[0]["params"][0].device
         self.values = torch.zeros(2, len(optimizer.param_groups), dtype=torch.float64, device=device)
+        torch._dynamo.mark_static_address(self.values)
         self.update: Callable[..., tuple[Tensor, Tensor]] = _update
         if mode is not None:
             self.update = torch.compile(_update, mode=mode, backend=backend, fullgraph=True)
@@ -167,17 +168,21 @@ class GraphUpdate:
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:  # the state as `AdamW.step` keeps it
                 state = opt.state[p]
-                if not state:
+                if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                for moment in (state["exp_avg"], state["exp_avg_sq"]):  # (a CUDA graph updates them in place)
+                    torch._dynamo.mark_static_address(moment)
                 state["step"] = int(state.get("step", 0)) + 1
             states = [opt.state[p] for p in params]
             hyper = (*group["betas"], group["eps"], group["weight_decay"], group["bias_correction"])
             moments = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
             groups.append((params, [p.grad for p in params], *moments, hyper))
             steps.append(states[0]["step"] if states else 0)
-        values = [[g["lr"] for g in opt.param_groups], steps]
-        self.values.copy_(torch.tensor(values, dtype=torch.float64), non_blocking=True)
+        for i, (group, step) in enumerate(zip(opt.param_groups, steps, strict=True)):
+            self.values[0, i].fill_(group["lr"])  # (a fill from a number: no copy from host memory to wait for)
+            self.values[1, i].fill_(step)
+        torch._dynamo.mark_static_address(halted)
         with torch.no_grad():
             out = self.update(groups, self.values, loss, halted, self.max_norm)
         opt.zero_grad(set_to_none=True)
@@ -195,12 +200,14 @@ def _update(
 ) -> tuple[Tensor, Tensor]:
     """`GraphUpdate`'s computation; `values`: (2, groups) float64, each group's learning rate and step count."""
     grads = [g for group in groups for g in group[1]]
-    # torch.nn.utils.clip_grad_norm_'s foreach computation
+    # torch.nn.utils.clip_grad_norm_'s foreach computation (into new tensors: the gradients are cleared next)
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    clipped = torch._foreach_mul(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
     non_finite = ~torch.isfinite(loss) | ~torch.isfinite(total)
     halted |= non_finite
-    for i, (params, g, m, v, (beta1, beta2, eps, decay, bias_correction)) in enumerate(groups):
+    start = 0
+    for i, (params, _, m, v, (beta1, beta2, eps, decay, bias_correction)) in enumerate(groups):
+        g, start = clipped[start : start + len(params)], start + len(params)
         m_new = torch._foreach_lerp(m, g, 1 - beta1)
         v_new = torch._foreach_mul(v, beta2)
         torch._foreach_addcmul_(v_new, g, g, value=1 - beta2)
