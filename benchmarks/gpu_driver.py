@@ -56,6 +56,8 @@ SMALL_VARIANTS = [
     ("compile default", ["--compile"]),
     ("compile reduce-overhead, parts", ["--compile", "reduce-overhead", "--compile-scope", "parts"]),
     ("compile reduce-overhead, batch 256", ["--compile", "reduce-overhead", "--batch", "256"]),
+    # last: autotuning inductor's GEMMs adds minutes to the compile (time it alone: --stages b --budget 300)
+    ("reduce-overhead + gemm epilogues", ["--compile", "reduce-overhead", "--gemm-epilogues"]),
 ]
 
 
@@ -214,8 +216,15 @@ def stage_b(o: argparse.Namespace, log: Log, budget: float) -> None:
         if left < 15 and not o.dry_run:
             log("b.small", variant=name, error="stage budget spent")
             continue
-        if o.dry_run:  # (no compiling on the CPU: --graph-optimizer compiles, tests/test_speed_variants.py covers it)
-            dropped = ("--compile", "reduce-overhead", "--compile-scope", "parts", "--graph-optimizer")
+        if o.dry_run:  # (no compiling on the CPU; tests/test_speed_variants.py covers the compiled variants)
+            dropped = (
+                "--compile",
+                "reduce-overhead",
+                "--compile-scope",
+                "parts",
+                "--graph-optimizer",
+                "--gemm-epilogues",
+            )
             extra = [x for x in extra if x not in dropped]
             extra = ["--batch", "8"] if "--batch" in extra else extra
         log("b.small", variant=name, **bench([*base, *extra, "--device", o.device], left, o.work / "errors.txt"))

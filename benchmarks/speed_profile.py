@@ -6,7 +6,8 @@ ELECTRA-Small's shapes (vocabulary 30522, length 128) at a small batch, eager fp
 then `--steps` profiled steps of `train_step` per setting: the ATen operator calls per step (each is one or more GPU
 kernel launches: the launch count the variants cut), the bytes the step allocates (torch.profiler's memory
 accounting: a proxy for the bytes written), and, per part of the step, the share of the CPU time (indicative only:
-CPU kernels are not GPU kernels). Nothing here is a GPU measurement.
+CPU kernels are not GPU kernels), and the bytes of the tensors autograd keeps from the forward for the backward
+(what a step holds at its peak, besides weights and optimizer state). Nothing here is a GPU measurement.
 """
 
 from __future__ import annotations
@@ -64,7 +65,14 @@ def one_setting(batch: int, steps: int, variants: dict[str, bool]) -> dict[str, 
             update=update,
         ).read()
 
-    first = step(0)
+    saved: dict[int, int] = {}  # storage -> bytes of the tensors autograd keeps for the backward
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        first = step(0)
     started = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         rows = [step(1 + i) for i in range(steps)]
@@ -79,6 +87,7 @@ def one_setting(batch: int, steps: int, variants: dict[str, bool]) -> dict[str, 
         "seconds_per_step_cpu": elapsed,
         "aten_calls_per_step": calls,
         "allocated_mb_per_step": allocated / 2**20,
+        "saved_for_backward_mb": sum(saved.values()) / 2**20,
         "matmul_share_cpu": matmul / total_us,
         "log_softmax_nll_share_cpu": head / total_us,
         "loss_step0": first["loss"],

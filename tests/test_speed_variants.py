@@ -168,3 +168,75 @@ def test_bench_times_each_variant(capsys):
     assert main([*BENCH, "--graph-optimizer", "--precision", "fp16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--graph-optimizer does not take fp16" in err[0]
+
+
+def test_gemm_epilogues_are_the_modes_options_with_inductors_own_gemms():
+    assert fused.compile_options("reduce-overhead") == {"mode": "reduce-overhead"}
+    how = fused.compile_options("reduce-overhead", gemm_epilogues=True)["options"]
+    assert how == {"triton.cudagraphs": True, "max_autotune_gemm": True, "epilogue_fusion": True}
+    assert fused.compile_options("default", gemm_epilogues=True) == {
+        "options": {"max_autotune_gemm": True, "epilogue_fusion": True}
+    }
+    assert main([*BENCH, "--gemm-epilogues"]) == 2  # (needs --compile)
+
+
+@pytest.mark.slow
+def test_gemm_epilogues_compiled_model_trains_as_eager():
+    """(minutes on 2 CPU cores: inductor times and builds its GEMM kernels) Dropout off: compiled dropout draws its
+    masks its own way."""
+    from electra.train.step import compile_model
+
+    cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    plain = train(cfg, update_mode=False)
+    torch.manual_seed(0)
+    model = init.build(cfg, SPECIAL)
+    optimizer = build_optimizer(model, cfg)
+    assert compile_model(model, "default", gemm_epilogues=True) is False
+    rows = []
+    for step in range(3):
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3 * (step + 1)
+        r = train_step(
+            model,
+            model,
+            optimizer,
+            None,
+            random_batch(seed=step),
+            step=step,
+            cfg=cfg,
+            plan=BatchPlan(8, 1, 8),
+            info=CPU,
+            precision=Precision("fp32", "cpu"),
+        )
+        rows.append(r.read())
+    assert_same_run((rows, dict(model.named_parameters())), plain, rel=1e-5, atol=1e-5)
+
+
+def test_fused_generator_head_traces_inside_the_compiled_forward():
+    """The whole forward compiled (aot_eager: dynamo and AOT autograd trace the fused head's forward and backward
+    as inductor would receive them) trains as the plain eager path; dropout off, as for any compiled comparison."""
+    cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    plain = train(cfg, update_mode=False)
+    torch.manual_seed(0)
+    model = init.build(cfg, SPECIAL)
+    optimizer = build_optimizer(model, cfg)
+    fused.fuse_generator_head(model)
+    model.compile(backend="aot_eager")
+    rows = []
+    for step in range(3):
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3 * (step + 1)
+        r = train_step(
+            model,
+            model,
+            optimizer,
+            None,
+            random_batch(seed=step),
+            step=step,
+            cfg=cfg,
+            plan=BatchPlan(8, 1, 8),
+            info=CPU,
+            precision=Precision("fp32", "cpu"),
+        )
+        rows.append(r.read())
+    assert_same_run((rows, dict(model.named_parameters())), plain, rel=1e-6, atol=1e-6)

@@ -10,6 +10,8 @@ tests/test_speed_variants.py holds each to the losses and weights of the plain p
 - `GraphUpdate`: gradient clipping and the AdamW update as one tensor-only function (the learning rate and step
   a device tensor, the non-finite skip on the device), which `torch.compile` captures as one graph -- with
   reduce-overhead, one CUDA graph replay per step instead of a few dozen launches.
+- `compile_options(mode, gemm_epilogues=True)`: the compiled model with inductor's own GEMM kernels where they are
+  faster, the bias, GELU, dropout and residual fused into them: fewer, larger kernels for the small products.
 """
 
 from __future__ import annotations
@@ -227,6 +229,20 @@ def _update(
     return total, non_finite
 
 
+def compile_options(mode: str, gemm_epilogues: bool = False) -> dict[str, Any]:
+    """`torch.compile`'s keywords for `mode`; with `gemm_epilogues` the same mode's inductor options plus
+    `max_autotune_gemm` and `epilogue_fusion`: inductor times its own (Triton) GEMM kernels against the vendor
+    library's for each product and keeps the faster, and into its own it fuses what follows the product -- the
+    bias, the exact (erf) GELU of the feed-forward, dropout and the residual add -- so the feed-forward and the
+    heads become fewer, larger kernels with the same math. (The vendor's fused GELU epilogue is the tanh
+    approximation: a different function, so not used.)"""
+    if not gemm_epilogues:
+        return {"mode": mode}
+    from torch._inductor import list_mode_options
+
+    return {"options": {**list_mode_options(mode), "max_autotune_gemm": True, "epilogue_fusion": True}}
+
+
 def apply_speed_variants(
     model: ELECTRA,
     optimizer: AdamW,
@@ -236,9 +252,13 @@ def apply_speed_variants(
     compile_mode: str | None = None,
     gradient_scaler: bool = False,
     max_grad_norm: float = 1.0,
+    gemm_epilogues: bool = False,
 ) -> GraphUpdate | None:
     """Switch the chosen variants on for `model` and `optimizer`; returns the `GraphUpdate` for `train_step` when
-    `graph_optimizer` (compiled with the run's `compile_mode`, or "default" when the run is eager)."""
+    `graph_optimizer` (compiled with the run's `compile_mode`, or "default" when the run is eager). `gemm_epilogues`
+    is checked here and applied by compiling the model (`compile_options`)."""
+    if gemm_epilogues and compile_mode is None:
+        raise ElectraError("--gemm-epilogues changes how --compile compiles: give --compile MODE as well")
     if fused_generator_head:
         fuse_generator_head(model)
     if not graph_optimizer:

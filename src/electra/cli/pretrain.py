@@ -135,6 +135,13 @@ def add_variant_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
         help="gradient clipping and the AdamW update as one compiled function (with --compile's mode, else "
         "default): inside a CUDA graph with reduce-overhead (not with fp16)",
     )
+    parser.add_argument(
+        "--gemm-epilogues",
+        action="store_true",
+        default=None,
+        help="with --compile: inductor's own GEMM kernels where faster than the vendor's, with the bias, exact "
+        "GELU, dropout and residual fused in (fewer, larger kernels; autotuning adds minutes to the compile)",
+    )
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +182,8 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
     warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    variants = dict(fused_generator_head=bool(args.fused_generator_head), graph_optimizer=bool(args.graph_optimizer))
+    names = ("fused_generator_head", "graph_optimizer", "gemm_epilogues")
+    variants = {name: bool(getattr(args, name)) for name in names}
     r = measure(
         cfg,
         args.steps,

@@ -46,6 +46,7 @@ class SingleProcessStep:
         compile_scope: str = "model",
         fused_generator_head: bool = False,
         graph_optimizer: bool = False,
+        gemm_epilogues: bool = False,
     ):
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
@@ -56,7 +57,9 @@ class SingleProcessStep:
         self.model = init.build(cfg, SpecialIds()).to(self.info.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
-        self.cudagraphs = compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
+        self.cudagraphs = False
+        if compile_mode:
+            self.cudagraphs = compile_model(self.model, compile_mode, compile_scope, gemm_epilogues)
         self.halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
         self.update = apply_speed_variants(
             self.model,
@@ -66,6 +69,7 @@ class SingleProcessStep:
             compile_mode=compile_mode,
             gradient_scaler=self.scaler is not None,
             max_grad_norm=cfg.max_grad_norm,
+            gemm_epilogues=gemm_epilogues,
         )
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
@@ -98,6 +102,7 @@ def measure(
     compile_scope: str = "model",
     fused_generator_head: bool = False,
     graph_optimizer: bool = False,
+    gemm_epilogues: bool = False,
 ) -> dict[str, float]:
     """Time `steps` training steps after `warmup` untimed ones (the options as `electra bench` names them)."""
     run = SingleProcessStep(
@@ -109,6 +114,7 @@ def measure(
         compile_scope,
         fused_generator_head,
         graph_optimizer,
+        gemm_epilogues,
     )
     dev = run.info.device
     special = SpecialIds()
@@ -144,6 +150,7 @@ def measure(
         "compile_scope": compile_scope if compile_mode else None,
         "fused_generator_head": fused_generator_head,
         "graph_optimizer": graph_optimizer,
+        "gemm_epilogues": gemm_epilogues,
         "batch": B,
         "seq_len": L,
         "micro_batch": run.plan.micro,

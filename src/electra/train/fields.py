@@ -28,6 +28,7 @@ class RunSettings(TypedDict, total=False):
     compile: str | None
     fused_generator_head: bool
     graph_optimizer: bool
+    gemm_epilogues: bool
     device: str
     progress: bool
     probe: str

@@ -148,7 +148,7 @@ def train(
     if info.is_main:
         outputs.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
-    cudagraphs = compile_model(model, opts.compile) if opts.compile else False
+    cudagraphs = compile_model(model, opts.compile, gemm_epilogues=opts.gemm_epilogues) if opts.compile else False
     update = apply_speed_variants(
         model,
         optimizer,
@@ -157,6 +157,7 @@ def train(
         compile_mode=opts.compile,
         gradient_scaler=scaler is not None,
         max_grad_norm=cfg.max_grad_norm,
+        gemm_epilogues=opts.gemm_epilogues,
     )
     wrapped: nn.Module = model
     if info.distributed:

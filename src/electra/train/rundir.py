@@ -161,6 +161,7 @@ class RunOptions:
     compile: str | None = None  # a torch.compile mode; None: eager
     fused_generator_head: bool = False  # electra.fused: the generator's head, loss and sampling chunk by chunk
     graph_optimizer: bool = False  # electra.fused.GraphUpdate: clipping and AdamW as one compiled function
+    gemm_epilogues: bool = False  # with compile: inductor's GEMMs with the pointwise work fused in (electra.fused)
     device: str = "auto"
     progress: bool = True
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)

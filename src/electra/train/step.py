@@ -22,7 +22,7 @@ from electra import dist
 from electra import objective as obj
 from electra.config import COMPILE_MODES, COMPILE_SCOPES, MAX_MICRO_TOKENS, PretrainConfig
 from electra.errors import ElectraError
-from electra.fused import GraphUpdate
+from electra.fused import GraphUpdate, compile_options
 from electra.model import ELECTRA
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
@@ -116,7 +116,7 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
+def compile_model(model: ELECTRA, mode: str, scope: str = "model", gemm_epilogues: bool = False) -> bool:
     """`torch.compile` the model in place (parameter names, hence checkpoints, stay the same). scope "model":
     ELECTRA's whole forward -- generator, losses, sampling, discriminator -- as one graph; the draws from explicit
     `torch.Generator`s (the masking, and the sampling noise, drawn first) stay eager. "parts": the generator and
@@ -124,19 +124,20 @@ def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
 
     "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
     needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
-    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
+    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`). `gemm_epilogues`:
+    inductor's own GEMM kernels with the pointwise work fused in (`electra.fused.compile_options`)."""
     if mode not in COMPILE_MODES:
         raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     if scope not in COMPILE_SCOPES:
         raise ElectraError(f"unknown compile scope {scope!r}; expected one of {', '.join(COMPILE_SCOPES)}")
-    if scope == "model":
-        model.compile(mode=mode)
-    else:
-        model.generator.compile(mode=mode)
-        if model.cfg.objective in obj.RTD:
-            model.discriminator.compile(mode=mode)
-        elif model.cfg.objective in obj.SAMPLE_MLM:  # (its heads, and the copy head, stay eager)
-            model.masked_lm.electra.compile(mode=mode)
+    how = compile_options(mode, gemm_epilogues)
+    parts = [model] if scope == "model" else [model.generator]
+    if scope != "model" and model.cfg.objective in obj.RTD:
+        parts.append(model.discriminator)
+    elif scope != "model" and model.cfg.objective in obj.SAMPLE_MLM:  # (its heads, and the copy head, stay eager)
+        parts.append(model.masked_lm.electra)
+    for part in parts:
+        part.compile(**how)
     return mode in CUDA_GRAPH_MODES
 
 
