@@ -6,7 +6,9 @@ import json
 import pytest
 import torch
 from test_bench import TINY as BENCH
-from test_pretrain import SPECIAL, random_batch, tiny_cfg
+from test_objective_variants import pretrain
+from test_pretrain import SPECIAL, TINY, data_dir, metrics, random_batch, tiny_cfg  # noqa: F401  (data_dir: fixture)
+from test_reliability import _snapshot
 
 from electra import dist, fused, init
 from electra.cli import main
@@ -240,3 +242,27 @@ def test_fused_generator_head_traces_inside_the_compiled_forward():
         )
         rows.append(r.read())
     assert_same_run((rows, dict(model.named_parameters())), plain, rel=1e-6, atol=1e-6)
+
+
+def test_pretrain_with_the_fused_head_logs_the_plain_losses_and_resumes_bit_exactly(data_dir, tmp_path):  # noqa: F811
+    """`electra pretrain --fused-generator-head`: the plain run's losses step by step, the option kept in the run's
+    config, and a run killed after step 2's checkpoint and resumed ends with the uninterrupted run's weights,
+    metrics and checkpoints, bit for bit."""
+    args = [*TINY, "--data", str(data_dir), "--eval-every", "0", "--log-every", "1", "--probe", "none"]
+    args += ["--max-steps", "4", "--save-every", "2"]
+    plain, full, cut = tmp_path / "plain", tmp_path / "full", tmp_path / "cut"
+    assert pretrain(args, plain).returncode == 0
+    fast = [*args, "--fused-generator-head"]
+    assert pretrain(fast, full).returncode == 0
+    for a, b in zip(metrics(full), metrics(plain), strict=True):
+        assert (a["step"], a["gen_loss"], a["disc_loss"]) == pytest.approx(
+            (b["step"], b["gen_loss"], b["disc_loss"]), rel=1e-6
+        )
+    assert json.loads((full / "config.json").read_text())["run"]["fused_generator_head"] is True
+    killed = pretrain(fast, cut, fault="metrics.written@3")  # SIGKILL at step 3's log line
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = pretrain([*fast, "--resume"], cut)
+    assert resumed.returncode == 0 and "at step 2;" in resumed.stdout, resumed.stderr[-2000:]
+    expected, got = _snapshot(full), _snapshot(cut)
+    for key in expected:
+        assert got[key] == expected[key], key
