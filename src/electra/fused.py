@@ -1,12 +1,12 @@
 """Speed variants of the pretraining step that compute what the paper's model (`electra.model`) and the official
 optimizer (`electra.optim`) compute, with fewer passes through memory or fewer kernel launches. Each is off by
-default and switched on by a run option (`--fused-generator-head`, `--graph-optimizer`);
+default and switched on by a run option (`--fused-generator-head`, `--graph-optimizer`, `--gemm-epilogues`);
 tests/test_speed_variants.py holds each to the losses and weights of the plain path.
 
 - `fuse_generator_head`: the generator's MLM head over the masked slots, its loss, argmax and Gumbel sampling in
   one pass over the vocabulary per chunk of slots (`FusedMLMHead`), never holding the [slots x vocabulary] logits,
-  log-probabilities or their gradient whole; the backward recomputes each chunk's logits from the saved hidden
-  states and log-normaliser.
+  log-probabilities or their gradient whole from the forward to the backward, which recomputes each chunk's
+  log-softmax from the saved hidden states.
 - `GraphUpdate`: gradient clipping and the AdamW update as one tensor-only function (the learning rate and step
   a device tensor, the non-finite skip on the device), which `torch.compile` captures as one graph -- with
   reduce-overhead, one CUDA graph replay per step instead of a few dozen launches.
@@ -41,9 +41,9 @@ class FusedMLMHead(torch.autograd.Function):
     """nll, argmax and Gumbel sample of every slot from h (S, E), the tied output layer (V, E) and bias (V,), chunk
     by chunk of slots. Per chunk the forward computes the logits once and reads them for the log-softmax, the argmax
     and the sample, and keeps nothing of them; the backward recomputes the chunk's log-softmax and accumulates the
-    gradients of h, the table and the bias. The nll is F.cross_entropy's (label smoothing included), the sample
-    `objective.sample_replacements`' (gumbel), the gradient the one autograd gives through both, operation by
-    operation."""
+    gradients of h, the table and the bias. The nll is F.cross_entropy's (label smoothing included) and the sample
+    `objective.sample_replacements`' (gumbel), operation by operation; so is the gradient, but for the sums over
+    chunks (the table's and the bias's gradients add one chunk's at a time)."""
 
     @staticmethod
     def forward(
@@ -58,7 +58,7 @@ class FusedMLMHead(torch.autograd.Function):
         smoothing: float,
         rows: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        S = h.shape[0]
+        S, V = h.shape[0], weight.shape[0]
         nll = h.new_empty(S)
         predicted = torch.empty(S, dtype=torch.long, device=h.device)
         sampled = torch.zeros(S, dtype=torch.long, device=h.device)
@@ -66,8 +66,8 @@ class FusedMLMHead(torch.autograd.Function):
             c = slice(start, min(start + rows, S))
             logits = F.linear(h[c], weight, bias)  # (rows, V)
             log_probs = logits.log_softmax(-1)
-            picked = -log_probs.gather(1, targets[c, None]).squeeze(1)
-            nll[c] = picked if not smoothing else (1 - smoothing) * picked + smoothing * -log_probs.mean(-1)
+            picked = -log_probs.gather(1, targets[c, None]).squeeze(1)  # (F.cross_entropy's operations, in order)
+            nll[c] = picked if not smoothing else (1 - smoothing) * picked + -log_probs.sum(-1) * (smoothing / V)
             predicted[c] = logits.argmax(-1)
             if noise is not None:
                 scaled = logits / temperature
@@ -83,18 +83,19 @@ class FusedMLMHead(torch.autograd.Function):
     def backward(ctx: Any, grad_nll: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # noqa: ANN401
         h, weight, bias, targets = ctx.saved_tensors
         eps, rows, S, V = ctx.smoothing, ctx.rows, h.shape[0], weight.shape[0]
-        grad_h, grad_w, grad_b = torch.empty_like(h), torch.zeros_like(weight), torch.zeros_like(bias)
+        grad_h, grad_w, grad_b = torch.empty_like(h), None, None
         for start in range(0, S, rows):
             c = slice(start, min(start + rows, S))
+            # the gradient F.cross_entropy's backward gives the log-softmax, then log_softmax's own backward
+            log_probs = F.linear(h[c], weight, bias).log_softmax(-1)
             gn = grad_nll[c, None]
-            # d nll / d logits = softmax * g - (1 - eps) g at the target - eps g / V, as log_softmax's backward
-            g = F.linear(h[c], weight, bias).log_softmax(-1).exp_().mul_(gn)
+            grad = torch.zeros_like(log_probs).scatter_(1, targets[c, None], -(gn * (1 - eps)) if eps else -gn)
             if eps:
-                g -= gn * (eps / V)
-            g.scatter_add_(1, targets[c, None], -(1 - eps) * gn if eps else -gn)
+                grad = grad + (-(gn * (eps / V))).expand_as(grad)
+            g = torch._log_softmax_backward_data(grad, log_probs, 1, log_probs.dtype)
             grad_h[c] = g @ weight
-            grad_w.addmm_(g.t(), h[c])
-            grad_b += g.sum(0)
+            grad_w = g.t() @ h[c] if grad_w is None else grad_w.addmm_(g.t(), h[c])
+            grad_b = g.sum(0) if grad_b is None else grad_b.add_(g.sum(0))
         return grad_h, grad_w, grad_b, None, None, None, None, None, None
 
 
