@@ -174,8 +174,8 @@ class GraphUpdate:
                 if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                for moment in (state["exp_avg"], state["exp_avg_sq"]):  # (a CUDA graph updates them in place)
-                    torch._dynamo.mark_static_address(moment)
+                for kept in (p, state["exp_avg"], state["exp_avg_sq"]):  # (a CUDA graph updates them in place)
+                    torch._dynamo.mark_static_address(kept)
                 state["step"] = int(state.get("step", 0)) + 1
             states = [opt.state[p] for p in params]
             hyper = (*group["betas"], group["eps"], group["weight_decay"], group["bias_correction"])
