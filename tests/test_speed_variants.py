@@ -284,3 +284,16 @@ def test_pretrain_with_the_fused_head_logs_the_plain_losses_and_resumes_bit_exac
     expected, got = _snapshot(full), _snapshot(cut)
     for key in expected:
         assert got[key] == expected[key], key
+
+
+def test_pretrain_refuses_a_variant_the_run_cannot_use_before_writing_anything(data_dir, tmp_path, capsys):  # noqa: F811
+    args = [*TINY, "--data", str(data_dir), "--max-steps", "4"]
+    cases = {
+        "a": (["--fused-generator-head", "--sampling", "multinomial"], "--fused-generator-head needs"),
+        "b": (["--gemm-epilogues"], "give --compile MODE as well"),
+    }
+    for name, (extra, message) in cases.items():
+        assert main(["pretrain", *args, *extra, "--out", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / name).exists() or not any((tmp_path / name).iterdir())

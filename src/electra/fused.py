@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from electra import objective as obj
+from electra.config import PretrainConfig
 from electra.errors import ElectraError
 from electra.model import ELECTRA
 from electra.optim import AdamW
@@ -134,14 +135,22 @@ def fused_generate(
     return loss, predicted.view(B, N), None if noise is None else sampled.view(B, N)
 
 
-def fuse_generator_head(model: ELECTRA) -> None:
-    """Make `model.generate` (hence its forward) use the fused generator head (`fused_generate`) from now on."""
-    cfg = model.cfg
-    if cfg.uniform_generator or (cfg.objective != "mlm" and cfg.sampling != "gumbel"):
+def check_speed_variants(
+    cfg: PretrainConfig, compile_mode: str | None, *, fused_generator_head: bool = False, gemm_epilogues: bool = False
+) -> None:
+    """Refuse, in one line, a variant this run cannot use (before anything of the run is written)."""
+    if fused_generator_head and (cfg.uniform_generator or (cfg.objective != "mlm" and cfg.sampling != "gumbel")):
         raise ElectraError(
             "--fused-generator-head needs a generator that samples by gumbel (sampling gumbel, uniform_generator "
             f"false); this run has sampling {cfg.sampling}, uniform_generator {str(cfg.uniform_generator).lower()}"
         )
+    if gemm_epilogues and compile_mode is None:
+        raise ElectraError("--gemm-epilogues changes how --compile compiles: give --compile MODE as well")
+
+
+def fuse_generator_head(model: ELECTRA) -> None:
+    """Make `model.generate` (hence its forward) use the fused generator head (`fused_generate`) from now on."""
+    check_speed_variants(model.cfg, None, fused_generator_head=True)
     model.generate = types.MethodType(fused_generate, model)  # (an instance attribute: parameters are unchanged)
 
 
@@ -258,8 +267,7 @@ def apply_speed_variants(
     """Switch the chosen variants on for `model` and `optimizer`; returns the `GraphUpdate` for `train_step` when
     `graph_optimizer` (compiled with the run's `compile_mode`, or "default" when the run is eager). `gemm_epilogues`
     is checked here and applied by compiling the model (`compile_options`)."""
-    if gemm_epilogues and compile_mode is None:
-        raise ElectraError("--gemm-epilogues changes how --compile compiles: give --compile MODE as well")
+    check_speed_variants(model.cfg, compile_mode, gemm_epilogues=gemm_epilogues)
     if fused_generator_head:
         fuse_generator_head(model)
     if not graph_optimizer:

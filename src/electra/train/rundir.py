@@ -35,6 +35,7 @@ from electra.config import (
     preset,
 )
 from electra.errors import ConfigError, ElectraError
+from electra.fused import check_speed_variants
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -269,6 +270,8 @@ def resolve_setup(
             opts.init_from = None  # the checkpoint has the weights
     else:
         cfg = config_from(preset_name, overrides)
+    variants = dict(fused_generator_head=opts.fused_generator_head, gemm_epilogues=opts.gemm_epilogues)
+    check_speed_variants(cfg, opts.compile, **variants)  # (before the data is prepared or anything written)
     if opts.init_from:
         cfg, init_model, tokenizer = init_from_hf(cfg, opts.init_from)
     data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)
