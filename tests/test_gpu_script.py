@@ -46,7 +46,7 @@ def test_gpu_driver_dry_run(tmp_path):
         assert f"{name}/checkpoints/latest/model.safetensors" in names
     assert "data/vocab.txt" in names or "data/meta.json" in names
     small = [r for r in rows if r["stage"] == "b.small"]
-    assert len(small) == 5 and all("seqs_per_s" in r for r in small), small
+    assert len(small) == 9 and all("seqs_per_s" in r for r in small), small
     assert {r["preset"] for r in rows if r["stage"] == "c.throughput" and "seqs_per_s" in r} == {"base", "large"}
     assert all(r["largest_fitting"] for r in rows if r["stage"] == "c.max_micro_batch")
     fine = [r for r in rows if r["stage"] == "d.finetune"]

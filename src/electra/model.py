@@ -319,6 +319,27 @@ class ELECTRA(nn.Module):
             )
         return obj.mask_tokens_bernoulli(input_ids, attention_mask, cfg.mask_prob, self.special, **corrupt)
 
+    def generate(
+        self, masked: obj.Masked, mask: Tensor, types: Tensor, rng: torch.Generator | None, total: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The generator's loss, argmax and samples (None for mlm) at the masked slots, from their logits (B, N, V)
+        (`electra.fused.fuse_generator_head` swaps in a version that never holds them all at once)."""
+        cfg, (B, N), V = self.cfg, masked.positions.shape, self.cfg.model.vocab_size
+        noise = None
+        if cfg.objective != "mlm" and cfg.sampling == "gumbel":
+            # the noise first (the stream is not used in between): a draw ends a compiled graph, the rest is one
+            noise = torch.rand((B, N, V), generator=rng, device=mask.device)
+        if cfg.uniform_generator:
+            logits = torch.zeros(B, N, V, device=mask.device, requires_grad=True)
+        else:
+            logits = self.generator(masked.input_ids, mask, types, masked.positions)
+        loss = obj.generator_loss(logits, masked.targets, masked.weights, cfg.gen_label_smoothing, total)
+        with torch.no_grad():
+            disallow, argmax = (masked.targets if cfg.disallow_correct else None), logits.argmax(-1)
+            if cfg.objective == "mlm":
+                return loss, argmax, None
+            return loss, argmax, obj.sample_replacements(logits, cfg.temperature, cfg.sampling, rng, disallow, noise)
+
     def forward(
         self,
         input_ids: Tensor,
@@ -335,34 +356,13 @@ class ELECTRA(nn.Module):
         if masked is None:
             masked = self.mask(input_ids, attention_mask, rng)
         gen_total, disc_total = (None, None) if totals is None else totals
-        noise = None
-        if cfg.objective != "mlm" and cfg.sampling == "gumbel":
-            # the sampling noise of step 3, drawn now (the generator's stream order is unchanged: it is not used in
-            # between): a draw from an explicit generator ends a torch.compile graph, so all that follows is one
-            B, N = masked.positions.shape
-            noise = torch.rand((B, N, cfg.model.vocab_size), generator=rng, device=input_ids.device)
-        # 2. generator logits at the masked slots only
-        if cfg.uniform_generator:
-            B, N = masked.positions.shape
-            logits = torch.zeros(B, N, cfg.model.vocab_size, device=input_ids.device, requires_grad=True)
-        else:
-            logits = self.generator(masked.input_ids, attention_mask, token_type_ids, masked.positions)  # (B, N, V)
-        gen_loss = obj.generator_loss(logits, masked.targets, masked.weights, cfg.gen_label_smoothing, gen_total)
-        if cfg.objective == "mlm":
+        # 2. and 3. the generator's loss, argmax and samples (fp32, no gradient) at the masked slots only
+        gen_loss, predicted, sampled = self.generate(masked, attention_mask, token_type_ids, rng, gen_total)
+        if sampled is None:  # mlm
             zero = gen_loss.new_zeros(())
-            return PretrainOutput(
-                loss=cfg.gen_weight * gen_loss,
-                gen_loss=gen_loss.detach(),
-                disc_loss=zero,
-                gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
-                sampled_accuracy=zero,
-                disc_accuracy=zero,
-                replaced_fraction=zero,
-            )
-        # 3. sample replacements (fp32, no gradient) and build the discriminator's input and labels
-        with torch.no_grad():
-            disallow = masked.targets if cfg.disallow_correct else None
-            sampled = obj.sample_replacements(logits.detach(), cfg.temperature, cfg.sampling, rng, disallow, noise)
+            accuracy = obj.weighted_accuracy(predicted, masked.targets, masked.weights)
+            return PretrainOutput(cfg.gen_weight * gen_loss, gen_loss.detach(), zero, accuracy, zero, zero, zero)
+        with torch.no_grad():  # the discriminator's input and labels
             fake_ids, labels = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
         # 4. the discriminator's loss over every real token (electra-15: the masked-out ones), or a full-size masked
         # LM on the fake input, at the masked slots (replace-mlm) or with its copy head at every token (all-tokens-mlm)
@@ -388,7 +388,7 @@ class ELECTRA(nn.Module):
                 loss=loss,
                 gen_loss=gen_loss.detach(),
                 disc_loss=disc_loss.detach(),
-                gen_accuracy=obj.weighted_accuracy(logits.argmax(-1), masked.targets, masked.weights),
+                gen_accuracy=obj.weighted_accuracy(predicted, masked.targets, masked.weights),
                 sampled_accuracy=obj.weighted_accuracy(sampled, masked.targets, masked.weights),
                 disc_accuracy=d["accuracy"],
                 replaced_fraction=d["replaced_fraction"],

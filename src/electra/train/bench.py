@@ -18,6 +18,7 @@ import torch
 from electra import dist, init
 from electra.config import PretrainConfig
 from electra.flops import count_parameters, train_flops_per_sequence
+from electra.fused import apply_speed_variants
 from electra.objective import SpecialIds
 from electra.train.step import (
     StepResult,
@@ -43,6 +44,9 @@ class SingleProcessStep:
         device: str,
         micro_batch_size: int | None = None,
         compile_scope: str = "model",
+        fused_generator_head: bool = False,
+        graph_optimizer: bool = False,
+        gemm_epilogues: bool = False,
     ):
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
@@ -53,8 +57,20 @@ class SingleProcessStep:
         self.model = init.build(cfg, SpecialIds()).to(self.info.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
-        self.cudagraphs = compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
+        self.cudagraphs = False
+        if compile_mode:
+            self.cudagraphs = compile_model(self.model, compile_mode, compile_scope, gemm_epilogues)
         self.halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
+        self.update = apply_speed_variants(
+            self.model,
+            self.optimizer,
+            fused_generator_head=fused_generator_head,
+            graph_optimizer=graph_optimizer,
+            compile_mode=compile_mode,
+            gradient_scaler=self.scaler is not None,
+            max_grad_norm=cfg.max_grad_norm,
+            gemm_epilogues=gemm_epilogues,
+        )
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
         set_learning_rate(self.optimizer, self.cfg, step + 1)
@@ -71,6 +87,7 @@ class SingleProcessStep:
             precision=self.precision,
             cudagraphs=self.cudagraphs,
             halted=self.halted,
+            update=self.update,
         )
 
 
@@ -83,8 +100,22 @@ def measure(
     device: str,
     micro_batch_size: int | None = None,
     compile_scope: str = "model",
+    fused_generator_head: bool = False,
+    graph_optimizer: bool = False,
+    gemm_epilogues: bool = False,
 ) -> dict[str, float]:
-    run = SingleProcessStep(cfg, precision_name, compile_mode, device, micro_batch_size, compile_scope)
+    """Time `steps` training steps after `warmup` untimed ones (the options as `electra bench` names them)."""
+    run = SingleProcessStep(
+        cfg,
+        precision_name,
+        compile_mode,
+        device,
+        micro_batch_size,
+        compile_scope,
+        fused_generator_head,
+        graph_optimizer,
+        gemm_epilogues,
+    )
     dev = run.info.device
     special = SpecialIds()
     g = torch.Generator().manual_seed(0)
@@ -117,6 +148,9 @@ def measure(
         "precision": run.precision.name,
         "compile": compile_mode or False,
         "compile_scope": compile_scope if compile_mode else None,
+        "fused_generator_head": fused_generator_head,
+        "graph_optimizer": graph_optimizer,
+        "gemm_epilogues": gemm_epilogues,
         "batch": B,
         "seq_len": L,
         "micro_batch": run.plan.micro,

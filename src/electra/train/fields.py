@@ -26,6 +26,9 @@ class RunSettings(TypedDict, total=False):
     micro_batch_size: int | None
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     compile: str | None
+    fused_generator_head: bool
+    graph_optimizer: bool
+    gemm_epilogues: bool
     device: str
     progress: bool
     probe: str

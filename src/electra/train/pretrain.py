@@ -36,6 +36,7 @@ from electra.config import (
 from electra.data.loader import count_ids
 from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
+from electra.fused import apply_speed_variants
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.train import console, outputs
@@ -147,7 +148,17 @@ def train(
     if info.is_main:
         outputs.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
-    cudagraphs = compile_model(model, opts.compile) if opts.compile else False
+    cudagraphs = compile_model(model, opts.compile, gemm_epilogues=opts.gemm_epilogues) if opts.compile else False
+    update = apply_speed_variants(
+        model,
+        optimizer,
+        fused_generator_head=opts.fused_generator_head,
+        graph_optimizer=opts.graph_optimizer,
+        compile_mode=opts.compile,
+        gradient_scaler=scaler is not None,
+        max_grad_norm=cfg.max_grad_norm,
+        gemm_epilogues=opts.gemm_epilogues,
+    )
     wrapped: nn.Module = model
     if info.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -194,6 +205,7 @@ def train(
                 precision=precision,
                 cudagraphs=cudagraphs,
                 halted=halted,
+                update=update,
             )
             step += 1
             unread.append((step, r))

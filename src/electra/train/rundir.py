@@ -35,6 +35,7 @@ from electra.config import (
     preset,
 )
 from electra.errors import ConfigError, ElectraError
+from electra.fused import check_speed_variants
 from electra.loading import init_from_hf
 from electra.model import ELECTRA
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -159,6 +160,9 @@ class RunOptions:
     micro_batch_size: int | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: str | None = None  # a torch.compile mode; None: eager
+    fused_generator_head: bool = False  # electra.fused: the generator's head, loss and sampling chunk by chunk
+    graph_optimizer: bool = False  # electra.fused.GraphUpdate: clipping and AdamW as one compiled function
+    gemm_epilogues: bool = False  # with compile: inductor's GEMMs with the pointwise work fused in (electra.fused)
     device: str = "auto"
     progress: bool = True
     probe: str = "builtin"  # the linear-probe set logged at every evaluation ("none": no probe)
@@ -266,6 +270,8 @@ def resolve_setup(
             opts.init_from = None  # the checkpoint has the weights
     else:
         cfg = config_from(preset_name, overrides)
+    variants = dict(fused_generator_head=opts.fused_generator_head, gemm_epilogues=opts.gemm_epilogues)
+    check_speed_variants(cfg, opts.compile, **variants)  # (before the data is prepared or anything written)
     if opts.init_from:
         cfg, init_model, tokenizer = init_from_hf(cfg, opts.init_from)
     data_dir = _prepare_data(opts, cfg, run_dir, tokenizer, info)

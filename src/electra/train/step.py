@@ -22,6 +22,7 @@ from electra import dist
 from electra import objective as obj
 from electra.config import COMPILE_MODES, COMPILE_SCOPES, MAX_MICRO_TOKENS, PretrainConfig
 from electra.errors import ElectraError
+from electra.fused import GraphUpdate, compile_options
 from electra.model import ELECTRA
 from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
@@ -115,7 +116,7 @@ def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
+def compile_model(model: ELECTRA, mode: str, scope: str = "model", gemm_epilogues: bool = False) -> bool:
     """`torch.compile` the model in place (parameter names, hence checkpoints, stay the same). scope "model":
     ELECTRA's whole forward -- generator, losses, sampling, discriminator -- as one graph; the draws from explicit
     `torch.Generator`s (the masking, and the sampling noise, drawn first) stay eager. "parts": the generator and
@@ -123,19 +124,20 @@ def compile_model(model: ELECTRA, mode: str, scope: str = "model") -> bool:
 
     "reduce-overhead" also replays each compiled forward and backward as a CUDA graph, which is what a small model
     needs on a fast GPU, where launching kernels one by one takes longer than running them. Returns whether the
-    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`)."""
+    mode uses CUDA graphs (then each micro-batch must be marked as a new step, see `train_step`). `gemm_epilogues`:
+    inductor's own GEMM kernels with the pointwise work fused in (`electra.fused.compile_options`)."""
     if mode not in COMPILE_MODES:
         raise ElectraError(f"--compile: unknown mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     if scope not in COMPILE_SCOPES:
         raise ElectraError(f"unknown compile scope {scope!r}; expected one of {', '.join(COMPILE_SCOPES)}")
-    if scope == "model":
-        model.compile(mode=mode)
-    else:
-        model.generator.compile(mode=mode)
-        if model.cfg.objective in obj.RTD:
-            model.discriminator.compile(mode=mode)
-        elif model.cfg.objective in obj.SAMPLE_MLM:  # (its heads, and the copy head, stay eager)
-            model.masked_lm.electra.compile(mode=mode)
+    how = compile_options(mode, gemm_epilogues)
+    parts = [model] if scope == "model" else [model.generator]
+    if scope != "model" and model.cfg.objective in obj.RTD:
+        parts.append(model.discriminator)
+    elif scope != "model" and model.cfg.objective in obj.SAMPLE_MLM:  # (its heads, and the copy head, stay eager)
+        parts.append(model.masked_lm.electra)
+    for part in parts:
+        part.compile(**how)
     return mode in CUDA_GRAPH_MODES
 
 
@@ -196,6 +198,7 @@ def train_step(
     precision: Precision,
     cudagraphs: bool = False,
     halted: Tensor | None = None,
+    update: GraphUpdate | None = None,
 ) -> StepResult:
     """One optimizer update on this process's slice of the global batch: masks -> global loss denominators ->
     forward/backward per micro-batch (gradient sync on the last only) -> clip -> step.
@@ -204,7 +207,8 @@ def train_step(
     was compiled with a CUDA-graph mode; each micro-batch then starts a new graph step, so that its forward may
     reuse the previous one's output memory. `halted`: a 0-d bool tensor on the device, set (in place) when the
     loss or the gradient norm is not finite; from then on no update is applied. Nothing here waits for the GPU:
-    the caller reads the results later and stops the run at the first non-finite step (`read_steps`)."""
+    the caller reads the results later and stops the run at the first non-finite step (`read_steps`). `update`:
+    clipping and the optimizer step as one (compiled) function (`electra.fused.GraphUpdate`, `--graph-optimizer`)."""
     device = info.device
     micro = [{k: v[j * plan.micro : (j + 1) * plan.micro] for k, v in batch.items()} for j in range(plan.accum)]
     rngs = [
@@ -242,24 +246,12 @@ def train_step(
             ]
         ).double()
     stats = dist.all_reduce_sum(stats, info)  # the same on every process, so every process skips alike
-    if scaler:
-        scaler.unscale_(optimizer)
-    # the joint norm over generator and discriminator: every parameter the optimizer holds, each shared one once
-    # (listing the optimizer's groups is cheaper than walking the module tree every step)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    non_finite = ~torch.isfinite(stats[0])
-    if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
-        non_finite |= ~torch.isfinite(grad_norm)
     if halted is None:
         halted = torch.zeros((), dtype=torch.bool, device=device)
-    halted |= non_finite
-    if scaler:
-        scaler.step(optimizer, found_inf=halted)
-        scaler.update()
+    if update is not None:
+        grad_norm, non_finite = update(stats[0], halted)
     else:
-        optimizer.step(found_inf=halted)
-    optimizer.zero_grad(set_to_none=True)
+        grad_norm, non_finite = optimizer_step(optimizer, scaler, stats[0], halted, cfg.max_grad_norm)
     W = info.world_size
     values = torch.cat(
         [
@@ -271,6 +263,34 @@ def train_step(
         ]
     )
     return StepResult(values)
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    loss: Tensor,
+    halted: Tensor,
+    max_grad_norm: float,
+) -> tuple[Tensor, Tensor]:
+    """Clip, mark a non-finite step in `halted`, apply (or skip) the update and clear the gradients; returns the
+    gradient norm and whether this step was non-finite."""
+    if scaler:
+        scaler.unscale_(optimizer)
+    # the joint norm over generator and discriminator: every parameter the optimizer holds, each shared one once
+    # (listing the optimizer's groups is cheaper than walking the module tree every step)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    non_finite = ~torch.isfinite(loss)
+    if not scaler:  # (with fp16 an infinite gradient is routine: the scaler skips that step and lowers its scale)
+        non_finite |= ~torch.isfinite(grad_norm)
+    halted |= non_finite
+    if scaler:
+        scaler.step(optimizer, found_inf=halted)
+        scaler.update()
+    else:
+        optimizer.step(found_inf=halted)
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, non_finite
 
 
 class NonFiniteLoss(ElectraError):
