@@ -19,4 +19,5 @@ if [ "${2:-}" = --dry-run ]; then
     exec python3 benchmarks/gpu_driver.py --out "$out" --dry-run
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/machine.txt" 2>&1
-timeout 490 python3 benchmarks/gpu_driver.py --out "$out" --data "$2" --budget "${3:-470}" 2>"$out/errors.txt"
+budget=${3:-488}
+timeout $((${budget%.*} + 20)) python3 benchmarks/gpu_driver.py --out "$out" --data "$2" --budget "$budget" 2>"$out/errors.txt"

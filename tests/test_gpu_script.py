@@ -51,5 +51,10 @@ def test_gpu_driver_dry_run(tmp_path):
     assert all(r["largest_fitting"] for r in rows if r["stage"] == "c.max_micro_batch")
     fine = [r for r in rows if r["stage"] == "d.finetune"]
     assert len(fine) == 4 and all(r["examples_per_s"] > 0 for r in fine)
+    conc = [r for r in rows if r["stage"] == "d.concurrent"]
+    assert [r["processes"] for r in conc] == [1, 2] and all(r["examples_per_s"] > 0 for r in conc), conc
+    assert all(len(r["per_process_examples_per_s"]) == r["processes"] for r in conc), conc
+    est = next(r for r in rows if r["stage"] == "d.glue10_estimate")
+    assert est["gpu_hours"] > 0 and est["example_passes"] > 29_986_030 and "extrapolation" in est, est
     ddp = next(r for r in rows if r["stage"] == "e.ddp")
     assert ddp["same_weights"] and ddp["two_processes"], ddp
