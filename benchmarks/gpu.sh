@@ -1,9 +1,10 @@
 #!/bin/bash
-# Issue #49's GPU checks in one call of at most 8 minutes on one H100/H200 (benchmarks/gpu_driver.py, most important
+# Issue #49's GPU checks in one call of about 8 minutes on one H100/H200 (benchmarks/gpu_driver.py, most important
 # first, each result appended to OUT_DIR/gpu.jsonl as soon as it exists): a. tiny ELECTRA vs masked LM at equal
 # FLOPs, side by side, packed into OUT_DIR/budget_runs.tgz; b. ELECTRA-Small throughput, best settings and every
 # speed variant; c. Base (512) and Large throughput and largest micro-batch; d. finetuning examples/s against
-# transformers; e. torchrun 2 processes (gloo) == 1 process.
+# transformers, Small in 1, 2, 4 processes at once, and the 10-seed GLUE estimate; e. torchrun 2 processes (gloo)
+# == 1 process.
 #
 #   bash benchmarks/gpu.sh OUT_DIR DATA_DIR [BUDGET_SECONDS]   # DATA_DIR: e.g. .gpu/prose128_v8k (BENCHMARKS.md)
 #   bash benchmarks/gpu.sh OUT_DIR --dry-run                   # the same on the CPU with tiny sizes
