@@ -29,14 +29,7 @@ from tokenizers import Tokenizer
 from electra import __version__, io
 from electra.data import store
 from electra.data.builder import MIN_MAX_LENGTH, Example, ExampleBuilder, next_target_length, serialize
-from electra.data.sources import (
-    ReadStats,
-    Source,
-    iter_documents,
-    resolve_sources,
-    source_fingerprint,
-    total_bytes,
-)
+from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 

@@ -207,10 +207,7 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
     if covered:
         for stat in ("median", "mean", "max"):
             average[stat] = float(np.mean([per_task[n]["metrics"][TASKS[n].score][stat] for n in covered]))
-    return {
-        "tasks": per_task,
-        "average": {"label": glue_label(covered), "tasks": covered, **average},
-    }
+    return {"tasks": per_task, "average": {"label": glue_label(covered), "tasks": covered, **average}}
 
 
 def glue_label(covered: Iterable[str]) -> str:

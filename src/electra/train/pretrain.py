@@ -27,25 +27,14 @@ from torch import nn
 
 from electra import checkpoint as ckpt
 from electra import dist, init, io
-from electra.config import (
-    ModelConfig,
-    PretrainConfig,
-    flat_fields,
-    unknown_key_message,
-)
+from electra.config import ModelConfig, PretrainConfig, flat_fields, unknown_key_message
 from electra.data.loader import count_ids
 from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.train import console, outputs
-from electra.train.rundir import (
-    RunOptions,
-    Setup,
-    check_data,
-    data_info,
-    resolve_setup,
-)
+from electra.train.rundir import RunOptions, Setup, check_data, data_info, resolve_setup
 from electra.train.step import (
     NonFiniteLoss,
     StepResult,
@@ -93,10 +82,7 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
 
 
 def train(
-    setup: Setup,
-    info: dist.DistInfo,
-    evaluators: Sequence[EvaluatorFactory] = (),
-    stop: StopSignals | None = None,
+    setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFactory] = (), stop: StopSignals | None = None
 ) -> dict[str, Any]:
     """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
     `evaluators` add their metrics to every held-out evaluation. A SIGTERM or SIGINT (`stop`) ends the loop at the

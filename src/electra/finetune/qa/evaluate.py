@@ -128,10 +128,7 @@ def _mean(scores: dict[str, float], qids: list[str]) -> float:
 
 
 def squad_v2(
-    gold: Gold,
-    predictions: dict[str, str],
-    null_odds: dict[str, float] | None = None,
-    threshold: float = 1.0,
+    gold: Gold, predictions: dict[str, str], null_odds: dict[str, float] | None = None, threshold: float = 1.0
 ) -> dict[str, float]:
     """The v2.0 script's output: exact, f1, total, HasAns_*/NoAns_* (when present) and, with `null_odds`,
     best_exact(_thresh) and best_f1(_thresh). `predictions` are the best non-empty spans (or "" for no answer);
