@@ -1,13 +1,5 @@
-"""The finetuning model (docs/faithfulness.md §6.2) and where its encoder comes from.
-
-`SequenceClassifier` = the pretrained discriminator's encoder + dropout(0.1) + one dense layer on h[CLS]
-(Glorot-uniform kernel, zero bias, no pooler). Classification: cross-entropy; STS-B: regression on y/5 with squared
-error. Options beyond the official code: transformers' classification head (`--head transformers`, exported as
-`ElectraForSequenceClassification`) and several labels per example (your own data).
-
-`load_encoder` reads the encoder from an HF-format directory, a hub id, a pretraining run directory, or builds a
-randomly initialised one (`random:<preset>`) for the no-pretraining baseline.
-"""
+"""The finetuning model, `SequenceClassifier` (the encoder + dropout + one dense layer on h[CLS]; docs/faithfulness.md
+§6.2), and `load_encoder`: the encoder from a run, an HF directory, a hub id or `random:<preset>`."""
 
 from __future__ import annotations
 
@@ -87,13 +79,10 @@ def per_example_loss(outputs: Tensor, labels: Tensor, kind: str) -> Tensor:
 def load_encoder(
     source: str, tokenizer: str | None = None, checkpoint: str = "latest"
 ) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:
-    """(encoder with pretrained weights, its config, its tokenizer) for `source`.
-
-    source: a pretraining run directory (`checkpoint`: latest, a kept fraction such as 25%, step_N), an HF-format
-    directory (ElectraForPreTraining or ElectraModel weights), a hub id (`google/electra-small-discriminator`), or
-    `random:<preset>` (no pretraining: the encoder is None and `tokenizer` is required).
-    `tokenizer` (a vocab file or directory) overrides the model's own.
-    """
+    """(encoder with pretrained weights, its config, its tokenizer) for `source`: a pretraining run directory (at
+    `checkpoint`: latest, a kept fraction such as 25%, step_N), an HF-format directory, a hub id, or `random:<preset>`
+    (the encoder is None and `tokenizer` is required). `tokenizer` (a vocab file or directory) overrides the model's
+    own."""
     if source.startswith("random:"):
         if tokenizer is None:
             raise ElectraError(f"--model {source} has no tokenizer; give --tokenizer VOCAB_OR_DIR")

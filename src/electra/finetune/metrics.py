@@ -1,13 +1,5 @@
-"""Dev-set metrics (docs/faithfulness.md §6.3), all x100.
-
-CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise. Your own data
-(electra.finetune.own): accuracy + macro-F1, Pearson/Spearman, or micro/macro-F1 for several labels per example.
-
-Beside them, for two-class tasks, `ranking_auc`: how well a run orders the dev examples whatever its decision
-threshold, with the band around 0.5 inside which that ordering is indistinguishable from chance. A model that has not
-learned a task (RTE from 2,000 examples, say) scores near its label prior and ranks at chance; accuracy alone does not
-say so, because a few hundred examples move it by several points either way.
-"""
+"""Dev-set metrics of GLUE and your own data (docs/faithfulness.md §6.3), all x100, and for two-class tasks
+`ranking_auc`: the dev ROC AUC with the band around 0.5 inside which the ranking is indistinguishable from chance."""
 
 from __future__ import annotations
 
@@ -98,8 +90,7 @@ def ranking_auc(task: Task, outputs: np.ndarray, labels: np.ndarray) -> float | 
 
 def chance_auc_band(labels: np.ndarray) -> float | None:
     """Two standard errors of the AUC of a ranking unrelated to the labels, sqrt((n0 + n1 + 1) / (12 n0 n1)) each
-    (the Mann-Whitney U statistic's variance under the null, divided by (n0 n1)^2): an AUC inside 0.5 plus or minus
-    this is indistinguishable from chance on this dev set. None unless both classes occur."""
+    (Mann-Whitney U under the null); None unless both classes occur."""
     counts = np.bincount(np.asarray(labels).astype(np.int64), minlength=2)
     if counts.size != 2 or counts.min() == 0:
         return None

@@ -1,22 +1,7 @@
-"""Your own text-classification data: CSV, TSV or JSON-lines files, or a `datasets` id, finetuned with the GLUE
-recipe machinery (seeds, layer-wise decay, resumable sweeps, results table, export).
-
-A task is described by its files and columns (`OwnFiles`) and becomes a `Task` like the GLUE ones, so everything
-downstream — featurization (`[CLS] a [SEP] (b [SEP])`, official truncation), the training loop, dev metrics, the
-results table — is the same code. Kinds:
-
-- `classification`: one label per example; the label set is read from the train file (sorted; numerically when every
-  label is an integer) unless given. Metrics: accuracy (the score) and macro-F1.
-- `regression`: a number per example, trained with squared error on the raw value (no scaling, no clipping; STS-B's
-  division by 5 is GLUE's). Metrics: Pearson and Spearman (the score).
-- `multilabel`: any number of labels per example (a JSON list, or one string split at `label_separator`); one
-  sigmoid output per label, binary cross-entropy summed over labels, a label predicted when its logit is > 0.
-  Metrics: micro-F1 (the score) and macro-F1.
-
-File formats, by suffix: `.csv` (RFC 4180 quoting, a header row), `.tsv` (a header row, tab-separated, no quoting:
-quotes are text, as in the GLUE files), `.jsonl` (one JSON object per line). `hf:NAME[:CONFIG][@SPLIT]` reads a
-`datasets` dataset (`electra.hub.parse_dataset`; the split by default train / validation / test for the three roles).
-"""
+"""Your own data: CSV, TSV or JSON-lines files, or a `datasets` id, as a `Task` like the GLUE ones, so that
+featurization, training, metrics and results are the same code. Kinds: classification (one label), regression
+(a number, squared error on the raw value) and multilabel (one sigmoid per label); docs/downstream.md describes
+the formats, labels and metrics."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""`electra submit`: the GLUE-server zip from a finetuning sweep's stored test predictions (no model needed).
-
-For each task a run is chosen by its dev score (`--pick best|median|RUN|ensemble:K`); its test outputs become the
-server's `<Task>.tsv` files (`index`, `prediction`) with the label strings the server expects. AX comes from the
-chosen MNLI run(s).
-"""
+"""`electra submit`: the GLUE-server zip from a finetuning sweep's stored test predictions (no model needed); a
+run per task is chosen by its dev score (`--pick best|median|RUN|ensemble:K`), AX from the MNLI run(s)."""
 
 from __future__ import annotations
 

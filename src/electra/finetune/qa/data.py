@@ -1,17 +1,5 @@
-"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra finetune/qa/qa_tasks.py builds them.
-
-Examples: the context is split at whitespace into "doc tokens" (space, tab, CR, LF and U+202F count as whitespace),
-remembering for every character the word it belongs to, so that an answer's character span becomes a word span.
-Training examples carry the first answer (or, for SQuAD 2.0, `is_impossible`); dev examples carry every gold answer
-text for the evaluation.
-
-Features: `[CLS] query [SEP] doc-span [SEP]`. The query is cut to `max_query_length` WordPieces; the document
-(each doc token WordPiece-tokenized on its own) is cut into spans of at most `max_length - len(query) - 3` pieces,
-each starting `doc_stride` pieces after the previous one. For every doc piece the feature records the doc token it
-came from (`token_to_orig_map`) and whether this span gives it the most context (`token_is_max_context`: the span
-maximising min(left context, right context) + 0.01 * span length). Training labels are piece positions in the
-feature; 0 ([CLS]) when the question has no answer or the answer is not entirely inside the span.
-"""
+"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra finetune/qa/qa_tasks.py builds them
+(docs/qa.md: doc tokens, query and document spans, max-context positions, training labels)."""
 
 from __future__ import annotations
 
@@ -181,11 +169,8 @@ def _check_gold(text: str, start: int, context: str, where: str) -> None:
 
 
 def load_squad(source: str | Path, version: Version, role: Role) -> SquadData:
-    """Examples from an official-format file (v1.1 or v2.0) or `hf:squad` / `hf:squad_v2` (`datasets`).
-
-    A local path is never sent to the hub. Training answers must be where `answer_start` says (up to whitespace
-    and case); one whose text the whitespace doc tokens cannot recover is skipped, as the official code does
-    (google-research/electra finetune/qa/qa_tasks.py `_add_examples`), and counted in `skipped`."""
+    """Examples from an official-format file (v1.1 or v2.0) or `hf:squad` / `hf:squad_v2`; a training answer the
+    whitespace doc tokens cannot recover is skipped, as the official code does, and counted in `skipped`."""
     source = str(source)
     if version not in ("1.1", "2.0"):
         raise ElectraError(f"SQuAD version must be '1.1' or '2.0', got {version!r}")

@@ -1,14 +1,6 @@
-"""Export a finetuned SQuAD run (`finetune_squad(..., save_model=True)`) as a `transformers` directory.
-
-- transformers head: an `ElectraForQuestionAnswering` directory (config, model.safetensors, tokenizer files) that
-  `from_pretrained` loads with no missing or unexpected weight; `pipeline("question-answering", model=DIR)` loads
-  it in the transformers versions that still have that pipeline (it was removed in 5.x).
-- official head: the finetuned encoder as an `ElectraModel` directory plus `qa_head.safetensors` (the head's
-  weights under our names), `qa_head.json` (its options) and a README with the code that applies it. transformers
-  has no class for this head (answerable classifier, end logits conditioned on the start).
-
-Both are loaded back after writing and their outputs compared with ours on a padded probe batch.
-"""
+"""Export a finetuned SQuAD run (`save_model=True`) as a `transformers` directory: `ElectraForQuestionAnswering`
+for the transformers head, `ElectraModel` plus `qa_head.*` for the official one (docs/qa.md); both are loaded back
+and compared with ours."""
 
 from __future__ import annotations
 

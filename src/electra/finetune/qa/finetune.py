@@ -1,20 +1,5 @@
-"""Finetune on SQuAD 1.1 or 2.0 with the official ELECTRA recipe; resumable runs over seeds.
-
-    OUT/squad11|squad20/run_<seed>/config.json        what the run was (model, recipe, QA options, data)
-    OUT/squad11|squad20/run_<seed>/predictions.json   {question id: answer} in the official format ("" = no answer)
-    OUT/squad20/run_<seed>/null_odds.json             {question id: null odds} (SQuAD 2.0)
-    OUT/squad11|squad20/run_<seed>/nbest.json         the n-best lists (text, probability, start/end scores)
-    OUT/squad11|squad20/run_<seed>/model.safetensors  with save_model (and tokenizer/, for `export_qa_run`)
-    OUT/squad11|squad20/run_<seed>/metrics.json       written last: its presence marks the run complete
-    OUT/squad11|squad20/results.json                  every complete run and the median of each metric
-    OUT/results.json                                  the same, for the version finetuned last
-
-The recipe is the GLUE one (`electra.finetune.recipe.FinetuneConfig`: Adam without bias correction, layer-wise decay,
-warm-up 10 %, clipping 1.0, batch 32, summed loss) with the QA defaults of google-research/electra
-configure_finetuning.py: 2 epochs, max_length 512, max_query_length 64, doc_stride 128, n_best_size 20,
-max_answer_length 30, the answerable classifier (weight 0.5, using the start distribution), joint prediction with
-beam 20, and the SQuAD 2.0 no-answer threshold -2.75 on the null odds.
-"""
+"""Finetune on SQuAD 1.1 or 2.0 with the official ELECTRA recipe and QA defaults; resumable runs over seeds
+(docs/qa.md: the files under OUT/squad11|squad20/run_<seed>/ and the defaults)."""
 
 from __future__ import annotations
 
@@ -229,13 +214,8 @@ def finetune_squad(
     quiet: bool = False,
     **recipe: Unpack[SquadFields],
 ) -> dict[str, Any]:
-    """Finetune `model` (a pretraining run, an HF directory or hub id, or `random:<preset>` with `tokenizer`) on
-    SQuAD `version`: `train` and `dev` are official-format JSON files or `hf:squad` / `hf:squad_v2`. `recipe`:
-    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, max_train_examples, ...) and `QAOptions`
-    fields (doc_stride, joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also
-    written to OUT/results.json.
-
-        finetune_squad("runs/small", "runs/squad", train="train-v1.1.json", dev="dev-v1.1.json")
+    """Finetune `model` on SQuAD `version` from `train` and `dev` (official-format JSON or `hf:squad[_v2]`);
+    `recipe`: `FinetuneConfig` and `QAOptions` fields. Returns {"runs": [...], "median": {...}} (OUT/results.json).
     """
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")

@@ -1,18 +1,5 @@
-"""Tagging data: CoNLL-style files (or `hf:<dataset id>`), the label set, and word-piece features.
-
-File format (google-research/electra finetune/tagging/tagging_tasks.py, `_get_labeled_sentences`): one token per
-line, columns separated by whitespace, the word in `token_column` (default 0) and its tag in `tag_column` (default
--1, the last column), a blank line between sentences, `-DOCSTART-` lines skipped.
-
-Features (tagging_tasks.py, `featurize` and `tokenize_and_align`): `[CLS] pieces(w1) ... pieces(wn) [SEP]`; each
-word is tokenized on its own and its tag sits on its FIRST word piece, the other pieces and the specials are
-ignored (-100). A sentence longer than `max_length` is cut at a word boundary: the words that do not fit get no
-position, no prediction and no score, as in the official code (its `labels_mask` covers the kept words only).
-The official condition is more conservative than ours (it keeps one spare position per word of the sentence, so
-it drops words earlier): with P pieces and n words it keeps the whole sentence when P + n + 4 <= max_length, we
-do when P + 2 <= max_length. Every token has token type 1: the official tagging features set
-`segment_ids` to 1 for the whole sequence (the export folds this into row 0 of the token-type embeddings).
-"""
+"""Tagging data: CoNLL-style files (or `hf:<dataset id>`), the label set, and word-piece features with each tag on
+its word's first piece, token type 1 everywhere (docs/tagging.md: the format and how sentences are cut)."""
 
 from __future__ import annotations
 

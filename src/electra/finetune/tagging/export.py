@@ -1,21 +1,6 @@
-"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory.
-
-    export_tagging_run("runs/chunk/tagging/run_0", "models/chunk")   # a run finetuned with save_model=True
-    pipeline("token-classification", model="models/chunk")             # or ElectraForTokenClassification
-
-The encoder's weights go under `electra.*` (our names are transformers' names), the head under `classifier.*`
-(the same Linear), the labels into config.json (`id2label`, `label2id`), the tokenizer beside them. Two details
-make transformers compute exactly what the run computed:
-
-- token type: the run fed token type 1 to every position (google-research/electra tagging_tasks.py), while
-  tokenizers and the pipeline feed 0 to a single sentence. Row 0 of the exported token-type embeddings is
-  therefore a copy of row 1, so that type 0 there means what type 1 meant here (row 1 is kept as it is).
-- dropout: `classifier_dropout` is the run's head dropout (transformers would otherwise use hidden_dropout_prob
-  before the classifier; it matters only if the export is trained further).
-
-After writing, the directory is loaded back with `from_pretrained` (no missing or unexpected keys) and its logits
-are compared with ours.
-"""
+"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory; row 0 of the token-type
+table is a copy of row 1 (the run fed type 1 everywhere), and the directory is loaded back and compared with ours
+(docs/tagging.md)."""
 
 from __future__ import annotations
 
@@ -120,9 +105,8 @@ def verify_tagging_export(directory: Path, model: TokenTagger, token_type: int =
 
 
 def export_tagging_run(run: str | Path, out: str | Path, force: bool = False) -> dict:
-    """Write `out`: an ElectraForTokenClassification directory (config with id2label/label2id, weights, tokenizer)
-    that `pipeline("token-classification", model=out)` loads, plus tagging.json (what was exported, from where).
-    An existing non-empty `out` is replaced only with `force`. Returns the tagging.json record."""
+    """Write `out` (config with the labels, weights, tokenizer, tagging.json) for `pipeline("token-classification")`;
+    an existing non-empty `out` is replaced only with `force`. Returns the tagging.json record."""
     from electra.hf import quiet_transformers
 
     run = Path(run)

@@ -1,15 +1,5 @@
-"""Finetune an ELECTRA encoder on a tagging task (chunking, NER, POS), several seeds, resumable.
-
-One run per seed in `OUT/tagging/run_<seed>/`: config.json (the recipe and the label list), predictions_dev.txt
-(and predictions_test.txt), model.safetensors + tokenizer/ with `save_model`, and metrics.json written last: a run
-whose metrics.json exists is complete and skipped when the sweep is started again. OUT/results.json holds every
-requested run's metrics and their medians.
-
-Recipe: GLUE's (`electra.finetune.recipe.FinetuneConfig`, the official finetuning hyperparameters of
-google-research/electra configure_finetuning.py: Adam without bias correction, layer-wise decay 0.8 / 0.9 for 24
-layers, lr 3e-4 / 1e-4 / 5e-5 by size, warm-up 10 %, batch 32, 3 epochs, clipping 1.0), with the official tagging
-defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on the head (tagging_tasks.py).
-"""
+"""Finetune an ELECTRA encoder on a tagging task (chunking, NER, POS) over seeds, resumable; GLUE's recipe with
+max_length 256 and no head dropout (docs/tagging.md: the recipe and the files of OUT/tagging/run_<seed>/)."""
 
 from __future__ import annotations
 
@@ -227,15 +217,9 @@ def finetune_tagging(
     quiet: bool = False,
     **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
-    """Finetune `model` (a pretraining run, an HF directory, a hub id or `random:<preset>`) to tag the words of
-    `train` (CoNLL-style file or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`), evaluated on `dev` (and `test`),
-    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length,
-    max_train_examples, ...). Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written
-    to OUT/results.json.
-
-        from electra.finetune.tagging import finetune_tagging
-        finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
-    """
+    """Finetune `model` to tag the words of `train` (CoNLL-style or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`),
+    evaluated on `dev` (and `test`), `runs` seeds from `seed`; `recipe`: FinetuneConfig fields. Returns
+    {"runs": [...], "median": {...}} (OUT/results.json)."""
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     fields = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
