@@ -1,21 +1,6 @@
-"""Pretraining run directories and their checkpoints.
-
-Layout of a run directory (`electra pretrain --out RUN_DIR`):
-
-    RUN_DIR/config.json              format marker, the PretrainConfig, the run options, the data it was trained on
-    RUN_DIR/tokenizer/               the WordPiece tokenizer of the data
-    RUN_DIR/metrics.jsonl            one JSON object per logged step (train) or evaluation (split "eval")
-    RUN_DIR/tb/                      TensorBoard event files
-    RUN_DIR/checkpoints/index.json   {"6.25%": "step_62500", ..., "100%": "step_1000000", "latest": "latest"}
-    RUN_DIR/checkpoints/latest/      rolling, rewritten every --save-every steps
-    RUN_DIR/checkpoints/step_N/      kept at 6.25 / 12.5 / 25 / 50 / 100 % of training
-
-Each checkpoint directory is self-contained: `model.safetensors` (the whole ELECTRA state dict, the tensors
-shared between generator and discriminator stored once), `optimizer.pt` (optimizer and gradient-scaler state,
-loaded with `weights_only=True`), `trainer_state.json` (completed steps, data-loader position, ...),
-`rng_state.pt`, `config.json` and `tokenizer/`. A checkpoint is written into a temporary directory and renamed
-into place, so a crash (even SIGKILL) never leaves a half-written checkpoint under its final name.
-"""
+"""Pretraining run directories and their checkpoints (the layout: docs/pretraining.md). Each checkpoint directory
+is self-contained and written into a temporary directory renamed into place, so a crash never leaves a
+half-written checkpoint under its final name."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""What pretraining did to an encoder's representations: statistics over one batch, for any checkpoint.
-
-`representation_stats(encoder, batch)` measures, for the embedding output and every layer: the mean token-state
-norm, the mean cosine between the token states of one sequence and between the [CLS] states of different
-sequences (both near 1 when the states collapse onto one direction), the attention entropy (low when a head looks
-at one token), plus the final layer's effective rank, the LayerNorm gains and biases, and the word-embedding
-geometry (row norms; mean cosine between rows of tokens the batch uses and of tokens it does not).
-`discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens, and
-`weight_change(model, initial)` how far training has moved each kind of weight matrix from the run's
-initialisation (`initial_model` rebuilds it from the run's seed; `run_weight_change` does both for a run directory).
-
-Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findings in docs/pretraining.md.
-"""
+"""What pretraining did to an encoder's representations, for any checkpoint (`electra diagnose`, docs/pretraining.md):
+per layer, state norms, collapse (mean cosines within a sequence and between [CLS] states) and attention entropy,
+the final layer's effective rank, LayerNorm and word-table geometry (`representation_stats`); the discriminator's
+logits (`discriminator_stats`); and how far each kind of weight moved from the run's start (`weight_change`)."""
 
 from __future__ import annotations
 
@@ -80,9 +71,8 @@ def _attention_entropy(module: SelfAttention, x: Tensor, mask: Tensor | None) ->
 
 @torch.no_grad()
 def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dict[str, Any]:
-    """Statistics of `encoder`'s states on `batch` (input_ids, attention_mask, token_type_ids), in eval mode.
-
-    Layer 0 is the embedding output (after the projection to the hidden size); layer i the output of block i."""
+    """Statistics of `encoder`'s states on `batch` in eval mode; layer 0 is the embedding output (after the
+    projection to the hidden size), layer i the output of block i."""
     was_training = encoder.training
     encoder.eval()
     ids, am = batch["input_ids"], batch["attention_mask"]
@@ -185,9 +175,8 @@ WEIGHT_GROUPS = (
 
 
 def _weight_group(name: str, electra: bool = True) -> str | None:
-    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); with
-    `electra` False (a masked-LM run, whose one encoder is stored as the generator) the owner is "encoder"; the
-    full-size masked LM of replace-mlm and all-tokens-mlm is "masked LM"."""
+    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); a masked-LM
+    run's one encoder (stored as the generator) is "encoder", the replace-mlm masked LM "masked LM"."""
     owner = {"generator": "generator" if electra else "encoder", "masked_lm": "masked LM"}.get(
         name.partition(".")[0], "discriminator"
     )
@@ -199,11 +188,8 @@ def _weight_group(name: str, electra: bool = True) -> str | None:
 
 @torch.no_grad()
 def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
-    """||W - W0|| / ||W0|| over each group of weight matrices (embedding tables, attention query/key, attention
-    value/output, feed-forward; discriminator and generator apart), W0 the same model's initial weights. Shared
-    tables count once, for the discriminator; tables that start at zero (gdes deltas) are left out. A value of a
-    few percent after thousands of steps means the optimizer has barely trained that part (e.g. an Adam epsilon
-    far above the gradients' size)."""
+    """||W - W0|| / ||W0|| over each group of weight matrices, W0 the same model's initial weights; shared tables
+    count once (for the discriminator), tables that start at zero (gdes deltas) not at all."""
     start = dict(initial.named_parameters())
     electra = model.cfg.objective != "mlm"  # a generator beside a full-size model
     moved: dict[str, list[float]] = {}
@@ -222,10 +208,8 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
 
 @torch.no_grad()
 def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float | None:
-    """The share of the word-table movement ||W - W0||^2 (`init.word_table`) that lies along its top singular
-    direction: near 1 when pretraining added one direction to the table, which in short runs with a trained table
-    is word frequency (docs/pretraining.md); a change spread over many directions gives a small share. None when
-    the table did not move (beyond a millionth of its norm, the rounding of a rebuilt start): a frozen table."""
+    """The share of the word-table movement ||W - W0||^2 along its top singular direction (near 1: pretraining
+    added one direction, in short runs word frequency); None when the table did not move (a frozen table)."""
     start = init.word_table(initial)[1]
     sv = torch.linalg.svdvals(init.word_table(model)[1] - start)
     total = float(sv.pow(2).sum())

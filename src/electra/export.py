@@ -1,25 +1,7 @@
-"""`electra export`: a pretraining run, or a finetuned GLUE run, as `transformers` model directories.
-
-    electra export RUN_DIR --out DIR [--checkpoint latest|25%|step_N]
-        DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
-        DIR/generator/       ElectraForMaskedLM     (the same files)
-        DIR/export.json      where the weights came from (run, checkpoint, step, config)
-      A replace-mlm or all-tokens-mlm run has a full-size masked LM instead of a discriminator:
-        DIR/masked_lm/       ElectraForMaskedLM (all-tokens-mlm's copy head is not part of it)
-      A run with `remove_top_word_direction` (`tiny` before it froze its word table) exports its discriminator with
-      the top direction of its word table's movement undone, as finetuning loads it; the generator as trained.
-
-    electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
-        DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label
-        DIR/classifier.safetensors, DIR/head.json, DIR/README.md   the task head and how to apply it
-      or, for a run finetuned with `--head transformers`:
-        DIR/                 ElectraForSequenceClassification (+ tokenizer): pipeline("text-classification")
-      (tagging and SQuAD runs: electra.finetune.tagging.export, electra.finetune.qa.export)
-
-The key map is the identity (`electra.hf`); after writing, the export is loaded back with `from_pretrained` and its
-outputs are compared with ours on a padded batch (`--no-verify` skips this). DIR is written into a temporary
-directory next to it and renamed into place; an existing non-empty DIR is replaced only with `--force`.
-"""
+"""`electra export`: a pretraining run as `transformers` directories (DIR/discriminator/ ElectraForPreTraining,
+DIR/generator/ ElectraForMaskedLM, or DIR/masked_lm/ for replace-mlm and all-tokens-mlm; DIR/export.json), or a
+finetuned GLUE run as an ElectraModel with its head (or ElectraForSequenceClassification). The export is loaded
+back and compared with ours (`--no-verify` skips it); an existing non-empty DIR is replaced only with `--force`."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""A linear probe: are an encoder's frozen features becoming useful?
-
-Fit a logistic regression (scikit-learn) on the final layer's [CLS] state and, separately, on its mean over real
-tokens, for a small labelled set with a fixed train/test split, and report test accuracy beside the majority
-class's. Run at every evaluation during pretraining (with the same probe on the randomly initialised encoder as the
-baseline line) and as `electra probe` on any checkpoint or model.
-
-Labelled sets (`--probe`):
-- `builtin`: the topic of a standard-library docstring paragraph (asyncio, email, logging, unittest, xml, or
-  http/urllib), from packages that the built-in pretraining corpus leaves out; no download.
-- `glue:<task>`: a GLUE task's train set (a fixed subset) and dev set from `--glue-dir` (or the hub).
-- a CSV, TSV or JSONL file with a `text` (optionally `text_b`) and a `label` column, split 2:1 at a fixed seed.
-"""
+"""A linear probe: are an encoder's frozen features becoming useful? A logistic regression on the final layer's
+[CLS] state and on its mean over tokens, test accuracy beside the majority class's, during pretraining (against
+the same probe on random weights) and as `electra probe`. Sets (`--probe`, docs/pretraining.md): `builtin`
+(standard-library docstring topics, no download), `glue:<task>`, or a CSV/TSV/JSONL file with text and label."""
 
 from __future__ import annotations
 
@@ -230,12 +221,9 @@ def probe_models(
     checkpoint: str = "latest",
     random_seeds: int = 3,
 ) -> list[dict[str, Any]]:
-    """The probe for each model (a run directory, an HF-format directory or a hub id), preceded by the same
-    probe on `random_seeds` randomly initialised encoders of the first model's shape (seeds 0, 1, ...: their mean,
-    and their range, since random initialisations alone spread as much as a short pretraining moves the probe) and
-    followed by the majority class. Each model's row says whether its best probe ([CLS] or mean-pooled) is above,
-    within or below the random initialisations' range of the same, widened on each side by the test set's noise
-    (`probe_margin`: with one initialisation, the rule `electra report` applies to a run)."""
+    """The probe for each model, preceded by the same probe on `random_seeds` random encoders of the first model's
+    shape (their mean and range) and followed by the majority class; each row says whether its best probe is above,
+    within or below the random range widened by the test set's noise (`probe_margin`)."""
     from electra.loading import load_model
 
     if random_seeds < 1:

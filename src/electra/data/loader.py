@@ -1,13 +1,7 @@
-"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable.
-
-Order: epoch e is a permutation of the training examples drawn from `numpy.random.default_rng([seed, e])`.
-Global batch b of the epoch is permutation[b*G:(b+1)*G] (the remainder of an epoch is dropped) and rank r of W
-takes the contiguous slice [r*G/W:(r+1)*G/W] of it. The sequence of global batches therefore does not depend on
-the number of ranks, and `state_dict()` (epoch, batch) is all it takes to resume, even on another world size.
-
-Held-out set: `num_holdout` examples fixed at prepare time (meta.json), spread evenly over the stored order
-(example floor((2i+1)·n / 2K) for i < K), never used for training; `holdout()` yields them in that order.
-"""
+"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable (docs/data.md).
+Epoch e is a permutation from `default_rng([seed, e])`; global batch b is its slice [b*G:(b+1)*G], rank r of W
+takes a contiguous part of it, so the batches do not depend on W and `state_dict()` (epoch, batch) resumes them.
+The held-out examples, fixed at prepare time and spread over the stored order, are never trained on."""
 
 from __future__ import annotations
 
@@ -114,10 +108,8 @@ class PretrainLoader:
         }
 
     def holdout(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-        """The held-out examples in fixed order, in batches of at most `batch_size` (the last may be smaller).
-
-        With `world_size` > 1, rank r gets held-out examples r, r + W, r + 2W, ...
-        """
+        """The held-out examples in fixed order, in batches of at most `batch_size`; with `world_size` > 1, rank r
+        gets examples r, r + W, r + 2W, ..."""
         if batch_size < 1:
             raise ElectraError(f"holdout batch size must be positive, got {batch_size}")
         index = self.holdout_index[rank::world_size]

@@ -1,11 +1,6 @@
-"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk (faithfulness §2), streaming and multi-process.
-
-The corpus is read as a stream of documents and cut into chunks at document boundaries (a chunk closes once it
-holds `chunk_chars` characters; a longer document is split at a line boundary, which acts as a document boundary).
-Chunk boundaries depend only on the corpus, and chunk i is built by its own `ExampleBuilder` seeded from
-(seed, i), so the output is identical for any number of worker processes. Each chunk is tokenized with one batched
-call of the Rust tokenizer. At most 2 x workers chunks are in flight, so memory does not grow with the corpus.
-"""
+"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk, streaming and multi-process. The corpus is
+cut into chunks at document boundaries, chunk i built by its own `ExampleBuilder` seeded from (seed, i), so the
+output is the same for any number of workers; at most 2 x workers chunks are in flight (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -141,9 +136,8 @@ def _ours(name: str) -> bool:
 
 
 def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
-    """The metadata of a complete dataset in `out_dir`, None if there is none; refuse a directory of other things.
-
-    Leftovers of interrupted builds (partial directories of dead processes) are removed."""
+    """The metadata of a complete dataset in `out_dir` (None if there is none), removing leftovers of interrupted
+    builds; refuses a directory of other things."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ElectraError(f"output {out_dir} exists and is not a directory")
     if not out_dir.is_dir():
@@ -205,13 +199,8 @@ def prepare_corpus(
     seed: int = 0,
     **options,
 ) -> Path:
-    """Build (or reuse) the ELECTRA examples of `sources` in `out_dir` and return `out_dir`.
-
-    Reuses a complete dataset built from the same inputs (file contents, tokenizer, max_length, seed, options);
-    a dataset from other inputs is replaced only with `overwrite=True`. Options: `clean` (richarddwang's Wikipedia
-    line cleaning), `skip_bad_lines`, `text_field`, `holdout` (examples set aside for evaluation, default
-    min(1000, n // 20); see `PretrainLoader.holdout`), `overwrite`, `progress`.
-    """
+    """Build the ELECTRA examples of `sources` in `out_dir`, or reuse a complete dataset built from the same
+    inputs; one from other inputs is replaced only with `overwrite=True`. Returns `out_dir`."""
     return build_or_reuse(sources, tokenizer, max_length, out_dir, workers, seed, **options)[0]
 
 

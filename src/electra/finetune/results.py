@@ -1,16 +1,6 @@
-"""Run records on disk, and their aggregation into a GLUE table (JSON + markdown).
-
-Layout of a sweep directory::
-
-    OUT/<task>/run_<seed>/config.json          what the run was (model, hparams, data, subsampling)
-    OUT/<task>/run_<seed>/predictions_<split>.npz   index + model outputs (+ gold labels on dev splits)
-    OUT/<task>/run_<seed>/metrics.json         written last: its presence marks the run complete
-    OUT/results.json, OUT/results.md           the aggregate over all complete runs
-
-The GLUE average is over the 8 tasks of the official README (WNLI excluded, docs/faithfulness.md §6.5), each task
-contributing its `score` metric. With tasks missing it is labelled "GLUE-k (no X, Y)", never presented as the
-8-task average.
-"""
+"""Run records on disk (OUT/<task>/run_<seed>/config.json, predictions_<split>.npz, metrics.json written last) and
+their aggregation into OUT/results.json and results.md. The GLUE average is over the official README's 8 tasks,
+each task's `score` metric; with tasks missing it is labelled "GLUE-k (no X, Y)" (docs/faithfulness.md §6.5)."""
 
 from __future__ import annotations
 
@@ -101,9 +91,8 @@ def _run_problem(record: Any, task: Task) -> str | None:
 
 
 def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
-    """The run's recorded `dev_auc` and `dev_auc_chance_band`; for runs written before they were recorded, from the
-    stored dev outputs and labels (empty where there are none, or where the file cannot be read: the AUC is a
-    diagnostic, and an unreadable file must not hide the run's metrics)."""
+    """The run's recorded `dev_auc` and `dev_auc_chance_band`, for older runs computed from the stored dev outputs
+    (empty where there are none or the file cannot be read: the AUC must not hide the run's metrics)."""
     from electra.finetune.metrics import dev_auc_fields
 
     if "dev_auc" in run:
@@ -121,9 +110,8 @@ def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
 
 
 def _binding_cap(run: dict[str, Any]) -> int | None:
-    """The train-set size a run was subsampled to, or None when it trained on the whole set. Runs written before
-    `n_train_available` was recorded kept the cap even where it removed nothing (WNLI's 635 examples under a cap of
-    2000); for those, a training set smaller than the cap means it did not bind."""
+    """The train-set size a run was subsampled to, or None when the cap did not bind (for runs without
+    `n_train_available`: when the training set is smaller than the cap)."""
     cap = run.get("max_train_examples")
     if cap is None or (run.get("n_train_available") is None and run.get("n_train", cap) < cap):
         return None

@@ -1,12 +1,5 @@
-"""`electra bench`: training throughput of a preset on this machine (random tokens, the real training step).
-
-    electra bench --preset small --batch 128 --seq-len 128 --steps 20 --precision bf16 --compile reduce-overhead --json
-
-Runs `step.train_step` (masking, generator, sampling, discriminator, backward, clipping, optimizer) on random
-full-length sequences after a few warm-up steps, and reports sequences/s, tokens/s (positions processed),
-achieved FLOP/s (paper count, see `electra.flops`) and peak memory (CUDA: allocated by PyTorch; CPU: the
-process's peak resident set).
-"""
+"""`electra bench`: training throughput of a preset on this machine, `step.train_step` on random full-length
+sequences after warm-up steps: sequences/s, tokens/s, FLOP/s (paper count, `electra.flops`) and peak memory."""
 
 from __future__ import annotations
 

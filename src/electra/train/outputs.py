@@ -63,9 +63,8 @@ def save(
     tokenizer: WordPiece,
     keep: dict[int, str],
 ) -> Path:
-    """The rolling `latest` checkpoint; when `step` is a kept fraction, `step_N` and its index entry first and
-    `latest` as a copy of it, so that a kill at any point either leaves `latest` at an earlier step (the resumed
-    run writes `step_N` again, identically) or finds both complete. A finished run's config.json says so."""
+    """The rolling `latest` checkpoint; at a kept fraction `step_N` and its index entry first, then `latest` as its
+    copy, so a kill at any point leaves a state the resumed run completes identically."""
     root = run_dir / ckpt.CHECKPOINTS
     finished = step == max_steps
     state = {

@@ -1,17 +1,7 @@
-"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs.
-
-    electra pretrain --preset small --data DATA_DIR --out RUN_DIR
-    torchrun --nproc-per-node 8 -m electra pretrain --preset base --data DATA_DIR --out RUN_DIR
-
-Read `train` for the loop. One optimizer step ("step N" = N-th update) processes the preset's global batch,
-whatever the number of processes: each process takes its contiguous slice of the batch and splits it into
-micro-batches (gradient accumulation). The loss of every micro-batch is normalised by the *global* batch's
-denominators (masked slots, real tokens), so the accumulated gradient is exactly the gradient of the official
-full-batch loss (docs/faithfulness.md §3.2, §3.4). All randomness of a micro-batch (masking, sampling, dropout) is
-seeded from (seed, step, global micro-batch index): 2 processes × k micro-batches compute what 1 process × 2k does,
-and a resumed run repeats an uninterrupted one exactly. Optimizer and schedule: docs/faithfulness.md §5 (see
-`electra.optim`).
-"""
+"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs. A step
+processes the global batch whatever the number of processes, each loss normalised by the global batch's
+denominators, all randomness seeded from (seed, step, micro-batch): 2 processes x k micro-batches compute what
+1 x 2k does, and a resumed run repeats an uninterrupted one (docs/faithfulness.md §3.2, §3.4, §5)."""
 
 from __future__ import annotations
 
@@ -71,9 +61,8 @@ WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at mo
 
 
 def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
-    """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
-    tokens (electra.init). Deterministic, and it draws nothing from the random stream, so every process
-    (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
+    """`--word-init ppmi`: the word tables start at the PPMI vectors of the first `WORD_INIT_TOKENS` training tokens,
+    drawing nothing from the random stream. Returns (rows set, tokens counted)."""
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
     vectors = torch.from_numpy(init.ppmi_vectors(examples, vocab_size, dim))
@@ -84,9 +73,8 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
 def train(
     setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFactory] = (), stop: StopSignals | None = None
 ) -> dict[str, Any]:
-    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
-    `evaluators` add their metrics to every held-out evaluation. A SIGTERM or SIGINT (`stop`) ends the loop at the
-    next step boundary with a checkpoint, raising `Stopped`."""
+    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record. A
+    SIGTERM or SIGINT (`stop`) ends it at the next step with a checkpoint, raising `Stopped`."""
     from electra.data import PretrainLoader
 
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
@@ -280,13 +268,9 @@ def pretrain(
     evaluators: Sequence[EvaluatorFactory] = (),
     **settings: Unpack[PretrainSettings],
 ) -> dict[str, Any]:
-    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does.
+    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does. `settings`: the
+    `RunOptions` fields and config fields that override the preset's. Returns the last logged training record.
 
-    `preset` names the model and recipe (optional on resume); `settings` are run options (the `RunOptions`
-    fields: data or corpus + vocab, resume, force, eval_every, probe, device, ...) and config fields that override
-    the preset's (max_steps, learning_rate, hidden_size, ...). Returns the last logged training record.
-
-        from electra.api import pretrain
         pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
     """
     fields = set(RunOptions.__dataclass_fields__) | {"device"}

@@ -1,18 +1,6 @@
-"""A pretraining run directory: what it may hold, who writes it, and the run to do (`resolve_setup`); what a run
-writes while it trains is `electra.train.outputs`'.
-
-    RUN_DIR/
-      .lock            one writer at a time (`electra.io.DirLock`)
-      config.json      the run's config and options; a finished run says so
-      tokenizer/       the run's tokenizer (written once, never rewritten in place)
-      checkpoints/     latest (rolling), step_N at the kept fractions, index.json  (`electra.checkpoint`)
-      metrics.jsonl    one record per logged step and per evaluation; tb/: the same for TensorBoard
-
-Policy: a directory that holds a run is only continued (`--resume`) or replaced (`--force`); one that holds other
-files of these names is refused; a resumed run's metrics are cut back to its checkpoint's step; a damaged `latest`
-falls back to the newest intact kept checkpoint. `resolve_setup` turns the options into the run to do (config,
-data, tokenizer, checkpoint to resume from).
-"""
+"""A pretraining run directory (docs/pretraining.md): what it may hold, who writes it, and the run to do
+(`resolve_setup`). A directory that holds a run is only continued (`--resume`) or replaced (`--force`), one with
+other files of these names refused; a damaged `latest` falls back to the newest intact kept checkpoint."""
 
 from __future__ import annotations
 
@@ -47,10 +35,8 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")  # wh
 
 
 def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
-    """The run's saved config (None for a new directory) and the checkpoint to resume from (None: start anew).
-
-    Refuses a directory with a run's outputs but no config.json (not ours), and an existing run unless it is
-    resumed or `force` replaces it."""
+    """The run's saved config (None for a new directory) and the checkpoint to resume from (None: start anew);
+    refuses a directory with a run's outputs but no config.json, and an existing run unless resumed or forced."""
     saved = ckpt.read_run_config(run_dir) if (run_dir / ckpt.CONFIG).is_file() else None
     foreign = [n for n in OUTPUTS if (run_dir / n).exists()]
     if saved is None and foreign:  # our runs write config.json before any of these
