@@ -1,23 +1,7 @@
-"""Training FLOPs counted as the ELECTRA paper does (docs/faithfulness.md §7; official `flops_computation.py`).
-
-Conventions (kept so that our numbers are comparable with the paper's compute column):
-- a matrix multiply costs 2·m·n FLOPs per token (m×n weight); a bias add 1 per element;
-- the **backward pass costs the same as the forward pass**, so one training step = 2 × forward. The more common
-  convention (backward = 2 × forward, i.e. 6·params·tokens) would give 1.5 × our figure;
-- the embedding lookup counts as a dense one-hot matmul (2·E·V per token), position and token-type tables too;
-- per-element constants: dropout 4, LayerNorm 5, GELU 8, softmax 5;
-- the generator's MLM output layer (dense, GELU, LayerNorm, V-way softmax) runs on `output_frac` = 20/128 of the
-  positions; the discriminator's binary head (dense H×H, GELU, H→1) on every position;
-- generator + discriminator are summed; with tied embeddings the generator's embedding size is the
-  discriminator's;
-- the paper's efficiency ablations (§3.5): electra-15 costs what ELECTRA does (the discriminator still reads and
-  scores every token; only its loss is restricted); replace-mlm replaces the discriminator by a full-size masked LM
-  whose head runs on `output_frac` of the positions; all-tokens-mlm by one whose head runs on every position, plus
-  the copy head (a binary head) everywhere.
-The official script charges the attention-output LayerNorm 5 FLOPs per token instead of 5·H (a missing factor
-H); we keep that so the paper's totals are reproduced exactly (`faithful=False` counts 5·H; the difference is
-below 0.01 %).
-"""
+"""Training FLOPs counted as the ELECTRA paper does (official `flops_computation.py`), conventions and quirks
+kept so that the paper's totals are reproduced (docs/faithfulness.md §7): backward = forward, embedding lookups as
+one-hot matmuls, per-element constants, the generator's MLM head on `output_frac` of the positions, the efficiency
+ablations' heads, and the attention-output LayerNorm at 5 FLOPs per token (`faithful=False`: 5·H)."""
 
 from __future__ import annotations
 

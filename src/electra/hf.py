@@ -1,9 +1,5 @@
-"""Conversion to and from Hugging Face `transformers` ELECTRA classes.
-
-Our parameter names are transformers' names, so the key map is the identity: these functions check that the key
-sets and shapes agree exactly (no missing, no unexpected keys) and move the tensors. Sources may be an HF-format
-directory or a hub id (e.g. `google/electra-small-discriminator`).
-"""
+"""Conversion to and from Hugging Face `transformers` ELECTRA classes (an HF-format directory or a hub id). Our
+parameter names are transformers' names: the key map is the identity, and key sets and shapes must agree exactly."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""`electra quickstart`: the whole pipeline on one CPU in about ten minutes, with nothing to download.
-
-    1. vocab      a WordPiece vocabulary trained on the corpus (default: `builtin`, text shipped with Python)
-    2. prepare    the corpus as ELECTRA examples of 128 tokens
-    3. pretrain   the `tiny` preset for about --minutes (the step count is set from a short throughput probe)
-    4. export     to transformers' ElectraForPreTraining / ElectraForMaskedLM
-    5. finetune   every GLUE task found in --glue-dir, or on the hub when it is reachable (train sets subsampled),
-                  from the pretrained model and from random weights of the same shape
-    6. report     tables and plots over the run and the sweeps, and what they show in words
-
-Everything lands in --out (default `runs/quickstart`); running it again reuses what is finished. A smoke run: the
-built-in corpus is small and technical, and three CPU minutes give features well above random weights' on the
-built-in probe (0.66 against 0.47; docs/use-cases.md; what `tiny` does and why: docs/pretraining.md, "Counted words,
-trained layers"); the run ends by saying how it compares. See docs/use-cases.md for real runs.
-"""
+"""`electra quickstart`: the whole pipeline on one CPU in about ten minutes, nothing to download (docs/use-cases.md):
+vocab, prepare, pretrain `tiny` for about --minutes, export, finetune from the run and from random weights of the
+same shape, report. Everything lands in --out; running it again reuses what is finished."""
 
 from __future__ import annotations
 

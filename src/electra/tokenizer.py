@@ -1,8 +1,5 @@
-"""The WordPiece tokenizer every workflow shares: BERT uncased by default (docs/faithfulness.md §2.4), Rust-backed.
-
-`load_tokenizer` accepts a `vocab.txt` file, a directory (ours, or any Hugging Face model directory with
-`tokenizer.json` or `vocab.txt`), or a hub id such as `google/electra-small-discriminator`.
-"""
+"""The WordPiece tokenizer every workflow shares: BERT uncased by default, Rust-backed; `load_tokenizer` reads a
+`vocab.txt` file, a tokenizer or Hugging Face model directory, or a hub id."""
 
 from __future__ import annotations
 

@@ -74,11 +74,9 @@ def check_range(
 
 
 def check_fields(obj: DataclassInstance) -> None:
-    """The one check of a config's values against its field annotations, whichever way they came (the command line,
-    a `--config` file, a run's config.json, the Python API): `int` (not a bool), `float` (an int is taken and
-    stored as a float), `bool`, `str`, `Literal[...]`, `X | None`, `list[X]`, and a nested config dataclass (a
-    dict is built into it). Anything else raises a ConfigError naming the field, what it expects and what it got.
-    Each config's `__post_init__` calls this first, then checks the ranges (`check_range`)."""
+    """The one check of a config's values against its field annotations (`int` not a bool, `float` taking an int,
+    `bool`, `str`, `Literal`, `X | None`, `list[X]`, a nested config built from a dict); anything else raises a
+    ConfigError naming the field, what it expects and what it got. `__post_init__` calls this, then `check_range`."""
     for f in fields(obj):
         value = getattr(obj, f.name)
         hint = _hints(type(obj))[f.name]

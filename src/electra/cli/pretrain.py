@@ -1,6 +1,4 @@
-"""`electra pretrain` and `electra bench`: their options and the calls into `electra.api` / `electra.train.bench`.
-
-Parsing imports no torch: the workflow modules are imported when a command runs."""
+"""`electra pretrain` and `electra bench`: their options and the calls into `electra.api` / `electra.train.bench`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""A finetuning run saved with `save_model` (GLUE or your own data) as a model directory: the encoder as
-`ElectraModel` plus the official head's weights, or with `head="transformers"` an `ElectraForSequenceClassification`;
-what `electra export` does with such a run (tagging and SQuAD runs: `electra.finetune.tagging.export`,
-`electra.finetune.qa.export`)."""
+"""A GLUE or own-data run saved with `save_model` as a model directory: `ElectraModel` plus the official head's
+weights, or with `head="transformers"` an `ElectraForSequenceClassification`."""
 
 from __future__ import annotations
 

@@ -26,9 +26,8 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
 
 
 def _min_span(ax: Axes, span: float, relative: bool = False, bounds: tuple[float, float] | None = None) -> None:
-    """Widen the y-axis to at least `span` (a fraction of the values' size when `relative`) around the data, so
-    that a run with one or two evaluations does not show a 0.003 difference as the whole height; with `bounds`
-    (e.g. (0, 1) for an accuracy) the widened window is shifted to stay inside them."""
+    """Widen the y-axis to at least `span` (relative to the values when `relative`) around the data, shifted to stay
+    inside `bounds`, so that a tiny difference does not fill the whole height."""
     lo, hi = ax.get_ylim()
     want = span * max(abs(lo), abs(hi)) if relative else span
     if hi - lo < want:
