@@ -91,14 +91,7 @@ def _read_jsonl(path: Path) -> list[_Row]:
 def _read_hub(source: str, role: str) -> list[_Row]:
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
-    hub.require(spec.name, f"--{role} dataset")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(spec.name, spec.config, split=spec.split)
-    except Exception as err:  # a missing split, config or dataset
-        raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}") from None
+    ds, _ = hub.load_dataset(source, role)
     names = {col: getattr(feature, "names", None) for col, feature in ds.features.items()}
     rows = []
     for i, row in enumerate(ds):

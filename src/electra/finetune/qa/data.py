@@ -123,15 +123,7 @@ def _paragraphs_from_hub(source: str, role: Role) -> list[tuple[str, dict[str, A
     per row in the official structure."""
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
-    name, config, split = spec.name, spec.config, spec.split
-    hub.require(name, f"--{role} dataset")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as err:  # a missing dataset, config or split
-        raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}") from None
+    ds, _ = hub.load_dataset(source, role)
     missing = {"id", "context", "question", "answers"} - set(ds.column_names)
     if missing:
         raise ElectraError(f"--{role} {source}: not a SQuAD dataset (no column {', '.join(sorted(missing))})")

@@ -110,15 +110,8 @@ def read_hf(source: str, role: str) -> TaggingSplit:
     """Sentences of a hub dataset with a `tokens` column and a `<x>_tags` column (ClassLabel names or strings)."""
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
+    ds, spec = hub.load_dataset(source, role, "dataset")
     name, split, column = spec.name, spec.split, spec.column
-    hub.require(name, "dataset")
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(name, spec.config, split=split)
-    except Exception as err:  # unknown id or split, unreachable hub, ...
-        raise ElectraError(f"could not load {source} ({name!r}, split {split!r}): {err}".replace("\n", " ")) from None
     where = f"{HF_PREFIX}{name}@{split}"
     cols = list(ds.column_names)
     candidates = [c for c in cols if c.endswith("_tags")]
