@@ -46,17 +46,13 @@ if TYPE_CHECKING:
 
     from electra.train.fields import PretrainSettings
 
-    pass
-
-# ---------------------------------------------------------------------------------------------- the run
-
-
 # Something evaluated beside the held-out losses at every evaluation, on the main process (the live probe:
 # `electra.probe.live_probe`): made once from the run's setup and device (None: nothing to evaluate), then called with
 # the model; returns the metrics to log with the evaluation.
 Evaluator = Callable[[nn.Module], dict[str, float]]
 EvaluatorFactory = Callable[[Setup, torch.device], Evaluator | None]
 
+TRAIN_KEYS = ("loss", "gen_loss", "disc_loss", "lr", "grad_norm", "gen_accuracy", "disc_accuracy", "replaced_fraction")
 WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at most this many training tokens
 
 
@@ -148,6 +144,7 @@ def train(
     halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
     unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
     stop = stop or StopSignals()
+    step_options = dict(cfg=cfg, plan=plan, info=info, precision=precision, cudagraphs=cudagraphs, halted=halted)
     try:
         model.train()
         stop.arm()
@@ -155,20 +152,7 @@ def train(
             t0 = time.perf_counter()
             batch = to_device(next(loader), info.device)
             lr = set_learning_rate(optimizer, cfg, step)
-            r = train_step(
-                model,
-                wrapped,
-                optimizer,
-                scaler,
-                batch,
-                step=step,
-                cfg=cfg,
-                plan=plan,
-                info=info,
-                precision=precision,
-                cudagraphs=cudagraphs,
-                halted=halted,
-            )
+            r = train_step(model, wrapped, optimizer, scaler, batch, step=step, **step_options)
             step += 1
             unread.append((step, r))
             logging_step = step % opts.log_every == 0 or step == cfg.max_steps
@@ -189,17 +173,8 @@ def train(
             if logging_step:
                 v = rows[-1][1]
                 seqs = interval_steps * cfg.batch_size / interval_time
-                last = {
-                    "split": "train",
-                    "step": step,
-                    "loss": v["loss"],
-                    "gen_loss": v["gen_loss"],
-                    "disc_loss": v["disc_loss"],
-                    "lr": lr,
-                    "grad_norm": v["grad_norm"],
-                    "gen_accuracy": v["gen_accuracy"],
-                    "disc_accuracy": v["disc_accuracy"],
-                    "replaced_fraction": v["replaced_fraction"],
+                last = {"split": "train", "step": step, **{k: lr if k == "lr" else v[k] for k in TRAIN_KEYS}}
+                last |= {
                     "seqs_per_s": seqs,
                     "tokens_per_s": seqs * cfg.max_length,
                     "real_tokens_per_s": interval_tokens / interval_time,
@@ -211,11 +186,8 @@ def train(
                 console.report_step(bar, last, step, cfg.max_steps)
             if eval_step:
                 if info.is_main:
-                    record = {
-                        "split": "eval",
-                        "step": step,
-                        **evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity),
-                    }
+                    record = {"split": "eval", "step": step}
+                    record.update(evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity))
                     for evaluate_more in live:
                         record.update(evaluate_more(model))
                     log.write(record)
