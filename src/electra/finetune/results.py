@@ -212,28 +212,15 @@ def glue_label(covered: Iterable[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------- table
 
-_CELLS = {  # columns of richarddwang/electra_pytorch's README table, with both metrics where there are two
-    "cola": ("mcc",),
-    "sst2": ("acc",),
-    "mrpc": ("f1", "acc"),
-    "stsb": ("pearson", "spearman"),
-    "qqp": ("f1", "acc"),
-    "mnli": ("acc", "acc_mm"),
-    "qnli": ("acc",),
-    "rte": ("acc",),
-    "wnli": ("acc",),
-}
-_HEADINGS = {
-    "cola": "CoLA (MCC)",
-    "sst2": "SST-2 (acc)",
-    "mrpc": "MRPC (F1/acc)",
-    "stsb": "STS-B (P/S)",
-    "qqp": "QQP (F1/acc)",
-    "mnli": "MNLI (m/mm)",
-    "qnli": "QNLI (acc)",
-    "rte": "RTE (acc)",
-    "wnli": "WNLI (acc)",
-}
+_CELLS = {n: t.metrics for n, t in TASKS.items()}  # richarddwang/electra_pytorch's README columns: every metric
+_HEADINGS = dict(
+    zip(
+        TASKS,
+        "CoLA (MCC)|SST-2 (acc)|MRPC (F1/acc)|STS-B (P/S)|QQP (F1/acc)|MNLI (m/mm)|QNLI (acc)"
+        "|RTE (acc)|WNLI (acc)".split("|"),
+        strict=True,
+    )
+)
 
 
 def _detail_table(per_task: dict[str, Any], metrics: dict[str, tuple[str, ...]]) -> list[str]:
