@@ -56,9 +56,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         raise ElectraError(f"{what} {path} is not valid JSON ({err})") from None
 
 
-# ---------------------------------------------------------------------------------------------- run directory
-
-
 def run_config(cfg: PretrainConfig, options: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     from electra import __version__
 
@@ -128,9 +125,6 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
         available = ", ".join(_checkpoint_names(root)) or "none"
         raise ElectraError(f"run {run_dir} has no checkpoint {which!r} (available: {available})")
     return path
-
-
-# ---------------------------------------------------------------------------------------------- save
 
 
 def _rng_state() -> dict[str, Any]:
@@ -254,9 +248,6 @@ def update_index(root: Path, label: str, name: str) -> None:
     index = read_json(root / INDEX, "checkpoint index") if (root / INDEX).is_file() else {}
     index[label] = name
     io.write_json(root / INDEX, index)
-
-
-# ---------------------------------------------------------------------------------------------- load
 
 
 def problem(path: Path) -> str | None:

@@ -255,9 +255,6 @@ def run_weight_change(run_dir: str | Path, checkpoint: str = "latest") -> dict[s
     return {} if initial is None else weight_change(model, initial)
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
 def text_batch(tokenizer: WordPiece, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:
     """[CLS] text [SEP] for each text, padded: a batch for the statistics above."""
     from electra.finetune.features import Features, collate, encode_texts

@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-
-
 def _probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Two random sequences, the second padded, with both token types: what the self-check runs."""
     g = torch.Generator().manual_seed(seed)
@@ -74,9 +71,6 @@ def save_model_dir(
         to_hf(module, **config_extra).save_pretrained(directory)
     tokenizer.save(directory)
     return verify_export(directory, module, kind) if verify else None
-
-
-# ---------------------------------------------------------------------------------------------- pretraining runs
 
 
 def export_run(

@@ -147,9 +147,6 @@ def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
     return file_probe_set(spec)
 
 
-# ---------------------------------------------------------------------------------------------- features
-
-
 @torch.no_grad()
 def features(
     encoder: ElectraModel,
@@ -209,9 +206,6 @@ def random_encoder(cfg: ModelConfig, seed: int = 0) -> ElectraModel:
     encoder = ElectraModel(cfg)
     init_weights(encoder, cfg.initializer_range)
     return encoder.eval()
-
-
-# ---------------------------------------------------------------------------------------------- CLI
 
 
 def probe_models(

@@ -106,19 +106,10 @@ def quickstart(
         if max_steps is None:
             max_steps, seconds = pretraining_steps(tokenizer.vocab_size, minutes)
             print(f"{seconds:.2f} s per step here: {max_steps} steps fit in about {minutes:g} minutes")
-        pretrain(
-            run,
-            "tiny",
-            data=str(data),
-            vocab_size=tokenizer.vocab_size,
-            max_steps=max_steps,
-            warmup_steps=max(1, max_steps // 10),
-            log_every=max(1, max_steps // 20),
-            eval_every=max(1, max_steps // 4),
-            eval_examples=128,
-            save_every=max_steps,
-            progress=False,
-        )
+        every = {"warmup_steps": 10, "log_every": 20, "eval_every": 4}  # that part of the steps, at least 1
+        schedule = {k: max(1, max_steps // n) for k, n in every.items()}
+        options = dict(data=str(data), vocab_size=tokenizer.vocab_size, eval_examples=128, progress=False)
+        pretrain(run, "tiny", max_steps=max_steps, save_every=max_steps, **schedule, **options)
     summary["pretrain"] = str(run)
 
     _say("4/6 export to transformers")
@@ -155,24 +146,12 @@ def quickstart(
         )
         if results["tasks"]:
             print((sweep / "results.md").read_text())
-            baseline = run_sweep(
-                "random:tiny",
-                parse_tasks(tasks),
-                random_sweep,
-                glue_dir,
-                runs=runs,
-                seed=0,
-                cfg=cfg,
-                tokenizer=str(vocab_dir),
-            )
+            options = dict(runs=runs, seed=0, cfg=cfg, tokenizer=str(vocab_dir))
+            baseline = run_sweep("random:tiny", parse_tasks(tasks), random_sweep, glue_dir, **options)
             print((random_sweep / "results.md").read_text())
-            summary["glue"] = str(sweep)
-            summary["glue_random"] = str(random_sweep)
-            summary["glue_average"] = {
-                "label": results["average"]["label"],
-                "median": results["average"].get("median"),
-                "random_median": baseline["average"].get("median"),
-            }
+            summary |= {"glue": str(sweep), "glue_random": str(random_sweep)}
+            average = {"label": results["average"]["label"], "median": results["average"].get("median")}
+            summary["glue_average"] = {**average, "random_median": baseline["average"].get("median")}
         else:
             print(f"no GLUE task could be read from {where}; finetuning skipped")
             summary["glue"] = None

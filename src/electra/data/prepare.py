@@ -37,7 +37,6 @@ DEFAULT_MAX_HOLDOUT = 1000
 PARTIAL_PREFIX = ".partial-"
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # building one chunk (runs in a worker process, or in the main process with workers=1)
 
 
@@ -116,7 +115,6 @@ def chunk_documents(docs: Iterable[list[str]], chunk_chars: int) -> Iterator[lis
         yield chunk
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # the output directory: cache check, refusal of foreign contents, atomic completion
 
 
@@ -186,7 +184,6 @@ def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
     io.write_json(out_dir / store.META, meta)
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # the public entry point
 
 

@@ -73,9 +73,6 @@ def per_example_loss(outputs: Tensor, labels: Tensor, kind: str) -> Tensor:
     return F.cross_entropy(outputs.float(), labels, reduction="none")
 
 
-# ---------------------------------------------------------------------------------------------- sources
-
-
 def load_encoder(
     source: str, tokenizer: str | None = None, checkpoint: str = "latest"
 ) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:

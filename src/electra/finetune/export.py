@@ -23,9 +23,6 @@ from electra.tokenizer import WordPiece, load_tokenizer
 GLUE_HEAD = "classifier.safetensors"
 
 
-# ---------------------------------------------------------------------------------------------- GLUE runs
-
-
 def is_glue_run(path: str | os.PathLike) -> bool:
     """A directory written by `electra finetune` for one (task, seed): config.json with a task and metrics.json."""
     path = Path(path)
@@ -232,6 +229,3 @@ def _export_sequence_classifier(
 
     write_dir(out, write, force, source=run, source_name="the run being exported")
     return record
-
-
-# ---------------------------------------------------------------------------------------------- CLI

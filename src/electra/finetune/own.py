@@ -31,9 +31,6 @@ class _Row:
     where: str  # file:line, for messages
 
 
-# ---------------------------------------------------------------------------------------------- reading rows
-
-
 def _read_rows(source: str, role: str) -> list[_Row]:
     if source.startswith("hf:"):
         return _read_hub(source, role)
@@ -102,9 +99,6 @@ def _read_hub(source: str, role: str) -> list[_Row]:
         }
         rows.append(_Row(values, f"{source} row {i}"))
     return rows
-
-
-# ---------------------------------------------------------------------------------------------- labels
 
 
 def _text(row: _Row, column: str) -> str:
@@ -179,9 +173,6 @@ def _parse_label(row: _Row, task: Task, files: OwnFiles) -> Any:
         )
     ids = [task.labels.index(n) for n in names]
     return tuple(ids) if task.multilabel else ids[0]
-
-
-# ---------------------------------------------------------------------------------------------- the task
 
 
 def own_task(
@@ -274,6 +265,3 @@ def task_from_record(name: str, record: dict[str, Any]) -> Task:
         multilabel=kind == "multilabel",
         glue=False,
     )
-
-
-# ---------------------------------------------------------------------------------------------- API

@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 
-# ---------------------------------------------------------------------------------------------- training
-
-
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     enabled = precision == "bf16" and device.type == "cuda"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

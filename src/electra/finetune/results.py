@@ -38,9 +38,6 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
         raise ElectraError(f"cannot read predictions {path}: {err}") from None
 
 
-# ---------------------------------------------------------------------------------------------- runs
-
-
 def read_record(path: str | Path) -> dict[str, Any]:
     """A JSON record a run wrote (its metrics.json), or one clear error."""
     try:
@@ -209,8 +206,6 @@ def glue_label(covered: Iterable[str]) -> str:
     label = f"GLUE-{len(present)}"
     return f"{label} (no {', '.join(missing)})" if missing and present else label
 
-
-# ---------------------------------------------------------------------------------------------- table
 
 _CELLS = {n: t.metrics for n, t in TASKS.items()}  # richarddwang/electra_pytorch's README columns: every metric
 _HEADINGS = dict(

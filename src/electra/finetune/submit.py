@@ -155,6 +155,3 @@ def write_zip(path: str | Path, files: dict[str, str]) -> None:
             if name in files:
                 zf.writestr(name, files[name])
     write_bytes(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------------------------- CLI

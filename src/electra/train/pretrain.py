@@ -230,9 +230,6 @@ def train(
     return last
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
 def pretrain(
     out: str | os.PathLike,
     preset: str | None = None,

@@ -122,9 +122,6 @@ def check_unchanged(run_dir: Path, resume_from: Path, cfg: PretrainConfig) -> No
         )
 
 
-# ---------------------------------------------------------------------------------------------- setup
-
-
 @dataclass
 class RunOptions:
     """Where and how a run happens; unlike `PretrainConfig`, none of this changes the trained weights."""

@@ -57,9 +57,6 @@ class QAFeature:
     is_impossible: bool = False
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
 def is_whitespace(c: str) -> bool:
     """The official whitespace test (google-research/electra finetune/qa/qa_tasks.py `is_whitespace`)."""
     return c in " \t\r\n" or ord(c) == 0x202F
@@ -224,9 +221,6 @@ def subsample(data: SquadData, n: int | None) -> SquadData:
         return data
     keep = sorted(random.Random(0).sample(range(len(data.examples)), n))
     return SquadData(data.source, data.version, data.role, [data.examples[i] for i in keep], data.skipped)
-
-
-# ---------------------------------------------------------------------------------------------- features
 
 
 def max_context_flags(spans: list[tuple[int, int]], span_index: int) -> list[bool]:

@@ -20,9 +20,6 @@ def normalize_answer(s: str) -> str:
     return " ".join(_ARTICLES.sub(" ", s).split())
 
 
-# ---------------------------------------------------------------------------------------------- SQuAD 1.1
-
-
 def exact_v1(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
@@ -50,9 +47,6 @@ def squad_v1(gold: Gold, predictions: dict[str, str]) -> dict[str, float]:
         f1 += _max_over(f1_v1, predictions[qid], golds)
     total = len(gold)
     return {"exact": 100.0 * exact / total, "f1": 100.0 * f1 / total, "total": total}
-
-
-# ---------------------------------------------------------------------------------------------- SQuAD 2.0
 
 
 def _tokens(s: str) -> list[str]:

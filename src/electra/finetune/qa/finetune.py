@@ -91,9 +91,6 @@ def resolve(cfg: FinetuneConfig, model: ModelConfig, max_length_given: bool) -> 
     return dataclasses.replace(cfg, max_length=cfg.max_length if max_length_given else QA_MAX_LENGTH)
 
 
-# ---------------------------------------------------------------------------------------------- one run
-
-
 def train(
     model: QuestionAnswerer,
     features: list[QAFeature],

@@ -26,9 +26,6 @@ class Candidate:
     probability: float = 0.0
 
 
-# ---------------------------------------------------------------------------------------------- text
-
-
 def _strip_spaces(text: str) -> tuple[str, dict[int, int]]:
     chars, ns_to_s = [], {}
     for i, c in enumerate(text):
@@ -82,9 +79,6 @@ def span_text(example: SquadExample, feature: QAFeature, start: int, end: int, t
     first, last = feature.token_to_orig_map[start], feature.token_to_orig_map[end]
     orig_text = " ".join(example.doc_tokens[first : last + 1])
     return final_text(tok_text, orig_text, tokenizer)
-
-
-# ---------------------------------------------------------------------------------------------- search
 
 
 def best_indexes(logits: np.ndarray, n: int) -> list[int]:

@@ -41,9 +41,6 @@ class TaggingSplit:
         return all(s.tags is not None for s in self.sentences)
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
 def _resolve(column: int, n: int) -> int | None:
     i = column if column >= 0 else n + column
     return i if 0 <= i < n else None
@@ -153,9 +150,6 @@ def subsample(split: TaggingSplit, n: int | None) -> TaggingSplit:
     return TaggingSplit(split.source, [split.sentences[i] for i in keep])
 
 
-# ---------------------------------------------------------------------------------------------- labels
-
-
 def label_list(train: TaggingSplit) -> list[str]:
     """The tags of the train set, sorted (stable across runs). The official code sorts the tags of train, dev and
     test together (tagging_tasks.py, `_get_label_mapping`); here a tag must be seen in training to be learnt."""
@@ -191,9 +185,6 @@ def span_scheme(labels: list[str]) -> str | None:
     if not prefixes:
         return None
     return "BIO" if prefixes <= {"B", "I"} else "BIOES"
-
-
-# ---------------------------------------------------------------------------------------------- features
 
 
 @dataclass

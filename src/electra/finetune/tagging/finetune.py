@@ -47,9 +47,6 @@ def resolve(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
     return cfg.with_defaults(model_cfg, TAGGING_DEFAULTS["epochs"])
 
 
-# ---------------------------------------------------------------------------------------------- data
-
-
 @dataclass
 class TaggingData:
     labels: list[str]
@@ -76,9 +73,6 @@ def read_data(
     label2id = {t: i for i, t in enumerate(labels)}
     features = {k: featurize(s, tok, label2id, cfg.max_length) for k, s in splits.items()}
     return TaggingData(labels, span_scheme(labels), splits, features, n_available)
-
-
-# ---------------------------------------------------------------------------------------------- one run
 
 
 def train_tagger(
@@ -194,9 +188,6 @@ class TaggingRuns(TaskRuns):
             "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
             "train_loss_per_epoch": config["train_loss_per_epoch"],
         }
-
-
-# ---------------------------------------------------------------------------------------------- API
 
 
 def finetune_tagging(

@@ -52,9 +52,6 @@ def tagging_loss(logits: Tensor, labels: Tensor, reduction: str = "sum") -> tupl
     return (total if reduction == "sum" else total / max(n, 1)), n
 
 
-# ---------------------------------------------------------------------------------------------- metrics
-
-
 def word_accuracy(gold: list[list[str]], pred: list[list[str]]) -> float:
     """100 x the fraction of words whose predicted tag is the gold tag (tagging_metrics.py `AccuracyScorer`)."""
     pairs = [(g, p) for gs, ps in zip(gold, pred, strict=True) for g, p in zip(gs, ps, strict=True)]
