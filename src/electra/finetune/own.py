@@ -201,24 +201,24 @@ def own_task(
     splits = [Split("train", (files.train,), ("", "train"), True), Split("dev", (files.dev,), ("", "dev"), True)]
     if files.test:
         splits.append(Split("test", (files.test,), ("", "test"), False))
+    columns = (files.text_column, files.pair_column)
+    return _task(name, kind, label_set, columns, files.label_column, tuple(splits), columns, files)
+
+
+def _task(
+    name: str,
+    kind: str,
+    labels: tuple[str, ...] | None,
+    texts: tuple[str, str | None],
+    label_column: str,
+    splits: tuple[Split, ...],
+    hub: tuple[str, str | None],
+    files: OwnFiles | None = None,
+) -> Task:
+    """An own-data `Task`: 3 epochs, never in a GLUE table or average."""
+    own = {"in_average": False, "regression_max": None, "multilabel": kind == "multilabel", "glue": False}
     return Task(
-        name=name,
-        display=name,
-        text_a=files.text_column,
-        text_b=files.pair_column,
-        label_column=files.label_column,
-        labels=label_set,
-        metrics=_METRICS[kind],
-        score=_SCORE[kind],
-        epochs=3,
-        splits=tuple(splits),
-        hub_text_a=files.text_column,
-        hub_text_b=files.pair_column,
-        in_average=False,
-        regression_max=None,
-        multilabel=kind == "multilabel",
-        glue=False,
-        files=files,
+        name, name, *texts, label_column, labels, _METRICS[kind], _SCORE[kind], 3, splits, *hub, files=files, **own
     )
 
 
@@ -247,21 +247,5 @@ def task_from_record(name: str, record: dict[str, Any]) -> Task:
     """The `Task` of a finished own-data run (no files: for export and prediction only)."""
     kind = record["kind"]
     labels = tuple(record["labels"]) if record.get("labels") is not None else None
-    return Task(
-        name=name,
-        display=name,
-        text_a=record.get("text_column") or "text",
-        text_b=record.get("pair_column"),
-        label_column="label",
-        labels=labels,
-        metrics=_METRICS[kind],
-        score=_SCORE[kind],
-        epochs=3,
-        splits=(),
-        hub_text_a="text",
-        hub_text_b=None,
-        in_average=False,
-        regression_max=None,
-        multilabel=kind == "multilabel",
-        glue=False,
-    )
+    texts = (record.get("text_column") or "text", record.get("pair_column"))
+    return _task(name, kind, labels, texts, "label", (), ("text", None))
