@@ -12,16 +12,7 @@ from electra import dist, init
 from electra.config import PretrainConfig
 from electra.flops import count_parameters, train_flops_per_sequence
 from electra.objective import SpecialIds
-from electra.train.step import (
-    StepResult,
-    build_optimizer,
-    check_compile_plan,
-    choose_precision,
-    compile_model,
-    plan_batches,
-    set_learning_rate,
-    train_step,
-)
+from electra.train import step as one_step
 
 
 class SingleProcessStep:
@@ -39,31 +30,22 @@ class SingleProcessStep:
     ):
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
-        self.precision = choose_precision(precision_name, self.info.device)
-        self.plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
-        check_compile_plan(compile_mode, self.plan)
+        self.precision = one_step.choose_precision(precision_name, self.info.device)
+        self.plan = one_step.plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
+        one_step.check_compile_plan(compile_mode, self.plan)
         torch.manual_seed(cfg.seed)
         self.model = init.build(cfg, SpecialIds()).to(self.info.device)
-        self.optimizer = build_optimizer(self.model, cfg)
+        self.optimizer = one_step.build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
-        self.cudagraphs = compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
-        self.halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
+        cudagraphs = one_step.compile_model(self.model, compile_mode, compile_scope) if compile_mode else False
+        halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
+        self.options = dict(cfg=cfg, plan=self.plan, info=self.info, precision=self.precision)
+        self.options.update(cudagraphs=cudagraphs, halted=halted)
 
-    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
-        set_learning_rate(self.optimizer, self.cfg, step + 1)
-        return train_step(
-            self.model,
-            self.model,
-            self.optimizer,
-            self.scaler,
-            batch,
-            step=step,
-            cfg=self.cfg,
-            plan=self.plan,
-            info=self.info,
-            precision=self.precision,
-            cudagraphs=self.cudagraphs,
-            halted=self.halted,
+    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> one_step.StepResult:
+        one_step.set_learning_rate(self.optimizer, self.cfg, step + 1)
+        return one_step.train_step(
+            self.model, self.model, self.optimizer, self.scaler, batch, step=step, **self.options
         )
 
 

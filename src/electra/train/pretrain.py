@@ -24,21 +24,8 @@ from electra.flops import train_flops_per_sequence
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.train import console, outputs
+from electra.train import step as one_step
 from electra.train.rundir import RunOptions, Setup, check_data, data_info, resolve_setup
-from electra.train.step import (
-    NonFiniteLoss,
-    StepResult,
-    build_optimizer,
-    check_compile_plan,
-    choose_precision,
-    compile_model,
-    evaluate,
-    plan_batches,
-    read_steps,
-    set_learning_rate,
-    to_device,
-    train_step,
-)
 from electra.train.stopping import Stopped, StopSignals, signal_name
 
 if TYPE_CHECKING:
@@ -76,9 +63,9 @@ def train(
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
     loader = PretrainLoader(setup.data_dir, cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     check_data(loader, setup)
-    plan = plan_batches(cfg.batch_size, info.world_size, opts.micro_batch_size, cfg.max_length)
-    check_compile_plan(opts.compile, plan)
-    precision = choose_precision(opts.precision, info.device)
+    plan = one_step.plan_batches(cfg.batch_size, info.world_size, opts.micro_batch_size, cfg.max_length)
+    one_step.check_compile_plan(opts.compile, plan)
+    precision = one_step.choose_precision(opts.precision, info.device)
     if precision.name == "bf16" and info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
@@ -104,7 +91,7 @@ def train(
     if cfg.freeze_word_embeddings:
         init.freeze_word_tables(model)
     model.to(info.device)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = one_step.build_optimizer(model, cfg)
     scaler = precision.scaler()
     step = 0
     if setup.resume_from is not None:
@@ -117,7 +104,7 @@ def train(
     if info.is_main:
         outputs.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
-    cudagraphs = compile_model(model, opts.compile) if opts.compile else False
+    cudagraphs = one_step.compile_model(model, opts.compile) if opts.compile else False
     wrapped: nn.Module = model
     if info.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -142,7 +129,7 @@ def train(
     last_saved = setup.resume_from
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
     halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
-    unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
+    unread: list[tuple[int, one_step.StepResult]] = []  # read at the next step that logs, evaluates or saves
     stop = stop or StopSignals()
     step_options = dict(cfg=cfg, plan=plan, info=info, precision=precision, cudagraphs=cudagraphs, halted=halted)
     try:
@@ -150,9 +137,9 @@ def train(
         stop.arm()
         while step < cfg.max_steps:
             t0 = time.perf_counter()
-            batch = to_device(next(loader), info.device)
-            lr = set_learning_rate(optimizer, cfg, step)
-            r = train_step(model, wrapped, optimizer, scaler, batch, step=step, **step_options)
+            batch = one_step.to_device(next(loader), info.device)
+            lr = one_step.set_learning_rate(optimizer, cfg, step)
+            r = one_step.train_step(model, wrapped, optimizer, scaler, batch, step=step, **step_options)
             step += 1
             unread.append((step, r))
             logging_step = step % opts.log_every == 0 or step == cfg.max_steps
@@ -163,8 +150,8 @@ def train(
             save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps or bool(stopping)
             if logging_step or eval_step or save_step:
                 try:
-                    rows = read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
-                except NonFiniteLoss as err:
+                    rows = one_step.read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
+                except one_step.NonFiniteLoss as err:
                     kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
                     raise ElectraError(f"{err}; {kept}") from None
                 interval_tokens += sum(int(row["tokens"]) for _, row in rows)
@@ -187,7 +174,9 @@ def train(
             if eval_step:
                 if info.is_main:
                     record = {"split": "eval", "step": step}
-                    record.update(evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity))
+                    record.update(
+                        one_step.evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity)
+                    )
                     for evaluate_more in live:
                         record.update(evaluate_more(model))
                     log.write(record)
