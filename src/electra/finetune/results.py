@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +348,19 @@ def write_results(out: str | Path, model: str = "", tasks: Iterable[Task] | None
     write_json(Path(out) / "results.json", results)
     write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
     return results
+
+
+def saved_run(run: Path, what: str, is_kind: Callable[[dict[str, Any]], bool], expected: str) -> dict[str, Any]:
+    """The config.json of a complete `what` run finetuned with save_model (`is_kind` tells its config apart), or one
+    line saying what the directory lacks."""
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        raise ElectraError(f"{run} is not a {what} run directory (no readable config.json)") from None
+    if not isinstance(config, dict) or not is_kind(config):
+        raise ElectraError(f"{run} is not a {what} run directory ({expected})")
+    if not (run / "metrics.json").is_file():
+        raise ElectraError(f"{what} run {run} is not complete (no metrics.json)")
+    if not (run / "model.safetensors").is_file():
+        raise ElectraError(f"{what} run {run} has no model.safetensors: finetune with save_model=True to keep it")
+    return config

@@ -4,7 +4,6 @@ and compared with ours."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.qa.model import HeadOptions, QuestionAnswerer
+from electra.finetune.results import read_record, saved_run
 from electra.hf import copy_state, hf_config, load_weights, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -26,21 +26,12 @@ def load_qa_run(run: str | os.PathLike) -> tuple[QuestionAnswerer, dict[str, Any
     """(the finetuned model in eval mode, the run's config.json, its tokenizer) from a `save_model` run."""
 
     run = Path(run)
-    try:
-        config = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError):
-        raise ElectraError(f"{run} is not a SQuAD run directory (no readable config.json)") from None
-    if not isinstance(config, dict) or config.get("task") not in ("squad11", "squad20") or "qa" not in config:
-        raise ElectraError(f"{run} is not a SQuAD run directory (its config.json names no SQuAD task)")
-    weights = run / "model.safetensors"
-    if not (run / "metrics.json").is_file():
-        raise ElectraError(f"SQuAD run {run} is not complete (no metrics.json)")
-    if not weights.is_file():
-        raise ElectraError(f"SQuAD run {run} has no model.safetensors: finetune with save_model=True to keep it")
+    squad = lambda c: c.get("task") in ("squad11", "squad20") and "qa" in c  # noqa: E731
+    config = saved_run(run, "SQuAD", squad, "its config.json names no SQuAD task")
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     options = HeadOptions(**{k: config["qa"][k] for k in HeadOptions.__dataclass_fields__})
     model = QuestionAnswerer(model_cfg, config["head"], options)
-    load_weights(model, weights, "the run's model")
+    load_weights(model, run / "model.safetensors", "the run's model")
     tok = load_tokenizer(run / "tokenizer", lowercase=config.get("tokenizer_lowercase"))
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"SQuAD run {run}: its tokenizer/ is not the one the run used")
@@ -197,7 +188,7 @@ def export_qa_run(run: str | Path, out: str | Path, force: bool = False) -> dict
 
     run = Path(run)
     model, config, tok = load_qa_run(run)
-    metrics = json.loads((run / "metrics.json").read_text()).get("metrics", {})
+    metrics = read_record(run / "metrics.json").get("metrics", {})
     record: dict[str, Any] = {
         "format": "electra-qa-export",
         "head": config["head"],

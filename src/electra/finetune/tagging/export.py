@@ -4,7 +4,6 @@ table is a copy of row 1 (the run fed type 1 everywhere), and the directory is l
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from electra.errors import ElectraError
+from electra.finetune.results import read_record, saved_run
 from electra.finetune.tagging.data import TOKEN_TYPE
 from electra.finetune.tagging.model import TokenTagger
 from electra.hf import load_weights
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
 VERIFY_TOLERANCE = 1e-4
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ElectraError(f"tagging run: cannot read its {what} {path} ({err})") from None
-
-
 def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any], WordPiece]:
     """(TokenTagger in eval mode, the run's config, its tokenizer) from a run finetuned with save_model=True."""
 
@@ -39,19 +32,11 @@ def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any
     from electra.tokenizer import load_tokenizer
 
     run = Path(run)
-    if not run.is_dir():
-        raise ElectraError(f"tagging run {run} is not a directory")
-    config = _read(run / "config.json", "config")
-    if config.get("task") != "tagging" or "labels" not in config:
-        raise ElectraError(f"{run} is not a tagging run (its config.json has no task 'tagging' and labels)")
-    if not (run / "metrics.json").is_file():
-        raise ElectraError(f"tagging run {run} is incomplete (no metrics.json)")
-    weights = run / "model.safetensors"
-    if not weights.is_file():
-        raise ElectraError(f"tagging run {run} has no model.safetensors: finetune with save_model=True")
+    tagging = lambda c: c.get("task") == "tagging" and "labels" in c  # noqa: E731
+    config = saved_run(run, "tagging", tagging, "its config.json has no task 'tagging' and labels")
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     model = TokenTagger(model_cfg, len(config["labels"]), config["finetune"].get("head_dropout", 0.0))
-    load_weights(model, weights, "the run's tagger")
+    load_weights(model, run / "model.safetensors", "the run's tagger")
     tok = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else load_tokenizer(config["tokenizer"])
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"tagging run {run}: tokenizer {tok.source} is not the one the run used")
@@ -113,7 +98,7 @@ def export_tagging_run(run: str | Path, out: str | Path, force: bool = False) ->
     model, config, tok = load_tagging_run(run)
     labels = list(config["labels"])
     token_type = int(config.get("token_type_id", TOKEN_TYPE))
-    metrics = _read(run / "metrics.json", "metrics")
+    metrics = read_record(run / "metrics.json")
     record: dict[str, Any] = {
         "format": "electra-tagging-export",
         "class": "ElectraForTokenClassification",
