@@ -1,7 +1,5 @@
-"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable (docs/data.md).
-Epoch e is a permutation from `default_rng([seed, e])`; global batch b is its slice [b*G:(b+1)*G], rank r of W
-takes a contiguous part of it, so the batches do not depend on W and `state_dict()` (epoch, batch) resumes them.
-The held-out examples, fixed at prepare time and spread over the stored order, are never trained on."""
+"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable on any number of
+ranks; the held-out examples are never trained on (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -33,8 +31,7 @@ def count_ids(examples: list[np.ndarray], vocab_size: int) -> np.ndarray:
 
 
 class PretrainLoader:
-    """Infinite iterator of padded batches: dicts of int64 tensors input_ids / attention_mask / token_type_ids,
-    each [global_batch_size / world_size, max_length]."""
+    """Infinite iterator of padded batches of input_ids / attention_mask / token_type_ids, [G / W, max_length]."""
 
     def __init__(
         self, data_dir: str | os.PathLike, global_batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
@@ -108,8 +105,7 @@ class PretrainLoader:
         }
 
     def holdout(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-        """The held-out examples in fixed order, in batches of at most `batch_size`; with `world_size` > 1, rank r
-        gets examples r, r + W, r + 2W, ..."""
+        """The held-out examples in fixed order, in batches of at most `batch_size`; rank r of W gets r, r + W, ..."""
         if batch_size < 1:
             raise ElectraError(f"holdout batch size must be positive, got {batch_size}")
         index = self.holdout_index[rank::world_size]

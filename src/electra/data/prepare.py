@@ -1,6 +1,5 @@
-"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk, streaming and multi-process. The corpus is
-cut into chunks at document boundaries, chunk i built by its own `ExampleBuilder` seeded from (seed, i), so the
-output is the same for any number of workers; at most 2 x workers chunks are in flight (docs/data.md)."""
+"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk, streaming and multi-process, the output the
+same for any number of workers (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -91,8 +90,7 @@ def _build_chunk_in_worker(
 
 
 def chunk_documents(docs: Iterable[list[str]], chunk_chars: int) -> Iterator[list[list[str]]]:
-    """Group documents into chunks of at least `chunk_chars` characters, closing only at document boundaries
-    (a document longer than `chunk_chars` is cut at a line boundary into pieces of about that size)."""
+    """Group documents into chunks of at least `chunk_chars` characters, closing at document boundaries only."""
     chunk: list[list[str]] = []
     size = 0
     for doc in docs:
@@ -134,8 +132,7 @@ def _ours(name: str) -> bool:
 
 
 def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
-    """The metadata of a complete dataset in `out_dir` (None if there is none), removing leftovers of interrupted
-    builds; refuses a directory of other things."""
+    """The metadata of a complete dataset in `out_dir` (None: none), removing leftovers of interrupted builds."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ElectraError(f"output {out_dir} exists and is not a directory")
     if not out_dir.is_dir():
@@ -196,8 +193,7 @@ def prepare_corpus(
     seed: int = 0,
     **options,
 ) -> Path:
-    """Build the ELECTRA examples of `sources` in `out_dir`, or reuse a complete dataset built from the same
-    inputs; one from other inputs is replaced only with `overwrite=True`. Returns `out_dir`."""
+    """The ELECTRA examples of `sources` in `out_dir`, built or reused (same inputs); returns `out_dir`."""
     return build_or_reuse(sources, tokenizer, max_length, out_dir, workers, seed, **options)[0]
 
 

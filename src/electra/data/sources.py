@@ -1,6 +1,5 @@
-"""Corpus readers: every source (a text, .jsonl or .gz file or directory, `builtin`, `hf:<dataset_id>[:<config>]
-[:<split>]`, or openwebtext / wikipedia / bookcorpus; docs/data.md) becomes a stream of documents, each a list of
-non-empty, stripped lines."""
+"""Corpus readers: every source (docs/data.md) becomes a stream of documents, each a list of non-empty, stripped
+lines."""
 
 from __future__ import annotations
 
@@ -198,9 +197,8 @@ PIECE_CHARS = 500  # such a line becomes lines of at most this many characters (
 
 
 def cut_long_lines(doc: list[str], stats: ReadStats) -> list[str]:
-    """A line of over LONG_LINE_CHARS characters cut into lines of at most PIECE_CHARS, at the last space before
-    the limit where there is one, counted in `stats.long_lines`: whole, it would be tokenized at once and give one
-    truncated example. Lines of normal length are left as they are."""
+    """A line of over LONG_LINE_CHARS characters cut into lines of at most PIECE_CHARS (at the last space before the
+    limit where there is one), counted in `stats.long_lines`; shorter lines are left as they are."""
     out: list[str] = []
     for line in doc:
         if len(line) <= LONG_LINE_CHARS:

@@ -16,8 +16,7 @@ from electra.train import step as one_step
 
 
 class SingleProcessStep:
-    """`step.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
-    compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
+    """`step.train_step` on one process set up as `electra pretrain` does; call it with a batch and the step index."""
 
     def __init__(
         self,

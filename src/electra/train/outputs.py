@@ -1,6 +1,5 @@
-"""What a pretraining run writes while it trains: its config.json and tokenizer at the start, checkpoints at their
-steps (`electra.checkpoint`; a full disk is one line), and the metrics log (metrics.jsonl, TensorBoard, optionally
-Weights & Biases), cut back to the checkpoint's step when a run resumes."""
+"""What a pretraining run writes while it trains: config.json and tokenizer, checkpoints, and the metrics log
+(metrics.jsonl, TensorBoard, optionally Weights & Biases), cut back to the checkpoint's step on resume."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ if TYPE_CHECKING:
 
 
 def start(run_dir: Path, run_config: dict[str, Any], tokenizer: WordPiece, fresh: bool) -> None:
-    """Write the run's config.json and tokenizer; `fresh` (a new run, or --force over an old one) first deletes
-    the old run's outputs."""
+    """Write the run's config.json and tokenizer; `fresh` first deletes an old run's outputs."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if fresh:  # --force over an old run, or a new directory: start from a clean slate
         for name in OUTPUTS:

@@ -1,7 +1,5 @@
-"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs. A step
-processes the global batch whatever the number of processes, each loss normalised by the global batch's
-denominators, all randomness seeded from (seed, step, micro-batch): 2 processes x k micro-batches compute what
-1 x 2k does, and a resumed run repeats an uninterrupted one (docs/faithfulness.md §3.2, §3.4, §5)."""
+"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs; any
+number of processes computes the same steps, and a resumed run repeats an uninterrupted one (docs/faithfulness.md)."""
 
 from __future__ import annotations
 
@@ -226,11 +224,8 @@ def pretrain(
     evaluators: Sequence[EvaluatorFactory] = (),
     **settings: Unpack[PretrainSettings],
 ) -> dict[str, Any]:
-    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does. `settings`: the
-    `RunOptions` fields and config fields that override the preset's. Returns the last logged training record.
-
-        pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
-    """
+    """Pretrain (or with resume=True continue) the run in `out`; `settings`: `RunOptions` and config fields. Returns
+    the last logged training record."""
     fields = set(RunOptions.__dataclass_fields__) | {"device"}
     config_fields = {name for name, _ in flat_fields(PretrainConfig, ModelConfig)}
     for key in settings:

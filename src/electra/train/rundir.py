@@ -1,6 +1,5 @@
 """A pretraining run directory (docs/pretraining.md): what it may hold, who writes it, and the run to do
-(`resolve_setup`). A directory that holds a run is only continued (`--resume`) or replaced (`--force`), one with
-other files of these names refused; a damaged `latest` falls back to the newest intact kept checkpoint."""
+(`resolve_setup`)."""
 
 from __future__ import annotations
 
@@ -63,8 +62,7 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
 
 
 def _say_damaged_kept(run_dir: Path, resume_from: Path) -> None:
-    """Say which kept checkpoints (`step_N`) are damaged: the resumed run writes those past its start again, the
-    others stay as they are."""
+    """Say which kept checkpoints (`step_N`) are damaged (the resumed run writes those past its start again)."""
     start = json.loads((resume_from / ckpt.TRAINER_STATE).read_text()).get("step", 0)
     root = run_dir / ckpt.CHECKPOINTS
     for path in sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:])):

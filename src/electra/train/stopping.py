@@ -1,6 +1,5 @@
-"""SIGTERM (preemption) and SIGINT (Ctrl-C) during pretraining: while setting up a signal stops at once; once the
-loop is `arm`ed it is seen at the next step boundary, which saves a checkpoint and raises `Stopped` (exit 128 +
-the signal number, with a line saying how to `--resume`). A second signal stops at once."""
+"""SIGTERM (preemption) and SIGINT (Ctrl-C) during pretraining: a checkpoint at the next step boundary, then
+`Stopped` (exit 128 + the signal number); while setting up, or at a second signal, at once."""
 
 from __future__ import annotations
 
