@@ -163,19 +163,7 @@ class AdamW(torch.optim.Optimizer):
         # the kernel: p <- p (1 - lr wd); then p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         t = torch.full((), float(step) if group["bias_correction"] else 2.0**40, device=params[0].device)
         beta1, beta2 = group["betas"]
-        torch._fused_adamw_(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            [t] * len(params),
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            amsgrad=False,
-            maximize=False,
-            found_inf=None if found_inf is None else found_inf.float(),
-        )
+        hyper = {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "weight_decay": group["weight_decay"]}
+        hyper.update(eps=group["eps"], amsgrad=False, maximize=False)
+        found = None if found_inf is None else found_inf.float()
+        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [t] * len(params), **hyper, found_inf=found)

@@ -17,19 +17,7 @@ from electra.finetune.results import load_predictions, load_runs
 from electra.finetune.tasks import TASKS, Task
 from electra.io import write_bytes
 
-SERVER_FILES = (
-    "CoLA.tsv",
-    "SST-2.tsv",
-    "MRPC.tsv",
-    "STS-B.tsv",
-    "QQP.tsv",
-    "MNLI-m.tsv",
-    "MNLI-mm.tsv",
-    "QNLI.tsv",
-    "RTE.tsv",
-    "WNLI.tsv",
-    "AX.tsv",
-)
+SERVER_FILES = tuple(f"{name}.tsv" for name in "CoLA SST-2 MRPC STS-B QQP MNLI-m MNLI-mm QNLI RTE WNLI AX".split())
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def _splits(directory: str, config: str, test_index: str = "index") -> tuple[Spl
     )
 
 
+_AX = (("ax", "test"), False, "AX.tsv")  # AX's hub name, no labels, its server file
 _MNLI = (
     Split("train", ("MNLI/train.tsv",), ("mnli", "train"), True),
     Split("dev", ("MNLI/dev_matched.tsv",), ("mnli", "validation_matched"), True),
@@ -125,13 +126,7 @@ _MNLI = (
     Split("test", ("MNLI/test_matched.tsv",), ("mnli", "test_matched"), False, "MNLI-m.tsv"),
     Split("test_mm", ("MNLI/test_mismatched.tsv",), ("mnli", "test_mismatched"), False, "MNLI-mm.tsv"),
     # AX, the diagnostic set, is predicted by every MNLI run (docs/faithfulness.md §6.3)
-    Split(
-        "ax",
-        ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"),
-        ("ax", "test"),
-        False,
-        "AX.tsv",
-    ),
+    Split("ax", ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"), *_AX),
 )
 
 # name | GLUE spelling (its directory) | TSV text_a, text_b, label | labels (none: regression) | metrics | score

@@ -47,25 +47,14 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
         model = cfg.get("model", {})
         last = r.train[-1] if r.train else {}
         last_eval = r.eval[-1] if r.eval else {}
-        pretrain.append(
-            {
-                "name": r.name,
-                "path": str(r.path),
-                "step": r.last_step,
-                "max_steps": cfg.get("max_steps"),
-                "hidden_size": model.get("hidden_size"),
-                "layers": model.get("num_hidden_layers"),
-                "batch_size": cfg.get("batch_size"),
-                "max_length": cfg.get("max_length"),
-                "adam_epsilon": cfg.get("adam_epsilon"),
-                "freeze_word_embeddings": bool(cfg.get("freeze_word_embeddings")),
-                "train": {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")},
-                "eval": {k: last_eval.get(k) for k in EVAL_KEYS},
-                "probe_set": r.config.get("run", {}).get("probe"),
-                "disc_auc_peak": _auc_peak(r.eval),
-                "weights_moved": _weights_moved(r.path),
-            }
-        )
+        entry = {"name": r.name, "path": str(r.path), "step": r.last_step, "max_steps": cfg.get("max_steps")}
+        entry |= {"hidden_size": model.get("hidden_size"), "layers": model.get("num_hidden_layers")}
+        entry |= {k: cfg.get(k) for k in ("batch_size", "max_length", "adam_epsilon")}
+        entry["freeze_word_embeddings"] = bool(cfg.get("freeze_word_embeddings"))
+        entry["train"] = {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")}
+        entry["eval"] = {k: last_eval.get(k) for k in EVAL_KEYS}
+        entry["probe_set"] = r.config.get("run", {}).get("probe")
+        pretrain.append(entry | {"disc_auc_peak": _auc_peak(r.eval), "weights_moved": _weights_moved(r.path)})
     report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
     report["findings"] = findings(report, sweeps)
     return report
