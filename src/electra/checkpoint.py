@@ -1,6 +1,5 @@
-"""Pretraining run directories and their checkpoints (the layout: docs/pretraining.md). Each checkpoint directory
-is self-contained and written into a temporary directory renamed into place, so a crash never leaves a
-half-written checkpoint under its final name."""
+"""Pretraining run directories and their checkpoints (the layout: docs/pretraining.md), each written into a
+temporary directory renamed into place."""
 
 from __future__ import annotations
 
@@ -210,8 +209,7 @@ def save_checkpoint(
 
 
 def size_estimate(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of a checkpoint of `model` and `optimizer`: the weights (shared tensors once) and the optimizer state;
-    the rest (trainer and random state, config, tokenizer) is small."""
+    """Bytes of a checkpoint of `model` and `optimizer` (shared tensors once; the rest of a checkpoint is small)."""
     seen, total = set(), 0
     tensors = [*model.state_dict().values()]
     tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
@@ -251,8 +249,7 @@ def update_index(root: Path, label: str, name: str) -> None:
 
 
 def problem(path: Path) -> str | None:
-    """Why checkpoint directory `path` cannot be resumed from (a missing, truncated or unreadable file), or None.
-    Reads the files' headers and directories only, not the tensors."""
+    """Why checkpoint directory `path` cannot be resumed from (reading headers, not tensors), or None."""
     import zipfile
 
     from safetensors import safe_open

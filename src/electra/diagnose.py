@@ -1,7 +1,5 @@
 """What pretraining did to an encoder's representations, for any checkpoint (`electra diagnose`, docs/pretraining.md):
-per layer, state norms, collapse (mean cosines within a sequence and between [CLS] states) and attention entropy,
-the final layer's effective rank, LayerNorm and word-table geometry (`representation_stats`); the discriminator's
-logits (`discriminator_stats`); and how far each kind of weight moved from the run's start (`weight_change`)."""
+per-layer collapse and attention statistics, word-table geometry, the discriminator's logits, weight movement."""
 
 from __future__ import annotations
 
@@ -122,8 +120,7 @@ def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dic
 
 @torch.no_grad()
 def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Word-embedding geometry: row norms and mean pairwise cosine, for the token ids in `used_ids` and for a
-    fixed random sample of the ids not among them (in a short run, mostly tokens the model never saw)."""
+    """Word-embedding geometry (row norms, mean pairwise cosine) of the ids in `used_ids` and of a sample of others."""
     table = encoder.embeddings.word_embeddings.weight
     used = torch.unique(used_ids)
     unused_mask = torch.ones(table.shape[0], dtype=torch.bool)
@@ -147,8 +144,7 @@ def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000,
 
 @torch.no_grad()
 def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0) -> dict[str, float]:
-    """The discriminator's logits on original and on replaced real tokens of `batch`, corrupted by the model's own
-    generator (masks and samples seeded by `seed`), in eval mode."""
+    """The discriminator's logits on original and replaced real tokens of `batch` (its own generator, `seed`)."""
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)

@@ -1,7 +1,5 @@
-"""`electra export`: a pretraining run as `transformers` directories (DIR/discriminator/ ElectraForPreTraining,
-DIR/generator/ ElectraForMaskedLM, or DIR/masked_lm/ for replace-mlm and all-tokens-mlm; DIR/export.json), or a
-finetuned GLUE run as an ElectraModel with its head (or ElectraForSequenceClassification). The export is loaded
-back and compared with ours (`--no-verify` skips it); an existing non-empty DIR is replaced only with `--force`."""
+"""`electra export`: a pretraining or finetuned run as `transformers` model directories, loaded back and compared
+with ours (`--no-verify` skips it); an existing non-empty DIR is replaced only with `--force`."""
 
 from __future__ import annotations
 
@@ -80,8 +78,7 @@ def export_run(
     force: bool = False,
     verify: bool = True,
 ) -> dict[str, Any]:
-    """Export a pretraining run's discriminator (or full-size masked LM) and generator; returns what export.json
-    records."""
+    """Export a pretraining run's discriminator (or masked LM) and generator; returns what export.json records."""
     from electra.checkpoint import read_json, resolve_checkpoint
 
     model, cfg, tokenizer = _load_run(run_dir, checkpoint)

@@ -1,7 +1,5 @@
-"""Training FLOPs counted as the ELECTRA paper does (official `flops_computation.py`), conventions and quirks
-kept so that the paper's totals are reproduced (docs/faithfulness.md §7): backward = forward, embedding lookups as
-one-hot matmuls, per-element constants, the generator's MLM head on `output_frac` of the positions, the efficiency
-ablations' heads, and the attention-output LayerNorm at 5 FLOPs per token (`faithful=False`: 5·H)."""
+"""Training FLOPs counted as the ELECTRA paper does (official `flops_computation.py`), its conventions and quirks
+kept so that the paper's totals are reproduced (docs/faithfulness.md §7)."""
 
 from __future__ import annotations
 
@@ -89,8 +87,7 @@ def input_embedding_flops(m: EncoderShape) -> float:
 
 
 def mlm_head_flops(m: EncoderShape, output_frac: float = OUTPUT_FRAC) -> float:
-    """dense H→E + bias + GELU + LayerNorm, then E→V logits, softmax and picking the target, on a fraction of
-    the positions."""
+    """dense H→E + bias + GELU + LayerNorm, then E→V logits, softmax and target, on a fraction of positions."""
     e, v = m.e, m.vocab
     per_token = 2 * m.hidden * e + e + GELU * e + LAYER_NORM * e + 2 * e * v + SOFTMAX * v + 2 * v
     return output_frac * per_token * m.seq_len

@@ -168,8 +168,7 @@ def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def refuse_inputs_inside(out: str | os.PathLike, inputs: dict[str, Any], action: str = "--force") -> None:
-    """Refuse when an input that exists on disk (`inputs`: option name -> path, paths or None) is `out`, lies inside
-    it or contains it: `action` would delete it."""
+    """Refuse when an existing input (`inputs`: option -> path(s) or None) is, holds or lies in `out`: `action`."""
     for option, values in inputs.items():
         for value in values if isinstance(values, (list, tuple)) else [values]:
             if value is None or not os.path.exists(value):
@@ -188,9 +187,8 @@ def write_dir(
     source: str | os.PathLike | None = None,
     source_name: str = "the input",
 ) -> Path:
-    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`. An existing non-empty
-    `out` is refused unless `force`, and replaced only once the new content is complete; `out` may not overlap
-    `source`."""
+    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out` (an existing
+    non-empty `out` only with `force`, replaced once the new content is complete; it may not overlap `source`)."""
     out = Path(out)
     if source is not None and overlaps(out, source):
         raise ElectraError(f"--out {out} would overlap {source_name} ({source}); choose a directory outside it")

@@ -1,6 +1,4 @@
-"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id.
-
-`is_run_dir` is re-exported from `electra.checkpoint`, which defines the run layout."""
+"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""A linear probe: are an encoder's frozen features becoming useful? A logistic regression on the final layer's
-[CLS] state and on its mean over tokens, test accuracy beside the majority class's, during pretraining (against
-the same probe on random weights) and as `electra probe`. Sets (`--probe`, docs/pretraining.md): `builtin`
-(standard-library docstring topics, no download), `glue:<task>`, or a CSV/TSV/JSONL file with text and label."""
+"""A linear probe: are an encoder's frozen features becoming useful? Logistic regressions on the final layer's
+[CLS] state and mean-pooled states, against the same probe on random weights (docs/pretraining.md)."""
 
 from __future__ import annotations
 
@@ -63,8 +61,7 @@ def _split(name: str, rows: list[tuple[str, str | None, str]], seed: int = 0) ->
 
 @functools.lru_cache(maxsize=2)
 def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
-    """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each, a fixed shuffle);
-    read once per process."""
+    """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each); read once."""
     root = Path(sysconfig.get_paths()["stdlib"])
     in_corpus = {line for doc in builtin_documents() for line in doc}  # common phrases also found elsewhere
     rows = []
@@ -253,8 +250,7 @@ def probe_models(
 
 
 class LiveProbe:
-    """The linear probe of `electra.probe` on the encoder being trained, with the same probe on the randomly
-    initialised encoder of this shape (computed once) as the baseline it has to beat."""
+    """The linear probe on the encoder being trained, beside its baseline: the same probe on random weights."""
 
     def __init__(self, probe_set: ProbeSet, tokenizer: WordPiece, max_length: int, baseline: dict[str, float]):
         self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline

@@ -1,5 +1,4 @@
-"""The one validator of configs: every path into a config (the command line, `--config` files, a run's config.json,
-the Python API) builds the dataclass through these checks, so a wrong key, kind or range is one `ConfigError` that
+"""The one validator of configs, whichever way they come in: a wrong key, kind or range is one `ConfigError` that
 names the field and what was expected."""
 
 from __future__ import annotations

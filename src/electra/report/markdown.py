@@ -1,5 +1,4 @@
-"""The markdown page of `electra report`: findings in words, the GLUE table with its baselines, pretraining and probe
-tables, stability over seeds, and the plots."""
+"""The markdown page of `electra report`: findings, the GLUE, pretraining and probe tables, and the plots."""
 
 from __future__ import annotations
 

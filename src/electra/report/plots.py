@@ -1,5 +1,4 @@
-"""The PNG plots of `electra report`: pretraining losses, held-out accuracy and AUC, the live probe against its
-random-weights baseline, and GLUE scores per sweep."""
+"""The PNG plots of `electra report`: pretraining losses, accuracy and AUC, the live probe, GLUE scores."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Statistics over finetuning sweeps: per-task scores, GLUE averages, pretraining stability over sweeps, and the
-noise bands the findings compare against."""
+"""Statistics over sweeps: task scores, GLUE averages, stability, and the noise bands the findings use."""
 
 from __future__ import annotations
 
