@@ -1,5 +1,4 @@
-"""The finetuning model, `SequenceClassifier` (the encoder + dropout + one dense layer on h[CLS]; docs/faithfulness.md
-§6.2), and `load_encoder`: the encoder from a run, an HF directory, a hub id or `random:<preset>`."""
+"""The finetuning model, `SequenceClassifier` (docs/faithfulness.md §6.2), and where its encoder comes from."""
 
 from __future__ import annotations
 
@@ -77,9 +76,7 @@ def load_encoder(
     source: str, tokenizer: str | None = None, checkpoint: str = "latest"
 ) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:
     """(encoder with pretrained weights, its config, its tokenizer) for `source`: a pretraining run directory (at
-    `checkpoint`: latest, a kept fraction such as 25%, step_N), an HF-format directory, a hub id, or `random:<preset>`
-    (the encoder is None and `tokenizer` is required). `tokenizer` (a vocab file or directory) overrides the model's
-    own."""
+    `checkpoint`), an HF-format directory, a hub id, or `random:<preset>` (no encoder; `tokenizer` required)."""
     if source.startswith("random:"):
         if tokenizer is None:
             raise ElectraError(f"--model {source} has no tokenizer; give --tokenizer VOCAB_OR_DIR")
@@ -117,8 +114,7 @@ def build_model(
 
 
 def start_encoder(module: ElectraModel, encoder: ElectraModel | None) -> None:
-    """A finetuning model's encoder: the pretrained weights when given, else the official truncated-normal init
-    (the no-pretraining baseline). Every task's model builder calls this after seeding its head."""
+    """A finetuning model's encoder: the pretrained weights when given, else the official truncated-normal init."""
     if encoder is None:
         init_weights(module, module.config.initializer_range)
     else:

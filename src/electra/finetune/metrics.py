@@ -1,5 +1,4 @@
-"""Dev-set metrics of GLUE and your own data (docs/faithfulness.md §6.3), all x100, and for two-class tasks
-`ranking_auc`: the dev ROC AUC with the band around 0.5 inside which the ranking is indistinguishable from chance."""
+"""Dev-set metrics of GLUE and your own data (docs/faithfulness.md §6.3), all x100, and the two-class ROC AUC."""
 
 from __future__ import annotations
 
@@ -56,8 +55,7 @@ def compute_metrics(task: Task, outputs: np.ndarray, labels: np.ndarray, suffix:
 
 
 def majority_metrics(task: Task, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The metrics of always predicting the train set's most frequent class (classification) or its mean score
-    (regression): the floor a finetuned model must clear."""
+    """The metrics of always predicting the train set's majority class (regression: its mean score)."""
     train_labels, labels = np.asarray(train_labels), np.asarray(labels)
     if task.is_regression:
         outputs = np.full((len(labels), 1), float(np.mean(train_labels)), np.float32)
@@ -99,7 +97,6 @@ def chance_auc_band(labels: np.ndarray) -> float | None:
 
 
 def dev_auc_fields(task: Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """A run's record of how it ranks the dev examples: `dev_auc` and `dev_auc_chance_band` (both None unless the
-    task has two classes and both occur)."""
+    """A run's `dev_auc` and `dev_auc_chance_band` (None unless two classes that both occur)."""
     auc = ranking_auc(task, outputs, labels)
     return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(labels) if auc is not None else None}

@@ -1,5 +1,5 @@
-"""The finetuning recipe every task shares (GLUE, your own data, tagging, SQuAD; paper Table 7,
-docs/faithfulness.md §6): the optimizer with layer-wise learning-rate decay, and the training loop."""
+"""The finetuning recipe every task shares (paper Table 7, docs/faithfulness.md §6): the optimizer with layer-wise
+learning-rate decay, and the training loop."""
 
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ def finetune_optimizer(
     device: torch.device,
     head_prefixes: tuple[str, ...] = ("classifier.",),
 ) -> AdamW:
-    """The recipe's Adam with layer-wise learning-rate decay: the encoder's parameters are named `electra.*`, the
-    task head's start with one of `head_prefixes`."""
+    """The recipe's Adam with layer-wise decay: encoder parameters `electra.*`, the head's under `head_prefixes`."""
     names = [n for n, _ in model.named_parameters()]
     scale = layer_lr_multipliers(names, num_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode, head_prefixes)
     groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)

@@ -1,6 +1,5 @@
-"""Run records on disk (OUT/<task>/run_<seed>/config.json, predictions_<split>.npz, metrics.json written last) and
-their aggregation into OUT/results.json and results.md. The GLUE average is over the official README's 8 tasks,
-each task's `score` metric; with tasks missing it is labelled "GLUE-k (no X, Y)" (docs/faithfulness.md §6.5)."""
+"""Run records on disk and their aggregation into OUT/results.json and results.md; a GLUE average over fewer than
+the official README's 8 tasks is labelled "GLUE-k (no X, Y)" (docs/faithfulness.md §6.5)."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ def read_record(path: str | Path) -> dict[str, Any]:
 
 
 def load_runs(out: str | Path, task: Task | str) -> list[dict[str, Any]]:
-    """Every complete run of `task` (or of the task folder so named) under `out`, those with a metrics.json, each
-    with its "dir", sorted by seed."""
+    """Every complete run of `task` (or task folder) under `out`, each with its "dir", sorted by seed."""
     folder = Path(out) / (task if isinstance(task, str) else task.name)
     runs = []
     for metrics_file in sorted(folder.glob("run_*/metrics.json")):
@@ -319,8 +317,7 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
 
 
 def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], outputs: np.ndarray) -> None:
-    """`id,prediction` rows: a label name, the predicted value, or the predicted labels joined by the task's
-    separator (several labels per example)."""
+    """`id,prediction` rows: a label name, the predicted value, or the labels joined by the task's separator."""
     import csv
     import io
 
@@ -342,8 +339,7 @@ def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], out
 
 
 def write_results(out: str | Path, model: str = "", tasks: Iterable[Task] | None = None) -> dict[str, Any]:
-    """Aggregate every complete run under `out` into results.json and results.md (`tasks`: the GLUE tasks by
-    default; your own data's task when it is one)."""
+    """Aggregate every complete run under `out` into results.json and results.md; returns the aggregate."""
     results = aggregate(out, tasks)
     write_json(Path(out) / "results.json", results)
     write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
@@ -351,8 +347,7 @@ def write_results(out: str | Path, model: str = "", tasks: Iterable[Task] | None
 
 
 def saved_run(run: Path, what: str, is_kind: Callable[[dict[str, Any]], bool], expected: str) -> dict[str, Any]:
-    """The config.json of a complete `what` run finetuned with save_model (`is_kind` tells its config apart), or one
-    line saying what the directory lacks."""
+    """The config.json of a complete `what` run saved with save_model, or one line saying what it lacks."""
     try:
         config = json.loads((run / "config.json").read_text())
     except (OSError, ValueError):

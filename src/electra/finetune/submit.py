@@ -1,5 +1,4 @@
-"""`electra submit`: the GLUE-server zip from a finetuning sweep's stored test predictions (no model needed); a
-run per task is chosen by its dev score (`--pick best|median|RUN|ensemble:K`), AX from the MNLI run(s)."""
+"""`electra submit`: the GLUE-server zip from a sweep's stored test predictions, a run per task picked by dev score."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The GLUE tasks as a table of small records (docs/faithfulness.md §6.3): where each split lives, its columns,
-labels and metrics.
-
-Columns are looked up by header name, so a file whose layout differs from the GLUE distribution fails with a clear
-message instead of silently reading the wrong column. CoLA train/dev have no header: they get the names in
-`no_header`. The same records describe the Hugging Face `datasets` copy of GLUE (`hub_*` fields).
-"""
+"""The GLUE tasks as a table of small records (docs/faithfulness.md §6.3): where each split lives (on disk and on
+the hub), its columns by header name, labels and metrics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra finetune/qa/qa_tasks.py builds them
-(docs/qa.md: doc tokens, query and document spans, max-context positions, training labels)."""
+"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra qa_tasks.py builds them (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -116,8 +115,7 @@ def _paragraphs_from_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _paragraphs_from_hub(source: str, role: Role) -> list[tuple[str, dict[str, Any]]]:
-    """The rows of a `datasets` SQuAD dataset (id, context, question, answers{text, answer_start}), one paragraph
-    per row in the official structure."""
+    """The rows of a `datasets` SQuAD dataset, one paragraph per row in the official structure."""
     from electra import hub
 
     ds, _ = hub.load_dataset(source, role)

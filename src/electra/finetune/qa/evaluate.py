@@ -1,5 +1,4 @@
-"""Exact match and F1 as the official SQuAD v1.1 and v2.0 evaluation scripts define them, scores x 100
-(docs/qa.md: how the two differ)."""
+"""Exact match and F1 as the official SQuAD v1.1 and v2.0 evaluation scripts define them (docs/qa.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Export a finetuned SQuAD run (`save_model=True`) as a `transformers` directory: `ElectraForQuestionAnswering`
-for the transformers head, `ElectraModel` plus `qa_head.*` for the official one (docs/qa.md); both are loaded back
-and compared with ours."""
+"""Export a finetuned SQuAD run (`save_model=True`) as a `transformers` directory, loaded back and compared with
+ours (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -181,8 +180,7 @@ or, with a transformers version that has the question-answering pipeline (before
 
 
 def export_qa_run(run: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
-    """Export a `save_model` SQuAD run to `out` (written atomically; an existing non-empty `out` needs `force`).
-    Returns what `out/qa_head.json` (official head) or `out/export.json` (transformers head) records."""
+    """Export a `save_model` SQuAD run to `out` (an existing non-empty `out` needs `force`); returns its record."""
     from safetensors.torch import save_file
     from transformers import ElectraForQuestionAnswering
 

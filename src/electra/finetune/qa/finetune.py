@@ -1,5 +1,4 @@
-"""Finetune on SQuAD 1.1 or 2.0 with the official ELECTRA recipe and QA defaults; resumable runs over seeds
-(docs/qa.md: the files under OUT/squad11|squad20/run_<seed>/ and the defaults)."""
+"""Finetune on SQuAD 1.1 or 2.0 with the official recipe and QA defaults; resumable runs over seeds (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -117,8 +116,7 @@ def train(
 def predict(
     model: QuestionAnswerer, features: list[QAFeature], device: torch.device, batch_size: int, pad_id: int
 ) -> list[dict[str, np.ndarray]]:
-    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length (so that
-    nothing depends on how the features were batched)."""
+    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length."""
     model.eval()
     results: list[dict[str, np.ndarray]] = []
     for start in range(0, len(features), batch_size):
@@ -138,8 +136,7 @@ def predict(
 
 @dataclass
 class SquadRuns(TaskRuns):
-    """SQuAD in a sweep: the QA head, the official metrics, and the official files (predictions.json, null_odds.json
-    for 2.0, nbest.json)."""
+    """SQuAD in a sweep: the QA head, the official metrics and files (predictions, null odds, n-best lists)."""
 
     qa: QAOptions
     head: Head
@@ -211,9 +208,8 @@ def finetune_squad(
     quiet: bool = False,
     **recipe: Unpack[SquadFields],
 ) -> dict[str, Any]:
-    """Finetune `model` on SQuAD `version` from `train` and `dev` (official-format JSON or `hf:squad[_v2]`);
-    `recipe`: `FinetuneConfig` and `QAOptions` fields. Returns {"runs": [...], "median": {...}} (OUT/results.json).
-    """
+    """Finetune `model` on SQuAD `version` from `train` and `dev` (official JSON or `hf:squad[_v2]`); `recipe`:
+    `FinetuneConfig` and `QAOptions` fields. Returns {"runs": [...], "median": {...}} (OUT/results.json)."""
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     if version not in ("1.1", "2.0"):

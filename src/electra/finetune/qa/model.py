@@ -1,7 +1,5 @@
-"""The span-extraction model: the ELECTRA encoder (`electra`) and the `official` head (google-research/electra
-qa_tasks.py: answer mask, start logits, end logits conditioned on the start, answerable classifier) or the
-`transformers` one (`ElectraForQuestionAnswering`'s `qa_outputs`); docs/qa.md describes both. Every head
-parameter's name starts with `qa_` (`head_prefixes`), which layer-wise decay uses to tell it apart."""
+"""The span-extraction model: the ELECTRA encoder with the `official` head or `transformers`' (docs/qa.md); every
+head parameter's name starts with `qa_` (`head_prefixes`), which layer-wise decay uses to tell it apart."""
 
 from __future__ import annotations
 
@@ -158,8 +156,7 @@ def build_qa_model(
     options: HeadOptions | None = None,
     init_seed: int = 0,
 ) -> QuestionAnswerer:
-    """A fresh model: the pretrained encoder's weights when given (else the official truncated-normal init), a new
-    head initialised from `init_seed`."""
+    """A fresh model: the pretrained encoder's weights when given, a new head initialised from `init_seed`."""
     torch.manual_seed(init_seed)
     model = QuestionAnswerer(cfg, head, options)
     start_encoder(model.electra, encoder)

@@ -1,5 +1,4 @@
-"""From per-feature model outputs to answers, n-best lists and null odds, as google-research/electra
-finetune/qa/qa_metrics.py `write_predictions` (docs/qa.md)."""
+"""From per-feature model outputs to answers, n-best lists and null odds, as qa_metrics.py `write_predictions`."""
 
 from __future__ import annotations
 
@@ -190,6 +189,5 @@ def predict_answers(
 
 
 def apply_null_threshold(answers: dict[str, str], null_odds: dict[str, float], threshold: float) -> dict[str, str]:
-    """The official submission format: "" where the null odds exceed `threshold` (google-research/electra
-    run_finetuning.py, SQuAD 2.0 test predictions)."""
+    """The official submission format: "" where the null odds exceed `threshold`."""
     return {q: ("" if null_odds[q] > threshold else a) for q, a in answers.items()}

@@ -1,5 +1,4 @@
-"""Token classification (chunking, NER, POS tagging) finetuning, after google-research/electra finetune/tagging/
-(docs/tagging.md)."""
+"""Token classification (chunking, NER, POS) finetuning, after google-research/electra (docs/tagging.md)."""
 
 from electra.finetune.tagging.export import export_tagging_run
 from electra.finetune.tagging.finetune import finetune_tagging

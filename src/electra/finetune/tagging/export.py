@@ -1,6 +1,4 @@
-"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory; row 0 of the token-type
-table is a copy of row 1 (the run fed type 1 everywhere), and the directory is loaded back and compared with ours
-(docs/tagging.md)."""
+"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory (docs/tagging.md)."""
 
 from __future__ import annotations
 
@@ -44,8 +42,7 @@ def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any
 
 
 def to_hf_tagger(model: TokenTagger, labels: list[str], token_type: int = TOKEN_TYPE) -> ElectraForTokenClassification:
-    """transformers' ElectraForTokenClassification computing `model`'s logits for token type `token_type` when
-    given token type 0."""
+    """transformers' ElectraForTokenClassification computing `model`'s logits for `token_type` at type 0."""
     from transformers import ElectraForTokenClassification
 
     from electra.hf import copy_state, hf_config

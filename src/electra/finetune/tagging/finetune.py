@@ -154,8 +154,7 @@ def evaluate(data: TaggingData, preds: dict[str, list[list[str]]]) -> dict[str, 
 
 @dataclass
 class TaggingRuns(TaskRuns):
-    """The tagging task of a sweep: a tag per word, span metrics, and the predictions as CoNLL text
-    (predictions_dev.txt, predictions_test.txt)."""
+    """The tagging task of a sweep: a tag per word, span metrics, predictions_{dev,test}.txt in CoNLL text."""
 
     data: TaggingData
     saves_tokenizer: ClassVar[bool] = True
@@ -208,9 +207,8 @@ def finetune_tagging(
     quiet: bool = False,
     **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
-    """Finetune `model` to tag the words of `train` (CoNLL-style or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`),
-    evaluated on `dev` (and `test`), `runs` seeds from `seed`; `recipe`: FinetuneConfig fields. Returns
-    {"runs": [...], "median": {...}} (OUT/results.json)."""
+    """Finetune `model` to tag the words of `train` (CoNLL-style or `hf:...`), evaluated on `dev` (and `test`), over
+    `runs` seeds; `recipe`: FinetuneConfig fields. Returns {"runs": [...], "median": {...}} (OUT/results.json)."""
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     fields = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}

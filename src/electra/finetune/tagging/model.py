@@ -1,6 +1,5 @@
-"""The tagging model (a Linear on every position, as tagging_tasks.py and ElectraForTokenClassification), its loss
-(cross-entropy at each word's first piece, summed or averaged) and its metrics: word accuracy and, for BIO/BIOES
-tags, seqeval span precision/recall/F1 (docs/tagging.md)."""
+"""The tagging model (a Linear on every position), its loss at each word's first piece, and its metrics: word
+accuracy and, for BIO/BIOES tags, seqeval span precision/recall/F1 (docs/tagging.md)."""
 
 from __future__ import annotations
 
