@@ -32,19 +32,9 @@ BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # the built-in probe set's label
 }
 PROBE_PACKAGES = frozenset(p for packages in BUILTIN_TOPICS.values() for p in packages)
 BUILTIN_MAX_CHARS = 2_000_000
-_BUILTIN_SKIP = {
-    "test",
-    "tests",
-    "idlelib",
-    "site-packages",
-    "dist-packages",
-    "lib2to3",
-    "turtledemo",
-    "__pycache__",
-    "ensurepip",
-    "pydoc_data",
-    "venv",
-}
+_BUILTIN_SKIP = set(
+    "test tests idlelib site-packages dist-packages lib2to3 turtledemo __pycache__ ensurepip pydoc_data venv".split()
+)
 
 # name -> (hub spec, clean lines like richarddwang/electra_pytorch does for Wikipedia)
 ALIASES: dict[str, tuple[str, bool]] = {

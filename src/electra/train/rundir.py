@@ -168,18 +168,9 @@ class Setup:
 
 
 # run options that `--resume` takes from the run when they are not given again
-RESUMED_OPTIONS = (
-    "log_every",
-    "save_every",
-    "eval_every",
-    "eval_examples",
-    "micro_batch_size",
-    "precision",
-    "prepare_workers",
-    "vocab",
-    "data_cache",
-    "probe",
-    "glue_dir",
+RESUMED_OPTIONS = tuple(
+    "log_every save_every eval_every eval_examples micro_batch_size precision prepare_workers vocab data_cache "
+    "probe glue_dir".split()
 )
 
 
