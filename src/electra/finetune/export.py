@@ -141,37 +141,19 @@ def export_glue_run(
         return _export_sequence_classifier(run, out, model, task, config, tok, metrics, force, verify)
     scale = f" / {task.regression_max:g}" if task.regression_max else ""
     labels = list(task.labels) if task.labels is not None else [f"{task.display} score{scale}"]
-    head = {
-        "format": "electra-glue-head",
-        "task": task.name,
-        "display": task.display,
-        "seed": config.get("seed"),
-        "labels": labels,
-        "id2label": {i: name for i, name in enumerate(labels)},
-        "num_outputs": task.num_outputs,
-        "regression": task.is_regression,
-        "regression_max": task.regression_max if task.is_regression else None,
-        "multilabel": task.multilabel,
-        "hidden_size": model.config.hidden_size,
-        "dropout": model.dropout.p,
-        "input": "hidden state of [CLS]",
-        "weights": GLUE_HEAD,
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "metrics": metrics.get("metrics", {}),
-        "example": '"a sentence", "a second sentence"' if task.text_b else '"a sentence"',
-    }
+    head = {"format": "electra-glue-head", "task": task.name, "display": task.display, "seed": config.get("seed")}
+    head |= {"labels": labels, "id2label": dict(enumerate(labels)), "num_outputs": task.num_outputs}
+    regression_max = task.regression_max if task.is_regression else None
+    head |= {"regression": task.is_regression, "regression_max": regression_max, "multilabel": task.multilabel}
+    head |= {"hidden_size": model.config.hidden_size, "dropout": model.dropout.p, "input": "hidden state of [CLS]"}
+    head |= {"weights": GLUE_HEAD, "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    head["metrics"] = metrics.get("metrics", {})
+    head["example"] = '"a sentence", "a second sentence"' if task.text_b else '"a sentence"'
 
     def write(tmp: Path) -> None:
         extra = {"id2label": head["id2label"], "label2id": {n: i for i, n in enumerate(labels)}}
         diff = save_model_dir(model.electra, tmp, tok, verify, "encoder", **extra)
-        save_file(
-            {
-                "weight": model.classifier.weight.detach().contiguous(),
-                "bias": model.classifier.bias.detach().contiguous(),
-            },
-            str(tmp / GLUE_HEAD),
-        )
+        save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, str(tmp / GLUE_HEAD))
         if verify:
             head["verified_max_abs_diff"] = diff
         write_json(tmp / "head.json", head)

@@ -187,18 +187,11 @@ def export_qa_run(run: str | Path, out: str | Path, force: bool = False) -> dict
     run = Path(run)
     model, config, tok = load_qa_run(run)
     metrics = read_record(run / "metrics.json").get("metrics", {})
-    record: dict[str, Any] = {
-        "format": "electra-qa-export",
-        "head": config["head"],
-        "version": config["version"],
-        "seed": config.get("seed"),
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "options": {k: config["qa"][k] for k in HeadOptions.__dataclass_fields__},
-        "n_best_size": config["qa"]["n_best_size"],
-        "max_answer_length": config["qa"]["max_answer_length"],
-        "metrics": metrics,
-    }
+    record: dict[str, Any] = {"format": "electra-qa-export", "head": config["head"], "version": config["version"]}
+    record |= {"seed": config.get("seed"), "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    record["options"] = {k: config["qa"][k] for k in HeadOptions.__dataclass_fields__}
+    record |= {k: config["qa"][k] for k in ("n_best_size", "max_answer_length")}
+    record["metrics"] = metrics
 
     def write_transformers(tmp: Path) -> None:
         hf = ElectraForQuestionAnswering(hf_config(model.config))

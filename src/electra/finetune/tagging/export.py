@@ -96,17 +96,11 @@ def export_tagging_run(run: str | Path, out: str | Path, force: bool = False) ->
     labels = list(config["labels"])
     token_type = int(config.get("token_type_id", TOKEN_TYPE))
     metrics = read_record(run / "metrics.json")
-    record: dict[str, Any] = {
-        "format": "electra-tagging-export",
-        "class": "ElectraForTokenClassification",
-        "source": str(run.resolve()),
-        "seed": config.get("seed"),
-        "pretrained_model": config.get("model"),
-        "labels": labels,
-        "scheme": config.get("scheme"),
-        "token_type_folded": f"row 0 of token_type_embeddings = row {token_type} (the run's token type)",
-        "metrics": metrics.get("metrics", {}),
-    }
+    record: dict[str, Any] = {"format": "electra-tagging-export", "class": "ElectraForTokenClassification"}
+    record |= {"source": str(run.resolve()), "seed": config.get("seed"), "pretrained_model": config.get("model")}
+    record |= {"labels": labels, "scheme": config.get("scheme")}
+    record["token_type_folded"] = f"row 0 of token_type_embeddings = row {token_type} (the run's token type)"
+    record["metrics"] = metrics.get("metrics", {})
 
     def write(tmp: Path) -> None:
         with quiet_transformers():
