@@ -182,20 +182,12 @@ def _export_sequence_classifier(
     else:
         labels = list(task.labels)
         problem = "multi_label_classification" if task.multilabel else "single_label_classification"
-    record = {
-        "format": "electra-sequence-classification",
-        "class": "ElectraForSequenceClassification",
-        "head": "transformers (dense, GELU, out_proj on [CLS]), as trained",
-        "task": task.name,
-        "kind": task.kind,
-        "problem_type": problem,
-        "labels": labels,
-        "regression_scale": task.regression_max if task.is_regression else None,
-        "seed": config.get("seed"),
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "metrics": metrics.get("metrics", {}),
-    }
+    record = {"format": "electra-sequence-classification", "class": "ElectraForSequenceClassification"}
+    record |= {"head": "transformers (dense, GELU, out_proj on [CLS]), as trained", "task": task.name}
+    record |= {"kind": task.kind, "problem_type": problem, "labels": labels}
+    record["regression_scale"] = task.regression_max if task.is_regression else None
+    record |= {"seed": config.get("seed"), "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    record["metrics"] = metrics.get("metrics", {})
 
     def write(tmp: Path) -> None:
         id2label = dict(enumerate(labels))

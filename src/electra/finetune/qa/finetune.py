@@ -232,20 +232,11 @@ def finetune_squad(
         sizes = dict(max_length=task_cfg.max_length, max_query_length=qa.max_query_length, doc_stride=qa.doc_stride)
         train_features = featurize(train_data.examples, encoder.tokenizer, training=True, **sizes)
         dev_features = featurize(dev_data.examples, encoder.tokenizer, training=False, **sizes)
-        record = {
-            "version": version,
-            "head": head,
-            "qa": asdict(qa),
-            "train": train,
-            "dev": dev,
-            "tokenizer_lowercase": encoder.tokenizer.lowercase,
-            "n_train_available": n_available,
-            "n_train": len(train_data.examples),
-            "n_train_features": len(train_features),
-            "skipped_train_answers": train_data.skipped,
-            "n_dev": len(dev_data.examples),
-            "n_dev_features": len(dev_features),
-        }
+        record = {"version": version, "head": head, "qa": asdict(qa), "train": train, "dev": dev}
+        record |= {"tokenizer_lowercase": encoder.tokenizer.lowercase, "n_train_available": n_available}
+        record |= {"n_train": len(train_data.examples), "n_train_features": len(train_features)}
+        record |= {"skipped_train_answers": train_data.skipped, "n_dev": len(dev_data.examples)}
+        record["n_dev_features"] = len(dev_features)
         parts = (qa, head, train_features, dev_data, dev_features)
         return SquadRuns(name, f"SQuAD {version}", task_cfg, len(train_features), record, encoder, *parts)
 

@@ -175,18 +175,12 @@ class TaggingRuns(TaskRuns):
         fallback = "O" if "O" in data.labels else data.labels[0]  # for the words truncation left unpredicted
         for name, preds in run.outputs.items():
             io.write_text(directory / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds, fallback))
-        return {
-            "task": SUBDIR,
-            "seed": seed,
-            "metrics": metrics,
-            "score": metrics.get("f1", metrics.get("accuracy")),
-            "score_name": "f1" if "f1" in metrics else "accuracy",
-            "scheme": data.scheme,
-            "n_train": len(data.splits["train"].sentences),
-            "n_train_available": data.n_train_available,
-            "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
-            "train_loss_per_epoch": config["train_loss_per_epoch"],
-        }
+        score = "f1" if "f1" in metrics else "accuracy"
+        record = {"task": SUBDIR, "seed": seed, "metrics": metrics, "score": metrics.get(score), "score_name": score}
+        record |= {"scheme": data.scheme, "n_train": len(data.splits["train"].sentences)}
+        record |= {"n_train_available": data.n_train_available}
+        record["truncated_words"] = {k: f.truncated_words for k, f in data.features.items()}
+        return record | {"train_loss_per_epoch": config["train_loss_per_epoch"]}
 
 
 def finetune_tagging(
@@ -218,16 +212,9 @@ def finetune_tagging(
         task_cfg = resolve(cfg, encoder.config)
         encoder.check_length(task_cfg)
         data = read_data(train, dev, test, token_column, tag_column, encoder.tokenizer, task_cfg)
-        record = {
-            "labels": data.labels,
-            "scheme": data.scheme,
-            "train": data.splits["train"].source,
-            "dev": data.splits["dev"].source,
-            "test": data.splits["test"].source if "test" in data.splits else None,
-            "token_column": token_column,
-            "tag_column": tag_column,
-            "token_type_id": TOKEN_TYPE,
-        }
+        record = {"labels": data.labels, "scheme": data.scheme}
+        record |= {k: data.splits[k].source if k in data.splits else None for k in ("train", "dev", "test")}
+        record |= {"token_column": token_column, "tag_column": tag_column, "token_type_id": TOKEN_TYPE}
         return TaggingRuns(name, "tagging", task_cfg, len(data.features["train"]), record, encoder, data)
 
     out = Path(out)
