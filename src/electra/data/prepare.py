@@ -227,16 +227,9 @@ def build_or_reuse(
     existing = _check_out_dir(out_dir)
 
     fingerprints = [source_fingerprint(s) for s in srcs]
-    settings = {
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "max_length": max_length,
-        "seed": seed,
-        "clean": clean,
-        "text_field": text_field,
-        "chunk_chars": chunk_chars,
-        "holdout_setting": holdout,
-        "skip_bad_lines": skip_bad_lines,
-    }
+    settings = {"tokenizer_fingerprint": tokenizer.fingerprint(), "max_length": max_length, "seed": seed}
+    settings |= {"clean": clean, "text_field": text_field, "chunk_chars": chunk_chars, "holdout_setting": holdout}
+    settings["skip_bad_lines"] = skip_bad_lines
     key = _cache_key(srcs, fingerprints, settings)
     described = [{"spec": s.spec, "kind": s.kind, "fingerprint": fp} for s, fp in zip(srcs, fingerprints, strict=True)]
     new_meta = {"sources": described, **settings}
@@ -269,21 +262,13 @@ def build_or_reuse(
             "format_version": store.FORMAT_VERSION,
             "key": key,
             "electra_version": __version__,
-            "num_examples": n,
-            "num_tokens": writer.num_tokens,
-            "num_documents": stats.documents,
-            "num_holdout": num_holdout,
-            "skipped_lines": stats.skipped_lines,
-            "long_lines": stats.long_lines,
-            "token_dtype": writer.dtype.name,
-            "vocab_size": tokenizer.vocab_size,
-            "lowercase": tokenizer.lowercase,
-            "padding_fraction": 1.0 - writer.num_tokens / (n * max_length),
-            "length_histogram": {str(i): int(c) for i, c in enumerate(writer.length_counts) if c},
-            "build_seconds": round(elapsed, 2),
-            "workers": workers,
-            **new_meta,
         }
+        meta |= {"num_examples": n, "num_tokens": writer.num_tokens, "num_documents": stats.documents}
+        meta |= {"num_holdout": num_holdout, "skipped_lines": stats.skipped_lines, "long_lines": stats.long_lines}
+        meta |= {"token_dtype": writer.dtype.name, "vocab_size": tokenizer.vocab_size, "lowercase": tokenizer.lowercase}
+        meta["padding_fraction"] = 1.0 - writer.num_tokens / (n * max_length)
+        meta["length_histogram"] = {str(i): int(c) for i, c in enumerate(writer.length_counts) if c}
+        meta |= {"build_seconds": round(elapsed, 2), "workers": workers, **new_meta}
         _install(partial, out_dir, meta)
     except (OSError, ElectraError) as err:
         io.user_path(err, partial, out_dir)  # the user's path, not the temporary one

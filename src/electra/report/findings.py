@@ -22,25 +22,18 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
     glue = []
     for s in sweeps:
         covered = [t for t in AVERAGE_TASKS if t in s.per_task]
-        glue.append(
-            {
-                "name": s.name,
-                "path": str(s.path),
-                "model": s.model,
-                "label": glue_label(covered),
-                "tasks": covered,
-                "average": glue_average(s, covered, stat),
-                "scores": {t: task_score(s, t, stat) for t in s.per_task},
-                "std": {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()},
-                "runs": {t: v["n_runs"] for t, v in s.per_task.items()},
-                # the score of always predicting the train set's majority class (mean score for STS-B)
-                "majority": {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")},
-                # tasks whose runs rank the dev examples no better than chance (median dev ROC AUC in its band)
-                "at_chance": [t for t, v in s.per_task.items() if at_chance(v)],
-                "metrics": {t: v["metrics"] for t, v in s.per_task.items()},
-                "own": {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()},
-            }
-        )
+        entry = {"name": s.name, "path": str(s.path), "model": s.model, "label": glue_label(covered), "tasks": covered}
+        entry["average"] = glue_average(s, covered, stat)
+        entry["scores"] = {t: task_score(s, t, stat) for t in s.per_task}
+        entry["std"] = {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()}
+        entry["runs"] = {t: v["n_runs"] for t, v in s.per_task.items()}
+        # the score of always predicting the train set's majority class (mean score for STS-B)
+        entry["majority"] = {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")}
+        # tasks whose runs rank the dev examples no better than chance (median dev ROC AUC in its band)
+        entry["at_chance"] = [t for t, v in s.per_task.items() if at_chance(v)]
+        entry["metrics"] = {t: v["metrics"] for t, v in s.per_task.items()}
+        own = {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()}
+        glue.append(entry | {"own": own})
     pretrain = []
     for r in runs:
         cfg = r.config.get("config", {})
