@@ -86,27 +86,17 @@ def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dic
     real = am.bool()
     layers = []
     for i, h in enumerate(states):
-        layers.append(
-            {
-                "layer": i,
-                "norm": float(h.float().norm(dim=-1)[real].mean()),
-                "token_cosine": _masked_mean_cosine(h, mask),
-                "cls_cosine": _mean_pairwise_cosine(h[:, 0]),
-                "attention_entropy": entropies[i] if i < len(entropies) else None,
-            }
-        )
+        stats = {"layer": i, "norm": float(h.float().norm(dim=-1)[real].mean())}
+        stats |= {"token_cosine": _masked_mean_cosine(h, mask), "cls_cosine": _mean_pairwise_cosine(h[:, 0])}
+        layers.append(stats | {"attention_entropy": entropies[i] if i < len(entropies) else None})
     final = states[-1][real]
     n = mask.sum(1)
     max_entropy = float((n * n.log()).sum() / n.sum())  # uniform attention, averaged over queries like the above
-    layer_norms = {
-        name: {
-            "gain_mean": float(m.weight.mean()),
-            "gain_std": float(m.weight.std()),
-            "bias_abs_mean": float(m.bias.abs().mean()),
-        }
-        for name, m in encoder.named_modules()
-        if isinstance(m, nn.LayerNorm)
+    norms = {name: m for name, m in encoder.named_modules() if isinstance(m, nn.LayerNorm)}
+    gains = {
+        name: {"gain_mean": float(m.weight.mean()), "gain_std": float(m.weight.std())} for name, m in norms.items()
     }
+    layer_norms = {name: gains[name] | {"bias_abs_mean": float(m.bias.abs().mean())} for name, m in norms.items()}
     encoder.train(was_training)
     return {
         "layers": layers,

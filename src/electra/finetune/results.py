@@ -165,26 +165,20 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in names}
         ranking = [run_dev_auc(r, task) for r in runs]
         aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
-        per_task[task.name] = {
-            "display": task.display,
-            "glue": task.glue,  # your own data is never part of a GLUE table or average
-            "score": task.score,
-            "n_runs": len(runs),
-            "seeds": [r.get("seed") for r in runs],
-            "metrics": metrics,
-            "max_train_examples": sorted({_binding_cap(r) for r in runs}, key=str),
-            "n_train": sorted({r.get("n_train") for r in runs}, key=str),
-            # the task's full train set: the same for every run that records it (older records do not)
-            "n_train_available": next((r["n_train_available"] for r in runs if r.get("n_train_available")), None),
-            # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
-            "majority": next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None),
-            "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
-            # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
-            "dev_auc": summarize(aucs) if aucs else None,
-            "dev_auc_chance_band": next(
-                (r["dev_auc_chance_band"] for r in ranking if r.get("dev_auc_chance_band")), None
-            ),
-        }
+        # (your own data is never part of a GLUE table or average)
+        entry = {"display": task.display, "glue": task.glue, "score": task.score, "n_runs": len(runs)}
+        entry |= {"seeds": [r.get("seed") for r in runs], "metrics": metrics}
+        entry["max_train_examples"] = sorted({_binding_cap(r) for r in runs}, key=str)
+        entry["n_train"] = sorted({r.get("n_train") for r in runs}, key=str)
+        # the task's full train set: the same for every run that records it (older records do not)
+        entry["n_train_available"] = next((r["n_train_available"] for r in runs if r.get("n_train_available")), None)
+        # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
+        entry["majority"] = next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None)
+        entry["constant_runs"] = sum(bool(r.get("constant_predictions")) for r in runs)
+        # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
+        entry["dev_auc"] = summarize(aucs) if aucs else None
+        band = next((r["dev_auc_chance_band"] for r in ranking if r.get("dev_auc_chance_band")), None)
+        per_task[task.name] = entry | {"dev_auc_chance_band": band}
     covered = [name for name in AVERAGE_TASKS if per_task.get(name, {}).get("glue")]
     average = {}
     if covered:
