@@ -39,15 +39,9 @@ class EncoderShape:
 
     @classmethod
     def of(cls, cfg: ModelConfig, seq_len: int, embedding: int | None = None) -> EncoderShape:
-        return cls(
-            cfg.hidden_size,
-            cfg.num_hidden_layers,
-            seq_len,
-            cfg.vocab_size,
-            embedding if embedding is not None else cfg.embedding_size,
-            cfg.intermediate_size,
-            cfg.num_attention_heads,
-        )
+        size = (cfg.hidden_size, cfg.num_hidden_layers, seq_len, cfg.vocab_size)
+        embedding = embedding if embedding is not None else cfg.embedding_size
+        return cls(*size, embedding, cfg.intermediate_size, cfg.num_attention_heads)
 
 
 def block_flops(m: EncoderShape, faithful: bool = True) -> float:
@@ -58,20 +52,12 @@ def block_flops(m: EncoderShape, faithful: bool = True) -> float:
         + 2 * h * s  # scores q·k over s keys
         + (SOFTMAX + DROPOUT + 1) * s * nh  # softmax, dropout and 1/sqrt(d) scaling of the scores
         + 2 * h * s  # probabilities · values
-        + 2 * h * h
-        + h
-        + DROPOUT * h
-        + h  # output dense, bias, dropout, residual
+        + (2 * h * h + h + DROPOUT * h + h)  # output dense, bias, dropout, residual
         + LAYER_NORM * (1 if faithful else h)  # the official count's missing factor h
     )
     feed_forward = (
-        2 * h * i
-        + i
-        + GELU * i  # intermediate dense, bias, GELU
-        + 2 * i * h
-        + h
-        + DROPOUT * h
-        + h  # output dense, bias, dropout, residual
+        (2 * h * i + i + GELU * i)  # intermediate dense, bias, GELU
+        + (2 * i * h + h + DROPOUT * h + h)  # output dense, bias, dropout, residual
         + LAYER_NORM * h
     )
     return (attention + feed_forward) * s

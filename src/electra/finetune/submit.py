@@ -121,17 +121,10 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
 def _checked(pred: dict[str, np.ndarray], task: Task, path: Path) -> dict[str, np.ndarray]:
     """Stored test predictions as `electra finetune` writes them: an index and a row of outputs for each entry."""
     index, outputs = pred.get("index"), pred.get("outputs")
-    if (
-        index is None
-        or outputs is None
-        or index.ndim != 1
-        or outputs.shape != (len(index), task.num_outputs)
-        or not np.issubdtype(outputs.dtype, np.number)
-    ):
-        raise ElectraError(
-            f"{path}: expected an 'index' and 'outputs' of {task.num_outputs} number(s) per row, as `electra finetune` "
-            "writes them"
-        )
+    shaped = index is not None and outputs is not None and index.ndim == 1
+    if not shaped or outputs.shape != (len(index), task.num_outputs) or not np.issubdtype(outputs.dtype, np.number):
+        expected = f"an 'index' and 'outputs' of {task.num_outputs} number(s) per row"
+        raise ElectraError(f"{path}: expected {expected}, as `electra finetune` writes them")
     return pred
 
 
