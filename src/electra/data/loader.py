@@ -127,15 +127,9 @@ class PretrainLoader:
         return count_ids(list(self.train_examples(max_tokens)), vocab_size)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "seed": self.seed,
-            "global_batch_size": self.global_batch_size,
-            "num_train_examples": self.num_train_examples,
-            "data_key": self.meta["key"],
-        }
+        state = {"version": STATE_VERSION, "epoch": self.epoch, "batch": self.batch, "seed": self.seed}
+        state |= {"global_batch_size": self.global_batch_size, "num_train_examples": self.num_train_examples}
+        return state | {"data_key": self.meta["key"]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume exactly where `state` was taken: the next batch is the one that would have come next."""

@@ -300,15 +300,9 @@ def featurize(
             ids.append(tokenizer.sep_id)
             types = [0] * offset + [1] * (span_len + 1)
             flags = max_context_flags(spans, s)
-            f = QAFeature(
-                example_index=e,
-                span_index=s,
-                input_ids=ids,
-                token_type_ids=types,
-                token_to_orig_map={offset + i: tok_to_orig[span_start + i] for i in range(span_len)},
-                token_is_max_context={offset + i: flags[i] for i in range(span_len)},
-                is_impossible=ex.is_impossible,
-            )
+            to_orig = {offset + i: tok_to_orig[span_start + i] for i in range(span_len)}
+            max_context = {offset + i: flags[i] for i in range(span_len)}
+            f = QAFeature(e, s, ids, types, to_orig, max_context, is_impossible=ex.is_impossible)
             inside = span_start <= tok_start and tok_end <= span_start + span_len - 1
             if training and not ex.is_impossible and inside:
                 f.start_position = tok_start - span_start + offset
