@@ -129,12 +129,8 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state["numpy"] = {
-        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "gauss": float(gauss),
-    }
+    state["numpy"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos)}
+    state["numpy"] |= {"has_gauss": int(has_gauss), "gauss": float(gauss)}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

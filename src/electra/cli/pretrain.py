@@ -153,9 +153,8 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
     warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    r = measure(
-        cfg, args.steps, warmup, args.precision, args.compile, args.device, args.micro_batch_size, args.compile_scope
-    )
+    options = (args.precision, args.compile, args.device, args.micro_batch_size, args.compile_scope)
+    r = measure(cfg, args.steps, warmup, *options)
     if args.json:
         print(json.dumps(r))
     else:
