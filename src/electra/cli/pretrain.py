@@ -25,12 +25,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-cache", metavar="DIR", help="where --corpus is prepared (default RUN_DIR/data)")
     parser.add_argument("--prepare-workers", type=int, metavar="N", help="processes for --corpus")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
-        "options not given again are the run's own",
-    )
+    resume = "continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); options not given "
+    parser.add_argument("--resume", action="store_true", help=resume + "again are the run's own")
     parser.add_argument("--force", action="store_true", help="start over in a RUN_DIR that already holds a run")
     parser.add_argument(
         "--init-from",
@@ -57,11 +53,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
         "positions)",
     )
-    speed.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU",
-    )
+    precision = "auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU"
+    speed.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help=precision)
     add_compile_argument(speed)
     speed.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
     logs.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -125,19 +118,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     add_compile_argument(parser)
+    scope = "what --compile compiles: the whole model forward (default), or the generator and discriminator only "
     parser.add_argument(
-        "--compile-scope",
-        default="model",
-        choices=COMPILE_SCOPES,
-        help="what --compile compiles: the whole model forward (default), or the generator and "
-        "discriminator only (losses and sampling eager)",
+        "--compile-scope", default="model", choices=COMPILE_SCOPES, help=scope + "(losses and sampling eager)"
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more',
-    )
+    json_help = 'print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more'
+    parser.add_argument("--json", action="store_true", help=json_help)
     add_config_arguments(parser, PretrainConfig, ModelConfig, only=SPEED_FIELDS, description="what changes the speed")
 
 
