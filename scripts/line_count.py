@@ -1,7 +1,8 @@
 """Lines of src/electra per package at git revisions: `python scripts/line_count.py c5e5417 HEAD`.
 
 A line is a line of a *.py file (what `cat | wc -l` counts). Modules of the flat layout before the packages are
-counted under the package that holds their code now; every other module counts under "modules".
+counted under the package that holds their code now; every other module counts under "modules", which a second
+table lists module by module.
 """
 
 import subprocess
@@ -34,7 +35,7 @@ def package(path: str) -> str:
     return name.split("/")[0] if "/" in name else "modules"
 
 
-def counts(rev: str) -> dict[str, int]:
+def counts(rev: str, by_module: bool = False) -> dict[str, int]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
 
@@ -42,17 +43,21 @@ def counts(rev: str) -> dict[str, int]:
     for path in git("ls-tree", "-r", "--name-only", rev, "--", "src").split():
         if path.endswith(".py"):
             n = git("show", f"{rev}:{path}").count("\n")
-            out[package(path)] = out.get(package(path), 0) + n
+            name = path.removeprefix("src/electra/") if by_module else package(path)
+            if not by_module or package(path) == "modules":
+                out[name] = out.get(name, 0) + n
     return out
 
 
 def main(revs: list[str]) -> None:
-    table = [counts(r) for r in revs]
-    print("| package | " + " | ".join(revs) + " |")
-    print("|---|" + "---:|" * len(revs))
-    for name in sorted({k for t in table for k in t}):
-        print(f"| {name} | " + " | ".join(str(t.get(name, 0)) for t in table) + " |")
-    print("| **src/ total** | " + " | ".join(f"**{sum(t.values())}**" for t in table) + " |")
+    for by_module in (False, True):
+        table = [counts(r, by_module) for r in revs]
+        print("\n| " + ("module" if by_module else "package") + " | " + " | ".join(revs) + " |")
+        print("|---|" + "---:|" * len(revs))
+        for name in sorted({k for t in table for k in t}):
+            print(f"| {name} | " + " | ".join(str(t.get(name, "-")) for t in table) + " |")
+        total = "modules total" if by_module else "src/ total"
+        print(f"| **{total}** | " + " | ".join(f"**{sum(t.values())}**" for t in table) + " |")
 
 
 if __name__ == "__main__":
