@@ -1,21 +1,5 @@
-"""Pretraining run directories and their checkpoints.
-
-Layout of a run directory (`electra pretrain --out RUN_DIR`):
-
-    RUN_DIR/config.json              format marker, the PretrainConfig, the run options, the data it was trained on
-    RUN_DIR/tokenizer/               the WordPiece tokenizer of the data
-    RUN_DIR/metrics.jsonl            one JSON object per logged step (train) or evaluation (split "eval")
-    RUN_DIR/tb/                      TensorBoard event files
-    RUN_DIR/checkpoints/index.json   {"6.25%": "step_62500", ..., "100%": "step_1000000", "latest": "latest"}
-    RUN_DIR/checkpoints/latest/      rolling, rewritten every --save-every steps
-    RUN_DIR/checkpoints/step_N/      kept at 6.25 / 12.5 / 25 / 50 / 100 % of training
-
-Each checkpoint directory is self-contained: `model.safetensors` (the whole ELECTRA state dict, the tensors
-shared between generator and discriminator stored once), `optimizer.pt` (optimizer and gradient-scaler state,
-loaded with `weights_only=True`), `trainer_state.json` (completed steps, data-loader position, ...),
-`rng_state.pt`, `config.json` and `tokenizer/`. A checkpoint is written into a temporary directory and renamed
-into place, so a crash (even SIGKILL) never leaves a half-written checkpoint under its final name.
-"""
+"""Pretraining run directories and their checkpoints (the layout: docs/pretraining.md), each written into a
+temporary directory renamed into place."""
 
 from __future__ import annotations
 
@@ -69,9 +53,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         raise ElectraError(f"{what} {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ElectraError(f"{what} {path} is not valid JSON ({err})") from None
-
-
-# ---------------------------------------------------------------------------------------------- run directory
 
 
 def run_config(cfg: PretrainConfig, options: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -145,18 +126,11 @@ def resolve_checkpoint(run_dir: str | os.PathLike, which: str | int = LATEST) ->
     return path
 
 
-# ---------------------------------------------------------------------------------------------- save
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state["numpy"] = {
-        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "gauss": float(gauss),
-    }
+    state["numpy"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos)}
+    state["numpy"] |= {"has_gauss": int(has_gauss), "gauss": float(gauss)}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -231,8 +205,7 @@ def save_checkpoint(
 
 
 def size_estimate(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of a checkpoint of `model` and `optimizer`: the weights (shared tensors once) and the optimizer state;
-    the rest (trainer and random state, config, tokenizer) is small."""
+    """Bytes of a checkpoint of `model` and `optimizer` (shared tensors once; the rest of a checkpoint is small)."""
     seen, total = set(), 0
     tensors = [*model.state_dict().values()]
     tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
@@ -271,12 +244,8 @@ def update_index(root: Path, label: str, name: str) -> None:
     io.write_json(root / INDEX, index)
 
 
-# ---------------------------------------------------------------------------------------------- load
-
-
 def problem(path: Path) -> str | None:
-    """Why checkpoint directory `path` cannot be resumed from (a missing, truncated or unreadable file), or None.
-    Reads the files' headers and directories only, not the tensors."""
+    """Why checkpoint directory `path` cannot be resumed from (reading headers, not tensors), or None."""
     import zipfile
 
     from safetensors import safe_open

@@ -1,16 +1,5 @@
-"""What pretraining did to an encoder's representations: statistics over one batch, for any checkpoint.
-
-`representation_stats(encoder, batch)` measures, for the embedding output and every layer: the mean token-state
-norm, the mean cosine between the token states of one sequence and between the [CLS] states of different
-sequences (both near 1 when the states collapse onto one direction), the attention entropy (low when a head looks
-at one token), plus the final layer's effective rank, the LayerNorm gains and biases, and the word-embedding
-geometry (row norms; mean cosine between rows of tokens the batch uses and of tokens it does not).
-`discriminator_stats(model, batch)` adds the discriminator's logits on original and replaced tokens, and
-`weight_change(model, initial)` how far training has moved each kind of weight matrix from the run's
-initialisation (`initial_model` rebuilds it from the run's seed; `run_weight_change` does both for a run directory).
-
-Used by `electra diagnose`, by `benchmarks/diagnose_runs.py`, and for the findings in docs/pretraining.md.
-"""
+"""What pretraining did to an encoder's representations, for any checkpoint (`electra diagnose`, docs/pretraining.md):
+per-layer collapse and attention statistics, word-table geometry, the discriminator's logits, weight movement."""
 
 from __future__ import annotations
 
@@ -80,9 +69,8 @@ def _attention_entropy(module: SelfAttention, x: Tensor, mask: Tensor | None) ->
 
 @torch.no_grad()
 def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dict[str, Any]:
-    """Statistics of `encoder`'s states on `batch` (input_ids, attention_mask, token_type_ids), in eval mode.
-
-    Layer 0 is the embedding output (after the projection to the hidden size); layer i the output of block i."""
+    """Statistics of `encoder`'s states on `batch` in eval mode; layer 0 is the embedding output (after the
+    projection to the hidden size), layer i the output of block i."""
     was_training = encoder.training
     encoder.eval()
     ids, am = batch["input_ids"], batch["attention_mask"]
@@ -98,27 +86,17 @@ def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dic
     real = am.bool()
     layers = []
     for i, h in enumerate(states):
-        layers.append(
-            {
-                "layer": i,
-                "norm": float(h.float().norm(dim=-1)[real].mean()),
-                "token_cosine": _masked_mean_cosine(h, mask),
-                "cls_cosine": _mean_pairwise_cosine(h[:, 0]),
-                "attention_entropy": entropies[i] if i < len(entropies) else None,
-            }
-        )
+        stats = {"layer": i, "norm": float(h.float().norm(dim=-1)[real].mean())}
+        stats |= {"token_cosine": _masked_mean_cosine(h, mask), "cls_cosine": _mean_pairwise_cosine(h[:, 0])}
+        layers.append(stats | {"attention_entropy": entropies[i] if i < len(entropies) else None})
     final = states[-1][real]
     n = mask.sum(1)
     max_entropy = float((n * n.log()).sum() / n.sum())  # uniform attention, averaged over queries like the above
-    layer_norms = {
-        name: {
-            "gain_mean": float(m.weight.mean()),
-            "gain_std": float(m.weight.std()),
-            "bias_abs_mean": float(m.bias.abs().mean()),
-        }
-        for name, m in encoder.named_modules()
-        if isinstance(m, nn.LayerNorm)
+    norms = {name: m for name, m in encoder.named_modules() if isinstance(m, nn.LayerNorm)}
+    gains = {
+        name: {"gain_mean": float(m.weight.mean()), "gain_std": float(m.weight.std())} for name, m in norms.items()
     }
+    layer_norms = {name: gains[name] | {"bias_abs_mean": float(m.bias.abs().mean())} for name, m in norms.items()}
     encoder.train(was_training)
     return {
         "layers": layers,
@@ -132,8 +110,7 @@ def representation_stats(encoder: ElectraModel, batch: dict[str, Tensor]) -> dic
 
 @torch.no_grad()
 def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Word-embedding geometry: row norms and mean pairwise cosine, for the token ids in `used_ids` and for a
-    fixed random sample of the ids not among them (in a short run, mostly tokens the model never saw)."""
+    """Word-embedding geometry (row norms, mean pairwise cosine) of the ids in `used_ids` and of a sample of others."""
     table = encoder.embeddings.word_embeddings.weight
     used = torch.unique(used_ids)
     unused_mask = torch.ones(table.shape[0], dtype=torch.bool)
@@ -157,8 +134,7 @@ def embedding_stats(encoder: ElectraModel, used_ids: Tensor, sample: int = 2000,
 
 @torch.no_grad()
 def discriminator_stats(model: ELECTRA, batch: dict[str, Tensor], seed: int = 0) -> dict[str, float]:
-    """The discriminator's logits on original and on replaced real tokens of `batch`, corrupted by the model's own
-    generator (masks and samples seeded by `seed`), in eval mode."""
+    """The discriminator's logits on original and replaced real tokens of `batch` (its own generator, `seed`)."""
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
@@ -185,9 +161,8 @@ WEIGHT_GROUPS = (
 
 
 def _weight_group(name: str, electra: bool = True) -> str | None:
-    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); with
-    `electra` False (a masked-LM run, whose one encoder is stored as the generator) the owner is "encoder"; the
-    full-size masked LM of replace-mlm and all-tokens-mlm is "masked LM"."""
+    """The group of a weight matrix or table of an ELECTRA model (None: a bias, a LayerNorm, a head); a masked-LM
+    run's one encoder (stored as the generator) is "encoder", the replace-mlm masked LM "masked LM"."""
     owner = {"generator": "generator" if electra else "encoder", "masked_lm": "masked LM"}.get(
         name.partition(".")[0], "discriminator"
     )
@@ -199,11 +174,8 @@ def _weight_group(name: str, electra: bool = True) -> str | None:
 
 @torch.no_grad()
 def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
-    """||W - W0|| / ||W0|| over each group of weight matrices (embedding tables, attention query/key, attention
-    value/output, feed-forward; discriminator and generator apart), W0 the same model's initial weights. Shared
-    tables count once, for the discriminator; tables that start at zero (gdes deltas) are left out. A value of a
-    few percent after thousands of steps means the optimizer has barely trained that part (e.g. an Adam epsilon
-    far above the gradients' size)."""
+    """||W - W0|| / ||W0|| over each group of weight matrices, W0 the same model's initial weights; shared tables
+    count once (for the discriminator), tables that start at zero (gdes deltas) not at all."""
     start = dict(initial.named_parameters())
     electra = model.cfg.objective != "mlm"  # a generator beside a full-size model
     moved: dict[str, list[float]] = {}
@@ -222,10 +194,8 @@ def weight_change(model: ELECTRA, initial: ELECTRA) -> dict[str, float]:
 
 @torch.no_grad()
 def word_move_top_share(model: ELECTRA, initial: ELECTRA) -> float | None:
-    """The share of the word-table movement ||W - W0||^2 (`init.word_table`) that lies along its top singular
-    direction: near 1 when pretraining added one direction to the table, which in short runs with a trained table
-    is word frequency (docs/pretraining.md); a change spread over many directions gives a small share. None when
-    the table did not move (beyond a millionth of its norm, the rounding of a rebuilt start): a frozen table."""
+    """The share of the word-table movement ||W - W0||^2 along its top singular direction (near 1: pretraining
+    added one direction, in short runs word frequency); None when the table did not move (a frozen table)."""
     start = init.word_table(initial)[1]
     sv = torch.linalg.svdvals(init.word_table(model)[1] - start)
     total = float(sv.pow(2).sum())
@@ -269,9 +239,6 @@ def run_weight_change(run_dir: str | Path, checkpoint: str = "latest") -> dict[s
     model, cfg, tokenizer = load_run(run_dir, checkpoint)
     initial = initial_model(str(run_dir), cfg, tokenizer)
     return {} if initial is None else weight_change(model, initial)
-
-
-# ---------------------------------------------------------------------------------------------- CLI
 
 
 def text_batch(tokenizer: WordPiece, texts: list[str], max_length: int = 128) -> dict[str, Tensor]:

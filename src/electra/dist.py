@@ -1,9 +1,5 @@
-"""Distributed setup from the torchrun environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR/PORT`).
-
-`torchrun --nproc-per-node N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] -m electra pretrain ...` sets
-those variables; a plain `electra pretrain` has none of them and runs as a single process. NCCL on CUDA, gloo on
-CPU. Nothing here keeps global state beyond what `torch.distributed` itself holds.
-"""
+"""Distributed setup from the torchrun environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR/PORT`); without
+it a single process. NCCL on CUDA, gloo on CPU."""
 
 from __future__ import annotations
 

@@ -1,28 +1,6 @@
-"""`electra export`: a pretraining run, or a finetuned GLUE run, as `transformers` model directories.
-
-    electra export RUN_DIR --out DIR [--checkpoint latest|25%|step_N]
-        DIR/discriminator/   ElectraForPreTraining  (config.json, model.safetensors, vocab.txt, tokenizer.json, ...)
-        DIR/generator/       ElectraForMaskedLM     (the same files)
-        DIR/export.json      where the weights came from (run, checkpoint, step, config)
-      A replace-mlm or all-tokens-mlm run has a full-size masked LM instead of a discriminator:
-        DIR/masked_lm/       ElectraForMaskedLM (all-tokens-mlm's copy head is not part of it)
-      An electric run exports its discriminator alone (its two-tower cloze generator has no `transformers` class),
-      with a note in export.json and DIR/discriminator/README.md: its logits are Electric's scores (minus the
-      energies), not replaced-token logits.
-      A run with `remove_top_word_direction` (`tiny` before it froze its word table) exports its discriminator with
-      the top direction of its word table's movement undone, as finetuning loads it; the generator as trained.
-
-    electra export SWEEP/<task>/run_<seed> --out DIR      (a run of `electra finetune --save-model`)
-        DIR/                 ElectraModel (the finetuned encoder) + tokenizer; config.json carries id2label
-        DIR/classifier.safetensors, DIR/head.json, DIR/README.md   the task head and how to apply it
-      or, for a run finetuned with `--head transformers`:
-        DIR/                 ElectraForSequenceClassification (+ tokenizer): pipeline("text-classification")
-      (tagging and SQuAD runs: electra.finetune.tagging.export, electra.finetune.qa.export)
-
-The key map is the identity (`electra.hf`); after writing, the export is loaded back with `from_pretrained` and its
-outputs are compared with ours on a padded batch (`--no-verify` skips this). DIR is written into a temporary
-directory next to it and renamed into place; an existing non-empty DIR is replaced only with `--force`.
-"""
+"""`electra export`: a pretraining or finetuned run as `transformers` model directories, loaded back and compared
+with ours (`--no-verify` skips it); an existing non-empty DIR is replaced only with `--force`. An electric run
+exports its discriminator alone, with a note on its logits (`ELECTRIC_NOTE`)."""
 
 from __future__ import annotations
 
@@ -44,9 +22,6 @@ if TYPE_CHECKING:
     from electra.config import PretrainConfig
 
 VERIFY_TOLERANCE = 1e-4  # max |ours - transformers| accepted by the self-check (fp32; typically ~1e-6)
-
-
-# ---------------------------------------------------------------------------------------------- helpers
 
 
 def _probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -97,8 +72,6 @@ def save_model_dir(
     return verify_export(directory, module, kind) if verify else None
 
 
-# ---------------------------------------------------------------------------------------------- pretraining runs
-
 ELECTRIC_NOTE = (
     "Trained with Electric's objective (Clark et al., EMNLP 2020; `electra pretrain --objective electric`): "
     "ElectraForPreTraining's logits here are Electric's scores -E(x)_t (minus the energies), not replaced-token "
@@ -116,8 +89,7 @@ def export_run(
     force: bool = False,
     verify: bool = True,
 ) -> dict[str, Any]:
-    """Export a pretraining run's discriminator (or full-size masked LM) and generator; returns what export.json
-    records."""
+    """Export a pretraining run's discriminator (or masked LM) and generator; returns what export.json records."""
     from electra.checkpoint import read_json, resolve_checkpoint
 
     model, cfg, tokenizer = _load_run(run_dir, checkpoint)

@@ -1,27 +1,5 @@
-"""Training FLOPs counted as the ELECTRA paper does (docs/faithfulness.md §7; official `flops_computation.py`).
-
-Conventions (kept so that our numbers are comparable with the paper's compute column):
-- a matrix multiply costs 2·m·n FLOPs per token (m×n weight); a bias add 1 per element;
-- the **backward pass costs the same as the forward pass**, so one training step = 2 × forward. The more common
-  convention (backward = 2 × forward, i.e. 6·params·tokens) would give 1.5 × our figure;
-- the embedding lookup counts as a dense one-hot matmul (2·E·V per token), position and token-type tables too;
-- per-element constants: dropout 4, LayerNorm 5, GELU 8, softmax 5;
-- the generator's MLM output layer (dense, GELU, LayerNorm, V-way softmax) runs on `output_frac` = 20/128 of the
-  positions; the discriminator's binary head (dense H×H, GELU, H→1) on every position;
-- generator + discriminator are summed; with tied embeddings the generator's embedding size is the
-  discriminator's;
-- the paper's efficiency ablations (§3.5): electra-15 costs what ELECTRA does (the discriminator still reads and
-  scores every token; only its loss is restricted); replace-mlm replaces the discriminator by a full-size masked LM
-  whose head runs on `output_frac` of the positions; all-tokens-mlm by one whose head runs on every position, plus
-  the copy head (a binary head) everywhere;
-- electric (docs/faithfulness.md §3.5): the generator is two towers of the generator's shape (each its own
-  embedding pass and layers, the causal attention counted as full attention, as a masked SDPA computes it), and its
-  head (dense 2·H_g→E, GELU, LayerNorm, V-way softmax) runs on every position: the NCE logit reads the cloze
-  probability of every token.
-The official script charges the attention-output LayerNorm 5 FLOPs per token instead of 5·H (a missing factor
-H); we keep that so the paper's totals are reproduced exactly (`faithful=False` counts 5·H; the difference is
-below 0.01 %).
-"""
+"""Training FLOPs counted as the ELECTRA paper does (official `flops_computation.py`), its conventions and quirks
+kept so that the paper's totals are reproduced (docs/faithfulness.md §7)."""
 
 from __future__ import annotations
 
@@ -61,15 +39,9 @@ class EncoderShape:
 
     @classmethod
     def of(cls, cfg: ModelConfig, seq_len: int, embedding: int | None = None) -> EncoderShape:
-        return cls(
-            cfg.hidden_size,
-            cfg.num_hidden_layers,
-            seq_len,
-            cfg.vocab_size,
-            embedding if embedding is not None else cfg.embedding_size,
-            cfg.intermediate_size,
-            cfg.num_attention_heads,
-        )
+        size = (cfg.hidden_size, cfg.num_hidden_layers, seq_len, cfg.vocab_size)
+        embedding = embedding if embedding is not None else cfg.embedding_size
+        return cls(*size, embedding, cfg.intermediate_size, cfg.num_attention_heads)
 
 
 def block_flops(m: EncoderShape, faithful: bool = True) -> float:
@@ -80,20 +52,12 @@ def block_flops(m: EncoderShape, faithful: bool = True) -> float:
         + 2 * h * s  # scores q·k over s keys
         + (SOFTMAX + DROPOUT + 1) * s * nh  # softmax, dropout and 1/sqrt(d) scaling of the scores
         + 2 * h * s  # probabilities · values
-        + 2 * h * h
-        + h
-        + DROPOUT * h
-        + h  # output dense, bias, dropout, residual
+        + (2 * h * h + h + DROPOUT * h + h)  # output dense, bias, dropout, residual
         + LAYER_NORM * (1 if faithful else h)  # the official count's missing factor h
     )
     feed_forward = (
-        2 * h * i
-        + i
-        + GELU * i  # intermediate dense, bias, GELU
-        + 2 * i * h
-        + h
-        + DROPOUT * h
-        + h  # output dense, bias, dropout, residual
+        (2 * h * i + i + GELU * i)  # intermediate dense, bias, GELU
+        + (2 * i * h + h + DROPOUT * h + h)  # output dense, bias, dropout, residual
         + LAYER_NORM * h
     )
     return (attention + feed_forward) * s
@@ -109,8 +73,7 @@ def input_embedding_flops(m: EncoderShape) -> float:
 
 
 def mlm_head_flops(m: EncoderShape, output_frac: float = OUTPUT_FRAC) -> float:
-    """dense H→E + bias + GELU + LayerNorm, then E→V logits, softmax and picking the target, on a fraction of
-    the positions."""
+    """dense H→E + bias + GELU + LayerNorm, then E→V logits, softmax and target, on a fraction of positions."""
     e, v = m.e, m.vocab
     per_token = 2 * m.hidden * e + e + GELU * e + LAYER_NORM * e + 2 * e * v + SOFTMAX * v + 2 * v
     return output_frac * per_token * m.seq_len

@@ -1,9 +1,5 @@
-"""Conversion to and from Hugging Face `transformers` ELECTRA classes.
-
-Our parameter names are transformers' names, so the key map is the identity: these functions check that the key
-sets and shapes agree exactly (no missing, no unexpected keys) and move the tensors. Sources may be an HF-format
-directory or a hub id (e.g. `google/electra-small-discriminator`).
-"""
+"""Conversion to and from Hugging Face `transformers` ELECTRA classes (an HF-format directory or a hub id). Our
+parameter names are transformers' names: the key map is the identity, and key sets and shapes must agree exactly."""
 
 from __future__ import annotations
 
@@ -28,20 +24,10 @@ if TYPE_CHECKING:
 Kind = Literal["discriminator", "generator", "encoder"]
 HeadKind = Literal["sequence_classification", "token_classification", "question_answering"]
 
-_HF_FIELDS = (
-    "vocab_size",
-    "embedding_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "layer_norm_eps",
-    "initializer_range",
-    "pad_token_id",
+_HF_FIELDS = tuple(  # the ModelConfig fields, by their (shared) names in transformers' ElectraConfig
+    "vocab_size embedding_size hidden_size num_hidden_layers num_attention_heads intermediate_size "
+    "max_position_embeddings type_vocab_size hidden_dropout_prob attention_probs_dropout_prob layer_norm_eps "
+    "initializer_range pad_token_id".split()
 )
 
 
@@ -113,13 +99,8 @@ def copy_state(src: nn.Module, dst: nn.Module, what: str = "model") -> None:
 
 def to_hf(module: Discriminator | Generator | ElectraModel, **config_extra) -> nn.Module:
     """The equivalent transformers model (ElectraForPreTraining / ElectraForMaskedLM / ElectraModel)."""
-    kind: Kind = (
-        "discriminator"
-        if isinstance(module, Discriminator)
-        else "generator"
-        if isinstance(module, Generator)
-        else "encoder"
-    )
+    kinds: dict[type, Kind] = {Discriminator: "discriminator", Generator: "generator"}
+    kind = next((k for cls, k in kinds.items() if isinstance(module, cls)), "encoder")
     cfg = module.config
     hf = hf_class(kind)(hf_config(cfg, **config_extra))
     copy_state(module, hf, f"export of the {kind}")

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from electra.errors import ElectraError
@@ -71,3 +72,16 @@ def parse_dataset(source: str, role: str) -> DatasetSource:
     if not m:
         raise ElectraError(f"--{role} {source}: expected {DATASET_SYNTAX}, e.g. hf:imdb@test")
     return DatasetSource(m.group(1), m.group(2), m.group(3) or DEFAULT_SPLITS[role], m.group(4))
+
+
+def load_dataset(source: str, role: str, what: str | None = None) -> tuple[Any, DatasetSource]:
+    """The `datasets` split named by `source` (`hf:...`, see `parse_dataset`), with its parsed name; one line when the
+    hub cannot be reached or the dataset, config or split does not exist."""
+    spec = parse_dataset(source, role)
+    require(spec.name, what or f"--{role} dataset")
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.name, spec.config, split=spec.split), spec
+    except Exception as err:  # a missing dataset, config or split
+        raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}".replace("\n", " ")) from None

@@ -1,10 +1,5 @@
-"""Files that are never seen half-written, and one writer per output directory.
-
-Every file the toolkit writes goes through `write_bytes` / `write_text` / `write_json` (a temporary file beside the
-target, flushed, then renamed over it), every directory through `write_dir` or `install_dir` (a temporary sibling
-renamed into place), so a kill at any moment leaves either the old content or the new one. `DirLock` makes sure
-only one process writes an output directory at a time.
-"""
+"""Files that are never seen half-written (a temporary file or directory beside the target, renamed into place),
+and one writer per output directory (`DirLock`)."""
 
 from __future__ import annotations
 
@@ -33,9 +28,8 @@ FAULT_ENV = "ELECTRA_FAULT"
 
 
 def fault_point(name: str) -> None:
-    """A kill for the tests: SIGKILL this process here when the environment variable ELECTRA_FAULT is `name`, or
-    `name@N` for the N-th time this point is reached (the count is kept in the variable). Otherwise a no-op.
-    `name@N:SIGTERM` (or another signal's name) sends that signal instead, once."""
+    """A kill for the tests: SIGKILL this process here when ELECTRA_FAULT is `name`, or `name@N` for the N-th time
+    here (counted in the variable); `name@N:SIGTERM` sends that signal instead, once. Otherwise a no-op."""
     spec = os.environ.get(FAULT_ENV)
     point, _, signame = (spec or "").partition(":")
     if not spec or point.partition("@")[0] != name:
@@ -56,9 +50,7 @@ def _umask() -> int:
 
 
 def user_path(err: BaseException, tmp: str | os.PathLike, final: str | os.PathLike) -> None:
-    """An error that names the temporary path `tmp` names the user's path `final` instead (a file inside a temporary
-    directory `tmp`: the same file inside `final`; any name `tmp` is the prefix of: `final`). Changes the file names
-    of an OSError, the message of an ElectraError, in place."""
+    """Make an error that names the temporary path `tmp` (or a file inside it) name `final` instead, in place."""
     tmp, final = str(tmp), str(final)
     if isinstance(err, OSError):
         for attr in ("filename", "filename2"):
@@ -96,10 +88,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 @contextlib.contextmanager
 def library_writes(path: str | os.PathLike) -> Iterator[None]:
-    """Failed writes of the libraries that write files themselves (safetensors, `torch.save`, transformers'
-    `save_pretrained`, numpy's `tofile`) raised as the `OSError` they are, naming `path`, so that a full disk is one
-    line like any other environment fault. safetensors reports `I/O error: ... (os error N)`, torch `file write
-    failed` or `unexpected pos N vs M` (a short write), numpy an OSError without an errno."""
+    """Failed writes of libraries that write files themselves (safetensors, `torch.save`, `save_pretrained`, numpy
+    `tofile`) raised as the `OSError` they are, naming `path`: a full disk is one line like any other."""
     try:
         yield
     except OSError as err:
@@ -178,10 +168,7 @@ def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def refuse_inputs_inside(out: str | os.PathLike, inputs: dict[str, Any], action: str = "--force") -> None:
-    """Refuse when an input that exists on disk is `out`, lies inside it or contains it: `action` would delete it.
-
-    `inputs` maps an option name (`--corpus`) to a path, a list of paths, or None; hub ids and other names that
-    are not local paths are passed over."""
+    """Refuse when an existing input (`inputs`: option -> path(s) or None) is, holds or lies in `out`: `action`."""
     for option, values in inputs.items():
         for value in values if isinstance(values, (list, tuple)) else [values]:
             if value is None or not os.path.exists(value):
@@ -200,11 +187,8 @@ def write_dir(
     source: str | os.PathLike | None = None,
     source_name: str = "the input",
 ) -> Path:
-    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out`.
-
-    An existing non-empty `out` is refused unless `force`; with `force` it is replaced only once the new content
-    is complete, so an interruption never leaves a half-written `out` behind. `out` may neither be, nor contain,
-    nor lie inside `source` (replacing it would delete what is being read)."""
+    """Call `write(tmp)` on a fresh temporary directory next to `out`, then rename it to `out` (an existing
+    non-empty `out` only with `force`, replaced once the new content is complete; it may not overlap `source`)."""
     out = Path(out)
     if source is not None and overlaps(out, source):
         raise ElectraError(f"--out {out} would overlap {source_name} ({source}); choose a directory outside it")
@@ -254,12 +238,9 @@ def pid_alive(pid: int) -> bool:
 
 
 class DirLock:
-    """One writer per directory: an exclusive `flock` on `<dir>/.lock`, which records the holder's pid and host.
-
-    The kernel releases the lock when its process ends however it ends, so a killed run never leaves a lock that
-    blocks its `--resume`; the pid and host left in the file are only used to say who holds a live lock (and, for a
-    lock file left by a process that is gone, that it was stale). A clean release removes the file.
-    On a file system without `flock` (some network mounts) the pid check alone decides, for holders on this host."""
+    """One writer per directory: an exclusive `flock` on `<dir>/.lock`, which records the holder's pid and host (to
+    name a live holder, or a stale file). The kernel releases it however the process ends; without `flock` (some
+    network mounts) the pid check alone decides, for holders on this host."""
 
     def __init__(self, directory: str | os.PathLike, what: str = "run directory"):
         self.directory = Path(directory)
@@ -343,9 +324,8 @@ def claimed(
     clean_up: bool = True,
     worth_keeping: Callable[[Path], bool] | None = None,
 ) -> Iterator[DirLock | None]:
-    """`with claimed(out, "run directory"):` -- write `out` as its one writer (`lock`; see `DirLock`), and if the
-    block fails in a directory it created, remove it again unless `worth_keeping(out)` (default: it holds anything
-    but the lock file), so that a failed start leaves nothing behind."""
+    """`with claimed(out, "run directory"):` -- write `out` as its one writer, and if the block fails in a directory
+    it created, remove it again unless `worth_keeping(out)` (default: it holds more than the lock file)."""
     directory = Path(directory)
     created = not directory.exists()
     held = DirLock(directory, what).acquire() if lock else None

@@ -1,6 +1,4 @@
-"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id.
-
-`is_run_dir` is re-exported from `electra.checkpoint`, which defines the run layout."""
+"""One way to name a model everywhere: a pretraining run directory, an HF-format directory, or a hub id."""
 
 from __future__ import annotations
 
@@ -24,11 +22,9 @@ from electra.tokenizer import WordPiece, load_tokenizer
 def load_model(
     source: str | os.PathLike, kind: Kind = "discriminator", checkpoint: str = "latest"
 ) -> tuple[nn.Module, WordPiece]:
-    """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer. The
-    discriminator (and encoder) of a run whose config has `remove_top_word_direction` (`tiny` before it froze its
-    word table) comes with the top direction of its word table's movement undone
-    (`electra.init.remove_top_word_direction`), as `electra export` writes it: what the run delivers; the generator as
-    trained. `load_run` gives the checkpoint as trained."""
+    """The discriminator, generator or bare encoder named by `source`, in eval mode, with its tokenizer; with
+    `remove_top_word_direction` in the run's config, the discriminator as `electra export` writes it (`load_run`
+    gives the checkpoint as trained)."""
     if is_run_dir(source):
         model, cfg, tokenizer = load_run(source, checkpoint)
         if kind != "generator" and cfg.remove_top_word_direction:
@@ -61,11 +57,8 @@ def load_model(
 
 
 def init_from_hf(cfg: PretrainConfig, sources: list[str]) -> tuple[PretrainConfig, ELECTRA, WordPiece]:
-    """Continued pretraining: discriminator (and optionally generator) weights and shapes from HF-format models.
-
-    The model shape comes from the discriminator; the generator's width and depth from the generator when one is
-    given (e.g. 1.0 for the released ELECTRA-Small), else from the config. The shared embeddings are the
-    discriminator's."""
+    """Continued pretraining: discriminator (and optionally generator) weights and shapes from HF-format models;
+    the generator's width and depth from the generator when given, else from the config."""
     from electra.hf import copy_state, load_hf
 
     if not 1 <= len(sources) <= 2:

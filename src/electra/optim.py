@@ -1,10 +1,5 @@
-"""The official optimizer and learning-rate schedule (docs/faithfulness.md §5).
-
-AdamW without bias correction: m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
-p <- p - lr * (m / (sqrt(v) + eps) + wd * p), with weight decay skipped for LayerNorm parameters and biases.
-Schedule: lr_t = lr * (1 - min(t, T)/T)^power * min(1, t/W) -- the warmup multiplies the decayed rate and step 0
-runs with lr 0.
-"""
+"""The official optimizer and learning-rate schedule (docs/faithfulness.md §5): AdamW without bias correction,
+no weight decay on LayerNorm parameters and biases; lr_t = lr * (1 - min(t, T)/T)^power * min(1, t/W)."""
 
 from __future__ import annotations
 
@@ -24,11 +19,8 @@ NO_DECAY = re.compile(r"LayerNorm|layer_norm|bias")
 def lr_factor(
     step: int, total_steps: int, warmup_steps: float, power: float = 1.0, schedule: str = "official"
 ) -> float:
-    """Multiplier of the base learning rate at (pre-increment) step t.
-
-    official: (1 - min(t, T)/T)^power * min(1, t/W).
-    warmup_then_decay (richarddwang/electra_pytorch): t/W during warmup, then (T - t)/(T - W) down to 0.
-    """
+    """Multiplier of the base learning rate at (pre-increment) step t: official (1 - min(t, T)/T)^power *
+    min(1, t/W); warmup_then_decay (richarddwang/electra_pytorch) t/W, then (T - t)/(T - W) down to 0."""
     t, T, W = step, total_steps, warmup_steps
     if schedule == "official":
         decay = (1.0 - min(t, T) / T) ** power
@@ -55,9 +47,8 @@ def param_groups(
     weight_decay: float,
     lr_scale: Callable[[str], float] | None = None,
 ) -> list[dict]:
-    """Parameter groups: decay everything except names matching LayerNorm/layer_norm/bias (embeddings are
-    decayed); `lr_scale(name)` optionally gives a per-parameter learning-rate multiplier (layer-wise decay).
-    Shared parameters appear once."""
+    """Parameter groups: decay all but LayerNorm/layer_norm/bias names, shared parameters once; `lr_scale(name)`
+    optionally gives a per-parameter learning-rate multiplier (layer-wise decay)."""
     groups: dict[tuple[float, float], dict] = {}
     seen: set[int] = set()
     for name, p in named_parameters:
@@ -79,16 +70,9 @@ def set_group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class AdamW(torch.optim.Optimizer):
-    """Adam with decoupled weight decay and, by default, no bias correction (the official AdamWeightDecay).
-
-    `bias_correction=True` gives the usual bias-corrected step (richarddwang/electra_pytorch's alternative).
-    The caller sets each group's `lr` every step (see `lr_factor`).
-
-    `fused=True` updates all of a group's tensors with PyTorch's fused AdamW kernel (`torch._fused_adamw_`) instead
-    of a sequence of foreach operations: the same formula, a few kernel launches instead of dozens, which is what a
-    small model on a fast GPU needs. That kernel always applies bias correction, with the step count it is given;
-    without bias correction it is given the step 2^40, for which 1 - b^t is exactly 1 in floating point.
-    """
+    """Adam with decoupled weight decay and, by default, no bias correction (the official AdamWeightDecay); the
+    caller sets each group's `lr` every step. `fused=True` uses PyTorch's fused AdamW kernel, which always corrects
+    bias: without bias correction it is given the step 2^40, for which 1 - b^t is exactly 1 in floating point."""
 
     def __init__(
         self,
@@ -111,9 +95,8 @@ class AdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None, found_inf: torch.Tensor | None = None) -> float | None:
-        """One update. `found_inf`: a 0-d tensor; nonzero skips the update. The fused path skips on the device,
-        so the host never waits for the GPU to read it; the foreach path reads it. Either way the step counters
-        advance (a run stops at a skipped update, see `electra.train.pretrain`)."""
+        """One update; a nonzero 0-d `found_inf` skips it (on the device for the fused path, so the host never
+        waits). Either way the step counters advance."""
         loss = closure() if closure is not None else None
         skip = found_inf is not None and not self.fused and bool(found_inf)
         for group in self.param_groups:
@@ -180,19 +163,7 @@ class AdamW(torch.optim.Optimizer):
         # the kernel: p <- p (1 - lr wd); then p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         t = torch.full((), float(step) if group["bias_correction"] else 2.0**40, device=params[0].device)
         beta1, beta2 = group["betas"]
-        torch._fused_adamw_(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            [t] * len(params),
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            amsgrad=False,
-            maximize=False,
-            found_inf=None if found_inf is None else found_inf.float(),
-        )
+        hyper = {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "weight_decay": group["weight_decay"]}
+        hyper.update(eps=group["eps"], amsgrad=False, maximize=False)
+        found = None if found_inf is None else found_inf.float()
+        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [t] * len(params), **hyper, found_inf=found)

@@ -1,16 +1,5 @@
-"""A linear probe: are an encoder's frozen features becoming useful?
-
-Fit a logistic regression (scikit-learn) on the final layer's [CLS] state and, separately, on its mean over real
-tokens, for a small labelled set with a fixed train/test split, and report test accuracy beside the majority
-class's. Run at every evaluation during pretraining (with the same probe on the randomly initialised encoder as the
-baseline line) and as `electra probe` on any checkpoint or model.
-
-Labelled sets (`--probe`):
-- `builtin`: the topic of a standard-library docstring paragraph (asyncio, email, logging, unittest, xml, or
-  http/urllib), from packages that the built-in pretraining corpus leaves out; no download.
-- `glue:<task>`: a GLUE task's train set (a fixed subset) and dev set from `--glue-dir` (or the hub).
-- a CSV, TSV or JSONL file with a `text` (optionally `text_b`) and a `label` column, split 2:1 at a fixed seed.
-"""
+"""A linear probe: are an encoder's frozen features becoming useful? Logistic regressions on the final layer's
+[CLS] state and mean-pooled states, against the same probe on random weights (docs/pretraining.md)."""
 
 from __future__ import annotations
 
@@ -72,8 +61,7 @@ def _split(name: str, rows: list[tuple[str, str | None, str]], seed: int = 0) ->
 
 @functools.lru_cache(maxsize=2)
 def builtin_probe_set(per_topic: int = 300) -> ProbeSet:
-    """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each, a fixed shuffle);
-    read once per process."""
+    """Docstring paragraphs of the probe packages, labelled by topic (at most `per_topic` each); read once."""
     root = Path(sysconfig.get_paths()["stdlib"])
     in_corpus = {line for doc in builtin_documents() for line in doc}  # common phrases also found elsewhere
     rows = []
@@ -156,9 +144,6 @@ def load_probe_set(spec: str, glue_dir: str | Path | None = None) -> ProbeSet:
     return file_probe_set(spec)
 
 
-# ---------------------------------------------------------------------------------------------- features
-
-
 @torch.no_grad()
 def features(
     encoder: ElectraModel,
@@ -220,9 +205,6 @@ def random_encoder(cfg: ModelConfig, seed: int = 0) -> ElectraModel:
     return encoder.eval()
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
 def probe_models(
     models: list[str],
     probe_spec: str = "builtin",
@@ -230,12 +212,9 @@ def probe_models(
     checkpoint: str = "latest",
     random_seeds: int = 3,
 ) -> list[dict[str, Any]]:
-    """The probe for each model (a run directory, an HF-format directory or a hub id), preceded by the same
-    probe on `random_seeds` randomly initialised encoders of the first model's shape (seeds 0, 1, ...: their mean,
-    and their range, since random initialisations alone spread as much as a short pretraining moves the probe) and
-    followed by the majority class. Each model's row says whether its best probe ([CLS] or mean-pooled) is above,
-    within or below the random initialisations' range of the same, widened on each side by the test set's noise
-    (`probe_margin`: with one initialisation, the rule `electra report` applies to a run)."""
+    """The probe for each model, preceded by the same probe on `random_seeds` random encoders of the first model's
+    shape (their mean and range) and followed by the majority class; each row says whether its best probe is above,
+    within or below the random range widened by the test set's noise (`probe_margin`)."""
     from electra.loading import load_model
 
     if random_seeds < 1:
@@ -271,8 +250,7 @@ def probe_models(
 
 
 class LiveProbe:
-    """The linear probe of `electra.probe` on the encoder being trained, with the same probe on the randomly
-    initialised encoder of this shape (computed once) as the baseline it has to beat."""
+    """The linear probe on the encoder being trained, beside its baseline: the same probe on random weights."""
 
     def __init__(self, probe_set: ProbeSet, tokenizer: WordPiece, max_length: int, baseline: dict[str, float]):
         self.probe_set, self.tokenizer, self.max_length, self.baseline = probe_set, tokenizer, max_length, baseline

@@ -1,18 +1,6 @@
-"""`electra quickstart`: the whole pipeline on one CPU in about ten minutes, with nothing to download.
-
-    1. vocab      a WordPiece vocabulary trained on the corpus (default: `builtin`, text shipped with Python)
-    2. prepare    the corpus as ELECTRA examples of 128 tokens
-    3. pretrain   the `tiny` preset for about --minutes (the step count is set from a short throughput probe)
-    4. export     to transformers' ElectraForPreTraining / ElectraForMaskedLM
-    5. finetune   every GLUE task found in --glue-dir, or on the hub when it is reachable (train sets subsampled),
-                  from the pretrained model and from random weights of the same shape
-    6. report     tables and plots over the run and the sweeps, and what they show in words
-
-Everything lands in --out (default `runs/quickstart`); running it again reuses what is finished. A smoke run: the
-built-in corpus is small and technical, and three CPU minutes give features well above random weights' on the
-built-in probe (0.66 against 0.47; docs/use-cases.md; what `tiny` does and why: docs/pretraining.md, "Counted words,
-trained layers"); the run ends by saying how it compares. See docs/use-cases.md for real runs.
-"""
+"""`electra quickstart`: the whole pipeline on one CPU in about ten minutes, nothing to download (docs/use-cases.md):
+vocab, prepare, pretrain `tiny` for about --minutes, export, finetune from the run and from random weights of the
+same shape, report. Everything lands in --out; running it again reuses what is finished."""
 
 from __future__ import annotations
 
@@ -118,19 +106,10 @@ def quickstart(
         if max_steps is None:
             max_steps, seconds = pretraining_steps(tokenizer.vocab_size, minutes)
             print(f"{seconds:.2f} s per step here: {max_steps} steps fit in about {minutes:g} minutes")
-        pretrain(
-            run,
-            "tiny",
-            data=str(data),
-            vocab_size=tokenizer.vocab_size,
-            max_steps=max_steps,
-            warmup_steps=max(1, max_steps // 10),
-            log_every=max(1, max_steps // 20),
-            eval_every=max(1, max_steps // 4),
-            eval_examples=128,
-            save_every=max_steps,
-            progress=False,
-        )
+        every = {"warmup_steps": 10, "log_every": 20, "eval_every": 4}  # that part of the steps, at least 1
+        schedule = {k: max(1, max_steps // n) for k, n in every.items()}
+        options = dict(data=str(data), vocab_size=tokenizer.vocab_size, eval_examples=128, progress=False)
+        pretrain(run, "tiny", max_steps=max_steps, save_every=max_steps, **schedule, **options)
     summary["pretrain"] = str(run)
 
     _say("4/6 export to transformers")
@@ -167,24 +146,12 @@ def quickstart(
         )
         if results["tasks"]:
             print((sweep / "results.md").read_text())
-            baseline = run_sweep(
-                "random:tiny",
-                parse_tasks(tasks),
-                random_sweep,
-                glue_dir,
-                runs=runs,
-                seed=0,
-                cfg=cfg,
-                tokenizer=str(vocab_dir),
-            )
+            options = dict(runs=runs, seed=0, cfg=cfg, tokenizer=str(vocab_dir))
+            baseline = run_sweep("random:tiny", parse_tasks(tasks), random_sweep, glue_dir, **options)
             print((random_sweep / "results.md").read_text())
-            summary["glue"] = str(sweep)
-            summary["glue_random"] = str(random_sweep)
-            summary["glue_average"] = {
-                "label": results["average"]["label"],
-                "median": results["average"].get("median"),
-                "random_median": baseline["average"].get("median"),
-            }
+            summary |= {"glue": str(sweep), "glue_random": str(random_sweep)}
+            average = {"label": results["average"]["label"], "median": results["average"].get("median")}
+            summary["glue_average"] = {**average, "random_median": baseline["average"].get("median")}
         else:
             print(f"no GLUE task could be read from {where}; finetuning skipped")
             summary["glue"] = None

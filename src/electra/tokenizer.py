@@ -1,8 +1,5 @@
-"""The WordPiece tokenizer every workflow shares: BERT uncased by default (docs/faithfulness.md §2.4), Rust-backed.
-
-`load_tokenizer` accepts a `vocab.txt` file, a directory (ours, or any Hugging Face model directory with
-`tokenizer.json` or `vocab.txt`), or a hub id such as `google/electra-small-discriminator`.
-"""
+"""The WordPiece tokenizer every workflow shares: BERT uncased by default, Rust-backed; `load_tokenizer` reads a
+`vocab.txt` file, a tokenizer or Hugging Face model directory, or a hub id."""
 
 from __future__ import annotations
 
@@ -71,18 +68,9 @@ class WordPiece:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "vocab.txt").write_text("\n".join(self.vocab()) + "\n", encoding="utf-8")
         self.backend.save(str(directory / "tokenizer.json"))
-        config = {
-            "tokenizer_class": "ElectraTokenizer",
-            "do_lower_case": self.lowercase,
-            "strip_accents": None,
-            "tokenize_chinese_chars": True,
-            "model_max_length": 512,
-            "unk_token": "[UNK]",
-            "sep_token": "[SEP]",
-            "pad_token": "[PAD]",
-            "cls_token": "[CLS]",
-            "mask_token": "[MASK]",
-        }
+        config = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase, "strip_accents": None}
+        config |= {"tokenize_chinese_chars": True, "model_max_length": 512}
+        config |= {f"{name}_token": f"[{name.upper()}]" for name in ("unk", "sep", "pad", "cls", "mask")}
         (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 

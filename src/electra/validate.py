@@ -1,5 +1,4 @@
-"""The one validator of configs: every path into a config (the command line, `--config` files, a run's config.json,
-the Python API) builds the dataclass through these checks, so a wrong key, kind or range is one `ConfigError` that
+"""The one validator of configs, whichever way they come in: a wrong key, kind or range is one `ConfigError` that
 names the field and what was expected."""
 
 from __future__ import annotations
@@ -74,11 +73,9 @@ def check_range(
 
 
 def check_fields(obj: DataclassInstance) -> None:
-    """The one check of a config's values against its field annotations, whichever way they came (the command line,
-    a `--config` file, a run's config.json, the Python API): `int` (not a bool), `float` (an int is taken and
-    stored as a float), `bool`, `str`, `Literal[...]`, `X | None`, `list[X]`, and a nested config dataclass (a
-    dict is built into it). Anything else raises a ConfigError naming the field, what it expects and what it got.
-    Each config's `__post_init__` calls this first, then checks the ranges (`check_range`)."""
+    """The one check of a config's values against its field annotations (`int` not a bool, `float` taking an int,
+    `bool`, `str`, `Literal`, `X | None`, `list[X]`, a nested config built from a dict); anything else raises a
+    ConfigError naming the field, what it expects and what it got. `__post_init__` calls this, then `check_range`."""
     for f in fields(obj):
         value = getattr(obj, f.name)
         hint = _hints(type(obj))[f.name]

@@ -1,11 +1,7 @@
 """The `electra` command: one subcommand per workflow.
 
-Each command's module in this package has `add_<command>_arguments(parser)` and `run_<command>(args) -> int`; the
-run functions call the workflow functions of `electra.api` (and the modules below it), imported only when the command
-runs, so that `--help` and argument errors answer at once. This file only wires them up and turns
-`ElectraError` (bad input) and `OSError` (the environment: a full or read-only disk, an unreadable path) into one
-clear line on stderr and exit code 2.
-"""
+Each command's module here has `add_<command>_arguments(parser)` and `run_<command>(args)`, which imports its
+workflow only when it runs; `ElectraError` and `OSError` become one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -109,11 +105,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
 
 
 def apply_config_file(parser: Parser, argv: list[str]) -> dict[str, str]:
-    """Defaults from `--config FILE` for the chosen command's parser: explicit options still override them.
-
-    A value of a config field (`--hidden-size`, `--learning-rate`, ...) goes to its config as it is, which checks it
-    (`electra.config.check_fields`) as it checks every other way in; a string is first read as the command line
-    reads it. Any other option's value must be what the command line could give (`_option_value`). Returns the
+    """Defaults from `--config FILE` for the chosen command's parser (explicit options still win): a config field's
+    value goes to its config as it is, any other option's must be what the command line could give. Returns the
     names of the values read, with the file."""
     if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
         return {}
@@ -148,9 +141,8 @@ def apply_config_file(parser: Parser, argv: list[str]) -> dict[str, str]:
 
 
 def _option_value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
-    """A `--config` value for an option, as the command line gives it: true or false for a switch, a list for an
-    option of several values, one string or number otherwise (null: not given, for an option that may be left
-    out), converted and checked as argparse converts and checks the option's text."""
+    """A `--config` value for an option, converted and checked as argparse does the option's text: a bool for a
+    switch, a list for an option of several values, else one string or number (null: not given)."""
 
     def refuse(expected: str) -> NoReturn:
         raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
@@ -217,11 +209,9 @@ API_OPTIONS = {"version": "--qa-version", "save_model": "--save-model"}
 
 
 def cli_words(message: str, parser: Parser, from_file: dict[str, str]) -> str:
-    """A message of the Python API in the command line's words: the field a message is about, or a keyword given a
-    value, becomes the option (`learning_rate must be > 0` -> `--learning-rate must be > 0`, `pass version='2.0'`
-    -> `pass --qa-version 2.0`, `save_model=True` -> `--save-model`). A value read from `--config FILE` keeps its
-    key's name, after `--config FILE:`; messages about a config file's contents (`--config ...`,
-    `RUN/config.json: ...`) keep its keys."""
+    """A message of the Python API in the command line's words (`learning_rate must be > 0` -> `--learning-rate
+    must be > 0`, `save_model=True` -> `--save-model`); a value read from `--config FILE` keeps its key, after
+    `--config FILE:`, and so do messages about a config file's contents."""
     command = next((p for p in parser._commands()[1:] if p._defaults.get("_run")), parser)
     options = dict(API_OPTIONS)
     for action in command._actions:

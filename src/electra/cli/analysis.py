@@ -10,13 +10,8 @@ from electra.report import STATS
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="pretraining run directories, finetuning sweep directories (electra finetune --out), "
-        "or directories that hold them",
-    )
+    paths = "pretraining run directories, finetuning sweep directories (electra finetune --out), or directories "
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=paths + "that hold them")
     parser.add_argument("--out", required=True, metavar="DIR", help="report folder (index.md, report.json, PNGs)")
     parser.add_argument(
         "--stat",
@@ -35,19 +30,19 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
-    )
-    parser.add_argument(
-        "--probe",
-        default="builtin",
-        metavar="SET",
-        help="builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file "
-        "with text and label columns",
-    )
-    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for a glue:<task> probe (default: the hub)")
+def _add_models_and_texts(parser: argparse.ArgumentParser, option: str, texts: str, glue: str) -> None:
+    """The models, where their texts come from (`option`), the GLUE data for glue:<task>, the checkpoint."""
+    models = "pretraining run directories, HF-format directories or hub ids"
+    parser.add_argument("models", nargs="+", metavar="MODEL", help=models)
+    parser.add_argument(option, default="builtin", metavar="SET", help=texts)
+    parser.add_argument("--glue-dir", metavar="DIR", help=glue)
     parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    sets = "builtin (default; no download), glue:<task> (with --glue-dir), or a CSV/TSV/JSONL file with text and label "
+    sets += "columns"
+    _add_models_and_texts(parser, "--probe", sets, "GLUE data for a glue:<task> probe (default: the hub)")
     parser.add_argument(
         "--random-seeds",
         type=int,
@@ -80,23 +75,12 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "models", nargs="+", metavar="MODEL", help="pretraining run directories, HF-format directories or hub ids"
-    )
-    parser.add_argument(
-        "--texts",
-        default="builtin",
-        metavar="SET",
-        help="where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)",
-    )
-    parser.add_argument("--glue-dir", metavar="DIR", help="GLUE data for --texts glue:<task>")
-    parser.add_argument("--checkpoint", default="latest", help="for run directories: latest, 25%%, step_N, ...")
+    texts = "where the texts come from: a probe set (builtin, glue:<task>, or a CSV/TSV/JSONL file)"
+    _add_models_and_texts(parser, "--texts", texts, "GLUE data for --texts glue:<task>")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
-    import json
-
     from electra.diagnose import diagnose_models, format_rows
 
     rows = diagnose_models(args.models, args.texts, args.glue_dir, args.checkpoint)

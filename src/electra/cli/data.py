@@ -25,16 +25,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset directory to create")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any N)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the example builder (default 0)")
-    parser.add_argument(
-        "--clean-lines",
-        action="store_true",
-        help="drop lines under 80 characters and delete '()' (richarddwang's Wikipedia cleaning)",
-    )
-    parser.add_argument(
-        "--skip-bad-lines",
-        action="store_true",
-        help="skip (and count) lines that are not valid UTF-8 instead of stopping",
-    )
+    clean = "drop lines under 80 characters and delete '()' (richarddwang's Wikipedia cleaning)"
+    parser.add_argument("--clean-lines", action="store_true", help=clean)
+    skip = "skip (and count) lines that are not valid UTF-8 instead of stopping"
+    parser.add_argument("--skip-bad-lines", action="store_true", help=skip)
     parser.add_argument("--text-field", default="text", help="text field of .jsonl rows / datasets (default text)")
     parser.add_argument(
         "--holdout", type=int, default=None, help="examples set aside for evaluation (default min(1000, 5%%))"
@@ -57,20 +51,9 @@ def run_prepare(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(args.tokenizer)
     if "builtin" in args.corpus:
         print("note: `builtin` is a small corpus of Python docstrings, for smoke runs only", file=sys.stderr)
-    out, reused = build_or_reuse(
-        args.corpus,
-        tokenizer,
-        args.max_length,
-        args.out,
-        workers=args.workers,
-        seed=args.seed,
-        clean=args.clean_lines,
-        skip_bad_lines=args.skip_bad_lines,
-        text_field=args.text_field,
-        holdout=args.holdout,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    options = {k: getattr(args, k) for k in ("workers", "seed", "skip_bad_lines", "text_field", "holdout", "overwrite")}
+    options.update(clean=args.clean_lines, progress=not args.quiet)
+    out, reused = build_or_reuse(args.corpus, tokenizer, args.max_length, args.out, **options)
     meta = store.load_dataset_meta(out)
     print(summary(meta, out, reused))
     return 0
@@ -97,11 +80,8 @@ def run_vocab(args: argparse.Namespace) -> int:
         args.corpus, args.size, args.cased, args.min_frequency, args.skip_bad_lines, args.text_field
     )
     io.write_dir(Path(args.out), tokenizer.save, force=args.overwrite)
-    print(
-        f"wrote {args.out}: {tokenizer.vocab_size} tokens ({'cased' if args.cased else 'uncased'}), "
-        f"fingerprint {tokenizer.fingerprint()}",
-        file=sys.stdout,
-    )
+    case = "cased" if args.cased else "uncased"
+    print(f"wrote {args.out}: {tokenizer.vocab_size} tokens ({case}), fingerprint {tokenizer.fingerprint()}")
     return 0
 
 

@@ -142,48 +142,22 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     recipe = {k[4:]: v for k, v in vars(args).items() if k.startswith("ft__")}
     own = _own_options(args)
-    common = dict(
-        device=args.device,
-        tokenizer=args.tokenizer,
-        save_model=args.save_model,
-        quiet=args.quiet,
-        checkpoint=args.checkpoint,
-    )
+    common = {k: getattr(args, k) for k in ("device", "tokenizer", "save_model", "quiet", "checkpoint")}
     if own and args.kind in ("tagging", "qa"):
         return _run_other_kind(args, own, common, recipe)
     if own:
-        finetune_own(
-            args.model,
-            args.out,
-            **own,
-            kind=args.kind,
-            text_column=args.text_column,
-            pair_column=args.text_pair_column,
-            label_column=args.label_column,
-            labels=[x.strip() for x in args.labels.split(",")] if args.labels else None,
-            id_column=args.id_column,
-            label_separator=args.label_separator,
-            name=args.name,
-            runs=1 if args.runs is None else args.runs,
-            seed=args.seed,
-            shard=args.shard,
-            test_predictions=args.test_predictions,
-            **common,
-            **recipe,
-        )
+        names = ("kind", "text_column", "label_column", "id_column", "label_separator", "name", "seed", "shard")
+        own.update({k: getattr(args, k) for k in names}, pair_column=args.text_pair_column)
+        own["labels"] = [x.strip() for x in args.labels.split(",")] if args.labels else None
+        own["test_predictions"] = args.test_predictions
+        finetune_own(args.model, args.out, runs=1 if args.runs is None else args.runs, **own, **common, **recipe)
     else:
+        runs = 10 if args.runs is None else args.runs
+        tasks, tests = args.tasks or "all", args.test_predictions
         finetune(
-            args.model,
-            args.out,
-            args.tasks or "all",
-            args.glue_dir,
-            10 if args.runs is None else args.runs,
-            args.seed,
-            shard=args.shard,
-            test_predictions=args.test_predictions,
-            **common,
-            **recipe,
-        )
+            args.model, args.out, tasks, args.glue_dir, runs, args.seed, shard=args.shard, test_predictions=tests,
+            **common, **recipe,
+        )  # fmt: skip
     print((Path(args.out) / "results.md").read_text(), end="")
     return 0
 
@@ -232,35 +206,17 @@ def _run_other_kind(
         raise ElectraError(f"--shard is for GLUE and your own data; --kind {args.kind} runs its seeds in one process")
     if args.test_predictions != "best":
         raise ElectraError(f"--test-predictions is for GLUE and your own data; --kind {args.kind} predicts every run's")
+    runs = {"runs": 1 if args.runs is None else args.runs, "seed": args.seed, **common, **recipe}
     if args.kind == "tagging":
         from electra.finetune.tagging.finetune import finetune_tagging
 
-        results = finetune_tagging(
-            args.model,
-            args.out,
-            **own,
-            token_column=args.token_column,
-            tag_column=args.tag_column,
-            runs=1 if args.runs is None else args.runs,
-            seed=args.seed,
-            **common,
-            **recipe,
-        )
+        columns = {"token_column": args.token_column, "tag_column": args.tag_column}
+        results = finetune_tagging(args.model, args.out, **own, **columns, **runs)
     else:
-        if own["test"] is not None:
+        if own.pop("test") is not None:
             raise ElectraError("--test is not used for qa: SQuAD predictions are written for --dev")
         from electra.finetune.qa.finetune import finetune_squad
 
-        del own["test"]
-        results = finetune_squad(
-            args.model,
-            args.out,
-            **own,
-            version=args.qa_version,
-            runs=1 if args.runs is None else args.runs,
-            seed=args.seed,
-            **common,
-            **recipe,
-        )
+        results = finetune_squad(args.model, args.out, **own, version=args.qa_version, **runs)
     print(json.dumps(results.get("median", results), indent=2))
     return 0

@@ -27,26 +27,16 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="GLUE runs: the tokenizer (vocab file, directory or hub id) if the run's own cannot be found any more",
     )
-    parser.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="skip loading the export back with transformers and comparing its outputs with ours",
-    )
+    verify = "skip loading the export back with transformers and comparing its outputs with ours"
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help=verify)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from electra.api import export
     from electra.finetune.export import GLUE_HEAD
 
-    record = export(
-        args.source,
-        args.out,
-        checkpoint=args.checkpoint,
-        force=args.force,
-        verify=args.verify,
-        tokenizer=args.tokenizer,
-    )
+    options = {k: getattr(args, k) for k in ("checkpoint", "force", "verify", "tokenizer")}
+    record = export(args.source, args.out, **options)
     if "class" in record:  # a finetuned model of a transformers class
         labels = f", labels {', '.join(record['labels'])}" if record.get("labels") else ""
         print(f"exported {args.source} to {args.out} ({record['class']}{labels})")

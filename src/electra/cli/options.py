@@ -62,11 +62,9 @@ def add_config_arguments(
     describe: Callable[[str], str] | None = None,
     only: typing.Iterable[str] | None = None,
 ) -> None:
-    """One `--field-name VALUE` option per field of the dataclasses (nested dataclass fields are their own class's
-    fields): bool as true/false, Literal as choices, `X | None` as X or "none". Given values land in `prefix` +
-    name (see `overrides_from_args`); absent ones are not set, so the preset's value applies. `describe(name)`
-    gives the help text (the default). The pretraining config's fields are shown in `PRETRAIN_GROUPS`; `only`
-    keeps those fields alone."""
+    """One `--field-name VALUE` option per (flattened) field of the dataclasses: bool as true/false, Literal as
+    choices, `X | None` as X or "none", given values in `prefix` + name, absent ones unset. `describe(name)` gives
+    the help text; `only` keeps those fields alone."""
     if describe is None:  # the presets built once here, not once per field
         configs = {name: preset(name) for name in PRESETS}
         describe = lambda field: preset_defaults(field, configs)  # noqa: E731

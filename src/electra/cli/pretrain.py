@@ -1,6 +1,4 @@
-"""`electra pretrain` and `electra bench`: their options and the calls into `electra.api` / `electra.train.bench`.
-
-Parsing imports no torch: the workflow modules are imported when a command runs."""
+"""`electra pretrain` and `electra bench`: their options and the calls into `electra.api` / `electra.train.bench`."""
 
 from __future__ import annotations
 
@@ -27,12 +25,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-cache", metavar="DIR", help="where --corpus is prepared (default RUN_DIR/data)")
     parser.add_argument("--prepare-workers", type=int, metavar="N", help="processes for --corpus")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); "
-        "options not given again are the run's own",
-    )
+    resume = "continue RUN_DIR exactly from its latest checkpoint (starts fresh if it has none); options not given "
+    parser.add_argument("--resume", action="store_true", help=resume + "again are the run's own")
     parser.add_argument("--force", action="store_true", help="start over in a RUN_DIR that already holds a run")
     parser.add_argument(
         "--init-from",
@@ -59,11 +53,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         f"default: the whole per-process batch, or less to stay within {MAX_MICRO_TOKENS} "
         "positions)",
     )
-    speed.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU",
-    )
+    precision = "auto: bf16 on GPUs that support it, fp16 with a gradient scaler on older GPUs, fp32 on CPU"
+    speed.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help=precision)
     add_compile_argument(speed)
     add_variant_arguments(speed)
     speed.add_argument("--device", default="auto", help="auto (this process's GPU, else CPU), cpu, cuda, cuda:N")
@@ -153,20 +144,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch-size", type=int, help="gradient accumulation as in `electra pretrain`")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     add_compile_argument(parser)
+    scope = "what --compile compiles: the whole model forward (default), or the generator and discriminator only "
     parser.add_argument(
-        "--compile-scope",
-        default="model",
-        choices=COMPILE_SCOPES,
-        help="what --compile compiles: the whole model forward (default), or the generator and "
-        "discriminator only (losses and sampling eager)",
+        "--compile-scope", default="model", choices=COMPILE_SCOPES, help=scope + "(losses and sampling eager)"
     )
     add_variant_arguments(parser)
     parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more',
-    )
+    json_help = 'print {"tokens_per_s": ..., "seqs_per_s": ..., "peak_mem_mb": ...} and more'
+    parser.add_argument("--json", action="store_true", help=json_help)
     add_config_arguments(parser, PretrainConfig, ModelConfig, only=SPEED_FIELDS, description="what changes the speed")
 
 
@@ -182,19 +167,9 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["max_length"] = args.seq_len
     cfg = preset(args.preset, **overrides)
     warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
+    options = (args.precision, args.compile, args.device, args.micro_batch_size, args.compile_scope)
     names = ("fused_generator_head", "graph_optimizer", "gemm_epilogues")
-    variants = {name: bool(getattr(args, name)) for name in names}
-    r = measure(
-        cfg,
-        args.steps,
-        warmup,
-        args.precision,
-        args.compile,
-        args.device,
-        args.micro_batch_size,
-        args.compile_scope,
-        **variants,
-    )
+    r = measure(cfg, args.steps, warmup, *options, **{name: bool(getattr(args, name)) for name in names})
     if args.json:
         print(json.dumps(r))
     else:

@@ -10,28 +10,15 @@ from electra.quickstart import VOCAB_SIZE
 
 
 def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out",
-        default="runs/quickstart",
-        metavar="DIR",
-        help="where everything goes (default %(default)s); an existing one is continued",
-    )
-    parser.add_argument(
-        "--glue-dir",
-        metavar="DIR",
-        help="GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)",
-    )
-    parser.add_argument(
-        "--minutes", type=float, default=3.0, help="pretraining time budget in minutes (default %(default)s)"
-    )
+    where = "where everything goes (default %(default)s); an existing one is continued"
+    parser.add_argument("--out", default="runs/quickstart", metavar="DIR", help=where)
+    glue = "GLUE in its original TSV layout (default: the hub through `datasets`, if reachable)"
+    parser.add_argument("--glue-dir", metavar="DIR", help=glue)
+    minutes = "pretraining time budget in minutes (default %(default)s)"
+    parser.add_argument("--minutes", type=float, default=3.0, help=minutes)
     parser.add_argument("--max-steps", type=int, metavar="N", help="pretraining steps (overrides --minutes)")
-    parser.add_argument(
-        "--corpus",
-        nargs="+",
-        default=["builtin"],
-        metavar="SRC",
-        help="pretraining corpus, as for `electra prepare` (default: builtin)",
-    )
+    corpus = "pretraining corpus, as for `electra prepare` (default: builtin)"
+    parser.add_argument("--corpus", nargs="+", default=["builtin"], metavar="SRC", help=corpus)
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="vocabulary size (default %(default)s)")
     parser.add_argument("--tasks", default="all", help="GLUE tasks, as for `electra finetune` (default all)")
     parser.add_argument("--runs", type=int, default=2, help="finetuning runs (seeds) per task (default %(default)s)")

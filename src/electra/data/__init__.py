@@ -1,12 +1,5 @@
-"""Pretraining data: corpus readers, the official ExampleBuilder, the on-disk format and the training loader.
-
-    prepare_corpus(sources, tokenizer, max_length, out_dir, workers=1, seed=0, ...) -> Path
-    read_examples(path) -> iterator of (token_ids, segment_a_length)
-    PretrainLoader(data_dir, global_batch_size, seed=0, rank=0, world_size=1)
-    load_dataset_meta(data_dir) -> dict
-
-See docs/data.md. Names are imported on first use, so worker processes of `prepare` do not import torch.
-"""
+"""Pretraining data: corpus readers, the official ExampleBuilder, the on-disk format and the training loader
+(docs/data.md). Names are imported on first use, so worker processes of `prepare` do not import torch."""
 
 import importlib
 from typing import Any

@@ -1,9 +1,5 @@
-"""The official `ExampleBuilder` (faithfulness §2.1, `google-research/electra build_pretraining_dataset.py:34-114`).
-
-A pure class: it takes already-tokenized lines and its own `random.Random`, so a given seed always yields the same
-examples. The order of random draws is the official one: one draw for the single-segment chance, a 0.5 draw only when
-a sentence would overflow segment A while B is still empty, and one draw (plus a `randint`) for the next target length.
-"""
+"""The official `ExampleBuilder` (`google-research/electra build_pretraining_dataset.py:34-114`): already-tokenized
+lines in, examples out, with the official order of draws from its own `random.Random`."""
 
 from __future__ import annotations
 
@@ -81,10 +77,8 @@ class ExampleBuilder:
 
 
 def serialize(example: Example, cls_id: int, sep_id: int) -> tuple[list[int], int]:
-    """`([CLS] a [SEP] b [SEP], segment_a_length)`; B and its [SEP] are omitted when B is empty.
-
-    `segment_a_length` counts `[CLS] a [SEP]`, i.e. the positions with token type 0.
-    """
+    """`([CLS] a [SEP] b [SEP], segment_a_length)` (B and its [SEP] omitted when empty); `segment_a_length` counts
+    `[CLS] a [SEP]`, the positions with token type 0."""
     ids = [cls_id, *example.a, sep_id]
     a_len = len(ids)
     if example.b:

@@ -1,13 +1,5 @@
-"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable.
-
-Order: epoch e is a permutation of the training examples drawn from `numpy.random.default_rng([seed, e])`.
-Global batch b of the epoch is permutation[b*G:(b+1)*G] (the remainder of an epoch is dropped) and rank r of W
-takes the contiguous slice [r*G/W:(r+1)*G/W] of it. The sequence of global batches therefore does not depend on
-the number of ranks, and `state_dict()` (epoch, batch) is all it takes to resume, even on another world size.
-
-Held-out set: `num_holdout` examples fixed at prepare time (meta.json), spread evenly over the stored order
-(example floor((2i+1)·n / 2K) for i < K), never used for training; `holdout()` yields them in that order.
-"""
+"""The pretraining loader: shuffled by seed, sharded over data-parallel ranks, exactly resumable on any number of
+ranks; the held-out examples are never trained on (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -39,8 +31,7 @@ def count_ids(examples: list[np.ndarray], vocab_size: int) -> np.ndarray:
 
 
 class PretrainLoader:
-    """Infinite iterator of padded batches: dicts of int64 tensors input_ids / attention_mask / token_type_ids,
-    each [global_batch_size / world_size, max_length]."""
+    """Infinite iterator of padded batches of input_ids / attention_mask / token_type_ids, [G / W, max_length]."""
 
     def __init__(
         self, data_dir: str | os.PathLike, global_batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
@@ -114,10 +105,7 @@ class PretrainLoader:
         }
 
     def holdout(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-        """The held-out examples in fixed order, in batches of at most `batch_size` (the last may be smaller).
-
-        With `world_size` > 1, rank r gets held-out examples r, r + W, r + 2W, ...
-        """
+        """The held-out examples in fixed order, in batches of at most `batch_size`; rank r of W gets r, r + W, ..."""
         if batch_size < 1:
             raise ElectraError(f"holdout batch size must be positive, got {batch_size}")
         index = self.holdout_index[rank::world_size]
@@ -139,15 +127,9 @@ class PretrainLoader:
         return count_ids(list(self.train_examples(max_tokens)), vocab_size)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "seed": self.seed,
-            "global_batch_size": self.global_batch_size,
-            "num_train_examples": self.num_train_examples,
-            "data_key": self.meta["key"],
-        }
+        state = {"version": STATE_VERSION, "epoch": self.epoch, "batch": self.batch, "seed": self.seed}
+        state |= {"global_batch_size": self.global_batch_size, "num_train_examples": self.num_train_examples}
+        return state | {"data_key": self.meta["key"]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume exactly where `state` was taken: the next batch is the one that would have come next."""

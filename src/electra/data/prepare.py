@@ -1,11 +1,5 @@
-"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk (faithfulness §2), streaming and multi-process.
-
-The corpus is read as a stream of documents and cut into chunks at document boundaries (a chunk closes once it
-holds `chunk_chars` characters; a longer document is split at a line boundary, which acts as a document boundary).
-Chunk boundaries depend only on the corpus, and chunk i is built by its own `ExampleBuilder` seeded from
-(seed, i), so the output is identical for any number of worker processes. Each chunk is tokenized with one batched
-call of the Rust tokenizer. At most 2 x workers chunks are in flight, so memory does not grow with the corpus.
-"""
+"""`electra prepare`: any corpus -> tokenized ELECTRA examples on disk, streaming and multi-process, the output the
+same for any number of workers (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -29,14 +23,7 @@ from tokenizers import Tokenizer
 from electra import __version__, io
 from electra.data import store
 from electra.data.builder import MIN_MAX_LENGTH, Example, ExampleBuilder, next_target_length, serialize
-from electra.data.sources import (
-    ReadStats,
-    Source,
-    iter_documents,
-    resolve_sources,
-    source_fingerprint,
-    total_bytes,
-)
+from electra.data.sources import ReadStats, Source, iter_documents, resolve_sources, source_fingerprint, total_bytes
 from electra.errors import ElectraError
 from electra.tokenizer import WordPiece, load_tokenizer
 
@@ -49,7 +36,6 @@ DEFAULT_MAX_HOLDOUT = 1000
 PARTIAL_PREFIX = ".partial-"
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # building one chunk (runs in a worker process, or in the main process with workers=1)
 
 
@@ -104,8 +90,7 @@ def _build_chunk_in_worker(
 
 
 def chunk_documents(docs: Iterable[list[str]], chunk_chars: int) -> Iterator[list[list[str]]]:
-    """Group documents into chunks of at least `chunk_chars` characters, closing only at document boundaries
-    (a document longer than `chunk_chars` is cut at a line boundary into pieces of about that size)."""
+    """Group documents into chunks of at least `chunk_chars` characters, closing at document boundaries only."""
     chunk: list[list[str]] = []
     size = 0
     for doc in docs:
@@ -128,7 +113,6 @@ def chunk_documents(docs: Iterable[list[str]], chunk_chars: int) -> Iterator[lis
         yield chunk
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # the output directory: cache check, refusal of foreign contents, atomic completion
 
 
@@ -148,9 +132,7 @@ def _ours(name: str) -> bool:
 
 
 def _check_out_dir(out_dir: Path) -> dict[str, Any] | None:
-    """The metadata of a complete dataset in `out_dir`, None if there is none; refuse a directory of other things.
-
-    Leftovers of interrupted builds (partial directories of dead processes) are removed."""
+    """The metadata of a complete dataset in `out_dir` (None: none), removing leftovers of interrupted builds."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ElectraError(f"output {out_dir} exists and is not a directory")
     if not out_dir.is_dir():
@@ -199,7 +181,6 @@ def _install(partial: Path, out_dir: Path, meta: dict[str, Any]) -> None:
     io.write_json(out_dir / store.META, meta)
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # the public entry point
 
 
@@ -212,13 +193,7 @@ def prepare_corpus(
     seed: int = 0,
     **options,
 ) -> Path:
-    """Build (or reuse) the ELECTRA examples of `sources` in `out_dir` and return `out_dir`.
-
-    Reuses a complete dataset built from the same inputs (file contents, tokenizer, max_length, seed, options);
-    a dataset from other inputs is replaced only with `overwrite=True`. Options: `clean` (richarddwang's Wikipedia
-    line cleaning), `skip_bad_lines`, `text_field`, `holdout` (examples set aside for evaluation, default
-    min(1000, n // 20); see `PretrainLoader.holdout`), `overwrite`, `progress`.
-    """
+    """The ELECTRA examples of `sources` in `out_dir`, built or reused (same inputs); returns `out_dir`."""
     return build_or_reuse(sources, tokenizer, max_length, out_dir, workers, seed, **options)[0]
 
 
@@ -252,16 +227,9 @@ def build_or_reuse(
     existing = _check_out_dir(out_dir)
 
     fingerprints = [source_fingerprint(s) for s in srcs]
-    settings = {
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "max_length": max_length,
-        "seed": seed,
-        "clean": clean,
-        "text_field": text_field,
-        "chunk_chars": chunk_chars,
-        "holdout_setting": holdout,
-        "skip_bad_lines": skip_bad_lines,
-    }
+    settings = {"tokenizer_fingerprint": tokenizer.fingerprint(), "max_length": max_length, "seed": seed}
+    settings |= {"clean": clean, "text_field": text_field, "chunk_chars": chunk_chars, "holdout_setting": holdout}
+    settings["skip_bad_lines"] = skip_bad_lines
     key = _cache_key(srcs, fingerprints, settings)
     described = [{"spec": s.spec, "kind": s.kind, "fingerprint": fp} for s, fp in zip(srcs, fingerprints, strict=True)]
     new_meta = {"sources": described, **settings}
@@ -294,21 +262,13 @@ def build_or_reuse(
             "format_version": store.FORMAT_VERSION,
             "key": key,
             "electra_version": __version__,
-            "num_examples": n,
-            "num_tokens": writer.num_tokens,
-            "num_documents": stats.documents,
-            "num_holdout": num_holdout,
-            "skipped_lines": stats.skipped_lines,
-            "long_lines": stats.long_lines,
-            "token_dtype": writer.dtype.name,
-            "vocab_size": tokenizer.vocab_size,
-            "lowercase": tokenizer.lowercase,
-            "padding_fraction": 1.0 - writer.num_tokens / (n * max_length),
-            "length_histogram": {str(i): int(c) for i, c in enumerate(writer.length_counts) if c},
-            "build_seconds": round(elapsed, 2),
-            "workers": workers,
-            **new_meta,
         }
+        meta |= {"num_examples": n, "num_tokens": writer.num_tokens, "num_documents": stats.documents}
+        meta |= {"num_holdout": num_holdout, "skipped_lines": stats.skipped_lines, "long_lines": stats.long_lines}
+        meta |= {"token_dtype": writer.dtype.name, "vocab_size": tokenizer.vocab_size, "lowercase": tokenizer.lowercase}
+        meta["padding_fraction"] = 1.0 - writer.num_tokens / (n * max_length)
+        meta["length_histogram"] = {str(i): int(c) for i, c in enumerate(writer.length_counts) if c}
+        meta |= {"build_seconds": round(elapsed, 2), "workers": workers, **new_meta}
         _install(partial, out_dir, meta)
     except (OSError, ElectraError) as err:
         io.user_path(err, partial, out_dir)  # the user's path, not the temporary one

@@ -1,14 +1,5 @@
-"""Corpus readers: every source becomes a stream of documents, each a list of non-empty, stripped lines.
-
-Source strings (see docs/data.md):
-- a path: a text file in the official format (one sentence or paragraph per line, an empty line between documents;
-  the end of a file also ends a document), a `.jsonl` file (one document per row, its text field split on newlines),
-  either of them gzipped (`.gz`), or a directory, read recursively in sorted order (`.txt`, `.jsonl`, `.gz`).
-- `builtin`: a small corpus assembled from the docstrings of the Python standard library, for offline smoke runs.
-- `hf:<dataset_id>[:<config>][:<split>]`: a Hugging Face datasets hub id (or a local dataset directory), streamed;
-  each row of its text column is one document, as in richarddwang/electra_pytorch.
-- `openwebtext`, `wikipedia`, `bookcorpus`: aliases for the hub corpora richarddwang/electra_pytorch uses.
-"""
+"""Corpus readers: every source (docs/data.md) becomes a stream of documents, each a list of non-empty, stripped
+lines."""
 
 from __future__ import annotations
 
@@ -41,19 +32,9 @@ BUILTIN_TOPICS: dict[str, tuple[str, ...]] = {  # the built-in probe set's label
 }
 PROBE_PACKAGES = frozenset(p for packages in BUILTIN_TOPICS.values() for p in packages)
 BUILTIN_MAX_CHARS = 2_000_000
-_BUILTIN_SKIP = {
-    "test",
-    "tests",
-    "idlelib",
-    "site-packages",
-    "dist-packages",
-    "lib2to3",
-    "turtledemo",
-    "__pycache__",
-    "ensurepip",
-    "pydoc_data",
-    "venv",
-}
+_BUILTIN_SKIP = set(
+    "test tests idlelib site-packages dist-packages lib2to3 turtledemo __pycache__ ensurepip pydoc_data venv".split()
+)
 
 # name -> (hub spec, clean lines like richarddwang/electra_pytorch does for Wikipedia)
 ALIASES: dict[str, tuple[str, bool]] = {
@@ -155,11 +136,8 @@ def total_bytes(sources: list[Source]) -> int | None:
 
 
 def source_fingerprint(source: Source) -> str:
-    """What identifies a source's content: a hash of the bytes of a file, of the stdlib files of `builtin`.
-
-    Hub datasets are identified by id, config and split only (their content is not read twice): pass
-    `--force` to rebuild after the hub dataset changed.
-    """
+    """What identifies a source's content: a hash of a file's bytes (of the stdlib files for `builtin`); hub
+    datasets by id, config and split only (`--force` rebuilds after they changed)."""
     if source.kind == "hf":
         return f"hf:{source.hf_id}:{source.hf_config}:{source.hf_split}"
     if source.kind == "builtin":
@@ -209,13 +187,8 @@ PIECE_CHARS = 500  # such a line becomes lines of at most this many characters (
 
 
 def cut_long_lines(doc: list[str], stats: ReadStats) -> list[str]:
-    """A line of over LONG_LINE_CHARS characters cut into lines of at most PIECE_CHARS, each ending at the last
-    space before the limit where there is one, and counted in `stats.long_lines`.
-
-    Lines are the example builder's sentences: a 50 MB line taken whole would be tokenized at once (gigabytes of
-    memory) and give one example of its first 128 tokens, the rest dropped (the official builder truncates a
-    sentence longer than an example). Cut, it gives the examples its text holds. Lines of normal length are left as
-    they are, so the official behaviour is unchanged for them."""
+    """A line of over LONG_LINE_CHARS characters cut into lines of at most PIECE_CHARS (at the last space before the
+    limit where there is one), counted in `stats.long_lines`; shorter lines are left as they are."""
     out: list[str] = []
     for line in doc:
         if len(line) <= LONG_LINE_CHARS:
@@ -330,12 +303,8 @@ def _builtin_files() -> list[Path]:
 
 
 def builtin_documents(max_chars: int = BUILTIN_MAX_CHARS) -> Iterator[list[str]]:
-    """A small English corpus with no download: the docstrings of the Python standard library.
-
-    One document per module; each docstring paragraph (wrapped lines joined) is one line; doctest and
-    code-like paragraphs are left out. Deterministic for a given Python installation. Meant for smoke runs only:
-    about 1-2 MB of text, far too little (and too technical) to pretrain a useful model.
-    """
+    """A small English corpus with no download, for smoke runs only: the docstrings of the Python standard library,
+    one document per module, one line per prose paragraph; deterministic for a given Python installation."""
     files = _builtin_files()
     if not files:
         raise ElectraError(f"the built-in corpus needs the standard library sources, none found under {sys.prefix}")

@@ -1,15 +1,5 @@
-"""On-disk format of a prepared dataset, and reading it back.
-
-A dataset directory holds (all little-endian, memory-mapped when read):
-
-    meta.json        format version, counts, max_length, seed, sources, tokenizer fingerprint, cache key;
-                     written last, so a directory without it is never treated as complete
-    tokens.bin       every example's ids `[CLS] A [SEP] B [SEP]` (no padding), concatenated; uint16, or uint32
-                     for vocabularies over 65536 entries
-    offsets.bin      int64 [num_examples + 1]: example i is tokens[offsets[i]:offsets[i+1]]
-    segment_a.bin    uint16 [num_examples]: length of `[CLS] A [SEP]`, i.e. the positions with token type 0
-    tokenizer/       the tokenizer the data was built with (`WordPiece.save`)
-"""
+"""On-disk format of a prepared dataset (docs/data.md: meta.json written last, tokens.bin, offsets.bin,
+segment_a.bin, tokenizer/), and reading it back memory-mapped."""
 
 from __future__ import annotations
 
@@ -84,12 +74,8 @@ class ExampleStore:
 
 
 def read_examples(path: str | os.PathLike) -> Iterator[tuple[list[int], int]]:
-    """Every stored example in order, as `(token_ids, segment_a_length)`.
-
-    `token_ids` is `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` for a single segment), without padding;
-    `segment_a_length` is the length of `[CLS] A [SEP]`, so the token types are
-    `[0] * segment_a_length + [1] * (len(token_ids) - segment_a_length)`.
-    """
+    """Every stored example in order, as `(token_ids, segment_a_length)`: `[CLS] A [SEP] B [SEP]` without padding,
+    and the length of `[CLS] A [SEP]` (the positions of token type 0)."""
     store = ExampleStore(path)
     block = 4096
     for start in range(0, len(store), block):

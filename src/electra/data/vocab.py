@@ -1,9 +1,5 @@
-"""`electra vocab`: train a WordPiece vocabulary on a corpus (for a new domain or language).
-
-BERT-style normalisation (clean text, CJK spacing, lowercasing and accent stripping unless `--cased`) and the five
-special tokens first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. The output directory is what
-`electra.tokenizer.load_tokenizer(dir)` and `electra prepare --vocab DIR` read.
-"""
+"""`electra vocab`: train a WordPiece vocabulary on a corpus, BERT-style normalisation, the five special tokens
+first ([PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4); `load_tokenizer(dir)` and `prepare --vocab DIR` read it."""
 
 from __future__ import annotations
 
@@ -57,13 +53,8 @@ def train_vocab(
 
 
 def continuing_pieces(bert: BertWordPieceTokenizer, lines: Iterator[str]) -> list[str]:
-    """`##c` for every character c that continues a word of the corpus, sorted.
-
-    `tokenizers`' WordPiece (BPE) trainer numbers these pieces in hash-map order as it meets them, and breaks ties
-    between equally frequent merges by those numbers, so two trainings on the same text gave vocabularies that
-    differ in a few dozen tokens and number thousands differently (huggingface/tokenizers#1794). Listed up front
-    (as special tokens of the training run) they get fixed numbers, and the training is deterministic.
-    """
+    """`##c` for every character c that continues a word of the corpus, sorted: listed up front they get fixed
+    numbers, which makes the trainer deterministic (huggingface/tokenizers#1794)."""
     backend = bert._tokenizer
     chars: set[str] = set()
     for line in lines:

@@ -1,13 +1,4 @@
-"""The finetuning model (docs/faithfulness.md §6.2) and where its encoder comes from.
-
-`SequenceClassifier` = the pretrained discriminator's encoder + dropout(0.1) + one dense layer on h[CLS]
-(Glorot-uniform kernel, zero bias, no pooler). Classification: cross-entropy; STS-B: regression on y/5 with squared
-error. Options beyond the official code: transformers' classification head (`--head transformers`, exported as
-`ElectraForSequenceClassification`) and several labels per example (your own data).
-
-`load_encoder` reads the encoder from an HF-format directory, a hub id, a pretraining run directory, or builds a
-randomly initialised one (`random:<preset>`) for the no-pretraining baseline.
-"""
+"""The finetuning model, `SequenceClassifier` (docs/faithfulness.md §6.2), and where its encoder comes from."""
 
 from __future__ import annotations
 
@@ -81,19 +72,11 @@ def per_example_loss(outputs: Tensor, labels: Tensor, kind: str) -> Tensor:
     return F.cross_entropy(outputs.float(), labels, reduction="none")
 
 
-# ---------------------------------------------------------------------------------------------- sources
-
-
 def load_encoder(
     source: str, tokenizer: str | None = None, checkpoint: str = "latest"
 ) -> tuple[ElectraModel | None, ModelConfig, WordPiece]:
-    """(encoder with pretrained weights, its config, its tokenizer) for `source`.
-
-    source: a pretraining run directory (`checkpoint`: latest, a kept fraction such as 25%, step_N), an HF-format
-    directory (ElectraForPreTraining or ElectraModel weights), a hub id (`google/electra-small-discriminator`), or
-    `random:<preset>` (no pretraining: the encoder is None and `tokenizer` is required).
-    `tokenizer` (a vocab file or directory) overrides the model's own.
-    """
+    """(encoder with pretrained weights, its config, its tokenizer) for `source`: a pretraining run directory (at
+    `checkpoint`), an HF-format directory, a hub id, or `random:<preset>` (no encoder; `tokenizer` required)."""
     if source.startswith("random:"):
         if tokenizer is None:
             raise ElectraError(f"--model {source} has no tokenizer; give --tokenizer VOCAB_OR_DIR")
@@ -131,8 +114,7 @@ def build_model(
 
 
 def start_encoder(module: ElectraModel, encoder: ElectraModel | None) -> None:
-    """A finetuning model's encoder: the pretrained weights when given, else the official truncated-normal init
-    (the no-pretraining baseline). Every task's model builder calls this after seeding its head."""
+    """A finetuning model's encoder: the pretrained weights when given, else the official truncated-normal init."""
     if encoder is None:
         init_weights(module, module.config.initializer_range)
     else:

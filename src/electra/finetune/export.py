@@ -1,7 +1,5 @@
-"""A finetuning run saved with `save_model` (GLUE or your own data) as a model directory: the encoder as
-`ElectraModel` plus the official head's weights, or with `head="transformers"` an `ElectraForSequenceClassification`;
-what `electra export` does with such a run (tagging and SQuAD runs: `electra.finetune.tagging.export`,
-`electra.finetune.qa.export`)."""
+"""A GLUE or own-data run saved with `save_model` as a model directory: `ElectraModel` plus the official head's
+weights, or with `head="transformers"` an `ElectraForSequenceClassification`."""
 
 from __future__ import annotations
 
@@ -23,9 +21,6 @@ from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
 
 GLUE_HEAD = "classifier.safetensors"
-
-
-# ---------------------------------------------------------------------------------------------- GLUE runs
 
 
 def is_glue_run(path: str | os.PathLike) -> bool:
@@ -146,37 +141,19 @@ def export_glue_run(
         return _export_sequence_classifier(run, out, model, task, config, tok, metrics, force, verify)
     scale = f" / {task.regression_max:g}" if task.regression_max else ""
     labels = list(task.labels) if task.labels is not None else [f"{task.display} score{scale}"]
-    head = {
-        "format": "electra-glue-head",
-        "task": task.name,
-        "display": task.display,
-        "seed": config.get("seed"),
-        "labels": labels,
-        "id2label": {i: name for i, name in enumerate(labels)},
-        "num_outputs": task.num_outputs,
-        "regression": task.is_regression,
-        "regression_max": task.regression_max if task.is_regression else None,
-        "multilabel": task.multilabel,
-        "hidden_size": model.config.hidden_size,
-        "dropout": model.dropout.p,
-        "input": "hidden state of [CLS]",
-        "weights": GLUE_HEAD,
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "metrics": metrics.get("metrics", {}),
-        "example": '"a sentence", "a second sentence"' if task.text_b else '"a sentence"',
-    }
+    head = {"format": "electra-glue-head", "task": task.name, "display": task.display, "seed": config.get("seed")}
+    head |= {"labels": labels, "id2label": dict(enumerate(labels)), "num_outputs": task.num_outputs}
+    regression_max = task.regression_max if task.is_regression else None
+    head |= {"regression": task.is_regression, "regression_max": regression_max, "multilabel": task.multilabel}
+    head |= {"hidden_size": model.config.hidden_size, "dropout": model.dropout.p, "input": "hidden state of [CLS]"}
+    head |= {"weights": GLUE_HEAD, "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    head["metrics"] = metrics.get("metrics", {})
+    head["example"] = '"a sentence", "a second sentence"' if task.text_b else '"a sentence"'
 
     def write(tmp: Path) -> None:
         extra = {"id2label": head["id2label"], "label2id": {n: i for i, n in enumerate(labels)}}
         diff = save_model_dir(model.electra, tmp, tok, verify, "encoder", **extra)
-        save_file(
-            {
-                "weight": model.classifier.weight.detach().contiguous(),
-                "bias": model.classifier.bias.detach().contiguous(),
-            },
-            str(tmp / GLUE_HEAD),
-        )
+        save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, str(tmp / GLUE_HEAD))
         if verify:
             head["verified_max_abs_diff"] = diff
         write_json(tmp / "head.json", head)
@@ -205,20 +182,12 @@ def _export_sequence_classifier(
     else:
         labels = list(task.labels)
         problem = "multi_label_classification" if task.multilabel else "single_label_classification"
-    record = {
-        "format": "electra-sequence-classification",
-        "class": "ElectraForSequenceClassification",
-        "head": "transformers (dense, GELU, out_proj on [CLS]), as trained",
-        "task": task.name,
-        "kind": task.kind,
-        "problem_type": problem,
-        "labels": labels,
-        "regression_scale": task.regression_max if task.is_regression else None,
-        "seed": config.get("seed"),
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "metrics": metrics.get("metrics", {}),
-    }
+    record = {"format": "electra-sequence-classification", "class": "ElectraForSequenceClassification"}
+    record |= {"head": "transformers (dense, GELU, out_proj on [CLS]), as trained", "task": task.name}
+    record |= {"kind": task.kind, "problem_type": problem, "labels": labels}
+    record["regression_scale"] = task.regression_max if task.is_regression else None
+    record |= {"seed": config.get("seed"), "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    record["metrics"] = metrics.get("metrics", {})
 
     def write(tmp: Path) -> None:
         id2label = dict(enumerate(labels))
@@ -234,6 +203,3 @@ def _export_sequence_classifier(
 
     write_dir(out, write, force, source=run, source_name="the run being exported")
     return record
-
-
-# ---------------------------------------------------------------------------------------------- CLI

@@ -1,12 +1,6 @@
-"""Layer-wise learning-rate decay for finetuning (docs/faithfulness.md §5.3), on Hugging Face-style parameter names.
-
-Depth 0: `embeddings.*` and `embeddings_project.*`; depth i+1: `encoder.layer.{i}.*`; the task head: depth n+2.
-
-- `official` (default): multiplier = decay^(n+2-depth), as google-research/electra computes it. Depth n+1 (once the
-  pooler) is never used, so the top layer gets decay^2 (google-research/electra#51; richarddwang/electra_pytorch
-  keeps it too).
-- `paper`: the intent described in the paper: the head gets 1, the top layer decay^1, ..., embeddings decay^(n+1).
-"""
+"""Layer-wise learning-rate decay for finetuning on Hugging Face-style parameter names (docs/faithfulness.md §5.3):
+`official` (the official code's numbering: the top layer gets decay^2) or `paper` (the head 1, the top layer
+decay^1)."""
 
 from __future__ import annotations
 

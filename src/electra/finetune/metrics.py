@@ -1,13 +1,4 @@
-"""Dev-set metrics (docs/faithfulness.md §6.3), all x100.
-
-CoLA MCC, STS-B Pearson/Spearman, F1 + accuracy for MRPC/QQP, accuracy otherwise. Your own data
-(electra.finetune.own): accuracy + macro-F1, Pearson/Spearman, or micro/macro-F1 for several labels per example.
-
-Beside them, for two-class tasks, `ranking_auc`: how well a run orders the dev examples whatever its decision
-threshold, with the band around 0.5 inside which that ordering is indistinguishable from chance. A model that has not
-learned a task (RTE from 2,000 examples, say) scores near its label prior and ranks at chance; accuracy alone does not
-say so, because a few hundred examples move it by several points either way.
-"""
+"""Dev-set metrics of GLUE and your own data (docs/faithfulness.md §6.3), all x100, and the two-class ROC AUC."""
 
 from __future__ import annotations
 
@@ -64,8 +55,7 @@ def compute_metrics(task: Task, outputs: np.ndarray, labels: np.ndarray, suffix:
 
 
 def majority_metrics(task: Task, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The metrics of always predicting the train set's most frequent class (classification) or its mean score
-    (regression): the floor a finetuned model must clear."""
+    """The metrics of always predicting the train set's majority class (regression: its mean score)."""
     train_labels, labels = np.asarray(train_labels), np.asarray(labels)
     if task.is_regression:
         outputs = np.full((len(labels), 1), float(np.mean(train_labels)), np.float32)
@@ -98,8 +88,7 @@ def ranking_auc(task: Task, outputs: np.ndarray, labels: np.ndarray) -> float | 
 
 def chance_auc_band(labels: np.ndarray) -> float | None:
     """Two standard errors of the AUC of a ranking unrelated to the labels, sqrt((n0 + n1 + 1) / (12 n0 n1)) each
-    (the Mann-Whitney U statistic's variance under the null, divided by (n0 n1)^2): an AUC inside 0.5 plus or minus
-    this is indistinguishable from chance on this dev set. None unless both classes occur."""
+    (Mann-Whitney U under the null); None unless both classes occur."""
     counts = np.bincount(np.asarray(labels).astype(np.int64), minlength=2)
     if counts.size != 2 or counts.min() == 0:
         return None
@@ -108,7 +97,6 @@ def chance_auc_band(labels: np.ndarray) -> float | None:
 
 
 def dev_auc_fields(task: Task, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
-    """A run's record of how it ranks the dev examples: `dev_auc` and `dev_auc_chance_band` (both None unless the
-    task has two classes and both occur)."""
+    """A run's `dev_auc` and `dev_auc_chance_band` (None unless two classes that both occur)."""
     auc = ranking_auc(task, outputs, labels)
     return {"dev_auc": auc, "dev_auc_chance_band": chance_auc_band(labels) if auc is not None else None}

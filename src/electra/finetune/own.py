@@ -1,22 +1,7 @@
-"""Your own text-classification data: CSV, TSV or JSON-lines files, or a `datasets` id, finetuned with the GLUE
-recipe machinery (seeds, layer-wise decay, resumable sweeps, results table, export).
-
-A task is described by its files and columns (`OwnFiles`) and becomes a `Task` like the GLUE ones, so everything
-downstream — featurization (`[CLS] a [SEP] (b [SEP])`, official truncation), the training loop, dev metrics, the
-results table — is the same code. Kinds:
-
-- `classification`: one label per example; the label set is read from the train file (sorted; numerically when every
-  label is an integer) unless given. Metrics: accuracy (the score) and macro-F1.
-- `regression`: a number per example, trained with squared error on the raw value (no scaling, no clipping; STS-B's
-  division by 5 is GLUE's). Metrics: Pearson and Spearman (the score).
-- `multilabel`: any number of labels per example (a JSON list, or one string split at `label_separator`); one
-  sigmoid output per label, binary cross-entropy summed over labels, a label predicted when its logit is > 0.
-  Metrics: micro-F1 (the score) and macro-F1.
-
-File formats, by suffix: `.csv` (RFC 4180 quoting, a header row), `.tsv` (a header row, tab-separated, no quoting:
-quotes are text, as in the GLUE files), `.jsonl` (one JSON object per line). `hf:NAME[:CONFIG][@SPLIT]` reads a
-`datasets` dataset (`electra.hub.parse_dataset`; the split by default train / validation / test for the three roles).
-"""
+"""Your own data: CSV, TSV or JSON-lines files, or a `datasets` id, as a `Task` like the GLUE ones, so that
+featurization, training, metrics and results are the same code. Kinds: classification (one label), regression
+(a number, squared error on the raw value) and multilabel (one sigmoid per label); docs/downstream.md describes
+the formats, labels and metrics."""
 
 from __future__ import annotations
 
@@ -44,9 +29,6 @@ _SCORE = {"classification": "acc", "regression": "spearman", "multilabel": "micr
 class _Row:
     values: dict[str, Any]
     where: str  # file:line, for messages
-
-
-# ---------------------------------------------------------------------------------------------- reading rows
 
 
 def _read_rows(source: str, role: str) -> list[_Row]:
@@ -106,14 +88,7 @@ def _read_jsonl(path: Path) -> list[_Row]:
 def _read_hub(source: str, role: str) -> list[_Row]:
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
-    hub.require(spec.name, f"--{role} dataset")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(spec.name, spec.config, split=spec.split)
-    except Exception as err:  # a missing split, config or dataset
-        raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}") from None
+    ds, _ = hub.load_dataset(source, role)
     names = {col: getattr(feature, "names", None) for col, feature in ds.features.items()}
     rows = []
     for i, row in enumerate(ds):
@@ -124,9 +99,6 @@ def _read_hub(source: str, role: str) -> list[_Row]:
         }
         rows.append(_Row(values, f"{source} row {i}"))
     return rows
-
-
-# ---------------------------------------------------------------------------------------------- labels
 
 
 def _text(row: _Row, column: str) -> str:
@@ -203,9 +175,6 @@ def _parse_label(row: _Row, task: Task, files: OwnFiles) -> Any:
     return tuple(ids) if task.multilabel else ids[0]
 
 
-# ---------------------------------------------------------------------------------------------- the task
-
-
 def own_task(
     files: OwnFiles, kind: Kind = "classification", labels: list[str] | None = None, name: str | None = None
 ) -> Task:
@@ -232,24 +201,24 @@ def own_task(
     splits = [Split("train", (files.train,), ("", "train"), True), Split("dev", (files.dev,), ("", "dev"), True)]
     if files.test:
         splits.append(Split("test", (files.test,), ("", "test"), False))
+    columns = (files.text_column, files.pair_column)
+    return _task(name, kind, label_set, columns, files.label_column, tuple(splits), columns, files)
+
+
+def _task(
+    name: str,
+    kind: str,
+    labels: tuple[str, ...] | None,
+    texts: tuple[str, str | None],
+    label_column: str,
+    splits: tuple[Split, ...],
+    hub: tuple[str, str | None],
+    files: OwnFiles | None = None,
+) -> Task:
+    """An own-data `Task`: 3 epochs, never in a GLUE table or average."""
+    own = {"in_average": False, "regression_max": None, "multilabel": kind == "multilabel", "glue": False}
     return Task(
-        name=name,
-        display=name,
-        text_a=files.text_column,
-        text_b=files.pair_column,
-        label_column=files.label_column,
-        labels=label_set,
-        metrics=_METRICS[kind],
-        score=_SCORE[kind],
-        epochs=3,
-        splits=tuple(splits),
-        hub_text_a=files.text_column,
-        hub_text_b=files.pair_column,
-        in_average=False,
-        regression_max=None,
-        multilabel=kind == "multilabel",
-        glue=False,
-        files=files,
+        name, name, *texts, label_column, labels, _METRICS[kind], _SCORE[kind], 3, splits, *hub, files=files, **own
     )
 
 
@@ -278,24 +247,5 @@ def task_from_record(name: str, record: dict[str, Any]) -> Task:
     """The `Task` of a finished own-data run (no files: for export and prediction only)."""
     kind = record["kind"]
     labels = tuple(record["labels"]) if record.get("labels") is not None else None
-    return Task(
-        name=name,
-        display=name,
-        text_a=record.get("text_column") or "text",
-        text_b=record.get("pair_column"),
-        label_column="label",
-        labels=labels,
-        metrics=_METRICS[kind],
-        score=_SCORE[kind],
-        epochs=3,
-        splits=(),
-        hub_text_a="text",
-        hub_text_b=None,
-        in_average=False,
-        regression_max=None,
-        multilabel=kind == "multilabel",
-        glue=False,
-    )
-
-
-# ---------------------------------------------------------------------------------------------- API
+    texts = (record.get("text_column") or "text", record.get("pair_column"))
+    return _task(name, kind, labels, texts, "label", (), ("text", None))

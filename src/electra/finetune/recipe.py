@@ -1,11 +1,5 @@
-"""The finetuning recipe every task shares (GLUE, your own data, tagging, SQuAD): its options, the optimizer with
-layer-wise learning-rate decay, and the training loop.
-
-Recipe (paper Table 7, docs/faithfulness.md §6): Adam without bias correction (eps 1e-6), weight decay 0, warmup 10 %
-of the steps with the official schedule shape (step 0 has lr 0), clip 1.0, batch 32, layer-wise LR decay 0.8 (0.9 for
-24 layers), lr 3e-4 / 1e-4 / 5e-5 by size, batch loss = sum over examples; epochs by task (GLUE 3, 10 for RTE and
-STS-B; tagging 3; SQuAD 2).
-"""
+"""The finetuning recipe every task shares (paper Table 7, docs/faithfulness.md §6): the optimizer with layer-wise
+learning-rate decay, and the training loop."""
 
 from __future__ import annotations
 
@@ -21,9 +15,6 @@ from electra.optim import AdamW, lr_factor, param_groups, set_group_lrs
 
 if TYPE_CHECKING:
     from tqdm import tqdm
-
-
-# ---------------------------------------------------------------------------------------------- training
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -43,9 +34,7 @@ def finetune_optimizer(
     device: torch.device,
     head_prefixes: tuple[str, ...] = ("classifier.",),
 ) -> AdamW:
-    """The recipe's Adam (no bias correction by default) with layer-wise learning-rate decay: the encoder's
-    parameters are named `electra.*`, the task head's start with one of `head_prefixes`. Set the learning rate of
-    each step with `set_group_lrs(opt, cfg.learning_rate * lr_factor(...))` as `finetune_run` does."""
+    """The recipe's Adam with layer-wise decay: encoder parameters `electra.*`, the head's under `head_prefixes`."""
     names = [n for n, _ in model.named_parameters()]
     scale = layer_lr_multipliers(names, num_layers, cfg.layerwise_lr_decay, cfg.layer_decay_mode, head_prefixes)
     groups = param_groups(model.named_parameters(), cfg.weight_decay, lr_scale=scale.__getitem__)
@@ -85,11 +74,10 @@ def fit(
     describe: dict[str, str] | None = None,
     lengths: Sequence[int] | None = None,
 ) -> list[float]:
-    """The finetuning loop of every task: `cfg.epochs` passes over `n` training rows in a new seeded order each
-    epoch, batches of `cfg.batch_size` (the last one short: as the official padding rows with zero loss), the
-    recipe's warm-up and decay, clipping, one optimizer step per batch. `step_losses(rows)` returns the loss to
-    minimise, its summed per-row value and the number of rows (or words) it covers; returns each epoch's mean.
-    With `cfg.group_by_length` and the rows' `lengths`, each epoch's order is regrouped: `group_order`."""
+    """The loop of every task: `cfg.epochs` seeded passes over `n` rows in batches of `cfg.batch_size`, warm-up
+    and decay, clipping, one optimizer step per batch. `step_losses(rows)` returns the loss to minimise, its summed
+    per-row value and the rows (or words) it covers; returns each epoch's mean. With `cfg.group_by_length` and the
+    rows' `lengths`, each epoch's order is regrouped by `group_order`."""
     total = train_steps(n, cfg)
     warmup = cfg.warmup_proportion * total
     shuffle = torch.Generator().manual_seed(seed)

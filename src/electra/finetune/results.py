@@ -1,23 +1,12 @@
-"""Run records on disk, and their aggregation into a GLUE table (JSON + markdown).
-
-Layout of a sweep directory::
-
-    OUT/<task>/run_<seed>/config.json          what the run was (model, hparams, data, subsampling)
-    OUT/<task>/run_<seed>/predictions_<split>.npz   index + model outputs (+ gold labels on dev splits)
-    OUT/<task>/run_<seed>/metrics.json         written last: its presence marks the run complete
-    OUT/results.json, OUT/results.md           the aggregate over all complete runs
-
-The GLUE average is over the 8 tasks of the official README (WNLI excluded, docs/faithfulness.md §6.5), each task
-contributing its `score` metric. With tasks missing it is labelled "GLUE-k (no X, Y)", never presented as the
-8-task average.
-"""
+"""Run records on disk and their aggregation into OUT/results.json and results.md; a GLUE average over fewer than
+the official README's 8 tasks is labelled "GLUE-k (no X, Y)" (docs/faithfulness.md §6.5)."""
 
 from __future__ import annotations
 
 import json
 import math
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +38,6 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
         raise ElectraError(f"cannot read predictions {path}: {err}") from None
 
 
-# ---------------------------------------------------------------------------------------------- runs
-
-
 def read_record(path: str | Path) -> dict[str, Any]:
     """A JSON record a run wrote (its metrics.json), or one clear error."""
     try:
@@ -64,8 +50,7 @@ def read_record(path: str | Path) -> dict[str, Any]:
 
 
 def load_runs(out: str | Path, task: Task | str) -> list[dict[str, Any]]:
-    """Every complete run of `task` (or of the task folder so named) under `out`, those with a metrics.json, each
-    with its "dir", sorted by seed."""
+    """Every complete run of `task` (or task folder) under `out`, each with its "dir", sorted by seed."""
     folder = Path(out) / (task if isinstance(task, str) else task.name)
     runs = []
     for metrics_file in sorted(folder.glob("run_*/metrics.json")):
@@ -108,9 +93,8 @@ def _run_problem(record: Any, task: Task) -> str | None:
 
 
 def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
-    """The run's recorded `dev_auc` and `dev_auc_chance_band`; for runs written before they were recorded, from the
-    stored dev outputs and labels (empty where there are none, or where the file cannot be read: the AUC is a
-    diagnostic, and an unreadable file must not hide the run's metrics)."""
+    """The run's recorded `dev_auc` and `dev_auc_chance_band`, for older runs computed from the stored dev outputs
+    (empty where there are none or the file cannot be read: the AUC must not hide the run's metrics)."""
     from electra.finetune.metrics import dev_auc_fields
 
     if "dev_auc" in run:
@@ -128,9 +112,8 @@ def run_dev_auc(run: dict[str, Any], task: Task) -> dict[str, float | None]:
 
 
 def _binding_cap(run: dict[str, Any]) -> int | None:
-    """The train-set size a run was subsampled to, or None when it trained on the whole set. Runs written before
-    `n_train_available` was recorded kept the cap even where it removed nothing (WNLI's 635 examples under a cap of
-    2000); for those, a training set smaller than the cap means it did not bind."""
+    """The train-set size a run was subsampled to, or None when the cap did not bind (for runs without
+    `n_train_available`: when the training set is smaller than the cap)."""
     cap = run.get("max_train_examples")
     if cap is None or (run.get("n_train_available") is None and run.get("n_train", cap) < cap):
         return None
@@ -189,35 +172,26 @@ def aggregate(out: str | Path, tasks: Iterable[Task] | None = None) -> dict[str,
         metrics = {name: summarize([r["metrics"][name] for r in runs]) for name in names}
         ranking = [run_dev_auc(r, task) for r in runs]
         aucs = [r["dev_auc"] for r in ranking if r.get("dev_auc") is not None]
-        per_task[task.name] = {
-            "display": task.display,
-            "glue": task.glue,  # your own data is never part of a GLUE table or average
-            "score": task.score,
-            "n_runs": len(runs),
-            "seeds": [r.get("seed") for r in runs],
-            "metrics": metrics,
-            "max_train_examples": sorted({_binding_cap(r) for r in runs}, key=str),
-            "n_train": sorted({r.get("n_train") for r in runs}, key=str),
-            # the task's full train set: the same for every run that records it (older records do not)
-            "n_train_available": next((r["n_train_available"] for r in runs if r.get("n_train_available")), None),
-            # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
-            "majority": next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None),
-            "constant_runs": sum(bool(r.get("constant_predictions")) for r in runs),
-            # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
-            "dev_auc": summarize(aucs) if aucs else None,
-            "dev_auc_chance_band": next(
-                (r["dev_auc_chance_band"] for r in ranking if r.get("dev_auc_chance_band")), None
-            ),
-        }
+        # (your own data is never part of a GLUE table or average)
+        entry = {"display": task.display, "glue": task.glue, "score": task.score, "n_runs": len(runs)}
+        entry |= {"seeds": [r.get("seed") for r in runs], "metrics": metrics}
+        entry["max_train_examples"] = sorted({_binding_cap(r) for r in runs}, key=str)
+        entry["n_train"] = sorted({r.get("n_train") for r in runs}, key=str)
+        # the task's full train set: the same for every run that records it (older records do not)
+        entry["n_train_available"] = next((r["n_train_available"] for r in runs if r.get("n_train_available")), None)
+        # the majority-class floor (the same for every run: one train subset) and the runs that fell to it
+        entry["majority"] = next((r["majority_metrics"] for r in runs if r.get("majority_metrics")), None)
+        entry["constant_runs"] = sum(bool(r.get("constant_predictions")) for r in runs)
+        # two-class tasks: the runs' dev ROC AUC and the band around 0.5 that is chance (older records lack it)
+        entry["dev_auc"] = summarize(aucs) if aucs else None
+        band = next((r["dev_auc_chance_band"] for r in ranking if r.get("dev_auc_chance_band")), None)
+        per_task[task.name] = entry | {"dev_auc_chance_band": band}
     covered = [name for name in AVERAGE_TASKS if per_task.get(name, {}).get("glue")]
     average = {}
     if covered:
         for stat in ("median", "mean", "max"):
             average[stat] = float(np.mean([per_task[n]["metrics"][TASKS[n].score][stat] for n in covered]))
-    return {
-        "tasks": per_task,
-        "average": {"label": glue_label(covered), "tasks": covered, **average},
-    }
+    return {"tasks": per_task, "average": {"label": glue_label(covered), "tasks": covered, **average}}
 
 
 def glue_label(covered: Iterable[str]) -> str:
@@ -232,30 +206,15 @@ def glue_label(covered: Iterable[str]) -> str:
     return f"{label} (no {', '.join(missing)})" if missing and present else label
 
 
-# ---------------------------------------------------------------------------------------------- table
-
-_CELLS = {  # columns of richarddwang/electra_pytorch's README table, with both metrics where there are two
-    "cola": ("mcc",),
-    "sst2": ("acc",),
-    "mrpc": ("f1", "acc"),
-    "stsb": ("pearson", "spearman"),
-    "qqp": ("f1", "acc"),
-    "mnli": ("acc", "acc_mm"),
-    "qnli": ("acc",),
-    "rte": ("acc",),
-    "wnli": ("acc",),
-}
-_HEADINGS = {
-    "cola": "CoLA (MCC)",
-    "sst2": "SST-2 (acc)",
-    "mrpc": "MRPC (F1/acc)",
-    "stsb": "STS-B (P/S)",
-    "qqp": "QQP (F1/acc)",
-    "mnli": "MNLI (m/mm)",
-    "qnli": "QNLI (acc)",
-    "rte": "RTE (acc)",
-    "wnli": "WNLI (acc)",
-}
+_CELLS = {n: t.metrics for n, t in TASKS.items()}  # richarddwang/electra_pytorch's README columns: every metric
+_HEADINGS = dict(
+    zip(
+        TASKS,
+        "CoLA (MCC)|SST-2 (acc)|MRPC (F1/acc)|STS-B (P/S)|QQP (F1/acc)|MNLI (m/mm)|QNLI (acc)"
+        "|RTE (acc)|WNLI (acc)".split("|"),
+        strict=True,
+    )
+)
 
 
 def _detail_table(per_task: dict[str, Any], metrics: dict[str, tuple[str, ...]]) -> list[str]:
@@ -359,8 +318,7 @@ def markdown_table(results: dict[str, Any], model: str = "") -> str:
 
 
 def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], outputs: np.ndarray) -> None:
-    """`id,prediction` rows: a label name, the predicted value, or the predicted labels joined by the task's
-    separator (several labels per example)."""
+    """`id,prediction` rows: a label name, the predicted value, or the labels joined by the task's separator."""
     import csv
     import io
 
@@ -382,9 +340,23 @@ def write_prediction_csv(path: str | Path, task: Task, index: Iterable[str], out
 
 
 def write_results(out: str | Path, model: str = "", tasks: Iterable[Task] | None = None) -> dict[str, Any]:
-    """Aggregate every complete run under `out` into results.json and results.md (`tasks`: the GLUE tasks by
-    default; your own data's task when it is one)."""
+    """Aggregate every complete run under `out` into results.json and results.md; returns the aggregate."""
     results = aggregate(out, tasks)
     write_json(Path(out) / "results.json", results)
     write_bytes(Path(out) / "results.md", markdown_table(results, model).encode())
     return results
+
+
+def saved_run(run: Path, what: str, is_kind: Callable[[dict[str, Any]], bool], expected: str) -> dict[str, Any]:
+    """The config.json of a complete `what` run saved with save_model, or one line saying what it lacks."""
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        raise ElectraError(f"{run} is not a {what} run directory (no readable config.json)") from None
+    if not isinstance(config, dict) or not is_kind(config):
+        raise ElectraError(f"{run} is not a {what} run directory ({expected})")
+    if not (run / "metrics.json").is_file():
+        raise ElectraError(f"{what} run {run} is not complete (no metrics.json)")
+    if not (run / "model.safetensors").is_file():
+        raise ElectraError(f"{what} run {run} has no model.safetensors: finetune with save_model=True to keep it")
+    return config

@@ -1,9 +1,4 @@
-"""`electra submit`: the GLUE-server zip from a finetuning sweep's stored test predictions (no model needed).
-
-For each task a run is chosen by its dev score (`--pick best|median|RUN|ensemble:K`); its test outputs become the
-server's `<Task>.tsv` files (`index`, `prediction`) with the label strings the server expects. AX comes from the
-chosen MNLI run(s).
-"""
+"""`electra submit`: the GLUE-server zip from a sweep's stored test predictions, a run per task picked by dev score."""
 
 from __future__ import annotations
 
@@ -21,19 +16,7 @@ from electra.finetune.results import load_predictions, load_runs, rank
 from electra.finetune.tasks import TASKS, Task
 from electra.io import write_bytes
 
-SERVER_FILES = (
-    "CoLA.tsv",
-    "SST-2.tsv",
-    "MRPC.tsv",
-    "STS-B.tsv",
-    "QQP.tsv",
-    "MNLI-m.tsv",
-    "MNLI-mm.tsv",
-    "QNLI.tsv",
-    "RTE.tsv",
-    "WNLI.tsv",
-    "AX.tsv",
-)
+SERVER_FILES = tuple(f"{name}.tsv" for name in "CoLA SST-2 MRPC STS-B QQP MNLI-m MNLI-mm QNLI RTE WNLI AX".split())
 
 
 @dataclass(frozen=True)
@@ -144,17 +127,10 @@ def build_submission(sweep: str | Path, pick: Pick) -> tuple[dict[str, str], lis
 def _checked(pred: dict[str, np.ndarray], task: Task, path: Path) -> dict[str, np.ndarray]:
     """Stored test predictions as `electra finetune` writes them: an index and a row of outputs for each entry."""
     index, outputs = pred.get("index"), pred.get("outputs")
-    if (
-        index is None
-        or outputs is None
-        or index.ndim != 1
-        or outputs.shape != (len(index), task.num_outputs)
-        or not np.issubdtype(outputs.dtype, np.number)
-    ):
-        raise ElectraError(
-            f"{path}: expected an 'index' and 'outputs' of {task.num_outputs} number(s) per row, as `electra finetune` "
-            "writes them"
-        )
+    shaped = index is not None and outputs is not None and index.ndim == 1
+    if not shaped or outputs.shape != (len(index), task.num_outputs) or not np.issubdtype(outputs.dtype, np.number):
+        expected = f"an 'index' and 'outputs' of {task.num_outputs} number(s) per row"
+        raise ElectraError(f"{path}: expected {expected}, as `electra finetune` writes them")
     return pred
 
 
@@ -165,6 +141,3 @@ def write_zip(path: str | Path, files: dict[str, str]) -> None:
             if name in files:
                 zf.writestr(name, files[name])
     write_bytes(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------------------------- CLI

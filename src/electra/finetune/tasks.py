@@ -1,14 +1,10 @@
-"""The GLUE tasks as a table of small records (docs/faithfulness.md §6.3): where each split lives, its columns,
-labels and metrics.
-
-Columns are looked up by header name, so a file whose layout differs from the GLUE distribution fails with a clear
-message instead of silently reading the wrong column. CoLA train/dev have no header: they get the names in
-`no_header`. The same records describe the Hugging Face `datasets` copy of GLUE (`hub_*` fields).
-"""
+"""The GLUE tasks as a table of small records (docs/faithfulness.md §6.3): where each split lives (on disk and on
+the hub), its columns by header name, labels and metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from electra.errors import ElectraError
 
@@ -117,159 +113,60 @@ def _splits(directory: str, config: str, test_index: str = "index") -> tuple[Spl
     )
 
 
-_BINARY = ("0", "1")
-_NLI2 = ("entailment", "not_entailment")
+_AX = (("ax", "test"), False, "AX.tsv")  # AX's hub name, no labels, its server file
+_MNLI = (
+    Split("train", ("MNLI/train.tsv",), ("mnli", "train"), True),
+    Split("dev", ("MNLI/dev_matched.tsv",), ("mnli", "validation_matched"), True),
+    Split("dev_mm", ("MNLI/dev_mismatched.tsv",), ("mnli", "validation_mismatched"), True),
+    Split("test", ("MNLI/test_matched.tsv",), ("mnli", "test_matched"), False, "MNLI-m.tsv"),
+    Split("test_mm", ("MNLI/test_mismatched.tsv",), ("mnli", "test_mismatched"), False, "MNLI-mm.tsv"),
+    # AX, the diagnostic set, is predicted by every MNLI run (docs/faithfulness.md §6.3)
+    Split("ax", ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"), *_AX),
+)
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task(
-            "cola",
-            "CoLA",
-            "sentence",
-            None,
-            "label",
-            _BINARY,
-            ("mcc",),
-            "mcc",
-            3,
-            _splits("CoLA", "cola"),
-            "sentence",
-            None,
-            no_header=("source", "label", "original_label", "sentence"),
-        ),
-        Task(
-            "sst2",
-            "SST-2",
-            "sentence",
-            None,
-            "label",
-            _BINARY,
-            ("acc",),
-            "acc",
-            3,
-            _splits("SST-2", "sst2"),
-            "sentence",
-            None,
-        ),
-        Task(
-            "mrpc",
-            "MRPC",
-            "#1 String",
-            "#2 String",
-            "Quality",
-            _BINARY,
-            ("f1", "acc"),
-            "acc",
-            3,
-            _splits("MRPC", "mrpc"),
-            "sentence1",
-            "sentence2",
-            double_unordered=True,
-        ),
-        Task(
-            "stsb",
-            "STS-B",
-            "sentence1",
-            "sentence2",
-            "score",
-            None,
-            ("pearson", "spearman"),
-            "spearman",
-            10,
-            _splits("STS-B", "stsb"),
-            "sentence1",
-            "sentence2",
-            double_unordered=True,
-        ),
-        Task(
-            "qqp",
-            "QQP",
-            "question1",
-            "question2",
-            "is_duplicate",
-            _BINARY,
-            ("f1", "acc"),
-            "acc",
-            3,
-            _splits("QQP", "qqp", test_index="id"),
-            "question1",
-            "question2",
-            skip_malformed=True,
-        ),
-        Task(
-            "mnli",
-            "MNLI",
-            "sentence1",
-            "sentence2",
-            "gold_label",
-            ("contradiction", "entailment", "neutral"),
-            ("acc", "acc_mm"),
-            "acc",
-            3,
-            (
-                Split("train", ("MNLI/train.tsv",), ("mnli", "train"), True),
-                Split("dev", ("MNLI/dev_matched.tsv",), ("mnli", "validation_matched"), True),
-                Split("dev_mm", ("MNLI/dev_mismatched.tsv",), ("mnli", "validation_mismatched"), True),
-                Split("test", ("MNLI/test_matched.tsv",), ("mnli", "test_matched"), False, "MNLI-m.tsv"),
-                Split("test_mm", ("MNLI/test_mismatched.tsv",), ("mnli", "test_mismatched"), False, "MNLI-mm.tsv"),
-                # AX, the diagnostic set, is predicted by every MNLI run (docs/faithfulness.md §6.3)
-                Split(
-                    "ax",
-                    ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "MNLI/diagnostic.tsv", "AX/test.tsv"),
-                    ("ax", "test"),
-                    False,
-                    "AX.tsv",
-                ),
-            ),
-            "premise",
-            "hypothesis",
-        ),
-        Task(
-            "qnli",
-            "QNLI",
-            "question",
-            "sentence",
-            "label",
-            _NLI2,
-            ("acc",),
-            "acc",
-            3,
-            _splits("QNLI", "qnli"),
-            "question",
-            "sentence",
-        ),
-        Task(
-            "rte",
-            "RTE",
-            "sentence1",
-            "sentence2",
-            "label",
-            _NLI2,
-            ("acc",),
-            "acc",
-            10,
-            _splits("RTE", "rte"),
-            "sentence1",
-            "sentence2",
-        ),
-        Task(
-            "wnli",
-            "WNLI",
-            "sentence1",
-            "sentence2",
-            "label",
-            _BINARY,
-            ("acc",),
-            "acc",
-            3,
-            _splits("WNLI", "wnli"),
-            "sentence1",
-            "sentence2",
-            in_average=False,
-        ),
-    )
+# name | GLUE spelling (its directory) | TSV text_a, text_b, label | labels (none: regression) | metrics | score
+# | epochs | hub text_a, text_b; the hub config is the name
+_TABLE = """\
+cola|CoLA|sentence||label|0,1|mcc|mcc|3|sentence|
+sst2|SST-2|sentence||label|0,1|acc|acc|3|sentence|
+mrpc|MRPC|#1 String|#2 String|Quality|0,1|f1,acc|acc|3|sentence1|sentence2
+stsb|STS-B|sentence1|sentence2|score||pearson,spearman|spearman|10|sentence1|sentence2
+qqp|QQP|question1|question2|is_duplicate|0,1|f1,acc|acc|3|question1|question2
+mnli|MNLI|sentence1|sentence2|gold_label|contradiction,entailment,neutral|acc,acc_mm|acc|3|premise|hypothesis
+qnli|QNLI|question|sentence|label|entailment,not_entailment|acc|acc|3|question|sentence
+rte|RTE|sentence1|sentence2|label|entailment,not_entailment|acc|acc|10|sentence1|sentence2
+wnli|WNLI|sentence1|sentence2|label|0,1|acc|acc|3|sentence1|sentence2"""
+_EXTRA: dict[str, dict[str, Any]] = {
+    "cola": {"no_header": ("source", "label", "original_label", "sentence")},
+    "mrpc": {"double_unordered": True},
+    "stsb": {"double_unordered": True},
+    "qqp": {"skip_malformed": True, "splits": _splits("QQP", "qqp", test_index="id")},
+    "mnli": {"splits": _MNLI},
+    "wnli": {"in_average": False},
 }
+
+
+def _task(row: str) -> Task:
+    name, display, a, b, label, labels, metrics, score, epochs, hub_a, hub_b = row.split("|")
+    extra = {"splits": _splits(display, name), **_EXTRA.get(name, {})}
+    names = tuple(labels.split(",")) if labels else None
+    return Task(
+        name,
+        display,
+        a,
+        b or None,
+        label,
+        names,
+        tuple(metrics.split(",")),
+        score,
+        int(epochs),
+        hub_text_a=hub_a,
+        hub_text_b=hub_b or None,
+        **extra,
+    )
+
+
+TASKS: dict[str, Task] = {t.name: t for t in map(_task, _TABLE.splitlines())}
 
 # The 8 tasks of the official README's GLUE average (docs/faithfulness.md §6.5), in its column order.
 AVERAGE_TASKS: tuple[str, ...] = tuple(name for name, t in TASKS.items() if t.in_average)

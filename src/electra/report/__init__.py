@@ -1,26 +1,5 @@
-"""`electra report PATH ... --out DIR`: tables and plots over pretraining runs and GLUE finetuning sweeps.
-
-A PATH is a pretraining run directory (it has `metrics.jsonl`), a finetuning sweep (`results.json` or
-`<task>/run_<seed>/metrics.json`), or a directory holding such directories side by side. DIR receives:
-
-    index.md                 the tables below and the plots, in reading order
-    report.json              every number of the tables
-    pretrain_loss.png        loss, generator MLM loss, discriminator loss over steps (train; held-out as dots)
-    pretrain_accuracy.png    generator and discriminator accuracy (train and held-out), held-out AUC, precision,
-                             recall
-    pretrain_probe.png       the linear probe at each evaluation, with its random-weights and majority lines and
-                             the band around random weights that the findings call level
-    glue.png                 per-task dev score of each sweep, error bars = std over finetuning runs
-
-The report opens with findings in words: the discriminator's regime, the probe against random weights, runs that
-predicted one class, each sweep against the majority class and against a `random:<preset>` sweep.
-
-Tables (shaped like richarddwang/electra_pytorch's README): 1. GLUE dev per task, one row per sweep, with the
-number of runs behind each cell; 2. the run statistics of every task (median, mean, std, max, min); 3. the
-finetuning standard deviation per task; with two or more sweeps (e.g. one per pretraining seed) 4. pretraining
-stability: mean, std, max and min of the sweeps' GLUE averages, and 5. the standard deviation of each task over
-sweeps; and a summary of each pretraining run. Standard deviations are sample standard deviations (ddof = 1).
-"""
+"""`electra report PATH ... --out DIR`: tables and plots over pretraining runs and finetuning sweeps, written as
+DIR/index.md, DIR/report.json and PNGs (docs/cli.md lists them); standard deviations are sample ones (ddof = 1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Every number of the report (`build_report`) and its findings in words: the discriminator against word rarity,
-the generator against a unigram model, how far the weights moved, the probe and each sweep against the majority
-class and random weights."""
+"""Every number of the report (`build_report`) and what they mean, one finding each."""
 
 from __future__ import annotations
 
@@ -24,70 +22,41 @@ def build_report(runs: list[PretrainRun], sweeps: list[Sweep], stat: str = "medi
     glue = []
     for s in sweeps:
         covered = [t for t in AVERAGE_TASKS if t in s.per_task]
-        glue.append(
-            {
-                "name": s.name,
-                "path": str(s.path),
-                "model": s.model,
-                "label": glue_label(covered),
-                "tasks": covered,
-                "average": glue_average(s, covered, stat),
-                "scores": {t: task_score(s, t, stat) for t in s.per_task},
-                "std": {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()},
-                "runs": {t: v["n_runs"] for t, v in s.per_task.items()},
-                # the score of always predicting the train set's majority class (mean score for STS-B)
-                "majority": {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")},
-                # tasks whose runs rank the dev examples no better than chance (median dev ROC AUC in its band)
-                "at_chance": [t for t, v in s.per_task.items() if at_chance(v)],
-                "metrics": {t: v["metrics"] for t, v in s.per_task.items()},
-                "own": {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()},
-            }
-        )
+        entry = {"name": s.name, "path": str(s.path), "model": s.model, "label": glue_label(covered), "tasks": covered}
+        entry["average"] = glue_average(s, covered, stat)
+        entry["scores"] = {t: task_score(s, t, stat) for t in s.per_task}
+        entry["std"] = {t: v["metrics"][v["score"]]["std"] for t, v in s.per_task.items()}
+        entry["runs"] = {t: v["n_runs"] for t, v in s.per_task.items()}
+        # the score of always predicting the train set's majority class (mean score for STS-B)
+        entry["majority"] = {t: v["majority"][v["score"]] for t, v in s.per_task.items() if v.get("majority")}
+        # tasks whose runs rank the dev examples no better than chance (median dev ROC AUC in its band)
+        entry["at_chance"] = [t for t, v in s.per_task.items() if at_chance(v)]
+        entry["metrics"] = {t: v["metrics"] for t, v in s.per_task.items()}
+        own = {t: {"display": v["display"], "metrics": v["metrics"]} for t, v in s.own_tasks.items()}
+        glue.append(entry | {"own": own})
     pretrain = []
     for r in runs:
         cfg = r.config.get("config", {})
         model = cfg.get("model", {})
         last = r.train[-1] if r.train else {}
         last_eval = r.eval[-1] if r.eval else {}
-        pretrain.append(
-            {
-                "name": r.name,
-                "path": str(r.path),
-                "step": r.last_step,
-                "max_steps": cfg.get("max_steps"),
-                "hidden_size": model.get("hidden_size"),
-                "layers": model.get("num_hidden_layers"),
-                "batch_size": cfg.get("batch_size"),
-                "max_length": cfg.get("max_length"),
-                "adam_epsilon": cfg.get("adam_epsilon"),
-                "freeze_word_embeddings": bool(cfg.get("freeze_word_embeddings")),
-                "train": {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")},
-                "eval": {
-                    k: last_eval.get(k)
-                    for k in (
-                        "step",
-                        "gen_loss",
-                        "gen_loss_unigram",
-                        "gen_accuracy",
-                        "disc_loss",
-                        "disc_accuracy",
-                        "disc_auc",
-                        "disc_auc_unigram",
-                        "disc_precision",
-                        "disc_recall",
-                        "replaced_fraction",
-                        *PROBE_KEYS,
-                        "probe_test_examples",
-                    )
-                },
-                "probe_set": r.config.get("run", {}).get("probe"),
-                "disc_auc_peak": _auc_peak(r.eval),
-                "weights_moved": _weights_moved(r.path),
-            }
-        )
+        entry = {"name": r.name, "path": str(r.path), "step": r.last_step, "max_steps": cfg.get("max_steps")}
+        entry |= {"hidden_size": model.get("hidden_size"), "layers": model.get("num_hidden_layers")}
+        entry |= {k: cfg.get(k) for k in ("batch_size", "max_length", "adam_epsilon")}
+        entry["freeze_word_embeddings"] = bool(cfg.get("freeze_word_embeddings"))
+        entry["train"] = {k: last.get(k) for k in ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy")}
+        entry["eval"] = {k: last_eval.get(k) for k in EVAL_KEYS}
+        entry["probe_set"] = r.config.get("run", {}).get("probe")
+        pretrain.append(entry | {"disc_auc_peak": _auc_peak(r.eval), "weights_moved": _weights_moved(r.path)})
     report = {"stat": stat, "glue": glue, "stability": stability(sweeps, stat), "pretrain": pretrain}
     report["findings"] = findings(report, sweeps)
     return report
+
+
+EVAL_KEYS = (
+    *"step gen_loss gen_loss_unigram gen_accuracy disc_loss disc_accuracy disc_auc disc_auc_unigram".split(),
+    *("disc_precision", "disc_recall", "replaced_fraction", *PROBE_KEYS, "probe_test_examples"),
+)
 
 
 def _auc_peak(evals: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -115,9 +84,7 @@ def _against_baseline(
 
 
 def frequency_finding(name: str, last: dict[str, Any], peak: dict[str, Any] | None) -> str | None:
-    """The discriminator's held-out AUC against the AUC of scoring each token by its rarity alone: early in
-    pretraining an untrained generator replaces words with rare ones, which frequency alone gives away; as it learns
-    which words are frequent this shortcut closes, and an AUC that falls with it is that, not a fault."""
+    """The discriminator's held-out AUC against scoring each token by its rarity alone."""
     rarity = "scoring each token by its rarity in the training data alone"
     if (found := _against_baseline(name, last, "disc_auc", "discriminator AUC", rarity)) is None:
         return None
@@ -137,8 +104,7 @@ def frequency_finding(name: str, last: dict[str, Any], peak: dict[str, Any] | No
     ):
         text += (
             f" Its AUC fell from {peak['disc_auc']:.3f} at step {peak['step']} while word rarity's fell from "
-            f"{peak['disc_auc_unigram']:.3f}: the generator learnt which words are frequent, so its replacements no "
-            "longer give themselves away by rarity. That is the shortcut closing, not a fault (docs/pretraining.md)."
+            f"{peak['disc_auc_unigram']:.3f}: the generator learnt word frequencies; not a fault."
         )
     return text
 
@@ -147,10 +113,7 @@ UNIGRAM_NATS = 0.1  # generator loss within this of a unigram model's: it predic
 
 
 def generator_finding(name: str, last: dict[str, Any], frozen_table: bool = False) -> str | None:
-    """The generator's held-out loss against predicting every masked word by its frequency alone: until it is below
-    that, its samples are words drawn by frequency, and the discriminator can only tell them apart by rarity or by
-    context it has not been pushed to learn (docs/pretraining.md). With a frozen word table (`tiny`) the generator's
-    tied output layer cannot learn, which is why it stays above: said, so that it does not read as a fault."""
+    """The generator's held-out loss against predicting every masked word by its frequency alone."""
     frequency = "predicting every masked word by its frequency in the training data alone"
     if (found := _against_baseline(name, last, "gen_loss", "generator loss", frequency)) is None:
         return None
@@ -158,16 +121,12 @@ def generator_finding(name: str, last: dict[str, Any], frozen_table: bool = Fals
     if loss >= unigram + UNIGRAM_NATS:
         if frozen_table:
             return text + (
-                ": the generator has not learnt which words are frequent, as expected with a frozen word table "
-                "(its output layer), so its replacements are near-random words that the discriminator spots "
-                'easily (docs/pretraining.md, "Counted words, trained layers").'
+                ": the generator has not learnt word frequencies, as expected with a frozen word table "
+                '(docs/pretraining.md, "Counted words, trained layers").'
             )
         return text + ": the generator has not yet learnt even which words are frequent."
     if loss > unigram - UNIGRAM_NATS:
-        return text + (
-            ": the generator predicts masked words by their frequency alone, so its replacements are frequent "
-            "words drawn at random, not yet words that fit their context."
-        )
+        return text + ": the generator predicts masked words by their frequency alone, not yet from context."
     return text + f"; the {unigram - loss:.3f} nats below that are what the generator reads from context."
 
 
@@ -184,8 +143,7 @@ def _weights_moved(path: Path) -> dict[str, float] | None:
 
 
 def moved_finding(name: str, moved: dict[str, float], adam_epsilon: float | None = None) -> str:
-    """How far pretraining moved the discriminator's transformer layers, and what a small value means: with a large
-    Adam epsilon (e.g. 1e-2) the layers' small gradients give small steps; otherwise too few steps were taken."""
+    """How far pretraining moved the discriminator's transformer layers, and the likely cause of a small move."""
     layers = [v for k, v in moved.items() if k.startswith("discriminator") and "embeddings" not in k]
     layers = layers or [v for k, v in moved.items() if "embeddings" not in k]  # a masked-LM run's one encoder
     line = (
@@ -198,40 +156,30 @@ def moved_finding(name: str, moved: dict[str, float], adam_epsilon: float | None
             if adam_epsilon is not None and adam_epsilon >= 1e-3
             else "too few steps (or too small a learning rate) to move them"
         )
-        line += (
-            ": they are hardly trained, so the encoder is close to random weights with trained embeddings — "
-            f"{cause} (docs/pretraining.md, 'Why short runs finetune worse than random weights'), not a fault"
-        )
+        line += f": they are hardly trained: {cause} (docs/pretraining.md, 'Why short runs finetune worse than random"
+        line += " weights')"
     return line + "."
 
 
 def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
-    """What the numbers mean, in words: the regime the discriminator is in, the probe against random weights,
-    finetuning runs that learnt nothing, and each sweep against random initialisation and the majority class."""
+    """What the numbers mean, in words, one finding a line."""
     out = []
     for r in report["pretrain"]:
         e = r["eval"]
         baseline = 1 - e["replaced_fraction"] if e.get("replaced_fraction") is not None else None
         if e.get("disc_recall") is not None and e["disc_recall"] < 0.02:
             out.append(
-                f"**{r['name']}**: the discriminator still calls almost every token original (held-out "
-                f"recall {100 * e['disc_recall']:.1f} %, AUC {fmt_number(e.get('disc_auc'), 3)}). This is ELECTRA's "
-                "early regime, not necessarily a bug: with so few steps its features are not expected to "
-                "beat random weights (docs/pretraining.md)."
+                f"**{r['name']}**: the discriminator still calls almost every token original (held-out recall "
+                f"{100 * e['disc_recall']:.1f} %, AUC {fmt_number(e.get('disc_auc'), 3)}): early training, not a bug."
             )
         elif baseline is not None and e.get("disc_accuracy") is not None and e["disc_accuracy"] <= baseline:
             out.append(
                 f"**{r['name']}**: the discriminator's held-out accuracy {e['disc_accuracy']:.4f} is not above "
                 f"calling every token original ({baseline:.4f}; recall {100 * e['disc_recall']:.1f} %, AUC "
-                f"{fmt_number(e.get('disc_auc'), 3)}): ELECTRA's early regime, where its features are not expected "
-                "to beat random weights (docs/pretraining.md)."
+                f"{fmt_number(e.get('disc_auc'), 3)}): early training, not a bug."
             )
-        shortcut = frequency_finding(r["name"], e, r.get("disc_auc_peak"))
-        if shortcut:
-            out.append(shortcut)
-        generator = generator_finding(r["name"], e, r.get("freeze_word_embeddings", False))
-        if generator:
-            out.append(generator)
+        out += [f for f in (frequency_finding(r["name"], e, r.get("disc_auc_peak")),) if f]
+        out += [f for f in (generator_finding(r["name"], e, r.get("freeze_word_embeddings", False)),) if f]
         if r.get("weights_moved"):
             out.append(moved_finding(r["name"], r["weights_moved"], r.get("adam_epsilon")))
         if e.get("probe_cls") is not None and e.get("probe_random_cls") is not None:
@@ -279,10 +227,8 @@ def findings(report: dict[str, Any], sweeps: list[Sweep]) -> list[str]:
 
 
 def random_verdict(g: dict[str, Any], sweep: Sweep, base: dict[str, Any], base_sweep: Sweep) -> str:
-    """A sweep against random initialisation, in words. Tasks that both sweeps rank at chance (median dev ROC AUC
-    inside its chance band) measure no model, only the label prior and noise that the spread of a few finetuning
-    seeds underestimates (a run that predicts one class has no spread at all): when some tasks are learnt by either
-    sweep, the verdict is made on those, and the full average is given beside it."""
+    """A sweep against random initialisation; tasks both rank at chance (label prior and noise) are left out of
+    the verdict when either sweep learnt some other task."""
     from electra.finetune.results import at_chance
     from electra.finetune.tasks import TASKS
 
@@ -315,9 +261,5 @@ def random_verdict(g: dict[str, Any], sweep: Sweep, base: dict[str, Any], base_s
             f"{g['label']} {g['average']:.2f} against {base['average']:.2f} ({g['average'] - base['average']:+.2f})."
         )
     if learned_nothing(sweep, tasks) and learned_nothing(base_sweep, base["tasks"]):
-        verdict += (
-            " Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each), so "
-            "this compares finetuning noise, not features: finetune on more examples "
-            "(`--max-train-examples`) or read the linear probe."
-        )
+        verdict += " Neither sweep learned any of its two-class tasks (dev ROC AUC at chance on each): this is noise."
     return verdict

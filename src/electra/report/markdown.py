@@ -1,5 +1,4 @@
-"""The markdown page of `electra report`: findings in words, the GLUE table with its baselines, pretraining and probe
-tables, stability over seeds, and the plots."""
+"""The markdown page of `electra report`: findings, the GLUE, pretraining and probe tables, and the plots."""
 
 from __future__ import annotations
 
@@ -68,17 +67,8 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             tasks += [(v["display"], v["metrics"]) for v in g.get("own", {}).values()]  # your own data
             for display, metrics in tasks:
                 for metric, s in metrics.items():
-                    out.append(
-                        _row(
-                            [
-                                g["name"],
-                                display,
-                                metric,
-                                str(s["n"]),
-                                *(fmt_number(s[k]) for k in ("median", "mean", "std", "max", "min")),
-                            ]
-                        )
-                    )
+                    numbers = (fmt_number(s[k]) for k in ("median", "mean", "std", "max", "min"))
+                    out.append(_row([g["name"], display, metric, str(s["n"]), *numbers]))
         out.append("")
     if glue_rows:
         n += 1
@@ -121,60 +111,25 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
             "## Pretraining runs",
             "",
             _row(
-                [
-                    "Run",
-                    "steps",
-                    "H / layers",
-                    "batch × length",
-                    "loss",
-                    "gen loss",
-                    "disc loss",
-                    "held-out gen acc",
-                    "held-out disc acc",
-                    "held-out disc AUC",
-                    "AUC of word rarity alone",
-                ]
+                "Run|steps|H / layers|batch × length|loss|gen loss|disc loss|held-out gen acc|held-out disc acc"
+                "|held-out disc AUC|AUC of word rarity alone".split("|")
             ),
             "|" + "---|" * 11,
         ]
         for r in report["pretrain"]:
             steps = f"{r['step']}/{r['max_steps']}" if r["max_steps"] else str(r["step"])
             e, t = r["eval"], r["train"]
-            out.append(
-                _row(
-                    [
-                        r["name"],
-                        steps,
-                        f"{r['hidden_size']} / {r['layers']}",
-                        f"{r['batch_size']} × {r['max_length']}",
-                        fmt_number(t["loss"], 3),
-                        fmt_number(t["gen_loss"], 3),
-                        fmt_number(t["disc_loss"], 4),
-                        fmt_number(e["gen_accuracy"], 4),
-                        fmt_number(e["disc_accuracy"], 4),
-                        fmt_number(e["disc_auc"], 4),
-                        fmt_number(e.get("disc_auc_unigram"), 4),
-                    ]
-                )
-            )
+            shape = [f"{r['hidden_size']} / {r['layers']}", f"{r['batch_size']} × {r['max_length']}"]
+            losses = [fmt_number(t[k], 4 if k == "disc_loss" else 3) for k in ("loss", "gen_loss", "disc_loss")]
+            held_out = ("gen_accuracy", "disc_accuracy", "disc_auc", "disc_auc_unigram")
+            out.append(_row([r["name"], steps, *shape, *losses, *(fmt_number(e.get(k), 4) for k in held_out)]))
         out += ["", "Train values are the last logged step's; held-out values the last evaluation's.", ""]
         probed = [r for r in report["pretrain"] if r["eval"].get("probe_cls") is not None]
         if probed:
             out += [
                 "### Linear probe on frozen features (test accuracy)",
                 "",
-                _row(
-                    [
-                        "Run",
-                        "probe set",
-                        "step",
-                        "[CLS]",
-                        "mean-pooled",
-                        "random [CLS]",
-                        "random mean-pooled",
-                        "majority class",
-                    ]
-                ),
+                _row("Run|probe set|step|[CLS]|mean-pooled|random [CLS]|random mean-pooled|majority class".split("|")),
                 "|" + "---|" * 8,
             ]
             for r in probed:

@@ -1,5 +1,4 @@
-"""The PNG plots of `electra report`: pretraining losses, held-out accuracy and AUC, the live probe against its
-random-weights baseline, and GLUE scores per sweep."""
+"""The PNG plots of `electra report`: pretraining losses, accuracy and AUC, the live probe, GLUE scores."""
 
 from __future__ import annotations
 
@@ -26,9 +25,8 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
 
 
 def _min_span(ax: Axes, span: float, relative: bool = False, bounds: tuple[float, float] | None = None) -> None:
-    """Widen the y-axis to at least `span` (a fraction of the values' size when `relative`) around the data, so
-    that a run with one or two evaluations does not show a 0.003 difference as the whole height; with `bounds`
-    (e.g. (0, 1) for an accuracy) the widened window is shifted to stay inside them."""
+    """Widen the y-axis to at least `span` (relative to the values when `relative`) around the data, shifted to stay
+    inside `bounds`, so that a tiny difference does not fill the whole height."""
     lo, hi = ax.get_ylim()
     want = span * max(abs(lo), abs(hi)) if relative else span
     if hi - lo < want:
@@ -40,12 +38,17 @@ def _min_span(ax: Axes, span: float, relative: bool = False, bounds: tuple[float
         ax.set_ylim(lo, hi)
 
 
+def _series(ax: Axes, records: list[dict[str, Any]], key: str, fmt: str, **style: Any) -> bool:
+    """`key` over the steps of the records that have it (nothing drawn when none has); whether any has."""
+    points = [x for x in records if x.get(key) is not None]
+    if points:
+        ax.plot([x["step"] for x in points], [x[key] for x in points], fmt, **style)
+    return bool(points)
+
+
 def _held_out(ax: Axes, run: PretrainRun, key: str, color: str) -> None:
     """The held-out evaluations of `key` as dashed points over the training curve."""
-    ev = [x for x in run.eval if x.get(key) is not None]
-    if ev:
-        xs, ys = [x["step"] for x in ev], [x[key] for x in ev]
-        ax.plot(xs, ys, "o--", color=color, ms=4, lw=0.8, label=f"{run.name} (held-out)")
+    _series(ax, run.eval, key, "o--", color=color, ms=4, lw=0.8, label=f"{run.name} (held-out)")
 
 
 def plot_losses(runs: list[PretrainRun], path: Path) -> None:
@@ -57,17 +60,9 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
             xs = [x["step"] for x in r.train if x.get(key) is not None]
             ax.plot(xs, [x[key] for x in r.train if x.get(key) is not None], color=color, lw=1, label=r.name)
             _held_out(ax, r, key, color)
-            ev = [x for x in r.eval if x.get(f"{key}_unigram") is not None]
-            if ev:  # the generator's loss without context: every masked word predicted by its frequency
-                ax.plot(
-                    [x["step"] for x in ev],
-                    [x[f"{key}_unigram"] for x in ev],
-                    ":",
-                    color=color,
-                    lw=1.5,
-                    label=f"{r.name}: word frequency alone (held-out)",
-                )
-                baseline = True
+            # the generator's loss without context: every masked word predicted by its frequency
+            label = f"{r.name}: word frequency alone (held-out)"
+            baseline |= _series(ax, r.eval, f"{key}_unigram", ":", color=color, lw=1.5, label=label)
         if baseline:
             ax.legend(fontsize=8)
         ax.set_title(LOSS_TITLES[key])
@@ -80,10 +75,8 @@ def plot_losses(runs: list[PretrainRun], path: Path) -> None:
 
 def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
     fig, axes = _figure(1, 3, 15, 4)
-    panels = [
-        ("generator accuracy at masked positions", "gen_accuracy"),
-        ("discriminator accuracy (all real tokens)", "disc_accuracy"),
-    ]
+    panels = [("generator accuracy at masked positions", "gen_accuracy")]
+    panels.append(("discriminator accuracy (all real tokens)", "disc_accuracy"))
     for ax, (title, key) in zip(axes[0][:2], panels, strict=True):
         for i, r in enumerate(runs):
             color = f"C{i % 10}"
@@ -98,29 +91,12 @@ def plot_accuracy(runs: list[PretrainRun], path: Path) -> None:
     styles = {"disc_auc": "o-", "disc_precision": "s--", "disc_recall": "^:"}
     for i, r in enumerate(runs):
         for key, style in styles.items():
-            ev = [x for x in r.eval if x.get(key) is not None]
-            if ev:
-                ax.plot(
-                    [x["step"] for x in ev],
-                    [x[key] for x in ev],
-                    style,
-                    color=f"C{i % 10}",
-                    ms=4,
-                    lw=1,
-                    label=f"{r.name} {key.removeprefix('disc_')}",
-                )
-        ev = [x for x in r.eval if x.get("disc_auc_unigram") is not None]
-        if ev:  # what word frequency alone gives (electra.train.step.evaluate)
-            ax.plot(
-                [x["step"] for x in ev],
-                [x["disc_auc_unigram"] for x in ev],
-                "x-.",
-                color=f"C{i % 10}",
-                ms=4,
-                lw=1,
-                alpha=0.6,
-                label=f"{r.name} AUC of word rarity alone",
+            _series(
+                ax, r.eval, key, style, color=f"C{i % 10}", ms=4, lw=1, label=f"{r.name} {key.removeprefix('disc_')}"
             )
+        # what word frequency alone gives (electra.train.step.evaluate)
+        label = f"{r.name} AUC of word rarity alone"
+        _series(ax, r.eval, "disc_auc_unigram", "x-.", color=f"C{i % 10}", ms=4, lw=1, alpha=0.6, label=label)
     ax.set_title("held-out discriminator AUC / precision / recall")
     ax.set_xlabel("step")
     ax.set_ylim(-0.02, 1.02)
@@ -147,14 +123,8 @@ def plot_probe(runs: list[PretrainRun], path: Path) -> None:
             ax.axhline(base, color=color, ls="--", lw=1, label=f"{r.name}: random initialisation")
             if ev[-1].get("probe_test_examples"):  # the band within which the report calls the probe level
                 margin = probe_margin(base, ev[-1]["probe_test_examples"])
-                ax.axhspan(
-                    base - margin,
-                    base + margin,
-                    color=color,
-                    alpha=0.12,
-                    lw=0,
-                    label=f"{r.name}: level with it (test-set noise)",
-                )
+                label = f"{r.name}: level with it (test-set noise)"
+                ax.axhspan(base - margin, base + margin, color=color, alpha=0.12, lw=0, label=label)
             ax.axhline(ev[-1]["probe_majority"], color="grey", ls=":", lw=1, label="majority class")
         ax.set_title(f"linear probe on the {title}")
         ax.set_xlabel("step")
@@ -193,15 +163,8 @@ def plot_glue(report: dict[str, Any], path: Path) -> None:
             if not np.isnan(h):  # the value above its error bar
                 label_y = max(h, 0) + err
                 top = max(top, label_y)
-                ax.annotate(
-                    f"{h:.1f}",
-                    (px, label_y),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
+                where = {"ha": "center", "va": "bottom", "xytext": (0, 2), "textcoords": "offset points"}
+                ax.annotate(f"{h:.1f}", (px, label_y), fontsize=7, **where)
     labelled = False
     for j, t in enumerate(columns):  # the floor each task's bars must clear: the majority class
         floor = next((g["majority"][t] for g in report["glue"] if t in g.get("majority", {})), None)

@@ -1,5 +1,4 @@
-"""What the report reads: pretraining runs (config.json, metrics.jsonl) and finetuning sweeps (results.json or
-run metrics), found under the paths given. Reading them imports no torch."""
+"""What the report reads, without torch: pretraining runs and finetuning sweeps found under the paths given."""
 
 from __future__ import annotations
 

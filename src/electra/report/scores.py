@@ -1,5 +1,4 @@
-"""Statistics over finetuning sweeps: per-task scores, GLUE averages, pretraining stability over sweeps, and the
-noise bands the findings compare against."""
+"""Statistics over sweeps: task scores, GLUE averages, stability, and the noise bands the findings use."""
 
 from __future__ import annotations
 
@@ -67,9 +66,8 @@ def majority_average(sweep: Sweep, tasks: list[str]) -> float | None:
 
 
 def average_noise(sweep: Sweep, tasks: list[str]) -> float | None:
-    """The standard error of a sweep's GLUE average over `tasks`, from each task's spread over its finetuning
-    seeds: sqrt(sum_t sd_t^2 / n_t) / T (the tasks' seeds taken as independent). None when a task has fewer than
-    two runs or no spread recorded."""
+    """The standard error of a sweep's GLUE average over `tasks`, sqrt(sum_t sd_t^2 / n_t) / T; None when a task has
+    fewer than two runs or no spread recorded."""
     from electra.finetune.tasks import TASKS
 
     terms = []
@@ -83,8 +81,7 @@ def average_noise(sweep: Sweep, tasks: list[str]) -> float | None:
 
 def level_band(a: Sweep, b: Sweep, tasks: list[str]) -> float:
     """How far apart two GLUE averages must be before the report calls one better: twice the standard error of
-    their difference (`average_noise` of each), and never less than LEVEL_POINTS. With a few seeds on a few hundred
-    examples that is often a point or more; two finetuning seeds make it a rough estimate."""
+    their difference, at least LEVEL_POINTS."""
     noise = [average_noise(s, tasks) for s in (a, b)]
     if any(x is None for x in noise):
         return LEVEL_POINTS

@@ -1,12 +1,5 @@
-"""`electra bench`: training throughput of a preset on this machine (random tokens, the real training step).
-
-    electra bench --preset small --batch 128 --seq-len 128 --steps 20 --precision bf16 --compile reduce-overhead --json
-
-Runs `step.train_step` (masking, generator, sampling, discriminator, backward, clipping, optimizer) on random
-full-length sequences after a few warm-up steps, and reports sequences/s, tokens/s (positions processed),
-achieved FLOP/s (paper count, see `electra.flops`) and peak memory (CUDA: allocated by PyTorch; CPU: the
-process's peak resident set).
-"""
+"""`electra bench`: training throughput of a preset on this machine, `step.train_step` on random full-length
+sequences after warm-up steps: sequences/s, tokens/s, FLOP/s (paper count, `electra.flops`) and peak memory."""
 
 from __future__ import annotations
 
@@ -20,21 +13,11 @@ from electra.config import PretrainConfig
 from electra.flops import count_parameters, train_flops_per_sequence
 from electra.fused import apply_speed_variants
 from electra.objective import SpecialIds
-from electra.train.step import (
-    StepResult,
-    build_optimizer,
-    check_compile_plan,
-    choose_precision,
-    compile_model,
-    plan_batches,
-    set_learning_rate,
-    train_step,
-)
+from electra.train import step as one_step
 
 
 class SingleProcessStep:
-    """`step.train_step` on one process, set up as `electra pretrain` does (plan, precision, optimizer,
-    compile mode), from weights initialised with `cfg.seed`. Call it with a batch and the step index."""
+    """`step.train_step` on one process set up as `electra pretrain` does; call it with a batch and the step index."""
 
     def __init__(
         self,
@@ -50,44 +33,29 @@ class SingleProcessStep:
     ):
         self.cfg = cfg
         self.info = dist.DistInfo(0, 1, 0, dist.pick_device(device))
-        self.precision = choose_precision(precision_name, self.info.device)
-        self.plan = plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
-        check_compile_plan(compile_mode, self.plan)
+        self.precision = one_step.choose_precision(precision_name, self.info.device)
+        self.plan = one_step.plan_batches(cfg.batch_size, 1, micro_batch_size, cfg.max_length)
+        one_step.check_compile_plan(compile_mode, self.plan)
         torch.manual_seed(cfg.seed)
         self.model = init.build(cfg, SpecialIds()).to(self.info.device)
-        self.optimizer = build_optimizer(self.model, cfg)
+        self.optimizer = one_step.build_optimizer(self.model, cfg)
         self.scaler = self.precision.scaler()
-        self.cudagraphs = False
+        cudagraphs = False
         if compile_mode:
-            self.cudagraphs = compile_model(self.model, compile_mode, compile_scope, gemm_epilogues)
-        self.halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
-        self.update = apply_speed_variants(
-            self.model,
-            self.optimizer,
-            fused_generator_head=fused_generator_head,
-            graph_optimizer=graph_optimizer,
-            compile_mode=compile_mode,
-            gradient_scaler=self.scaler is not None,
-            max_grad_norm=cfg.max_grad_norm,
+            cudagraphs = one_step.compile_model(self.model, compile_mode, compile_scope, gemm_epilogues)
+        halted = torch.zeros((), dtype=torch.bool, device=self.info.device)
+        update = apply_speed_variants(
+            self.model, self.optimizer, fused_generator_head=fused_generator_head, graph_optimizer=graph_optimizer,
+            compile_mode=compile_mode, gradient_scaler=self.scaler is not None, max_grad_norm=cfg.max_grad_norm,
             gemm_epilogues=gemm_epilogues,
-        )
+        )  # fmt: skip
+        self.options = dict(cfg=cfg, plan=self.plan, info=self.info, precision=self.precision)
+        self.options.update(cudagraphs=cudagraphs, halted=halted, update=update)
 
-    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> StepResult:
-        set_learning_rate(self.optimizer, self.cfg, step + 1)
-        return train_step(
-            self.model,
-            self.model,
-            self.optimizer,
-            self.scaler,
-            batch,
-            step=step,
-            cfg=self.cfg,
-            plan=self.plan,
-            info=self.info,
-            precision=self.precision,
-            cudagraphs=self.cudagraphs,
-            halted=self.halted,
-            update=self.update,
+    def __call__(self, batch: dict[str, torch.Tensor], step: int) -> one_step.StepResult:
+        one_step.set_learning_rate(self.optimizer, self.cfg, step + 1)
+        return one_step.train_step(
+            self.model, self.model, self.optimizer, self.scaler, batch, step=step, **self.options
         )
 
 

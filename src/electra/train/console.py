@@ -52,13 +52,8 @@ def say(bar: tqdm | None, text: str) -> None:
 def report_step(bar: tqdm | None, r: dict[str, Any], step: int, total: int) -> None:
     if bar is not None and not bar.disable:
         bar.update(step - bar.n)
-        bar.set_postfix(
-            loss=f"{r['loss']:.3f}",
-            gen=f"{r['gen_accuracy']:.3f}",
-            disc=f"{r['disc_accuracy']:.3f}",
-            seq_s=f"{r['seqs_per_s']:.1f}",
-            refresh=False,
-        )
+        shown = {"loss": f"{r['loss']:.3f}", "gen": f"{r['gen_accuracy']:.3f}", "disc": f"{r['disc_accuracy']:.3f}"}
+        bar.set_postfix(**shown, seq_s=f"{r['seqs_per_s']:.1f}", refresh=False)
     else:
         dist.print0(
             f"step {step}/{total}  loss {r['loss']:.4f}  gen {r['gen_loss']:.3f}  disc {r['disc_loss']:.4f}"

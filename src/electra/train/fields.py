@@ -1,6 +1,5 @@
-"""`electra.api.pretrain`'s keyword arguments, typed: the run options (`electra.train.rundir.RunOptions`, less
-`out`) and every field of the config (`PretrainConfig`, with `ModelConfig`'s fields flat) that overrides the preset's;
-tests/test_config.py keeps them equal to the dataclasses."""
+"""`electra.api.pretrain`'s keyword arguments, typed: the `RunOptions` (less `out`) and every config field, kept
+equal to the dataclasses by tests/test_config.py."""
 
 from __future__ import annotations
 

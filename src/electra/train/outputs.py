@@ -1,6 +1,5 @@
-"""What a pretraining run writes while it trains: its config.json and tokenizer at the start, checkpoints at their
-steps (`electra.checkpoint`; a full disk is one line), and the metrics log (metrics.jsonl, TensorBoard, optionally
-Weights & Biases), cut back to the checkpoint's step when a run resumes."""
+"""What a pretraining run writes while it trains: config.json and tokenizer, checkpoints, and the metrics log
+(metrics.jsonl, TensorBoard, optionally Weights & Biases), cut back to the checkpoint's step on resume."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ if TYPE_CHECKING:
 
 
 def start(run_dir: Path, run_config: dict[str, Any], tokenizer: WordPiece, fresh: bool) -> None:
-    """Write the run's config.json and tokenizer; `fresh` (a new run, or --force over an old one) first deletes
-    the old run's outputs."""
+    """Write the run's config.json and tokenizer; `fresh` first deletes an old run's outputs."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if fresh:  # --force over an old run, or a new directory: start from a clean slate
         for name in OUTPUTS:
@@ -63,9 +61,8 @@ def save(
     tokenizer: WordPiece,
     keep: dict[int, str],
 ) -> Path:
-    """The rolling `latest` checkpoint; when `step` is a kept fraction, `step_N` and its index entry first and
-    `latest` as a copy of it, so that a kill at any point either leaves `latest` at an earlier step (the resumed
-    run writes `step_N` again, identically) or finds both complete. A finished run's config.json says so."""
+    """The rolling `latest` checkpoint; at a kept fraction `step_N` and its index entry first, then `latest` as its
+    copy, so a kill at any point leaves a state the resumed run completes identically."""
     root = run_dir / ckpt.CHECKPOINTS
     finished = step == max_steps
     state = {

@@ -1,17 +1,5 @@
-"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs.
-
-    electra pretrain --preset small --data DATA_DIR --out RUN_DIR
-    torchrun --nproc-per-node 8 -m electra pretrain --preset base --data DATA_DIR --out RUN_DIR
-
-Read `train` for the loop. One optimizer step ("step N" = N-th update) processes the preset's global batch,
-whatever the number of processes: each process takes its contiguous slice of the batch and splits it into
-micro-batches (gradient accumulation). The loss of every micro-batch is normalised by the *global* batch's
-denominators (masked slots, real tokens), so the accumulated gradient is exactly the gradient of the official
-full-batch loss (docs/faithfulness.md §3.2, §3.4). All randomness of a micro-batch (masking, sampling, dropout) is
-seeded from (seed, step, global micro-batch index): 2 processes × k micro-batches compute what 1 process × 2k does,
-and a resumed run repeats an uninterrupted one exactly. Optimizer and schedule: docs/faithfulness.md §5 (see
-`electra.optim`).
-"""
+"""`electra pretrain`: train generator and discriminator jointly, as the paper did, on 1 CPU to many GPUs; any
+number of processes computes the same steps, and a resumed run repeats an uninterrupted one (docs/faithfulness.md)."""
 
 from __future__ import annotations
 
@@ -27,12 +15,7 @@ from torch import nn
 
 from electra import checkpoint as ckpt
 from electra import dist, init, io
-from electra.config import (
-    ModelConfig,
-    PretrainConfig,
-    flat_fields,
-    unknown_key_message,
-)
+from electra.config import ModelConfig, PretrainConfig, flat_fields, unknown_key_message
 from electra.data.loader import count_ids
 from electra.errors import ElectraError
 from electra.flops import train_flops_per_sequence
@@ -40,27 +23,8 @@ from electra.fused import apply_speed_variants
 from electra.model import ELECTRA
 from electra.objective import SpecialIds, unigram_log_probs
 from electra.train import console, outputs
-from electra.train.rundir import (
-    RunOptions,
-    Setup,
-    check_data,
-    data_info,
-    resolve_setup,
-)
-from electra.train.step import (
-    NonFiniteLoss,
-    StepResult,
-    build_optimizer,
-    check_compile_plan,
-    choose_precision,
-    compile_model,
-    evaluate,
-    plan_batches,
-    read_steps,
-    set_learning_rate,
-    to_device,
-    train_step,
-)
+from electra.train import step as one_step
+from electra.train.rundir import RunOptions, Setup, check_data, data_info, resolve_setup
 from electra.train.stopping import Stopped, StopSignals, signal_name
 
 if TYPE_CHECKING:
@@ -68,24 +32,19 @@ if TYPE_CHECKING:
 
     from electra.train.fields import PretrainSettings
 
-    pass
-
-# ---------------------------------------------------------------------------------------------- the run
-
-
 # Something evaluated beside the held-out losses at every evaluation, on the main process (the live probe:
 # `electra.probe.live_probe`): made once from the run's setup and device (None: nothing to evaluate), then called with
 # the model; returns the metrics to log with the evaluation.
 Evaluator = Callable[[nn.Module], dict[str, float]]
 EvaluatorFactory = Callable[[Setup, torch.device], Evaluator | None]
 
+TRAIN_KEYS = ("loss", "gen_loss", "disc_loss", "lr", "grad_norm", "gen_accuracy", "disc_accuracy", "replaced_fraction")
 WORD_INIT_TOKENS = 20_000_000  # --word-init ppmi counts co-occurrences in at most this many training tokens
 
 
 def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
-    """`--word-init ppmi`: start the word tables at the PPMI word vectors of the first `WORD_INIT_TOKENS` training
-    tokens (electra.init). Deterministic, and it draws nothing from the random stream, so every process
-    (and `electra.diagnose.initial_model`) computes the same start. Returns (rows set, tokens counted)."""
+    """`--word-init ppmi`: the word tables start at the PPMI vectors of the first `WORD_INIT_TOKENS` training tokens,
+    drawing nothing from the random stream. Returns (rows set, tokens counted)."""
     vocab_size, dim = model.cfg.model.vocab_size, model.cfg.model.embedding_size
     examples = list(loader.train_examples(WORD_INIT_TOKENS))
     vectors = torch.from_numpy(init.ppmi_vectors(examples, vocab_size, dim))
@@ -94,22 +53,18 @@ def init_word_vectors(model: ELECTRA, loader: Any) -> tuple[int, int]:
 
 
 def train(
-    setup: Setup,
-    info: dist.DistInfo,
-    evaluators: Sequence[EvaluatorFactory] = (),
-    stop: StopSignals | None = None,
+    setup: Setup, info: dist.DistInfo, evaluators: Sequence[EvaluatorFactory] = (), stop: StopSignals | None = None
 ) -> dict[str, Any]:
-    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record.
-    `evaluators` add their metrics to every held-out evaluation. A SIGTERM or SIGINT (`stop`) ends the loop at the
-    next step boundary with a checkpoint, raising `Stopped`."""
+    """Set up model, optimizer, data and logs, then run the loop; returns the last logged training record. A
+    SIGTERM or SIGINT (`stop`) ends it at the next step with a checkpoint, raising `Stopped`."""
     from electra.data import PretrainLoader
 
     cfg, opts, run_dir = setup.cfg, setup.opts, setup.run_dir
     loader = PretrainLoader(setup.data_dir, cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     check_data(loader, setup)
-    plan = plan_batches(cfg.batch_size, info.world_size, opts.micro_batch_size, cfg.max_length)
-    check_compile_plan(opts.compile, plan)
-    precision = choose_precision(opts.precision, info.device)
+    plan = one_step.plan_batches(cfg.batch_size, info.world_size, opts.micro_batch_size, cfg.max_length)
+    one_step.check_compile_plan(opts.compile, plan)
+    precision = one_step.choose_precision(opts.precision, info.device)
     if precision.name == "bf16" and info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
@@ -135,7 +90,7 @@ def train(
     if cfg.freeze_word_embeddings:
         init.freeze_word_tables(model)
     model.to(info.device)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = one_step.build_optimizer(model, cfg)
     scaler = precision.scaler()
     step = 0
     if setup.resume_from is not None:
@@ -148,17 +103,14 @@ def train(
     if info.is_main:
         outputs.start(run_dir, run_config, setup.tokenizer, fresh=setup.resume_from is None)
     dist.barrier(info)
-    cudagraphs = compile_model(model, opts.compile, gemm_epilogues=opts.gemm_epilogues) if opts.compile else False
-    update = apply_speed_variants(
-        model,
-        optimizer,
-        fused_generator_head=opts.fused_generator_head,
-        graph_optimizer=opts.graph_optimizer,
-        compile_mode=opts.compile,
-        gradient_scaler=scaler is not None,
-        max_grad_norm=cfg.max_grad_norm,
-        gemm_epilogues=opts.gemm_epilogues,
+    cudagraphs = (
+        one_step.compile_model(model, opts.compile, gemm_epilogues=opts.gemm_epilogues) if opts.compile else False
     )
+    update = apply_speed_variants(
+        model, optimizer, fused_generator_head=opts.fused_generator_head, graph_optimizer=opts.graph_optimizer,
+        compile_mode=opts.compile, gradient_scaler=scaler is not None, max_grad_norm=cfg.max_grad_norm,
+        gemm_epilogues=opts.gemm_epilogues,
+    )  # fmt: skip
     wrapped: nn.Module = model
     if info.distributed:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -183,30 +135,18 @@ def train(
     last_saved = setup.resume_from
     interval_time, interval_steps, interval_tokens = 0.0, 0, 0
     halted = torch.zeros((), dtype=torch.bool, device=info.device)  # set by the first non-finite step
-    unread: list[tuple[int, StepResult]] = []  # read at the next step that logs, evaluates or saves
+    unread: list[tuple[int, one_step.StepResult]] = []  # read at the next step that logs, evaluates or saves
     stop = stop or StopSignals()
+    step_options = dict(cfg=cfg, plan=plan, info=info, precision=precision, cudagraphs=cudagraphs, halted=halted)
+    step_options["update"] = update
     try:
         model.train()
         stop.arm()
         while step < cfg.max_steps:
             t0 = time.perf_counter()
-            batch = to_device(next(loader), info.device)
-            lr = set_learning_rate(optimizer, cfg, step)
-            r = train_step(
-                model,
-                wrapped,
-                optimizer,
-                scaler,
-                batch,
-                step=step,
-                cfg=cfg,
-                plan=plan,
-                info=info,
-                precision=precision,
-                cudagraphs=cudagraphs,
-                halted=halted,
-                update=update,
-            )
+            batch = one_step.to_device(next(loader), info.device)
+            lr = one_step.set_learning_rate(optimizer, cfg, step)
+            r = one_step.train_step(model, wrapped, optimizer, scaler, batch, step=step, **step_options)
             step += 1
             unread.append((step, r))
             logging_step = step % opts.log_every == 0 or step == cfg.max_steps
@@ -217,8 +157,8 @@ def train(
             save_step = step in keep or step % opts.save_every == 0 or step == cfg.max_steps or bool(stopping)
             if logging_step or eval_step or save_step:
                 try:
-                    rows = read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
-                except NonFiniteLoss as err:
+                    rows = one_step.read_steps(unread)  # waits for the GPU; nothing is logged or saved past a bad step
+                except one_step.NonFiniteLoss as err:
                     kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
                     raise ElectraError(f"{err}; {kept}") from None
                 interval_tokens += sum(int(row["tokens"]) for _, row in rows)
@@ -227,17 +167,8 @@ def train(
             if logging_step:
                 v = rows[-1][1]
                 seqs = interval_steps * cfg.batch_size / interval_time
-                last = {
-                    "split": "train",
-                    "step": step,
-                    "loss": v["loss"],
-                    "gen_loss": v["gen_loss"],
-                    "disc_loss": v["disc_loss"],
-                    "lr": lr,
-                    "grad_norm": v["grad_norm"],
-                    "gen_accuracy": v["gen_accuracy"],
-                    "disc_accuracy": v["disc_accuracy"],
-                    "replaced_fraction": v["replaced_fraction"],
+                last = {"split": "train", "step": step, **{k: lr if k == "lr" else v[k] for k in TRAIN_KEYS}}
+                last |= {
                     "seqs_per_s": seqs,
                     "tokens_per_s": seqs * cfg.max_length,
                     "real_tokens_per_s": interval_tokens / interval_time,
@@ -249,11 +180,10 @@ def train(
                 console.report_step(bar, last, step, cfg.max_steps)
             if eval_step:
                 if info.is_main:
-                    record = {
-                        "split": "eval",
-                        "step": step,
-                        **evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity),
-                    }
+                    record = {"split": "eval", "step": step}
+                    record.update(
+                        one_step.evaluate(model, eval_batches, cfg, precision, info.device, cudagraphs, rarity)
+                    )
                     for evaluate_more in live:
                         record.update(evaluate_more(model))
                     log.write(record)
@@ -296,9 +226,6 @@ def train(
     return last
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
 def pretrain(
     out: str | os.PathLike,
     preset: str | None = None,
@@ -306,15 +233,8 @@ def pretrain(
     evaluators: Sequence[EvaluatorFactory] = (),
     **settings: Unpack[PretrainSettings],
 ) -> dict[str, Any]:
-    """Pretrain (or with resume=True continue) the run in `out`; what `electra pretrain` does.
-
-    `preset` names the model and recipe (optional on resume); `settings` are run options (the `RunOptions`
-    fields: data or corpus + vocab, resume, force, eval_every, probe, device, ...) and config fields that override
-    the preset's (max_steps, learning_rate, hidden_size, ...). Returns the last logged training record.
-
-        from electra.api import pretrain
-        pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
-    """
+    """Pretrain (or with resume=True continue) the run in `out`; `settings`: `RunOptions` and config fields. Returns
+    the last logged training record."""
     fields = set(RunOptions.__dataclass_fields__) | {"device"}
     config_fields = {name for name, _ in flat_fields(PretrainConfig, ModelConfig)}
     for key in settings:

@@ -1,18 +1,5 @@
-"""A pretraining run directory: what it may hold, who writes it, and the run to do (`resolve_setup`); what a run
-writes while it trains is `electra.train.outputs`'.
-
-    RUN_DIR/
-      .lock            one writer at a time (`electra.io.DirLock`)
-      config.json      the run's config and options; a finished run says so
-      tokenizer/       the run's tokenizer (written once, never rewritten in place)
-      checkpoints/     latest (rolling), step_N at the kept fractions, index.json  (`electra.checkpoint`)
-      metrics.jsonl    one record per logged step and per evaluation; tb/: the same for TensorBoard
-
-Policy: a directory that holds a run is only continued (`--resume`) or replaced (`--force`); one that holds other
-files of these names is refused; a resumed run's metrics are cut back to its checkpoint's step; a damaged `latest`
-falls back to the newest intact kept checkpoint. `resolve_setup` turns the options into the run to do (config,
-data, tokenizer, checkpoint to resume from).
-"""
+"""A pretraining run directory (docs/pretraining.md): what it may hold, who writes it, and the run to do
+(`resolve_setup`)."""
 
 from __future__ import annotations
 
@@ -48,10 +35,8 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")  # wh
 
 
 def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
-    """The run's saved config (None for a new directory) and the checkpoint to resume from (None: start anew).
-
-    Refuses a directory with a run's outputs but no config.json (not ours), and an existing run unless it is
-    resumed or `force` replaces it."""
+    """The run's saved config (None for a new directory) and the checkpoint to resume from (None: start anew);
+    refuses a directory with a run's outputs but no config.json, and an existing run unless resumed or forced."""
     saved = ckpt.read_run_config(run_dir) if (run_dir / ckpt.CONFIG).is_file() else None
     foreign = [n for n in OUTPUTS if (run_dir / n).exists()]
     if saved is None and foreign:  # our runs write config.json before any of these
@@ -78,8 +63,7 @@ def inspect(run_dir: Path, resume: bool, force: bool) -> tuple[dict[str, Any] | 
 
 
 def _say_damaged_kept(run_dir: Path, resume_from: Path) -> None:
-    """Say which kept checkpoints (`step_N`) are damaged: the resumed run writes those past its start again, the
-    others stay as they are."""
+    """Say which kept checkpoints (`step_N`) are damaged (the resumed run writes those past its start again)."""
     start = json.loads((resume_from / ckpt.TRAINER_STATE).read_text()).get("step", 0)
     root = run_dir / ckpt.CHECKPOINTS
     for path in sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:])):
@@ -137,9 +121,6 @@ def check_unchanged(run_dir: Path, resume_from: Path, cfg: PretrainConfig) -> No
         )
 
 
-# ---------------------------------------------------------------------------------------------- setup
-
-
 @dataclass
 class RunOptions:
     """Where and how a run happens; unlike `PretrainConfig`, none of this changes the trained weights."""
@@ -191,18 +172,9 @@ class Setup:
 
 
 # run options that `--resume` takes from the run when they are not given again
-RESUMED_OPTIONS = (
-    "log_every",
-    "save_every",
-    "eval_every",
-    "eval_examples",
-    "micro_batch_size",
-    "precision",
-    "prepare_workers",
-    "vocab",
-    "data_cache",
-    "probe",
-    "glue_dir",
+RESUMED_OPTIONS = tuple(
+    "log_every save_every eval_every eval_examples micro_batch_size precision prepare_workers vocab data_cache "
+    "probe glue_dir".split()
 )
 
 

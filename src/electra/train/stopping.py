@@ -1,14 +1,5 @@
-"""SIGTERM (what SLURM, Kubernetes and cloud preemption send) and SIGINT (Ctrl-C) during pretraining.
-
-    with StopSignals() as stop:      # around the whole command
-        ...                          # setting up: a signal stops at once (nothing to save yet)
-        stop.arm()                   # the training loop: a signal is only recorded ...
-        stop.requested(info, ...)    # ... and seen at the next step boundary, which saves and raises `Stopped`
-
-The command then exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT) and one line saying where
-the checkpoint is and that the same command with `--resume` continues the run. A second signal while the step and
-its checkpoint are finished stops at once; checkpoints are written atomically, so the last complete one stays.
-"""
+"""SIGTERM (preemption) and SIGINT (Ctrl-C) during pretraining: a checkpoint at the next step boundary, then
+`Stopped` (exit 128 + the signal number); while setting up, or at a second signal, at once."""
 
 from __future__ import annotations
 
@@ -66,9 +57,8 @@ class StopSignals:
         self.signum = signum
 
     def requested(self, info: dist.DistInfo, check_all: bool) -> int | None:
-        """The signal to stop for at this step boundary, or None. In a torchrun job every process must stop at the
-        same step: they agree (the highest signal number any of them got) at steps where `check_all`, the logged
-        ones, at which they wait for each other anyway."""
+        """The signal to stop for at this step boundary, or None; in a torchrun job the processes agree (the highest
+        signal any got) at the `check_all` steps."""
         if not info.distributed:
             return self.signum
         if not check_all:

@@ -1,17 +1,4 @@
-"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra finetune/qa/qa_tasks.py builds them.
-
-Examples: the context is split at whitespace into "doc tokens" (space, tab, CR, LF and U+202F count as whitespace),
-remembering for every character the word it belongs to, so that an answer's character span becomes a word span.
-Training examples carry the first answer (or, for SQuAD 2.0, `is_impossible`); dev examples carry every gold answer
-text for the evaluation.
-
-Features: `[CLS] query [SEP] doc-span [SEP]`. The query is cut to `max_query_length` WordPieces; the document
-(each doc token WordPiece-tokenized on its own) is cut into spans of at most `max_length - len(query) - 3` pieces,
-each starting `doc_stride` pieces after the previous one. For every doc piece the feature records the doc token it
-came from (`token_to_orig_map`) and whether this span gives it the most context (`token_is_max_context`: the span
-maximising min(left context, right context) + 0.01 * span length). Training labels are piece positions in the
-feature; 0 ([CLS]) when the question has no answer or the answer is not entirely inside the span.
-"""
+"""SQuAD 1.1 / 2.0 examples and features, as google-research/electra qa_tasks.py builds them (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -67,9 +54,6 @@ class QAFeature:
     start_position: int = 0
     end_position: int = 0
     is_impossible: bool = False
-
-
-# ---------------------------------------------------------------------------------------------- reading
 
 
 def is_whitespace(c: str) -> bool:
@@ -131,19 +115,10 @@ def _paragraphs_from_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _paragraphs_from_hub(source: str, role: Role) -> list[tuple[str, dict[str, Any]]]:
-    """The rows of a `datasets` SQuAD dataset (id, context, question, answers{text, answer_start}), one paragraph
-    per row in the official structure."""
+    """The rows of a `datasets` SQuAD dataset, one paragraph per row in the official structure."""
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
-    name, config, split = spec.name, spec.config, spec.split
-    hub.require(name, f"--{role} dataset")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as err:  # a missing dataset, config or split
-        raise ElectraError(f"--{role} {source}: {type(err).__name__}: {err}") from None
+    ds, _ = hub.load_dataset(source, role)
     missing = {"id", "context", "question", "answers"} - set(ds.column_names)
     if missing:
         raise ElectraError(f"--{role} {source}: not a SQuAD dataset (no column {', '.join(sorted(missing))})")
@@ -181,11 +156,8 @@ def _check_gold(text: str, start: int, context: str, where: str) -> None:
 
 
 def load_squad(source: str | Path, version: Version, role: Role) -> SquadData:
-    """Examples from an official-format file (v1.1 or v2.0) or `hf:squad` / `hf:squad_v2` (`datasets`).
-
-    A local path is never sent to the hub. Training answers must be where `answer_start` says (up to whitespace
-    and case); one whose text the whitespace doc tokens cannot recover is skipped, as the official code does
-    (google-research/electra finetune/qa/qa_tasks.py `_add_examples`), and counted in `skipped`."""
+    """Examples from an official-format file (v1.1 or v2.0) or `hf:squad` / `hf:squad_v2`; a training answer the
+    whitespace doc tokens cannot recover is skipped, as the official code does, and counted in `skipped`."""
     source = str(source)
     if version not in ("1.1", "2.0"):
         raise ElectraError(f"SQuAD version must be '1.1' or '2.0', got {version!r}")
@@ -247,9 +219,6 @@ def subsample(data: SquadData, n: int | None) -> SquadData:
         return data
     keep = sorted(random.Random(0).sample(range(len(data.examples)), n))
     return SquadData(data.source, data.version, data.role, [data.examples[i] for i in keep], data.skipped)
-
-
-# ---------------------------------------------------------------------------------------------- features
 
 
 def max_context_flags(spans: list[tuple[int, int]], span_index: int) -> list[bool]:
@@ -331,15 +300,9 @@ def featurize(
             ids.append(tokenizer.sep_id)
             types = [0] * offset + [1] * (span_len + 1)
             flags = max_context_flags(spans, s)
-            f = QAFeature(
-                example_index=e,
-                span_index=s,
-                input_ids=ids,
-                token_type_ids=types,
-                token_to_orig_map={offset + i: tok_to_orig[span_start + i] for i in range(span_len)},
-                token_is_max_context={offset + i: flags[i] for i in range(span_len)},
-                is_impossible=ex.is_impossible,
-            )
+            to_orig = {offset + i: tok_to_orig[span_start + i] for i in range(span_len)}
+            max_context = {offset + i: flags[i] for i in range(span_len)}
+            f = QAFeature(e, s, ids, types, to_orig, max_context, is_impossible=ex.is_impossible)
             inside = span_start <= tok_start and tok_end <= span_start + span_len - 1
             if training and not ex.is_impossible and inside:
                 f.start_position = tok_start - span_start + offset

@@ -1,16 +1,4 @@
-"""Exact match and F1 as the official SQuAD evaluation scripts define them (all scores x 100).
-
-Both normalise an answer the same way: lower-case, drop ASCII punctuation (`string.punctuation`), replace the
-articles a/an/the (whole words) by a space, and collapse whitespace. They differ at the edges:
-
-- v1.1 (google-research/electra finetune/qa/squad_official_eval_v1.py): every question counts, an unanswered one
-  scores 0; F1 is 0 whenever no token is shared, even when both normalise to nothing (EM is then 1).
-- v2.0 (google-research/electra finetune/qa/squad_official_eval.py): gold answers that normalise to nothing are
-  dropped, an unanswerable question's only gold answer is "", and F1 is 1 when both sides are empty, 0 when only one
-  is. With null odds and a threshold, a question whose odds exceed it is answered "" (`exact`, `f1` and the
-  HasAns_/NoAns_ splits); `best_exact`/`best_f1` are the scores at the best threshold on these very questions
-  (`find_best_thresh`), reported with that threshold.
-"""
+"""Exact match and F1 as the official SQuAD v1.1 and v2.0 evaluation scripts define them (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -29,9 +17,6 @@ def normalize_answer(s: str) -> str:
     """Lower-case, remove punctuation, articles and extra whitespace (both official scripts)."""
     s = "".join(c for c in s.lower() if c not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", s).split())
-
-
-# ---------------------------------------------------------------------------------------------- SQuAD 1.1
 
 
 def exact_v1(prediction: str, gold: str) -> float:
@@ -61,9 +46,6 @@ def squad_v1(gold: Gold, predictions: dict[str, str]) -> dict[str, float]:
         f1 += _max_over(f1_v1, predictions[qid], golds)
     total = len(gold)
     return {"exact": 100.0 * exact / total, "f1": 100.0 * f1 / total, "total": total}
-
-
-# ---------------------------------------------------------------------------------------------- SQuAD 2.0
 
 
 def _tokens(s: str) -> list[str]:
@@ -128,14 +110,10 @@ def _mean(scores: dict[str, float], qids: list[str]) -> float:
 
 
 def squad_v2(
-    gold: Gold,
-    predictions: dict[str, str],
-    null_odds: dict[str, float] | None = None,
-    threshold: float = 1.0,
+    gold: Gold, predictions: dict[str, str], null_odds: dict[str, float] | None = None, threshold: float = 1.0
 ) -> dict[str, float]:
-    """The v2.0 script's output: exact, f1, total, HasAns_*/NoAns_* (when present) and, with `null_odds`,
-    best_exact(_thresh) and best_f1(_thresh). `predictions` are the best non-empty spans (or "" for no answer);
-    `threshold` is the script's `--na-prob-thresh` (1.0 by default; google-research/electra passes -2.75)."""
+    """The v2.0 script's output: exact, f1, total, HasAns_*/NoAns_* and, with `null_odds`, best_exact(_thresh) and
+    best_f1(_thresh); `threshold` is the script's `--na-prob-thresh`."""
     has_answer = {q: bool(a) for q, a in gold.items()}
     exact_raw, f1_raw = raw_scores_v2(gold, predictions)
     odds = null_odds if null_odds is not None else {q: 0.0 for q in predictions}

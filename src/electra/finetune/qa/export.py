@@ -1,18 +1,8 @@
-"""Export a finetuned SQuAD run (`finetune_squad(..., save_model=True)`) as a `transformers` directory.
-
-- transformers head: an `ElectraForQuestionAnswering` directory (config, model.safetensors, tokenizer files) that
-  `from_pretrained` loads with no missing or unexpected weight; `pipeline("question-answering", model=DIR)` loads
-  it in the transformers versions that still have that pipeline (it was removed in 5.x).
-- official head: the finetuned encoder as an `ElectraModel` directory plus `qa_head.safetensors` (the head's
-  weights under our names), `qa_head.json` (its options) and a README with the code that applies it. transformers
-  has no class for this head (answerable classifier, end logits conditioned on the start).
-
-Both are loaded back after writing and their outputs compared with ours on a padded probe batch.
-"""
+"""Export a finetuned SQuAD run (`save_model=True`) as a `transformers` directory, loaded back and compared with
+ours (docs/qa.md)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +12,7 @@ import torch
 from electra.config import ModelConfig, from_dict
 from electra.errors import ElectraError
 from electra.finetune.qa.model import HeadOptions, QuestionAnswerer
+from electra.finetune.results import read_record, saved_run
 from electra.hf import copy_state, hf_config, load_weights, quiet_transformers, to_hf
 from electra.io import write_dir, write_json
 from electra.tokenizer import WordPiece, load_tokenizer
@@ -34,21 +25,12 @@ def load_qa_run(run: str | os.PathLike) -> tuple[QuestionAnswerer, dict[str, Any
     """(the finetuned model in eval mode, the run's config.json, its tokenizer) from a `save_model` run."""
 
     run = Path(run)
-    try:
-        config = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError):
-        raise ElectraError(f"{run} is not a SQuAD run directory (no readable config.json)") from None
-    if not isinstance(config, dict) or config.get("task") not in ("squad11", "squad20") or "qa" not in config:
-        raise ElectraError(f"{run} is not a SQuAD run directory (its config.json names no SQuAD task)")
-    weights = run / "model.safetensors"
-    if not (run / "metrics.json").is_file():
-        raise ElectraError(f"SQuAD run {run} is not complete (no metrics.json)")
-    if not weights.is_file():
-        raise ElectraError(f"SQuAD run {run} has no model.safetensors: finetune with save_model=True to keep it")
+    squad = lambda c: c.get("task") in ("squad11", "squad20") and "qa" in c  # noqa: E731
+    config = saved_run(run, "SQuAD", squad, "its config.json names no SQuAD task")
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     options = HeadOptions(**{k: config["qa"][k] for k in HeadOptions.__dataclass_fields__})
     model = QuestionAnswerer(model_cfg, config["head"], options)
-    load_weights(model, weights, "the run's model")
+    load_weights(model, run / "model.safetensors", "the run's model")
     tok = load_tokenizer(run / "tokenizer", lowercase=config.get("tokenizer_lowercase"))
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"SQuAD run {run}: its tokenizer/ is not the one the run used")
@@ -198,26 +180,18 @@ or, with a transformers version that has the question-answering pipeline (before
 
 
 def export_qa_run(run: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
-    """Export a `save_model` SQuAD run to `out` (written atomically; an existing non-empty `out` needs `force`).
-    Returns what `out/qa_head.json` (official head) or `out/export.json` (transformers head) records."""
+    """Export a `save_model` SQuAD run to `out` (an existing non-empty `out` needs `force`); returns its record."""
     from safetensors.torch import save_file
     from transformers import ElectraForQuestionAnswering
 
     run = Path(run)
     model, config, tok = load_qa_run(run)
-    metrics = json.loads((run / "metrics.json").read_text()).get("metrics", {})
-    record: dict[str, Any] = {
-        "format": "electra-qa-export",
-        "head": config["head"],
-        "version": config["version"],
-        "seed": config.get("seed"),
-        "source": str(run.resolve()),
-        "pretrained_model": config.get("model"),
-        "options": {k: config["qa"][k] for k in HeadOptions.__dataclass_fields__},
-        "n_best_size": config["qa"]["n_best_size"],
-        "max_answer_length": config["qa"]["max_answer_length"],
-        "metrics": metrics,
-    }
+    metrics = read_record(run / "metrics.json").get("metrics", {})
+    record: dict[str, Any] = {"format": "electra-qa-export", "head": config["head"], "version": config["version"]}
+    record |= {"seed": config.get("seed"), "source": str(run.resolve()), "pretrained_model": config.get("model")}
+    record["options"] = {k: config["qa"][k] for k in HeadOptions.__dataclass_fields__}
+    record |= {k: config["qa"][k] for k in ("n_best_size", "max_answer_length")}
+    record["metrics"] = metrics
 
     def write_transformers(tmp: Path) -> None:
         hf = ElectraForQuestionAnswering(hf_config(model.config))

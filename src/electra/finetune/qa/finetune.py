@@ -1,20 +1,4 @@
-"""Finetune on SQuAD 1.1 or 2.0 with the official ELECTRA recipe; resumable runs over seeds.
-
-    OUT/squad11|squad20/run_<seed>/config.json        what the run was (model, recipe, QA options, data)
-    OUT/squad11|squad20/run_<seed>/predictions.json   {question id: answer} in the official format ("" = no answer)
-    OUT/squad20/run_<seed>/null_odds.json             {question id: null odds} (SQuAD 2.0)
-    OUT/squad11|squad20/run_<seed>/nbest.json         the n-best lists (text, probability, start/end scores)
-    OUT/squad11|squad20/run_<seed>/model.safetensors  with save_model (and tokenizer/, for `export_qa_run`)
-    OUT/squad11|squad20/run_<seed>/metrics.json       written last: its presence marks the run complete
-    OUT/squad11|squad20/results.json                  every complete run and the median of each metric
-    OUT/results.json                                  the same, for the version finetuned last
-
-The recipe is the GLUE one (`electra.finetune.recipe.FinetuneConfig`: Adam without bias correction, layer-wise decay,
-warm-up 10 %, clipping 1.0, batch 32, summed loss) with the QA defaults of google-research/electra
-configure_finetuning.py: 2 epochs, max_length 512, max_query_length 64, doc_stride 128, n_best_size 20,
-max_answer_length 30, the answerable classifier (weight 0.5, using the start distribution), joint prediction with
-beam 20, and the SQuAD 2.0 no-answer threshold -2.75 on the null odds.
-"""
+"""Finetune on SQuAD 1.1 or 2.0 with the official recipe and QA defaults; resumable runs over seeds (docs/qa.md)."""
 
 from __future__ import annotations
 
@@ -106,9 +90,6 @@ def resolve(cfg: FinetuneConfig, model: ModelConfig, max_length_given: bool) -> 
     return dataclasses.replace(cfg, max_length=cfg.max_length if max_length_given else QA_MAX_LENGTH)
 
 
-# ---------------------------------------------------------------------------------------------- one run
-
-
 def train(
     model: QuestionAnswerer,
     features: list[QAFeature],
@@ -136,8 +117,7 @@ def train(
 def predict(
     model: QuestionAnswerer, features: list[QAFeature], device: torch.device, batch_size: int, pad_id: int
 ) -> list[dict[str, np.ndarray]]:
-    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length (so that
-    nothing depends on how the features were batched)."""
+    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length."""
     model.eval()
     results: list[dict[str, np.ndarray]] = []
     for start in range(0, len(features), batch_size):
@@ -157,8 +137,7 @@ def predict(
 
 @dataclass
 class SquadRuns(TaskRuns):
-    """SQuAD in a sweep: the QA head, the official metrics, and the official files (predictions.json, null_odds.json
-    for 2.0, nbest.json)."""
+    """SQuAD in a sweep: the QA head, the official metrics and files (predictions, null odds, n-best lists)."""
 
     qa: QAOptions
     head: Head
@@ -230,14 +209,8 @@ def finetune_squad(
     quiet: bool = False,
     **recipe: Unpack[SquadFields],
 ) -> dict[str, Any]:
-    """Finetune `model` (a pretraining run, an HF directory or hub id, or `random:<preset>` with `tokenizer`) on
-    SQuAD `version`: `train` and `dev` are official-format JSON files or `hf:squad` / `hf:squad_v2`. `recipe`:
-    `FinetuneConfig` fields (learning_rate, epochs, batch_size, max_length, max_train_examples, ...) and `QAOptions`
-    fields (doc_stride, joint_prediction, qa_na_threshold, ...). Returns {"runs": [...], "median": {...}}, also
-    written to OUT/results.json.
-
-        finetune_squad("runs/small", "runs/squad", train="train-v1.1.json", dev="dev-v1.1.json")
-    """
+    """Finetune `model` on SQuAD `version` from `train` and `dev` (official JSON or `hf:squad[_v2]`); `recipe`:
+    `FinetuneConfig` and `QAOptions` fields. Returns {"runs": [...], "median": {...}} (OUT/results.json)."""
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     if version not in ("1.1", "2.0"):
@@ -260,20 +233,11 @@ def finetune_squad(
         sizes = dict(max_length=task_cfg.max_length, max_query_length=qa.max_query_length, doc_stride=qa.doc_stride)
         train_features = featurize(train_data.examples, encoder.tokenizer, training=True, **sizes)
         dev_features = featurize(dev_data.examples, encoder.tokenizer, training=False, **sizes)
-        record = {
-            "version": version,
-            "head": head,
-            "qa": asdict(qa),
-            "train": train,
-            "dev": dev,
-            "tokenizer_lowercase": encoder.tokenizer.lowercase,
-            "n_train_available": n_available,
-            "n_train": len(train_data.examples),
-            "n_train_features": len(train_features),
-            "skipped_train_answers": train_data.skipped,
-            "n_dev": len(dev_data.examples),
-            "n_dev_features": len(dev_features),
-        }
+        record = {"version": version, "head": head, "qa": asdict(qa), "train": train, "dev": dev}
+        record |= {"tokenizer_lowercase": encoder.tokenizer.lowercase, "n_train_available": n_available}
+        record |= {"n_train": len(train_data.examples), "n_train_features": len(train_features)}
+        record |= {"skipped_train_answers": train_data.skipped, "n_dev": len(dev_data.examples)}
+        record["n_dev_features"] = len(dev_features)
         parts = (qa, head, train_features, dev_data, dev_features)
         return SquadRuns(name, f"SQuAD {version}", task_cfg, len(train_features), record, encoder, *parts)
 

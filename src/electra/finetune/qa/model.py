@@ -1,25 +1,5 @@
-"""The span-extraction model: the ELECTRA encoder (`electra`) and one of two heads.
-
-`official` -- google-research/electra finetune/qa/qa_tasks.py `get_prediction_module`:
-
-- positions outside the answer mask (padding, the question, the first [SEP]; [CLS] stays allowed) get -1000 added;
-- start logits: dense(H -> 1) (`qa_start`);
-- joint prediction (default): the end logits are conditioned on the start, dense(gelu(dense([h_start; h_j]))) with
-  a 512-unit hidden layer (`qa_end_hidden`, `qa_end`). Training feeds the gold start; inference keeps the top
-  `beam_size` starts by log-probability and, for each, the top `beam_size` ends. Without joint prediction the end
-  logits are a second dense(H -> 1) and the n-best search picks starts and ends independently;
-- answerable classifier (default): a logit for "no answer" from [h_CLS; sum_j softmax(start)_j h_j] through a
-  512-unit GELU layer (`qa_answerable_hidden`, `qa_answerable`), or from h_CLS alone without
-  `answerable_uses_start_logits`; trained with sigmoid cross-entropy against `is_impossible`;
-- loss per example: (CE(start) + CE(end)) / 2 + answerable_weight * BCE(answerable), dense kernels Glorot-uniform
-  and biases zero (tf.layers.dense defaults). No dropout in the head.
-
-`transformers` -- exactly `transformers.ElectraForQuestionAnswering`: `qa_outputs = Linear(H, 2)` on every position,
-no mask, loss (CE(start) + CE(end)) / 2, weights N(0, initializer_range) (its `_init_weights`). The state dict
-(`electra.*`, `qa_outputs.*`) loads into `ElectraForQuestionAnswering` as it is.
-
-Every head parameter's name starts with `qa_` (`head_prefixes`), which layer-wise decay uses to tell it apart.
-"""
+"""The span-extraction model: the ELECTRA encoder with the `official` head or `transformers`' (docs/qa.md); every
+head parameter's name starts with `qa_` (`head_prefixes`), which layer-wise decay uses to tell it apart."""
 
 from __future__ import annotations
 
@@ -115,9 +95,8 @@ class QuestionAnswerer(nn.Module):
         token_type_ids: Tensor | None = None,
         start_positions: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Training (`start_positions` given): start_logits, end_logits (B, L), answerable_logit (B,).
-        Inference with joint prediction: also start_top_log_probs/start_top_index (B, K) and
-        end_top_log_probs/end_top_index (B, K, K), K = min(beam_size, L)."""
+        """start_logits, end_logits (B, L), answerable_logit (B,); at inference with joint prediction also the
+        beam's start_top_* (B, K) and end_top_* (B, K, K), K = min(beam_size, L)."""
         h = self.electra(input_ids, attention_mask, token_type_ids).float()  # (B, L, H)
         B, L, _ = h.shape
         if self.head == "transformers":
@@ -177,8 +156,7 @@ def build_qa_model(
     options: HeadOptions | None = None,
     init_seed: int = 0,
 ) -> QuestionAnswerer:
-    """A fresh model: the pretrained encoder's weights when given (else the official truncated-normal init), a new
-    head initialised from `init_seed`."""
+    """A fresh model: the pretrained encoder's weights when given, a new head initialised from `init_seed`."""
     torch.manual_seed(init_seed)
     model = QuestionAnswerer(cfg, head, options)
     start_encoder(model.electra, encoder)

@@ -1,17 +1,4 @@
-"""From per-feature model outputs to answers: google-research/electra finetune/qa/qa_metrics.py `write_predictions`.
-
-For every question, candidate (start, end) pairs are collected over all its features -- with joint prediction the
-beam's pairs, scored by their log-probabilities; otherwise the `n_best_size` best starts x the `n_best_size` best
-ends, scored by their logits -- and dropped unless both ends are document pieces, the start is not [CLS], the start
-piece has its max context in this feature, end >= start, and the span is at most `max_answer_length` pieces. The
-rest are sorted by start + end score; the first `n_best_size` distinct texts form the n-best list (a lone "empty"
-when nothing survives). The text of a span is the original context's (`final_text`: casing, accents and punctuation
-as written, without characters outside the predicted pieces).
-
-SQuAD 2.0: the null score is the minimum over the question's features of the answerable logit (the official head's
-classifier) or of start_logits[0] + end_logits[0] (without it); null odds = the null score, or null score minus the
-best non-null span's score. The answer is "" when the null odds exceed the threshold (`apply_null_threshold`).
-"""
+"""From per-feature model outputs to answers, n-best lists and null odds, as qa_metrics.py `write_predictions`."""
 
 from __future__ import annotations
 
@@ -38,9 +25,6 @@ class Candidate:
     probability: float = 0.0
 
 
-# ---------------------------------------------------------------------------------------------- text
-
-
 def _strip_spaces(text: str) -> tuple[str, dict[int, int]]:
     chars, ns_to_s = [], {}
     for i, c in enumerate(text):
@@ -65,9 +49,8 @@ def basic_tokens(text: str, tokenizer: WordPiece) -> list[str]:
 
 
 def final_text(pred_text: str, orig_text: str, tokenizer: WordPiece) -> str:
-    """The part of `orig_text` (the original doc tokens of the span) that the normalised `pred_text` (the span's
-    de-WordPieced pieces) covers: "steve smith" in "Steve Smith's" is "Steve Smith". Falls back to `orig_text`
-    whenever the character alignment fails (google-research/electra finetune/qa/qa_metrics.py `get_final_text`)."""
+    """The part of the original span text `orig_text` that the normalised `pred_text` covers ("Steve Smith" of
+    "Steve Smith's"), else `orig_text` (qa_metrics.py `get_final_text`)."""
     tok_text = " ".join(basic_tokens(orig_text, tokenizer))
     start = tok_text.find(pred_text)
     if start == -1:
@@ -95,9 +78,6 @@ def span_text(example: SquadExample, feature: QAFeature, start: int, end: int, t
     first, last = feature.token_to_orig_map[start], feature.token_to_orig_map[end]
     orig_text = " ".join(example.doc_tokens[first : last + 1])
     return final_text(tok_text, orig_text, tokenizer)
-
-
-# ---------------------------------------------------------------------------------------------- search
 
 
 def best_indexes(logits: np.ndarray, n: int) -> list[int]:
@@ -184,9 +164,8 @@ def predict_answers(
     n_best_size: int = N_BEST_SIZE,
     max_answer_length: int = MAX_ANSWER_LENGTH,
 ) -> tuple[dict[str, str], dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """(answers, null odds, n-best lists) by question id. `results[i]` holds feature i's outputs (numpy arrays
-    without the batch dimension). SQuAD 1.1: the best span and no null odds. SQuAD 2.0: the best non-empty span
-    and its null odds; apply `apply_null_threshold` for the official submission format."""
+    """(answers, null odds, n-best lists) by question id from each feature's outputs `results[i]`; SQuAD 2.0
+    answers are the best non-empty spans (`apply_null_threshold` gives the submission format)."""
     by_example: dict[int, list[int]] = {}
     for i, f in enumerate(features):
         by_example.setdefault(f.example_index, []).append(i)
@@ -210,6 +189,5 @@ def predict_answers(
 
 
 def apply_null_threshold(answers: dict[str, str], null_odds: dict[str, float], threshold: float) -> dict[str, str]:
-    """The official submission format: "" where the null odds exceed `threshold` (google-research/electra
-    run_finetuning.py, SQuAD 2.0 test predictions)."""
+    """The official submission format: "" where the null odds exceed `threshold`."""
     return {q: ("" if null_odds[q] > threshold else a) for q, a in answers.items()}

@@ -1,18 +1,5 @@
-"""Tagging data: CoNLL-style files (or `hf:<dataset id>`), the label set, and word-piece features.
-
-File format (google-research/electra finetune/tagging/tagging_tasks.py, `_get_labeled_sentences`): one token per
-line, columns separated by whitespace, the word in `token_column` (default 0) and its tag in `tag_column` (default
--1, the last column), a blank line between sentences, `-DOCSTART-` lines skipped.
-
-Features (tagging_tasks.py, `featurize` and `tokenize_and_align`): `[CLS] pieces(w1) ... pieces(wn) [SEP]`; each
-word is tokenized on its own and its tag sits on its FIRST word piece, the other pieces and the specials are
-ignored (-100). A sentence longer than `max_length` is cut at a word boundary: the words that do not fit get no
-position, no prediction and no score, as in the official code (its `labels_mask` covers the kept words only).
-The official condition is more conservative than ours (it keeps one spare position per word of the sentence, so
-it drops words earlier): with P pieces and n words it keeps the whole sentence when P + n + 4 <= max_length, we
-do when P + 2 <= max_length. Every token has token type 1: the official tagging features set
-`segment_ids` to 1 for the whole sequence (the export folds this into row 0 of the token-type embeddings).
-"""
+"""Tagging data: CoNLL-style files (or `hf:<dataset id>`), the label set, and word-piece features with each tag on
+its word's first piece, token type 1 everywhere (docs/tagging.md: the format and how sentences are cut)."""
 
 from __future__ import annotations
 
@@ -52,9 +39,6 @@ class TaggingSplit:
     @property
     def labelled(self) -> bool:
         return all(s.tags is not None for s in self.sentences)
-
-
-# ---------------------------------------------------------------------------------------------- reading
 
 
 def _resolve(column: int, n: int) -> int | None:
@@ -123,15 +107,8 @@ def read_hf(source: str, role: str) -> TaggingSplit:
     """Sentences of a hub dataset with a `tokens` column and a `<x>_tags` column (ClassLabel names or strings)."""
     from electra import hub
 
-    spec = hub.parse_dataset(source, role)
+    ds, spec = hub.load_dataset(source, role, "dataset")
     name, split, column = spec.name, spec.split, spec.column
-    hub.require(name, "dataset")
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(name, spec.config, split=split)
-    except Exception as err:  # unknown id or split, unreachable hub, ...
-        raise ElectraError(f"could not load {source} ({name!r}, split {split!r}): {err}".replace("\n", " ")) from None
     where = f"{HF_PREFIX}{name}@{split}"
     cols = list(ds.column_names)
     candidates = [c for c in cols if c.endswith("_tags")]
@@ -173,9 +150,6 @@ def subsample(split: TaggingSplit, n: int | None) -> TaggingSplit:
     return TaggingSplit(split.source, [split.sentences[i] for i in keep])
 
 
-# ---------------------------------------------------------------------------------------------- labels
-
-
 def label_list(train: TaggingSplit) -> list[str]:
     """The tags of the train set, sorted (stable across runs). The official code sorts the tags of train, dev and
     test together (tagging_tasks.py, `_get_label_mapping`); here a tag must be seen in training to be learnt."""
@@ -211,9 +185,6 @@ def span_scheme(labels: list[str]) -> str | None:
     if not prefixes:
         return None
     return "BIO" if prefixes <= {"B", "I"} else "BIOES"
-
-
-# ---------------------------------------------------------------------------------------------- features
 
 
 @dataclass

@@ -1,25 +1,7 @@
-"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory.
-
-    export_tagging_run("runs/chunk/tagging/run_0", "models/chunk")   # a run finetuned with save_model=True
-    pipeline("token-classification", model="models/chunk")             # or ElectraForTokenClassification
-
-The encoder's weights go under `electra.*` (our names are transformers' names), the head under `classifier.*`
-(the same Linear), the labels into config.json (`id2label`, `label2id`), the tokenizer beside them. Two details
-make transformers compute exactly what the run computed:
-
-- token type: the run fed token type 1 to every position (google-research/electra tagging_tasks.py), while
-  tokenizers and the pipeline feed 0 to a single sentence. Row 0 of the exported token-type embeddings is
-  therefore a copy of row 1, so that type 0 there means what type 1 meant here (row 1 is kept as it is).
-- dropout: `classifier_dropout` is the run's head dropout (transformers would otherwise use hidden_dropout_prob
-  before the classifier; it matters only if the export is trained further).
-
-After writing, the directory is loaded back with `from_pretrained` (no missing or unexpected keys) and its logits
-are compared with ours.
-"""
+"""A finetuned tagging run as a `transformers` ElectraForTokenClassification directory (docs/tagging.md)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from electra.errors import ElectraError
+from electra.finetune.results import read_record, saved_run
 from electra.finetune.tagging.data import TOKEN_TYPE
 from electra.finetune.tagging.model import TokenTagger
 from electra.hf import load_weights
@@ -40,13 +23,6 @@ if TYPE_CHECKING:
 VERIFY_TOLERANCE = 1e-4
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ElectraError(f"tagging run: cannot read its {what} {path} ({err})") from None
-
-
 def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any], WordPiece]:
     """(TokenTagger in eval mode, the run's config, its tokenizer) from a run finetuned with save_model=True."""
 
@@ -54,19 +30,11 @@ def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any
     from electra.tokenizer import load_tokenizer
 
     run = Path(run)
-    if not run.is_dir():
-        raise ElectraError(f"tagging run {run} is not a directory")
-    config = _read(run / "config.json", "config")
-    if config.get("task") != "tagging" or "labels" not in config:
-        raise ElectraError(f"{run} is not a tagging run (its config.json has no task 'tagging' and labels)")
-    if not (run / "metrics.json").is_file():
-        raise ElectraError(f"tagging run {run} is incomplete (no metrics.json)")
-    weights = run / "model.safetensors"
-    if not weights.is_file():
-        raise ElectraError(f"tagging run {run} has no model.safetensors: finetune with save_model=True")
+    tagging = lambda c: c.get("task") == "tagging" and "labels" in c  # noqa: E731
+    config = saved_run(run, "tagging", tagging, "its config.json has no task 'tagging' and labels")
     model_cfg = from_dict(ModelConfig, dict(config["model_config"]), str(run / "config.json"))
     model = TokenTagger(model_cfg, len(config["labels"]), config["finetune"].get("head_dropout", 0.0))
-    load_weights(model, weights, "the run's tagger")
+    load_weights(model, run / "model.safetensors", "the run's tagger")
     tok = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else load_tokenizer(config["tokenizer"])
     if tok.fingerprint() != config.get("tokenizer_fingerprint"):
         raise ElectraError(f"tagging run {run}: tokenizer {tok.source} is not the one the run used")
@@ -74,8 +42,7 @@ def load_tagging_run(run: str | os.PathLike) -> tuple[TokenTagger, dict[str, Any
 
 
 def to_hf_tagger(model: TokenTagger, labels: list[str], token_type: int = TOKEN_TYPE) -> ElectraForTokenClassification:
-    """transformers' ElectraForTokenClassification computing `model`'s logits for token type `token_type` when
-    given token type 0."""
+    """transformers' ElectraForTokenClassification computing `model`'s logits for `token_type` at type 0."""
     from transformers import ElectraForTokenClassification
 
     from electra.hf import copy_state, hf_config
@@ -120,27 +87,20 @@ def verify_tagging_export(directory: Path, model: TokenTagger, token_type: int =
 
 
 def export_tagging_run(run: str | Path, out: str | Path, force: bool = False) -> dict:
-    """Write `out`: an ElectraForTokenClassification directory (config with id2label/label2id, weights, tokenizer)
-    that `pipeline("token-classification", model=out)` loads, plus tagging.json (what was exported, from where).
-    An existing non-empty `out` is replaced only with `force`. Returns the tagging.json record."""
+    """Write `out` (config with the labels, weights, tokenizer, tagging.json) for `pipeline("token-classification")`;
+    an existing non-empty `out` is replaced only with `force`. Returns the tagging.json record."""
     from electra.hf import quiet_transformers
 
     run = Path(run)
     model, config, tok = load_tagging_run(run)
     labels = list(config["labels"])
     token_type = int(config.get("token_type_id", TOKEN_TYPE))
-    metrics = _read(run / "metrics.json", "metrics")
-    record: dict[str, Any] = {
-        "format": "electra-tagging-export",
-        "class": "ElectraForTokenClassification",
-        "source": str(run.resolve()),
-        "seed": config.get("seed"),
-        "pretrained_model": config.get("model"),
-        "labels": labels,
-        "scheme": config.get("scheme"),
-        "token_type_folded": f"row 0 of token_type_embeddings = row {token_type} (the run's token type)",
-        "metrics": metrics.get("metrics", {}),
-    }
+    metrics = read_record(run / "metrics.json")
+    record: dict[str, Any] = {"format": "electra-tagging-export", "class": "ElectraForTokenClassification"}
+    record |= {"source": str(run.resolve()), "seed": config.get("seed"), "pretrained_model": config.get("model")}
+    record |= {"labels": labels, "scheme": config.get("scheme")}
+    record["token_type_folded"] = f"row 0 of token_type_embeddings = row {token_type} (the run's token type)"
+    record["metrics"] = metrics.get("metrics", {})
 
     def write(tmp: Path) -> None:
         with quiet_transformers():

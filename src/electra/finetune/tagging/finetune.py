@@ -1,15 +1,5 @@
-"""Finetune an ELECTRA encoder on a tagging task (chunking, NER, POS), several seeds, resumable.
-
-One run per seed in `OUT/tagging/run_<seed>/`: config.json (the recipe and the label list), predictions_dev.txt
-(and predictions_test.txt), model.safetensors + tokenizer/ with `save_model`, and metrics.json written last: a run
-whose metrics.json exists is complete and skipped when the sweep is started again. OUT/results.json holds every
-requested run's metrics and their medians.
-
-Recipe: GLUE's (`electra.finetune.recipe.FinetuneConfig`, the official finetuning hyperparameters of
-google-research/electra configure_finetuning.py: Adam without bias correction, layer-wise decay 0.8 / 0.9 for 24
-layers, lr 3e-4 / 1e-4 / 5e-5 by size, warm-up 10 %, batch 32, 3 epochs, clipping 1.0), with the official tagging
-defaults: max_length 256 (configure_finetuning.py for "chunk") and no dropout on the head (tagging_tasks.py).
-"""
+"""Finetune an ELECTRA encoder on a tagging task (chunking, NER, POS) over seeds, resumable; GLUE's recipe with
+max_length 256 and no head dropout (docs/tagging.md: the recipe and the files of OUT/tagging/run_<seed>/)."""
 
 from __future__ import annotations
 
@@ -57,9 +47,6 @@ def resolve(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
     return cfg.with_defaults(model_cfg, TAGGING_DEFAULTS["epochs"])
 
 
-# ---------------------------------------------------------------------------------------------- data
-
-
 @dataclass
 class TaggingData:
     labels: list[str]
@@ -86,9 +73,6 @@ def read_data(
     label2id = {t: i for i, t in enumerate(labels)}
     features = {k: featurize(s, tok, label2id, cfg.max_length) for k, s in splits.items()}
     return TaggingData(labels, span_scheme(labels), splits, features, n_available)
-
-
-# ---------------------------------------------------------------------------------------------- one run
 
 
 def train_tagger(
@@ -171,8 +155,7 @@ def evaluate(data: TaggingData, preds: dict[str, list[list[str]]]) -> dict[str, 
 
 @dataclass
 class TaggingRuns(TaskRuns):
-    """The tagging task of a sweep: a tag per word, span metrics, and the predictions as CoNLL text
-    (predictions_dev.txt, predictions_test.txt)."""
+    """The tagging task of a sweep: a tag per word, span metrics, predictions_{dev,test}.txt in CoNLL text."""
 
     data: TaggingData
     saves_tokenizer: ClassVar[bool] = True
@@ -193,21 +176,12 @@ class TaggingRuns(TaskRuns):
         fallback = "O" if "O" in data.labels else data.labels[0]  # for the words truncation left unpredicted
         for name, preds in run.outputs.items():
             io.write_text(directory / f"predictions_{name}.txt", conll_predictions(data.splits[name], preds, fallback))
-        return {
-            "task": SUBDIR,
-            "seed": seed,
-            "metrics": metrics,
-            "score": metrics.get("f1", metrics.get("accuracy")),
-            "score_name": "f1" if "f1" in metrics else "accuracy",
-            "scheme": data.scheme,
-            "n_train": len(data.splits["train"].sentences),
-            "n_train_available": data.n_train_available,
-            "truncated_words": {k: f.truncated_words for k, f in data.features.items()},
-            "train_loss_per_epoch": config["train_loss_per_epoch"],
-        }
-
-
-# ---------------------------------------------------------------------------------------------- API
+        score = "f1" if "f1" in metrics else "accuracy"
+        record = {"task": SUBDIR, "seed": seed, "metrics": metrics, "score": metrics.get(score), "score_name": score}
+        record |= {"scheme": data.scheme, "n_train": len(data.splits["train"].sentences)}
+        record |= {"n_train_available": data.n_train_available}
+        record["truncated_words"] = {k: f.truncated_words for k, f in data.features.items()}
+        return record | {"train_loss_per_epoch": config["train_loss_per_epoch"]}
 
 
 def finetune_tagging(
@@ -228,15 +202,8 @@ def finetune_tagging(
     quiet: bool = False,
     **recipe: Unpack[FinetuneFields],
 ) -> dict[str, Any]:
-    """Finetune `model` (a pretraining run, an HF directory, a hub id or `random:<preset>`) to tag the words of
-    `train` (CoNLL-style file or `hf:NAME[:CONFIG][@SPLIT][#TAGS_COLUMN]`), evaluated on `dev` (and `test`),
-    `runs` seeds from `seed`. `recipe`: FinetuneConfig fields (learning_rate, epochs, max_length,
-    max_train_examples, ...). Returns {"runs": [each run's metrics.json], "median": {metric: median}}, also written
-    to OUT/results.json.
-
-        from electra.finetune.tagging import finetune_tagging
-        finetune_tagging("runs/small", "runs/chunk", train="chunk/train.txt", dev="chunk/dev.txt", runs=3)
-    """
+    """Finetune `model` to tag the words of `train` (CoNLL-style or `hf:...`), evaluated on `dev` (and `test`), over
+    `runs` seeds; `recipe`: FinetuneConfig fields. Returns {"runs": [...], "median": {...}} (OUT/results.json)."""
     if runs < 1:
         raise ElectraError(f"runs must be at least 1, got {runs}")
     fields = {**{k: v for k, v in TAGGING_DEFAULTS.items() if k != "epochs"}, **recipe}
@@ -246,16 +213,9 @@ def finetune_tagging(
         task_cfg = resolve(cfg, encoder.config)
         encoder.check_length(task_cfg)
         data = read_data(train, dev, test, token_column, tag_column, encoder.tokenizer, task_cfg)
-        record = {
-            "labels": data.labels,
-            "scheme": data.scheme,
-            "train": data.splits["train"].source,
-            "dev": data.splits["dev"].source,
-            "test": data.splits["test"].source if "test" in data.splits else None,
-            "token_column": token_column,
-            "tag_column": tag_column,
-            "token_type_id": TOKEN_TYPE,
-        }
+        record = {"labels": data.labels, "scheme": data.scheme}
+        record |= {k: data.splits[k].source if k in data.splits else None for k in ("train", "dev", "test")}
+        record |= {"token_column": token_column, "tag_column": tag_column, "token_type_id": TOKEN_TYPE}
         return TaggingRuns(name, "tagging", task_cfg, len(data.features["train"]), record, encoder, data)
 
     out = Path(out)

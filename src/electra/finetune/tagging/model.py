@@ -1,20 +1,5 @@
-"""The tagging model, its loss and its metrics.
-
-Head (google-research/electra finetune/tagging/tagging_tasks.py, `get_prediction_module`): one dense layer
-(`tf.layers.dense`: Glorot-uniform kernel, zero bias) on the encoder's sequence output at each tagged position, no
-extra dropout. transformers' `ElectraForTokenClassification` is the same map (`dropout` then `classifier`, a Linear
-on every position; dropout is the identity at inference), so the weights export as they are. `TokenTagger` takes
-the head's dropout as a parameter (0 by default for tagging, as the official code; `head_dropout` sets it).
-
-Loss: softmax cross-entropy at every word's first piece. The official code sums it over the words of an example
-and the examples of a batch (run_finetuning.py sums the per-example losses): `loss_reduction="sum"`. "mean"
-averages over the words of the batch, as transformers' `ElectraForTokenClassification` does.
-
-Metrics (all x100): word accuracy (tagging_metrics.py `AccuracyScorer`, the official metric of the token-level
-tasks) and, when the tags are BIO or BIOES, span precision/recall/F1 with `seqeval` in its default, conlleval
-mode: a span counts only with the right type and both boundaries (the official chunking metric is span F1,
-tagging_metrics.py `EntityLevelF1Scorer`, on spans read by tagging_utils.py `get_span_labels`).
-"""
+"""The tagging model (a Linear on every position), its loss at each word's first piece, and its metrics: word
+accuracy and, for BIO/BIOES tags, seqeval span precision/recall/F1 (docs/tagging.md)."""
 
 from __future__ import annotations
 
@@ -64,9 +49,6 @@ def tagging_loss(logits: Tensor, labels: Tensor, reduction: str = "sum") -> tupl
     total = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
     n = int((labels != IGNORE).sum())
     return (total if reduction == "sum" else total / max(n, 1)), n
-
-
-# ---------------------------------------------------------------------------------------------- metrics
 
 
 def word_accuracy(gold: list[list[str]], pred: list[list[str]]) -> float:
