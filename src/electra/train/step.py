@@ -160,16 +160,8 @@ def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tenso
     return {k: v.to(device) for k, v in batch.items()}
 
 
-STEP_FIELDS = (
-    "loss",
-    "gen_loss",
-    "disc_loss",
-    "gen_accuracy",
-    "disc_accuracy",
-    "replaced_fraction",
-    "tokens",
-    "grad_norm",
-    "non_finite",
+STEP_FIELDS = tuple(
+    "loss gen_loss disc_loss gen_accuracy disc_accuracy replaced_fraction tokens grad_norm non_finite".split()
 )
 
 
@@ -253,16 +245,8 @@ def train_step(
     else:
         grad_norm, non_finite = optimizer_step(optimizer, scaler, stats[0], halted, cfg.max_grad_norm)
     W = info.world_size
-    values = torch.cat(
-        [
-            stats[:3],
-            stats[3:6] / W,
-            real.double().view(1),
-            grad_norm.detach().double().view(1),
-            non_finite.double().view(1),
-        ]
-    )
-    return StepResult(values)
+    tail = [real.double(), grad_norm.detach().double(), non_finite.double()]
+    return StepResult(torch.cat([stats[:3], stats[3:6] / W, *(x.view(1) for x in tail)]))
 
 
 def optimizer_step(
