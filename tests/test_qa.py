@@ -628,3 +628,23 @@ def test_the_command_line_finetunes_squad_files_and_exports_the_run(workdir, tmp
     assert config["architectures"] == ["ElectraForQuestionAnswering"]
     assert main([*argv[:-1], "--test", str(workdir / "dev20.json")]) == 2
     assert "--test is not used for qa" in capsys.readouterr().err
+
+
+def test_feature_outputs_do_not_depend_on_batching(workdir, tok):
+    """Evaluation batches features shortest first and maps them back: each feature's logits equal those of a
+    batch of one (no padding), up to float rounding. (The official head's beam arrays also rank positions masked
+    with the -1000 penalty, padding among them, as in any batching; the logits they come from are compared.)"""
+    from electra.finetune.qa.finetune import predict
+
+    dev = load_squad(str(workdir / "dev20.json"), "2.0", "dev")
+    feats = featurize(dev.examples, tok, training=False, max_length=24, max_query_length=8, doc_stride=6)
+    assert len({len(f.input_ids) for f in feats}) > 1
+    torch.manual_seed(0)
+    model = QuestionAnswerer(ModelConfig(**MICRO), "official")
+    cpu = torch.device("cpu")
+    one, many = predict(model, feats, cpu, 1, tok.pad_id), predict(model, feats, cpu, 5, tok.pad_id)
+    assert len(one) == len(many) == len(feats)
+    for a, b, f in zip(one, many, feats, strict=True):
+        assert a.keys() == b.keys() and len(a["start_logits"]) == len(f.input_ids)
+        for k in [k for k in a if k.endswith("logits")]:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5)

@@ -354,3 +354,21 @@ def test_the_command_line_finetunes_tagging_files_and_exports_the_run(micro, tmp
     assert main(["export", str(out / "tagging" / "run_0"), "--out", str(tmp_path / "hf")]) == 0
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["architectures"] == ["ElectraForTokenClassification"] and "B-NP" in config["label2id"]
+
+
+def test_predicted_tags_do_not_depend_on_batching(micro):
+    """Evaluation batches rows shortest first and maps them back: the same tags as one sentence at a time."""
+    from electra.config import FinetuneConfig
+    from electra.finetune.tagging.model import build_tagger
+
+    tok = load_tokenizer(micro / "vocab.txt")
+    labels = sorted(set(TAG_OF.values()))
+    split = read_conll(micro / "dev.txt")
+    feats = featurize(split, tok, {t: i for i, t in enumerate(labels)}, 32)
+    assert [len(q) for q in feats.input_ids] != sorted(len(q) for q in feats.input_ids)
+    torch.manual_seed(0)
+    model = build_tagger(None, ModelConfig(**MICRO), len(labels), 0.1, init_seed=0)
+    cpu = torch.device("cpu")
+    one = tagging_finetune.predict_tags(model, feats, labels, cpu, FinetuneConfig(eval_batch_size=1), tok.pad_id)
+    many = tagging_finetune.predict_tags(model, feats, labels, cpu, FinetuneConfig(eval_batch_size=5), tok.pad_id)
+    assert many == one and len(one) == len(split.sentences) and len(set(map(len, one))) > 1

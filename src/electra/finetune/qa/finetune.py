@@ -113,25 +113,27 @@ def train(
     return fit(model, opt, len(features), cfg, seed, device, step_losses, progress, lengths=lengths)
 
 
-@torch.no_grad()
 def predict(
     model: QuestionAnswerer, features: list[QAFeature], device: torch.device, batch_size: int, pad_id: int
 ) -> list[dict[str, np.ndarray]]:
-    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length."""
+    """Each feature's outputs as numpy arrays, per-position logits cut to the feature's own length; features are
+    batched shortest first under inference mode and returned in their own order."""
     model.eval()
-    results: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(features), batch_size):
-        rows = list(range(start, min(start + batch_size, len(features))))
-        b = collate(features, rows, pad_id)
-        out = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
-        out = {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
-        for i, row in enumerate(rows):
-            n = len(features[row].input_ids)
-            r = {k: v[i] for k, v in out.items()}
-            for k in ("start_logits", "end_logits"):
-                if k in r:
-                    r[k] = r[k][:n]
-            results.append(r)
+    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
+    results: list[dict[str, np.ndarray]] = [{} for _ in features]
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            b = collate(features, rows, pad_id)
+            out = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
+            out = {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
+            for i, row in enumerate(rows):
+                n = len(features[row].input_ids)
+                r = {k: v[i] for k, v in out.items()}
+                for k in ("start_logits", "end_logits"):
+                    if k in r:
+                        r[k] = r[k][:n]
+                results[row] = r
     return results
 
 

@@ -106,7 +106,7 @@ def train_tagger(
     return model
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_tags(
     model: TokenTagger,
     feats: TaggingFeatures,
@@ -118,15 +118,16 @@ def predict_tags(
     """Per sentence, the predicted tag of every word that has a position (argmax at its first piece); words cut
     by truncation are left out, so a list may be shorter than its sentence."""
     model.eval()
-    out: list[list[str]] = []
-    for start in range(0, len(feats), cfg.eval_batch_size):
-        rows = range(start, min(start + cfg.eval_batch_size, len(feats)))
+    order = sorted(range(len(feats)), key=lambda i: len(feats.input_ids[i]))  # shortest first: little padding
+    out: list[list[str]] = [[] for _ in range(len(feats))]
+    for start in range(0, len(order), cfg.eval_batch_size):
+        rows = order[start : start + cfg.eval_batch_size]
         b = collate(feats, rows, pad_id)
         with autocast(device, cfg.precision):
             logits = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device))
         best = logits.argmax(-1).cpu()
         for i, r in enumerate(rows):
-            out.append([labels[int(best[i, p])] for p in feats.word_positions[r] if p >= 0])
+            out[r] = [labels[int(best[i, p])] for p in feats.word_positions[r] if p >= 0]
     return out
 
 
