@@ -36,7 +36,11 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         help="the TSV column or JSONL field holding the text (default: the first column / 'text')",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=64, help="masked copies (pll) or sentences (electric) per forward pass"
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="masked copies (pll) or sentences (electric) per forward pass",
     )
     parser.add_argument(
         "--max-length",
