@@ -8,6 +8,7 @@ import transformers
 
 from electra.api import score
 from electra.cli import main
+from electra.score import default_method
 from electra.tokenizer import load_tokenizer
 
 SENTENCES = ["the cat sat on the mat.", "a big red dog", "", "she was not small and it is blue!"]
@@ -190,3 +191,9 @@ def test_run_dir_of_an_electra_run_asks_for_the_method(tmp_path, tiny_vocab):
     by_electric = score(run, src, tmp_path / "e.tsv", method="electric", progress=False)
     assert len(by_pll["scores"]) == len(by_electric["scores"]) == 2
     assert all(s < 0 for s in by_pll["scores"])
+    config = run / "checkpoints" / "latest" / "config.json"  # the objective decides the default method
+    meta = json.loads(config.read_text())
+    for objective, method in (("electric", "electric"), ("mlm", "pll"), ("replace-mlm", "pll")):
+        meta["config"]["objective"] = objective
+        config.write_text(json.dumps(meta))
+        assert default_method(run) == method

@@ -231,9 +231,10 @@ def default_method(model: str | os.PathLike, checkpoint: str = "latest") -> Meth
         return "electric"
     if not path.exists() and str(model).count("/") != 1:
         raise ElectraError(f"model {model} not found: expected a run directory, a model directory or a hub id")
+    where = "in its config.json" if path.is_dir() else "known without downloading it"
     raise ElectraError(
-        f"cannot tell how to score with model {model} (neither ElectraForMaskedLM nor ElectraForPreTraining "
-        "in its config.json): pass method='pll' for a masked LM or method='electric' for an Electric discriminator"
+        f"cannot tell how to score with model {model} (neither ElectraForMaskedLM nor ElectraForPreTraining {where}): "
+        "pass method='pll' for a masked LM or method='electric' for an Electric discriminator"
     )
 
 
