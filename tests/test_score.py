@@ -197,3 +197,16 @@ def test_run_dir_of_an_electra_run_asks_for_the_method(tmp_path, tiny_vocab):
         meta["config"]["objective"] = objective
         config.write_text(json.dumps(meta))
         assert default_method(run) == method
+
+
+def test_progress_bar_counts_masked_copies_for_pll_and_sentences_for_electric(hf_dirs, tmp_path, capsys):
+    root, _, _, tok = hf_dirs
+    src = _write_text(tmp_path / "in.txt", SENTENCES)
+    tokens = sum(len(tok.encode(s)) for s in SENTENCES)
+    capsys.readouterr()
+    score(root / "gen", src, tmp_path / "o.tsv", batch_size=4)
+    err = capsys.readouterr().err
+    assert "score (pll): 100%" in err and f"{tokens}/{tokens}" in err
+    score(root / "disc", src, tmp_path / "o.tsv", batch_size=4)
+    err = capsys.readouterr().err
+    assert "score (electric): 100%" in err and f"{len(SENTENCES)}/{len(SENTENCES)}" in err
