@@ -148,7 +148,9 @@ print("HEAVY", sorted(m for m in ("torch", "scipy", "sklearn", "transformers", "
 """
 
 
-@pytest.mark.parametrize("command", ["pretrain", "finetune", "bench", "export", "report", "quickstart", "prepare"])
+@pytest.mark.parametrize(
+    "command", ["pretrain", "finetune", "bench", "export", "report", "quickstart", "prepare", "score"]
+)
 def test_help_imports_no_torch_scipy_or_sklearn(command):
     """`electra CMD --help` and argument errors answer at once: parsing imports none of the heavy libraries."""
     env = {"PYTHONPATH": str(SRC), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}

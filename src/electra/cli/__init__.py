@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "detect": ("electra.cli.models", "print each token's probability of having been replaced (discriminator)"),
     "fill": ("electra.cli.models", "the generator's top-k tokens for each [MASK] in a text"),
+    "score": ("electra.cli.score", "one likelihood score per sentence: masked-LM PLL or Electric's one pass"),
     "quickstart": ("electra.cli.quickstart", "prepare, pretrain tiny, export, finetune and report, end to end (CPU)"),
 }
 
