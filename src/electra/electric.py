@@ -135,7 +135,7 @@ class Electric(ELECTRA):
             sampled = obj.sample_replacements(slots.detach(), cfg.temperature, cfg.sampling, rng, disallow, noise)
             fake_ids, _ = obj.replace_tokens(input_ids, attention_mask, masked.positions, masked.weights, sampled)
             labels = obj.selected_positions(masked.positions, masked.weights, L) & attention_mask.bool()
-        scores = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L): minus the energies
+        scores = self.discriminator(fake_ids, attention_mask, token_type_ids)  # (B, L): the energies E(x)_t
         logits = nce_logits(scores, cloze, fake_ids, cfg.mask_prob)
         real = attention_mask.bool()
         disc_loss = obj.discriminator_loss(logits, labels, real, cfg.disc_label_smoothing, disc_total)

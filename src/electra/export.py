@@ -74,10 +74,10 @@ def save_model_dir(
 
 ELECTRIC_NOTE = (
     "Trained with Electric's objective (Clark et al., EMNLP 2020; `electra pretrain --objective electric`): "
-    "ElectraForPreTraining's logits here are Electric's scores -E(x)_t (minus the energies), not replaced-token "
-    "logits. The probability that a token was sampled is sigmoid(score + log q(x_t | context) + log(p / (1 - p))), "
-    "with q the cloze generator (not exported) and p the mask rate; summed over a sentence they give Electric's "
-    "unnormalised pseudo-log-likelihood score. "
+    "ElectraForPreTraining's logits here are Electric's energies E(x)_t, not replaced-token logits. The probability "
+    "that a token was sampled is sigmoid(E(x)_t + log q(x_t | context) + log(p / (1 - p))), with q the cloze "
+    "generator (not exported) and p the mask rate; minus their sum over a sentence is Electric's unnormalised "
+    "log-likelihood score (`electra score --method electric`). "
     "Finetuning uses the encoder, as with any ELECTRA discriminator."
 )
 
