@@ -212,8 +212,8 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
     record = json.loads((out / "export.json").read_text())
     assert record["discriminator"] == "ElectraForPreTraining" and "generator" not in record
     assert (
-        "Electric's scores" in record["note"]
-        and "Electric's scores" in (out / "discriminator" / "README.md").read_text()
+        "Electric's energies" in record["note"]
+        and "Electric's energies" in (out / "discriminator" / "README.md").read_text()
     )
     assert record["verified_max_abs_diff"]["discriminator"] < 1e-4 and not (out / "generator").exists()
     from transformers import ElectraForPreTraining
@@ -227,6 +227,17 @@ def test_a_killed_run_resumes_bit_exact_and_evaluates_and_exports(data_dir, tmp_
     with pytest.raises(ElectraError, match="two-tower cloze model, not a masked LM"):
         load_model(full, "generator")
     assert load_model(full, "discriminator")[0].config.hidden_size == 32
+    # `electra score` on the run: Electric's one-pass score by default, minus the energies of the inner tokens
+    from electra.api import score
+
+    (tmp_path / "s.txt").write_text("a b c\nd e\n")
+    scored = score(full, tmp_path / "s.txt", tmp_path / "s.tsv", progress=False)
+    assert scored["method"] == "electric" and scored["rows"] == 2
+    tok = load_run(full)[2]
+    ids = torch.tensor([[tok.cls_id, *tok.encode("a b c"), tok.sep_id]])
+    with torch.no_grad():
+        energies = hf(ids).logits[0, 1:-1].double()
+    assert scored["scores"][0] == pytest.approx(-float(energies.sum()), rel=1e-4, abs=1e-4)
 
 
 def test_pretrain_refuses_electric_with_tied_weights_in_one_line(tmp_path, capsys):
