@@ -184,3 +184,26 @@ def test_test_predictions_option_is_checked(workdir, tmp_path):
     with pytest.raises(Exception, match="test_predictions must be best or all"):
         glue.finetune(str(workdir / "micro"), tmp_path / "x", "sst2", workdir / "glue", runs=1, test_predictions="some")
     assert not (tmp_path / "x").exists()
+
+
+def test_bf16_autocasts_on_the_cpu_and_trains_close_to_fp32(workdir):
+    from electra.finetune.recipe import autocast
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, "bf16"):
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.bfloat16
+    with autocast(cpu, "fp32"):
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
+    task = TASKS["sst2"]
+    encoder, model_cfg, tok = load_encoder(str(workdir / "micro"))
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = FinetuneConfig(epochs=2, max_length=32, precision=precision).resolve(model_cfg, task)
+        data = glue.prepare_task(task, workdir / "glue", tok, cfg)
+        losses[precision] = []
+        _, outputs = glue.finetune_run(
+            data, encoder, model_cfg, cfg, 0, cpu, tok.pad_id, epoch_losses=losses[precision]
+        )
+        assert outputs["dev"].dtype == np.float32
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

@@ -223,7 +223,7 @@ class FinetuneConfig:
     adam_bias_correction: bool = False
     schedule: Literal["official", "warmup_then_decay"] = "official"
     max_train_examples: int | None = None  # subsample train (fixed subset, the same for every seed)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast (GPU, or a CPU with bf16 instructions)
 
     def __post_init__(self):
         check_fields(self)

@@ -201,7 +201,7 @@ FIELD_HELP: dict[str, str] = {
     "head": "official: the official code's head; transformers: ElectraForSequenceClassification's",
     "double_unordered": "MRPC and STS-B: train also on each pair swapped (official)",
     "max_train_examples": "train on a random sample of this many examples (seeded, the same for every run)",
-    "precision": "bf16: autocast on CUDA",
+    "precision": "bf16: autocast (a GPU, or a CPU with bf16 instructions; slower on CPUs without them)",
 }
 
 
