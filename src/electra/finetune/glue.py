@@ -99,7 +99,8 @@ def predict(
     """Model outputs (logits, or the regression value in units of y/5) for every row, in the features' order.
 
     Rows are batched `cfg.eval_batch_size` at a time shortest first, so that a batch pads little, under
-    `torch.inference_mode()`; padding is masked out, so a row's outputs do not depend on its batch."""
+    `torch.inference_mode()`; padding is masked out, so a row's outputs do not depend on its batch (up to float
+    rounding)."""
     model.eval()
     order = np.argsort([len(q) for q in features.input_ids], kind="stable")
     out = np.zeros((len(features), model.num_outputs), np.float32)
