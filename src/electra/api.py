@@ -30,6 +30,7 @@ from electra.finetune.qa import export_qa_run, finetune_squad
 from electra.finetune.tagging import export_tagging_run, finetune_tagging
 from electra.probe import live_probe
 from electra.report import write_report as report
+from electra.score import score_file as score
 from electra.train.pretrain import pretrain as pretrain_run
 
 if TYPE_CHECKING:
@@ -103,42 +104,3 @@ def pretrain(out: str | os.PathLike, preset: str | None = None, **settings: Unpa
         pretrain("runs/tiny", preset="tiny", corpus=["builtin"], vocab="vocab.txt", max_steps=200)
     """
     return pretrain_run(out, preset, evaluators=[live_probe], **settings)
-
-
-def score(
-    model: str | os.PathLike,
-    file: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    *,
-    method: str | None = None,
-    text_column: str | None = None,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    checkpoint: str = "latest",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """One likelihood score per row of `file` (TSV with a header, JSONL, or plain text, one sentence per line), the
-    rows written back with a score added to `out` (atomically; stdout when None); what `electra score` does.
-
-    `method`: "pll", a masked LM's pseudo-log-likelihood (one masked copy per token, `batch_size` copies per pass),
-    or "electric", an Electric model's one-pass score (minus the summed energies); None picks the one `model` is
-    made for. `text_column`: the TSV column or JSONL field of the text (default the first column, "text").
-    `max_length`: tokens kept per sentence with [CLS]/[SEP] (default the model's positions; longer ones are cut and
-    counted). Returns {"method", "rows", "tokens", "truncated", "max_length", "out", "scores"}.
-
-        from electra.api import score
-        score("runs/electric", "hypotheses.tsv", "scored.tsv", text_column="sentence")
-    """
-    from electra.score import score_file
-
-    return score_file(
-        model,
-        file,
-        out,
-        method=method,  # type: ignore[arg-type]  # checked by score_file
-        text_column=text_column,
-        batch_size=batch_size,
-        max_length=max_length,
-        checkpoint=checkpoint,
-        progress=progress,
-    )

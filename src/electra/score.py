@@ -263,7 +263,14 @@ def score_file(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score every row of `file` with `model` and write the rows with their scores to `out` (atomically) or, when
-    `out` is None, to stdout. Returns {"method", "rows", "tokens", "truncated", "max_length", "out", "scores"}."""
+    `out` is None, to stdout; what `electra score` does (`electra.api.score`). `method`: "pll" or "electric" (None:
+    the one `model` is made for); `text_column`: the TSV column or JSONL field of the text; `max_length`: tokens kept
+    per sentence with [CLS]/[SEP] (default the model's positions). Returns {"method", "rows", "tokens", "truncated",
+    "max_length", "out", "scores"}.
+
+        from electra.api import score
+        score("runs/electric", "hypotheses.tsv", "scored.tsv", text_column="sentence")
+    """
     if method is not None and method not in METHODS:
         raise ElectraError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
