@@ -206,3 +206,31 @@ def expected_rows(n_train: int = 48, n_dev: int = 16, n_test: int = 12) -> dict[
         out[t, "train"], out[t, "dev"], out[t, "test"] = n_train, n_dev, n_test
     out["mnli", "dev_mm"], out["mnli", "test_mm"], out["mnli", "ax"] = n_dev + 2, n_test + 1, n_test + 2
     return out
+
+
+# a micro ELECTRA discriminator over VOCAB: what the finetuning tests finetune
+MICRO = dict(
+    vocab_size=len(VOCAB),
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+
+
+def write_micro_model(root: Path) -> Path:
+    """root/vocab.txt and root/micro: a MICRO discriminator (seed 0) saved in HF format with its tokenizer."""
+    import torch
+
+    from electra.config import ModelConfig
+    from electra.hf import save_hf
+    from electra.model import Discriminator, init_weights
+    from electra.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(write_vocab(root / "vocab.txt"))
+    torch.manual_seed(0)
+    disc = Discriminator(ModelConfig(**MICRO))
+    init_weights(disc)
+    return save_hf(disc, root / "micro", tokenizer=tok)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from glue_fixtures import VOCAB, write_glue, write_vocab
+from glue_fixtures import write_glue, write_micro_model
 
 from electra.cli import main
-from electra.config import FinetuneConfig, ModelConfig
+from electra.config import FinetuneConfig
 from electra.finetune import features as features_module
 from electra.finetune import glue
 from electra.finetune.encoder import load_encoder
@@ -20,19 +20,7 @@ from electra.finetune.features import collate
 from electra.finetune.recipe import group_order
 from electra.finetune.results import load_runs, rank
 from electra.finetune.tasks import TASKS, parse_tasks
-from electra.hf import save_hf
-from electra.model import Discriminator, init_weights
-from electra.tokenizer import load_tokenizer
 
-MICRO = dict(
-    vocab_size=len(VOCAB),
-    embedding_size=16,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-)
 TASK_NAMES = "sst2,stsb,mnli"
 
 
@@ -40,11 +28,7 @@ TASK_NAMES = "sst2,stsb,mnli"
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ftspeed")
     write_glue(root / "glue", n_train=24, n_dev=20, n_test=9)
-    tok = load_tokenizer(write_vocab(root / "vocab.txt"))
-    torch.manual_seed(0)
-    disc = Discriminator(ModelConfig(**MICRO))
-    init_weights(disc)
-    save_hf(disc, root / "micro", tokenizer=tok)
+    write_micro_model(root)
     return root
 
 

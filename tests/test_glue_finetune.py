@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from glue_fixtures import VOCAB, write_glue, write_vocab
+from glue_fixtures import MICRO, VOCAB, write_glue, write_micro_model, write_vocab
 
 from electra import init, io
 from electra.cli import main
@@ -19,30 +19,14 @@ from electra.finetune.metrics import chance_auc_band, compute_metrics, ranking_a
 from electra.finetune.recipe import train_steps
 from electra.finetune.results import load_predictions
 from electra.finetune.tasks import TASKS, parse_tasks
-from electra.hf import save_hf
-from electra.model import Discriminator, init_weights
 from electra.tokenizer import load_tokenizer
-
-MICRO = dict(
-    vocab_size=len(VOCAB),
-    embedding_size=16,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ft")
     write_glue(root / "glue", n_train=24, n_dev=10, n_test=6)
-    tok = load_tokenizer(write_vocab(root / "vocab.txt"))
-    torch.manual_seed(0)
-    disc = Discriminator(ModelConfig(**MICRO))
-    init_weights(disc)
-    save_hf(disc, root / "micro", tokenizer=tok)
+    write_micro_model(root)
     return root
 
 

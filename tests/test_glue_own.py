@@ -9,41 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from glue_fixtures import VOCAB, write_glue, write_vocab
+from glue_fixtures import VOCAB, write_glue, write_micro_model
 
 from electra.api import export, finetune, finetune_own
-from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.finetune.features import load_split
 from electra.finetune.metrics import compute_metrics
 from electra.finetune.own import own_task
 from electra.finetune.results import load_predictions
 from electra.finetune.tasks import OwnFiles
-from electra.hf import save_hf
 from electra.hub import DatasetSource, parse_dataset
-from electra.model import Discriminator, init_weights
-from electra.tokenizer import load_tokenizer
 
-MICRO = dict(
-    vocab_size=len(VOCAB),
-    embedding_size=16,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-)
 FAST = dict(epochs=2, max_length=32, device="cpu", quiet=True)
 
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("own")
-    tok = load_tokenizer(write_vocab(root / "vocab.txt"))
-    torch.manual_seed(0)
-    disc = Discriminator(ModelConfig(**MICRO))
-    init_weights(disc)
-    return save_hf(disc, root / "micro", tokenizer=tok)
+    return write_micro_model(root)
 
 
 def _sentences(n: int, seed: int) -> list[list[str]]:
