@@ -72,13 +72,16 @@ def test_fused_generator_head_gives_the_same_loss_samples_and_gradients(monkeypa
         assert torch.equal(g, r) if rows is None else (g - r).abs().max() <= 1e-6 * r.abs().max(), name
 
 
-def train(cfg, steps=3, fuse=False, update_mode=None, backend="aot_eager", poison=None):
-    """`steps` updates of the tiny model; returns the logged values per step and the final weights."""
+def train(cfg, steps=3, fuse=False, update_mode=None, backend="aot_eager", poison=None, prepare=None):
+    """`steps` updates of the tiny model (`prepare(model)` first, e.g. to compile it); returns the logged values per
+    step and the final weights."""
     torch.manual_seed(0)
     model = init.build(cfg, SPECIAL)
     optimizer = build_optimizer(model, cfg)
     if fuse:
         fused.fuse_generator_head(model)
+    if prepare is not None:
+        prepare(model)
     update = None
     if update_mode is not False:
         update = fused.GraphUpdate(optimizer, cfg.max_grad_norm, update_mode, backend=backend)
@@ -208,28 +211,12 @@ def test_gemm_epilogues_compiled_model_trains_as_eager():
 
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     plain = train(cfg, update_mode=False)
-    torch.manual_seed(0)
-    model = init.build(cfg, SPECIAL)
-    optimizer = build_optimizer(model, cfg)
-    assert compile_model(model, "default", gemm_epilogues=True) is False
-    rows = []
-    for step in range(3):
-        for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * (step + 1)
-        r = train_step(
-            model,
-            model,
-            optimizer,
-            None,
-            random_batch(seed=step),
-            step=step,
-            cfg=cfg,
-            plan=BatchPlan(8, 1, 8),
-            info=CPU,
-            precision=Precision("fp32", "cpu"),
-        )
-        rows.append(r.read())
-    assert_same_run((rows, dict(model.named_parameters())), plain, rel=1e-5, atol=1e-5)
+    graphs = []
+    compiled = train(
+        cfg, update_mode=False, prepare=lambda m: graphs.append(compile_model(m, "default", gemm_epilogues=True))
+    )
+    assert graphs == [False]  # (no CUDA graphs on the CPU)
+    assert_same_run(compiled, plain, rel=1e-5, atol=1e-5)
 
 
 def test_fused_generator_head_traces_inside_the_compiled_forward():
@@ -237,29 +224,8 @@ def test_fused_generator_head_traces_inside_the_compiled_forward():
     as inductor would receive them) trains as the plain eager path; dropout off, as for any compiled comparison."""
     cfg = tiny_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     plain = train(cfg, update_mode=False)
-    torch.manual_seed(0)
-    model = init.build(cfg, SPECIAL)
-    optimizer = build_optimizer(model, cfg)
-    fused.fuse_generator_head(model)
-    model.compile(backend="aot_eager")
-    rows = []
-    for step in range(3):
-        for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * (step + 1)
-        r = train_step(
-            model,
-            model,
-            optimizer,
-            None,
-            random_batch(seed=step),
-            step=step,
-            cfg=cfg,
-            plan=BatchPlan(8, 1, 8),
-            info=CPU,
-            precision=Precision("fp32", "cpu"),
-        )
-        rows.append(r.read())
-    assert_same_run((rows, dict(model.named_parameters())), plain, rel=1e-6, atol=1e-6)
+    traced = train(cfg, fuse=True, update_mode=False, prepare=lambda m: m.compile(backend="aot_eager"))
+    assert_same_run(traced, plain, rel=1e-6, atol=1e-6)
 
 
 def test_pretrain_with_the_fused_head_logs_the_plain_losses_and_resumes_bit_exactly(data_dir, tmp_path):  # noqa: F811
